@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* pocketcoder CLI: shared declarations between the dispatcher (main.c) and the command files. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Exit statuses of every command. */
+enum {
+        CLI_EXIT_OK = 0,
+        CLI_EXIT_FAILED = 1,
+        CLI_EXIT_USAGE = 2,
+};
+
+typedef struct cli_global {
+        const char *socket; /* unix socket path (default RUNTIME_DIR/api.sock) */
+        const char *url;    /* http://host:port, overrides socket */
+        const char *token;  /* bearer token */
+        bool json;          /* print the API's JSON instead of tables */
+} cli_global;
+
+/* Performs METHOD PATH (e.g. "/v1/status") with an optional JSON body. On transport success returns 0
+ * and sets *ret_status to the HTTP status and *ret_json to the parsed body (NULL if empty). On failure
+ * prints a message that says what to do and returns negative errno. */
+int cli_request(const cli_global *g, const char *method, const char *path, json_t *body, long *ret_status,
+                json_t **ret_json);
+
+/* Prints an API error body ({"error":{"code","message"}}) as "pocketcoder: MESSAGE" to stderr and
+ * returns CLI_EXIT_FAILED. */
+int cli_print_api_error(long status, json_t *body);
+
+/* Prints JSON to stdout, indented. */
+void cli_print_json(json_t *j);
+
+/* Command entry points. argv[0] is the command name ("policy"); return a CLI_EXIT_* status. */
+int cmd_status(int argc, char **argv, const cli_global *g);
+int cmd_token(int argc, char **argv, const cli_global *g);
+int cmd_policy(int argc, char **argv, const cli_global *g);
