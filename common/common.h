@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f)   __attribute__((cleanup(f)))
@@ -138,3 +139,6 @@ int parse_bool(const char *s, bool *ret);
 bool name_is_valid(const char *name);              /* DNS-label-like: [a-z0-9][a-z0-9-]{0,62} */
 void explicit_bzero_safe(void *p, size_t n);
 uint64_t now_usec(int clock);                       /* CLOCK_MONOTONIC or CLOCK_REALTIME */
+
+#define log_oom() log_error_errno(ENOMEM, "out of memory")
+#define _fallthrough_ __attribute__((fallthrough))

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/* api: the HTTP surface of pocketcoderd (libmicrohttpd + jansson). Knows nothing of namespaces or SQL:
+ * every route calls the daemon's public interface (daemon/daemon.h). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+typedef struct pc_daemon pc_daemon;
+typedef struct pc_error pc_error;
+typedef struct api_server api_server;
+
+typedef struct api_options {
+        const char *socket_path;            /* unix socket, always served */
+        gid_t socket_gid;                   /* group owning the socket (mode 0660); (gid_t)-1 = root only */
+        const struct sockaddr *tcp_address; /* NULL = no TCP listener */
+        socklen_t tcp_address_len;
+        uint64_t max_body_size;
+        unsigned threads; /* 0 = one per CPU */
+} api_options;
+
+/* Binds and starts serving; returns once both listeners accept connections. */
+int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_error **reterr);
+/* Stops accepting, finishes in-flight requests, frees. Accepts NULL, returns NULL. */
+api_server *api_server_free(api_server *s);
+/* The TCP port actually bound (for "listen = 127.0.0.1:0"), 0 without TCP. */
+unsigned api_server_tcp_port(const api_server *s);

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+#include "api-internal.h"
+
+static int get_health(api_request *rq)
+{
+        /* Minimal on purpose: unauthenticated callers learn only that the daemon answers. */
+        return api_reply_json(rq, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+static int get_status(api_request *rq)
+{
+        json_t *j = NULL;
+        int r = pc_daemon_status(api_request_daemon(rq), &j);
+
+        if (r < 0)
+                return api_reply_pc_error(rq, r, NULL);
+        return api_reply_json(rq, MHD_HTTP_OK, j);
+}
+
+static int post_tokens(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r;
+
+        if (!rq->json)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
+                                       "request body must be a JSON object such as {\"role\":\"relay\"}");
+        r = pc_tokens_create(api_request_daemon(rq), &rq->principal, rq->json, &j, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        return api_reply_json(rq, MHD_HTTP_CREATED, j);
+}
+
+static int get_tokens(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r = pc_tokens_list(api_request_daemon(rq), &j, &e);
+
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        return api_reply_json(rq, MHD_HTTP_OK, j);
+}
+
+static int delete_token(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        int r = pc_tokens_delete(api_request_daemon(rq), &rq->principal, rq->params[0], &e);
+
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        return api_reply_json(rq, MHD_HTTP_NO_CONTENT, NULL);
+}
+
+/* Every route the server serves; tests/integration check this table against api/openapi.yaml. */
+static const api_route routes[] = {
+        { "GET", "/v1/health", API_NO_AUTH, get_health },
+        { "GET", "/v1/status", API_ANY_ROLE, get_status },
+        { "POST", "/v1/tokens", API_ROLE(PC_ROLE_ADMIN), post_tokens },
+        { "GET", "/v1/tokens", API_ROLE(PC_ROLE_ADMIN), get_tokens },
+        { "DELETE", "/v1/tokens/{id}", API_ROLE(PC_ROLE_ADMIN), delete_token },
+};
+
+/* Matches `path` against `pattern` segment by segment; {x} takes one non-empty segment. Parameters are
+ * copied into rq->path_buf so handlers get NUL-terminated strings. */
+static bool match(api_request *rq, const char *pattern, const char *path)
+{
+        char *out = rq->path_buf, *end = rq->path_buf + sizeof(rq->path_buf);
+        size_t np = 0;
+
+        for (;;) {
+                if (*pattern == '{') {
+                        const char *seg_end = strchrnul(path, '/');
+                        size_t n = (size_t) (seg_end - path);
+
+                        if (n == 0 || np >= ELEMENTSOF(rq->params) || out + n + 1 > end)
+                                return false;
+                        memcpy(out, path, n);
+                        out[n] = 0;
+                        rq->params[np++] = out;
+                        out += n + 1;
+                        path = seg_end;
+                        pattern = strchr(pattern, '}') + 1;
+                        continue;
+                }
+                if (*pattern != *path)
+                        return false;
+                if (*pattern == 0)
+                        return true;
+                pattern++;
+                path++;
+        }
+}
+
+int api_dispatch(api_request *rq)
+{
+        char allow[128] = "";
+        const char *path = rq->url;
+        size_t n = strlen(path);
+
+        /* A trailing slash names the same resource. */
+        if (n > 1 && path[n - 1] == '/' && n < sizeof(rq->path_buf)) {
+                static __thread char trimmed[1024];
+                memcpy(trimmed, path, n - 1);
+                trimmed[n - 1] = 0;
+                path = trimmed;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                if (!match(rq, routes[i].pattern, path))
+                        continue;
+                if (streq(routes[i].method, rq->method) ||
+                    (streq(rq->method, "HEAD") && streq(routes[i].method, "GET")))
+                        return api_run_route(rq, &routes[i]);
+                if (!strstr(allow, routes[i].method)) {
+                        if (allow[0])
+                                strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
+                        strncat(allow, routes[i].method, sizeof(allow) - strlen(allow) - 1);
+                }
+        }
+        if (allow[0]) {
+                rq->allow = allow;
+                return api_reply_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                       "%s is not allowed on %s (allowed: %s)", rq->method, path, allow);
+        }
+        return api_reply_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint: %s %s", rq->method,
+                               path);
+}

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <ctype.h>
+
+#include "daemon-internal.h"
+
+void pc_config_init(pc_config *c)
+{
+        *c = (pc_config){
+                .config_path = strdup(PC_DEFAULT_CONFIG),
+                .policy_dir = strdup(PC_DEFAULT_POLICY_DIR),
+                .state_dir = strdup(PC_DEFAULT_STATE_DIR),
+                .runtime_dir = strdup(PC_DEFAULT_RUNTIME_DIR),
+                .socket_group = strdup("pocketcoder"),
+                .max_body_size = 1024 * 1024,
+                .log_level = LOG_LEVEL_INFO,
+        };
+}
+
+void pc_config_done(pc_config *c)
+{
+        free(c->config_path);
+        free(c->policy_dir);
+        free(c->state_dir);
+        free(c->runtime_dir);
+        free(c->listen);
+        free(c->socket_group);
+        free(c->log_file);
+        free(c->pid_file);
+        *c = (pc_config){};
+}
+
+static int set_string(char **field, const char *value)
+{
+        char *s = strdup(value);
+        if (!s)
+                return -ENOMEM;
+        free(*field);
+        *field = s;
+        return 0;
+}
+
+static int parse_log_level(const char *s)
+{
+        static const struct {
+                const char *name;
+                int level;
+        } levels[] = {
+                { "error", LOG_LEVEL_ERR }, { "warning", LOG_LEVEL_WARNING }, { "notice", LOG_LEVEL_NOTICE },
+                { "info", LOG_LEVEL_INFO }, { "debug", LOG_LEVEL_DEBUG },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++)
+                if (streq(s, levels[i].name))
+                        return levels[i].level;
+        return -EINVAL;
+}
+
+/* One table of keys keeps the file format, the error message and docs/config.md in step. */
+static int apply_key(pc_config *c, const char *key, const char *value, const char **ret_why)
+{
+        uint64_t u;
+        bool b;
+        int r;
+
+        if (streq(key, "policy_dir"))
+                return set_string(&c->policy_dir, value);
+        if (streq(key, "state_dir"))
+                return set_string(&c->state_dir, value);
+        if (streq(key, "runtime_dir"))
+                return set_string(&c->runtime_dir, value);
+        if (streq(key, "socket_group"))
+                return set_string(&c->socket_group, value);
+        if (streq(key, "log_file"))
+                return set_string(&c->log_file, value);
+        if (streq(key, "listen")) {
+                if (isempty(value) || streq(value, "none")) {
+                        c->listen = (free(c->listen), NULL);
+                        return 0;
+                }
+                return set_string(&c->listen, value);
+        }
+        if (streq(key, "allow_remote_listen")) {
+                if (parse_bool(value, &b) < 0) {
+                        *ret_why = "expected yes or no";
+                        return -EINVAL;
+                }
+                c->allow_remote_listen = b;
+                return 0;
+        }
+        if (streq(key, "max_body_size")) {
+                if (parse_size(value, &u) < 0 || u < 1024 || u > (64ULL << 20)) {
+                        *ret_why = "expected a size between 1K and 64M";
+                        return -EINVAL;
+                }
+                c->max_body_size = u;
+                return 0;
+        }
+        if (streq(key, "api_threads")) {
+                if (parse_uint64(value, &u) < 0 || u > 64) {
+                        *ret_why = "expected a number from 0 (one per CPU) to 64";
+                        return -EINVAL;
+                }
+                c->api_threads = (unsigned) u;
+                return 0;
+        }
+        if (streq(key, "log_level")) {
+                r = parse_log_level(value);
+                if (r < 0) {
+                        *ret_why = "expected error, warning, notice, info or debug";
+                        return r;
+                }
+                c->log_level = r;
+                return 0;
+        }
+        *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
+                   "socket_group, max_body_size, api_threads, log_level, log_file)";
+        return -ENOKEY;
+}
+
+int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error **reterr)
+{
+        const char *why = NULL;
+        int r = apply_key(c, key, value, &why);
+
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_config", "\"%s\": %s", value, why);
+        return 0;
+}
+
+int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr)
+{
+        _cleanup_free_ char *data = NULL;
+        unsigned line = 0;
+        char *p, *next;
+        int r;
+
+        r = read_full_file(path, 1024 * 1024, &data, NULL);
+        if (r == -ENOENT && !must_exist)
+                return 0;
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "config_unreadable", "config %s: cannot read: %s", path,
+                                     strerror(-r));
+
+        for (p = data; p; p = next) {
+                const char *why = NULL;
+                char *eq, *key, *value;
+
+                line++;
+                next = strchr(p, '\n');
+                if (next)
+                        *next++ = 0;
+                if (strchr(p, '#'))
+                        *strchr(p, '#') = 0;
+                key = strstrip(p);
+                if (*key == 0)
+                        continue;
+                eq = strchr(key, '=');
+                if (!eq)
+                        return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                             "config %s:%u: expected \"key = value\", got \"%s\"", path, line,
+                                             key);
+                *eq = 0;
+                value = strstrip(eq + 1);
+                key = strstrip(key);
+                /* Allow "value" quoting for paths with spaces. */
+                size_t vl = strlen(value);
+                if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+                        value[vl - 1] = 0;
+                        value++;
+                }
+                r = apply_key(c, key, value, &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_config", "config %s:%u: %s \"%s\": %s",
+                                             path, line, r == -ENOKEY ? "key" : "value for", key, why);
+        }
+        return 0;
+}
+
+/* Splits "ADDR:PORT" or "[V6]:PORT". */
+static int parse_listen(const char *s, char *addr, size_t n, unsigned *ret_port)
+{
+        const char *colon;
+        uint64_t port;
+
+        if (s[0] == '[') {
+                const char *end = strchr(s, ']');
+                if (!end || end[1] != ':' || (size_t) (end - s - 1) >= n)
+                        return -EINVAL;
+                memcpy(addr, s + 1, end - s - 1);
+                addr[end - s - 1] = 0;
+                colon = end + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || (size_t) (colon - s) >= n)
+                        return -EINVAL;
+                memcpy(addr, s, colon - s);
+                addr[colon - s] = 0;
+        }
+        if (parse_uint64(colon + 1, &port) < 0 || port > 65535)
+                return -EINVAL;
+        *ret_port = (unsigned) port;
+        return 0;
+}
+
+int pc_listen_address(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_loopback)
+{
+        char addr[INET6_ADDRSTRLEN + 1];
+        unsigned port;
+        struct sockaddr_in *in = (struct sockaddr_in *) ret;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) ret;
+
+        if (parse_listen(listen, addr, sizeof(addr), &port) < 0)
+                return -EINVAL;
+        memset(ret, 0, sizeof(*ret));
+        if (streq(addr, "localhost"))
+                strcpy(addr, "127.0.0.1");
+        if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+                in->sin_family = AF_INET;
+                in->sin_port = htons(port);
+                *ret_len = sizeof(*in);
+                *ret_loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+                return 0;
+        }
+        if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+                *ret_len = sizeof(*in6);
+                *ret_loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+                return 0;
+        }
+        return -EINVAL;
+}
+
+int pc_config_validate(const pc_config *c, pc_error **reterr)
+{
+        struct sockaddr_storage ss;
+        socklen_t len;
+        bool loopback;
+
+        if (c->listen) {
+                if (pc_listen_address(c->listen, &ss, &len, &loopback) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                             "listen \"%s\": expected ADDRESS:PORT with a numeric IPv4 or "
+                                             "[IPv6] address, e.g. 127.0.0.1:7300",
+                                             c->listen);
+                if (!loopback && !c->allow_remote_listen)
+                        return pc_error_setf(reterr, EPERM, "invalid_config",
+                                             "listen \"%s\" is not a loopback address; the API would be "
+                                             "reachable from the network. Set \"allow_remote_listen = yes\" "
+                                             "in the config to allow it",
+                                             c->listen);
+        }
+        for (const char *const *p = (const char *const[]){ c->policy_dir, c->state_dir, c->runtime_dir, NULL };
+             *p; p++)
+                if (**p != '/')
+                        return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                             "path \"%s\" must be absolute", *p);
+        return 0;
+}

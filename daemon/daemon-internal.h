@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to daemon/: the daemon object, its configuration and state store. */
+#pragma once
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+
+#include "common.h"
+#include "daemon.h"
+
+typedef struct pc_config {
+        char *config_path;
+        char *policy_dir;
+        char *state_dir;
+        char *runtime_dir;
+        char *listen;             /* "ADDR:PORT" for TCP, NULL = unix socket only */
+        bool allow_remote_listen; /* binding a non-loopback address needs this */
+        char *socket_group;       /* group that may use api.sock (mode 0660) */
+        uint64_t max_body_size;   /* bytes */
+        unsigned api_threads;     /* libmicrohttpd thread pool size, 0 = number of CPUs */
+        int log_level;
+        char *log_file;
+        char *pid_file;
+} pc_config;
+
+void pc_config_init(pc_config *c);
+void pc_config_done(pc_config *c);
+/* Loads `path` over the defaults already in *c. A missing file is fine when `must_exist` is false.
+ * Errors name FILE:LINE and the reason. */
+int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr);
+/* Sets one key as if read from the file (used for command-line overrides). */
+int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error **reterr);
+/* Checks the combination (e.g. a non-loopback listen address without allow_remote_listen). */
+int pc_config_validate(const pc_config *c, pc_error **reterr);
+
+/* Parses "ADDR:PORT" / "[V6]:PORT" into a socket address; tells whether it is loopback. */
+struct sockaddr_storage;
+int pc_listen_address(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_loopback);
+
+/* sqlite store: WAL, versioned migrations applied in one transaction each at open. One connection,
+ * serialised by a mutex: statements are short and this keeps the threading model obvious. */
+typedef struct pc_store {
+        sqlite3 *db;
+        pthread_mutex_t lock;
+} pc_store;
+
+int pc_store_open(pc_store *s, const char *path, pc_error **reterr);
+void pc_store_close(pc_store *s);
+int pc_store_schema_version(pc_store *s);
+/* Runs `sql` with no result rows (under the lock). */
+int pc_store_exec(pc_store *s, const char *sql);
+/* Appends to the audit ledger; caller may hold the lock (lock is recursive). */
+int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail);
+
+static inline void sqlite3_finalizep(sqlite3_stmt **s)
+{
+        if (*s)
+                sqlite3_finalize(*s);
+}
+#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+
+/* jansson ships json_decrefp() for exactly this. */
+#define _cleanup_json_ _cleanup_(json_decrefp)
+
+static inline void mutex_unlockp(pthread_mutex_t **m)
+{
+        if (*m)
+                pthread_mutex_unlock(*m);
+}
+/* Locks `m` until the end of the scope. */
+#define LOCK_GUARD(m)                                                                                     \
+        _cleanup_(mutex_unlockp) _unused_ pthread_mutex_t *_guard_##__LINE__ = ({                         \
+                pthread_mutex_lock(m);                                                                    \
+                (m);                                                                                      \
+        })
+
+struct pc_daemon {
+        pc_config config;
+        pc_store store;
+        uint64_t started_realtime_usec;
+        uint64_t started_monotonic_usec;
+        json_t *host_caps; /* probed once at start */
+};
+
+int pc_daemon_probe_host(pc_daemon *d);
+
+/* Audit actor string for a principal ("local:uid=0", "token:ID(role)"). */
+void pc_principal_describe(const pc_principal *p, char *buf, size_t n);

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* pocketcoderd's public interface for the HTTP layer (api/). The daemon owns state (sqlite), policies and
+ * sandboxes; api/ only translates HTTP to these calls. Resources cross this boundary as jansson objects
+ * so the API never re-encodes them. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct pc_error pc_error;
+typedef struct pc_daemon pc_daemon;
+
+typedef enum {
+        PC_ROLE_ADMIN,
+        PC_ROLE_RELAY,
+        PC_ROLE_AGENT,
+        _PC_ROLE_MAX,
+        PC_ROLE_INVALID = -EINVAL,
+} pc_role;
+
+const char *pc_role_to_string(pc_role r);
+pc_role pc_role_from_string(const char *s);
+
+/* Who is calling: set by authentication, checked by every route. */
+typedef struct pc_principal {
+        pc_role role;
+        char token_id[32]; /* empty for a local peer authenticated by credentials */
+        char sandbox[64];  /* agent tokens: the one sandbox they may touch */
+        bool local_peer;   /* unix socket peer credentials (uid 0 or group pocketcoder) */
+        uid_t uid;
+} pc_principal;
+
+/* Authenticates "Bearer <token>" (the part after "Bearer "). Returns 0 and fills *ret, -EACCES for an
+ * unknown/revoked token, -EINVAL for a malformed one. Constant-time compare of the hash. */
+int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret);
+
+/* Tokens. Creation returns the secret once in "token"; only its SHA-256 is stored. */
+int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_tokens_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+
+/* Daemon status: version, uptime, host capabilities. */
+int pc_daemon_status(pc_daemon *d, json_t **ret);
+
+/* Request-body validation shared by every resource: rejects keys not in `allowed` (NULL-terminated) with
+ * a message naming them. */
+int pc_json_check_fields(json_t *obj, const char *const *allowed, pc_error **reterr);

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+#include <sys/stat.h>
+
+#include "daemon-internal.h"
+
+/* Schema migrations, applied in order; entry i brings the schema from version i to i+1. Never edit a
+ * shipped entry: append a new one. PRAGMA user_version records how far a database has come. */
+static const char *const migrations[] = {
+        /* 1: tokens and the append-only audit ledger. */
+        "CREATE TABLE tokens ("
+        "  id TEXT PRIMARY KEY,"
+        "  role TEXT NOT NULL CHECK (role IN ('admin', 'relay', 'agent')),"
+        "  sandbox TEXT,"
+        "  label TEXT,"
+        "  hash BLOB NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  created_by TEXT NOT NULL"
+        ");"
+        "CREATE TABLE audit ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  at INTEGER NOT NULL,"
+        "  actor TEXT NOT NULL,"
+        "  action TEXT NOT NULL,"
+        "  subject TEXT,"
+        "  detail TEXT"
+        ");"
+        /* The ledger is append-only: the database itself refuses edits. */
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;",
+};
+
+int pc_store_schema_version(pc_store *s)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW)
+                return -EIO;
+        return sqlite3_column_int(st, 0);
+}
+
+static int migrate(pc_store *s, pc_error **reterr)
+{
+        int v = pc_store_schema_version(s);
+
+        if (v < 0)
+                return pc_error_setf(reterr, EIO, "store_error", "state database: cannot read schema version: %s",
+                                     sqlite3_errmsg(s->db));
+        if ((size_t) v > ELEMENTSOF(migrations))
+                return pc_error_setf(reterr, EPROTO, "store_too_new",
+                                     "state database has schema version %d but this pocketcoderd knows only "
+                                     "up to %zu; upgrade pocketcoderd or restore a backup",
+                                     v, ELEMENTSOF(migrations));
+        for (size_t i = (size_t) v; i < ELEMENTSOF(migrations); i++) {
+                _cleanup_free_ char *sql = NULL;
+                char *err = NULL;
+
+                if (asprintf_safe(&sql, "BEGIN IMMEDIATE; %s PRAGMA user_version = %zu; COMMIT;", migrations[i],
+                                  i + 1) < 0)
+                        return -ENOMEM;
+                if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+                        int r = pc_error_setf(reterr, EIO, "store_error",
+                                              "state database: migration to version %zu failed: %s", i + 1,
+                                              err ?: sqlite3_errmsg(s->db));
+                        sqlite3_free(err);
+                        (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
+{
+        pthread_mutexattr_t attr;
+        char *err = NULL;
+        int r;
+
+        *s = (pc_store){};
+        /* SQLITE_OPEN_NOMUTEX: we serialise ourselves; EXRESCODE for precise errors. */
+        r = sqlite3_open_v2(path, &s->db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                    SQLITE_OPEN_EXRESCODE,
+                            NULL);
+        if (r != SQLITE_OK) {
+                r = pc_error_setf(reterr, EIO, "store_error", "state database %s: cannot open: %s", path,
+                                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(r));
+                pc_store_close(s);
+                return r;
+        }
+        (void) chmod(path, 0600);
+        sqlite3_busy_timeout(s->db, 5000);
+        /* WAL: readers never block the writer. synchronous=FULL: an acknowledged write survives power
+         * loss too, not only kill -9. */
+        if (sqlite3_exec(s->db,
+                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                         NULL, NULL, &err) != SQLITE_OK) {
+                r = pc_error_setf(reterr, EIO, "store_error", "state database %s: %s", path,
+                                  err ?: sqlite3_errmsg(s->db));
+                sqlite3_free(err);
+                pc_store_close(s);
+                return r;
+        }
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&s->lock, &attr);
+        pthread_mutexattr_destroy(&attr);
+        r = migrate(s, reterr);
+        if (r < 0) {
+                pc_store_close(s);
+                return r;
+        }
+        return 0;
+}
+
+void pc_store_close(pc_store *s)
+{
+        if (!s->db)
+                return;
+        sqlite3_close_v2(s->db);
+        pthread_mutex_destroy(&s->lock);
+        *s = (pc_store){};
+}
+
+int pc_store_exec(pc_store *s, const char *sql)
+{
+        LOCK_GUARD(&s->lock);
+        return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        LOCK_GUARD(&s->lock);
+
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, subject, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, detail, -1, SQLITE_STATIC);
+        return sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+}

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sys/random.h>
+
+#include "daemon-internal.h"
+
+/* A token is "pct_" + 12 hex id + "_" + 64 hex secret. The id finds the row without revealing anything;
+ * only SHA-256(token) is stored, so the database alone never yields a usable token. The secret has 256
+ * bits of entropy, which is why a fast hash (not a password KDF) is right here. */
+#define TOKEN_PREFIX     "pct_"
+#define TOKEN_ID_BYTES   6
+#define TOKEN_SECRET_BYTES 32
+#define TOKEN_ID_HEX     (TOKEN_ID_BYTES * 2)
+#define TOKEN_LEN        (STRLEN(TOKEN_PREFIX) + TOKEN_ID_HEX + 1 + TOKEN_SECRET_BYTES * 2)
+
+static const char *const role_names[_PC_ROLE_MAX] = {
+        [PC_ROLE_ADMIN] = "admin",
+        [PC_ROLE_RELAY] = "relay",
+        [PC_ROLE_AGENT] = "agent",
+};
+
+const char *pc_role_to_string(pc_role r)
+{
+        return r >= 0 && r < _PC_ROLE_MAX ? role_names[r] : NULL;
+}
+
+pc_role pc_role_from_string(const char *s)
+{
+        for (int i = 0; s && i < _PC_ROLE_MAX; i++)
+                if (streq(s, role_names[i]))
+                        return (pc_role) i;
+        return PC_ROLE_INVALID;
+}
+
+void pc_principal_describe(const pc_principal *p, char *buf, size_t n)
+{
+        if (p->local_peer && !p->token_id[0])
+                snprintf(buf, n, "local:uid=%u", (unsigned) p->uid);
+        else
+                snprintf(buf, n, "token:%s(%s)", p->token_id, pc_role_to_string(p->role));
+}
+
+static void hex(const uint8_t *in, size_t n, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[in[i] >> 4];
+                out[2 * i + 1] = digits[in[i] & 15];
+        }
+        out[2 * n] = 0;
+}
+
+static int sha256(const char *s, size_t n, uint8_t out[32])
+{
+        unsigned len = 32;
+        return EVP_Digest(s, n, out, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
+static int random_bytes(uint8_t *buf, size_t n)
+{
+        ssize_t k = getrandom(buf, n, 0);
+        if (k < 0)
+                return -errno;
+        return (size_t) k == n ? 0 : -EIO;
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char id[TOKEN_ID_HEX + 1];
+        uint8_t want[32], got[32] = {};
+        bool found = false;
+        pc_principal p = {};
+
+        if (strlen(token) != TOKEN_LEN || !startswith(token, TOKEN_PREFIX) ||
+            token[STRLEN(TOKEN_PREFIX) + TOKEN_ID_HEX] != '_' ||
+            !is_hex(token + STRLEN(TOKEN_PREFIX), TOKEN_ID_HEX) ||
+            !is_hex(token + STRLEN(TOKEN_PREFIX) + TOKEN_ID_HEX + 1, TOKEN_SECRET_BYTES * 2))
+                return -EINVAL;
+        memcpy(id, token + STRLEN(TOKEN_PREFIX), TOKEN_ID_HEX);
+        id[TOKEN_ID_HEX] = 0;
+        if (sha256(token, TOKEN_LEN, want) < 0)
+                return -EIO;
+
+        {
+                LOCK_GUARD(&d->store.lock);
+                if (sqlite3_prepare_v2(d->store.db, "SELECT hash, role, sandbox FROM tokens WHERE id = ?", -1,
+                                       &st, NULL) != SQLITE_OK)
+                        return -EIO;
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+                        const char *sb = (const char *) sqlite3_column_text(st, 2);
+
+                        memcpy(got, sqlite3_column_blob(st, 0), 32);
+                        p.role = pc_role_from_string((const char *) sqlite3_column_text(st, 1));
+                        if (sb)
+                                snprintf(p.sandbox, sizeof(p.sandbox), "%s", sb);
+                        found = true;
+                }
+        }
+        /* Compare even when the id is unknown so timing does not tell which ids exist. */
+        if (CRYPTO_memcmp(want, got, 32) != 0 || !found || p.role < 0)
+                return -EACCES;
+        snprintf(p.token_id, sizeof(p.token_id), "%s", id);
+        p.uid = (uid_t) -1;
+        *ret = p;
+        return 0;
+}
+
+static json_t *token_json(sqlite3_stmt *st)
+{
+        const char *sandbox = (const char *) sqlite3_column_text(st, 2);
+        const char *label = (const char *) sqlite3_column_text(st, 3);
+
+        return json_pack("{s:s, s:s, s:o, s:o, s:I, s:s}", "id", sqlite3_column_text(st, 0), "role",
+                         sqlite3_column_text(st, 1), "sandbox", sandbox ? json_string(sandbox) : json_null(),
+                         "label", label ? json_string(label) : json_null(), "created_at",
+                         (json_int_t) sqlite3_column_int64(st, 4), "created_by", sqlite3_column_text(st, 5));
+}
+
+int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "role", "sandbox", "label", NULL };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        uint8_t raw[TOKEN_ID_BYTES + TOKEN_SECRET_BYTES], digest[32];
+        char id[TOKEN_ID_HEX + 1], secret[TOKEN_SECRET_BYTES * 2 + 1], token[TOKEN_LEN + 1], actor[128];
+        const char *role_s, *sandbox = NULL, *label = NULL;
+        json_t *v;
+        pc_role role;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        role_s = json_string_value(json_object_get(req, "role"));
+        role = pc_role_from_string(role_s);
+        if (role < 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"role\" must be one of admin, relay, agent");
+        v = json_object_get(req, "sandbox");
+        if (v && !json_is_null(v)) {
+                sandbox = json_string_value(v);
+                if (!sandbox || !name_is_valid(sandbox))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"sandbox\" must be a sandbox name (lowercase letters, "
+                                             "digits and '-', at most 63 characters)");
+        }
+        if (role == PC_ROLE_AGENT && !sandbox)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "an agent token is scoped to one sandbox: give \"sandbox\"");
+        if (role != PC_ROLE_AGENT && sandbox)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "only agent tokens take \"sandbox\"; %s tokens are not scoped", role_s);
+        v = json_object_get(req, "label");
+        if (v && !json_is_null(v)) {
+                label = json_string_value(v);
+                if (!label || strlen(label) > 200)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"label\" must be a string of at most 200 bytes");
+        }
+
+        r = random_bytes(raw, sizeof(raw));
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "internal", "cannot read random bytes: %s", strerror(-r));
+        hex(raw, TOKEN_ID_BYTES, id);
+        hex(raw + TOKEN_ID_BYTES, TOKEN_SECRET_BYTES, secret);
+        explicit_bzero(raw, sizeof(raw));
+        snprintf(token, sizeof(token), TOKEN_PREFIX "%s_%s", id, secret);
+        explicit_bzero(secret, sizeof(secret));
+        if (sha256(token, TOKEN_LEN, digest) < 0)
+                return pc_error_setf(reterr, EIO, "internal", "cannot hash token");
+        pc_principal_describe(who, actor, sizeof(actor));
+
+        {
+                LOCK_GUARD(&d->store.lock);
+                if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                             sqlite3_errmsg(d->store.db));
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "INSERT INTO tokens (id, role, sandbox, label, hash, created_at, created_by) "
+                                       "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                                       "RETURNING id, role, sandbox, label, created_at, created_by",
+                                       -1, &st, NULL) != SQLITE_OK)
+                        goto store_error;
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, role_s, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, sandbox, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 4, label, -1, SQLITE_STATIC);
+                sqlite3_bind_blob(st, 5, digest, 32, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+                sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
+                if (sqlite3_step(st) != SQLITE_ROW)
+                        goto store_error;
+                json_t *j = token_json(st);
+                if (sqlite3_step(st) != SQLITE_DONE || !j) {
+                        json_decref(j);
+                        goto store_error;
+                }
+                st = (sqlite3_finalize(st), NULL);
+                if (pc_store_audit(&d->store, actor, "token.create", id, role_s) < 0 ||
+                    sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                        json_decref(j);
+                        goto store_error;
+                }
+                /* Shown once: the caller must keep it; we cannot show it again. */
+                json_object_set_new(j, "token", json_string(token));
+                explicit_bzero(token, sizeof(token));
+                *ret = j;
+                return 0;
+
+        store_error:
+                r = pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
+                st = (sqlite3_finalize(st), NULL);
+                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+                return r;
+        }
+}
+
+int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_json_ json_t *arr = json_array();
+        int k;
+        LOCK_GUARD(&d->store.lock);
+
+        if (!arr)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(d->store.db,
+                               "SELECT id, role, sandbox, label, created_at, created_by FROM tokens "
+                               "ORDER BY created_at, id",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                     sqlite3_errmsg(d->store.db));
+        while ((k = sqlite3_step(st)) == SQLITE_ROW)
+                if (json_array_append_new(arr, token_json(st)) < 0)
+                        return -ENOMEM;
+        if (k != SQLITE_DONE)
+                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                     sqlite3_errmsg(d->store.db));
+        *ret = json_pack("{s:O}", "tokens", arr);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pc_tokens_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char actor[128];
+        LOCK_GUARD(&d->store.lock);
+
+        pc_principal_describe(who, actor, sizeof(actor));
+        if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                     sqlite3_errmsg(d->store.db));
+        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM tokens WHERE id = ?", -1, &st, NULL) != SQLITE_OK ||
+            (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), sqlite3_step(st)) != SQLITE_DONE) {
+                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                     sqlite3_errmsg(d->store.db));
+        }
+        if (sqlite3_changes(d->store.db) == 0) {
+                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+                return pc_error_setf(reterr, ENOENT, "not_found", "token \"%s\" does not exist", id);
+        }
+        if (pc_store_audit(&d->store, actor, "token.delete", id, NULL) < 0 ||
+            sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                     sqlite3_errmsg(d->store.db));
+        }
+        return 0;
+}
+
+int pc_json_check_fields(json_t *obj, const char *const *allowed, pc_error **reterr)
+{
+        const char *key;
+        json_t *value;
+
+        if (!json_is_object(obj))
+                return pc_error_setf(reterr, EINVAL, "invalid_body", "request body must be a JSON object");
+        json_object_foreach(obj, key, value) {
+                bool ok = false;
+
+                for (const char *const *a = allowed; *a && !ok; a++)
+                        ok = streq(*a, key);
+                if (!ok) {
+                        _cleanup_free_ char *expected = NULL;
+                        size_t n = 0;
+
+                        for (const char *const *a = allowed; *a; a++)
+                                n += strlen(*a) + 2;
+                        expected = calloc(1, n + 1);
+                        if (!expected)
+                                return -ENOMEM;
+                        for (const char *const *a = allowed; *a; a++) {
+                                if (a != allowed)
+                                        strcat(expected, ", ");
+                                strcat(expected, *a);
+                        }
+                        return pc_error_setf(reterr, EINVAL, "unknown_field",
+                                             "unknown field \"%s\" in request body (expected %s)", key,
+                                             expected);
+                }
+        }
+        return 0;
+}
