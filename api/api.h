@@ -25,5 +25,9 @@ typedef struct api_options {
 int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_error **reterr);
 /* Stops accepting, finishes in-flight requests, frees. Accepts NULL, returns NULL. */
 api_server *api_server_free(api_server *s);
+/* Prints "METHOD PATTERN" per served route (pocketcoderd --list-routes; tests compare with openapi.yaml). */
+#include <stdio.h>
+void api_routes_print(FILE *f);
+
 /* The TCP port actually bound (for "listen = 127.0.0.1:0"), 0 without TCP. */
 unsigned api_server_tcp_port(const api_server *s);

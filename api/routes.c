@@ -62,6 +62,12 @@ static const api_route routes[] = {
         { "DELETE", "/v1/tokens/{id}", API_ROLE(PC_ROLE_ADMIN), delete_token },
 };
 
+void api_routes_print(FILE *f)
+{
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++)
+                fprintf(f, "%s %s\n", routes[i].method, routes[i].pattern);
+}
+
 /* Matches `path` against `pattern` segment by segment; {x} takes one non-empty segment. Parameters are
  * copied into rq->path_buf so handlers get NUL-terminated strings. */
 static bool match(api_request *rq, const char *pattern, const char *path)

@@ -33,6 +33,7 @@ static void help(void)
                "  --daemonize          go to the background; exit 0 once the API answers\n"
                "  -h --help            show this help\n"
                "  --version            show the version\n"
+               "  --list-routes        print the HTTP routes served (METHOD PATH) and exit\n"
                "\n"
                "Signals: SIGTERM/SIGINT stop cleanly (sandboxes keep running), SIGHUP reloads.\n"
                "See pocketcoderd(8) in docs/man/pocketcoderd.md.\n",
@@ -54,6 +55,7 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
                 _ARG_VALUE_MAX,
                 ARG_DAEMONIZE,
                 ARG_VERSION,
+                ARG_LIST_ROUTES,
         };
         static const struct option options[] = {
                 { "config", required_argument, NULL, ARG_CONFIG },
@@ -67,6 +69,7 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
                 { "daemonize", no_argument, NULL, ARG_DAEMONIZE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "list-routes", no_argument, NULL, ARG_LIST_ROUTES },
                 {},
         };
         /* The config-file key each value flag sets: flags win over the file, so they are applied after
@@ -91,6 +94,9 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
                         return 0;
                 case ARG_VERSION:
                         printf("pocketcoderd %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_LIST_ROUTES:
+                        api_routes_print(stdout);
                         return 0;
                 case ARG_DAEMONIZE:
                         *ret_daemonize = true;

@@ -31,6 +31,7 @@ static const char *const migrations[] = {
 
 int pc_store_schema_version(pc_store *s)
 {
+        LOCK_GUARD(&s->lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
         if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
@@ -77,6 +78,11 @@ int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
         int r;
 
         *s = (pc_store){};
+        /* Recursive: a function holding the lock may call another store function (audit). */
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&s->lock, &attr);
+        pthread_mutexattr_destroy(&attr);
         /* SQLITE_OPEN_NOMUTEX: we serialise ourselves; EXRESCODE for precise errors. */
         r = sqlite3_open_v2(path, &s->db,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
@@ -101,10 +107,6 @@ int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
                 pc_store_close(s);
                 return r;
         }
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(&s->lock, &attr);
-        pthread_mutexattr_destroy(&attr);
         r = migrate(s, reterr);
         if (r < 0) {
                 pc_store_close(s);
@@ -115,9 +117,8 @@ int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
 
 void pc_store_close(pc_store *s)
 {
-        if (!s->db)
-                return;
-        sqlite3_close_v2(s->db);
+        if (s->db)
+                sqlite3_close_v2(s->db);
         pthread_mutex_destroy(&s->lock);
         *s = (pc_store){};
 }
@@ -130,8 +131,8 @@ int pc_store_exec(pc_store *s, const char *sql)
 
 int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         LOCK_GUARD(&s->lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",

@@ -76,7 +76,6 @@ static bool is_hex(const char *s, size_t n)
 
 int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char id[TOKEN_ID_HEX + 1];
         uint8_t want[32], got[32] = {};
         bool found = false;
@@ -93,7 +92,11 @@ int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
                 return -EIO;
 
         {
+                /* The guard is declared first so the statement is finalized before the lock is released:
+                 * the connection is shared and sqlite runs here without its own mutex. */
                 LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
                 if (sqlite3_prepare_v2(d->store.db, "SELECT hash, role, sandbox FROM tokens WHERE id = ?", -1,
                                        &st, NULL) != SQLITE_OK)
                         return -EIO;
@@ -131,7 +134,6 @@ static json_t *token_json(sqlite3_stmt *st)
 int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
 {
         static const char *const fields[] = { "role", "sandbox", "label", NULL };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         uint8_t raw[TOKEN_ID_BYTES + TOKEN_SECRET_BYTES], digest[32];
         char id[TOKEN_ID_HEX + 1], secret[TOKEN_SECRET_BYTES * 2 + 1], token[TOKEN_LEN + 1], actor[128];
         const char *role_s, *sandbox = NULL, *label = NULL;
@@ -183,6 +185,8 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
 
         {
                 LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
                 if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
                         return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
                                              sqlite3_errmsg(d->store.db));
@@ -228,10 +232,10 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
 
 int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr)
 {
+        LOCK_GUARD(&d->store.lock); /* first: cleanups run in reverse, so the statement dies under the lock */
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_json_ json_t *arr = json_array();
         int k;
-        LOCK_GUARD(&d->store.lock);
 
         if (!arr)
                 return -ENOMEM;
@@ -253,9 +257,9 @@ int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr)
 
 int pc_tokens_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr)
 {
+        LOCK_GUARD(&d->store.lock); /* first: the statement must be finalized under the lock */
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char actor[128];
-        LOCK_GUARD(&d->store.lock);
 
         pc_principal_describe(who, actor, sizeof(actor));
         if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)

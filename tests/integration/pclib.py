@@ -1,0 +1,284 @@
+# SPDX-License-Identifier: MIT
+"""Helpers for integration tests: start a real pocketcoderd in a temp dir, talk HTTP to it over its unix
+socket or TCP, check every response against api/openapi.yaml, and print TAP."""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+BUILD = os.environ.get("POCKETCODER_BUILD_DIR") or os.path.join(os.path.dirname(__file__), "../../build")
+SOURCE = os.environ.get("POCKETCODER_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "../..")
+DAEMON = os.path.join(BUILD, "daemon/pocketcoderd")
+CLI = os.path.join(BUILD, "cli/pocketcoder")
+MUST_WORK = os.environ.get("POCKETCODER_TESTS_MUST_WORK") == "1"
+
+
+class Tap:
+    """TAP producer; one line per check, plan printed at the end."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def ok(self, cond, name, diag=None):
+        self.n += 1
+        if cond:
+            print(f"ok {self.n} - {name}", flush=True)
+        else:
+            self.failed += 1
+            print(f"not ok {self.n} - {name}", flush=True)
+            if diag is not None:
+                for line in str(diag).splitlines()[:30]:
+                    print(f"#   {line}", flush=True)
+        return cond
+
+    def eq(self, got, want, name):
+        return self.ok(got == want, name, f"got {got!r}, want {want!r}")
+
+    def skip(self, name, why):
+        self.n += 1
+        if MUST_WORK:
+            self.failed += 1
+            print(f"not ok {self.n} - {name} # must work but skipped: {why}", flush=True)
+        else:
+            print(f"ok {self.n} - {name} # SKIP {why}", flush=True)
+
+    def done(self):
+        print(f"1..{self.n}", flush=True)
+        sys.exit(1 if self.failed else 0)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Response:
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        try:
+            self.json = json.loads(raw) if raw else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return f"<{self.status} {self.raw[:300]!r}>"
+
+
+class Spec:
+    """Validates responses against api/openapi.yaml (OpenAPI 3.0: 'nullable' is turned into JSON Schema)."""
+
+    def __init__(self, path=None):
+        import yaml
+        import jsonschema
+
+        self.jsonschema = jsonschema
+        with open(path or os.path.join(SOURCE, "api/openapi.yaml")) as f:
+            self.doc = self._convert(yaml.safe_load(f))
+        self.templates = []
+        for p in self.doc["paths"]:
+            rx = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) + "$"
+            self.templates.append((re.compile(rx), p))
+        self.errors = []
+        self.checked = 0
+
+    def _convert(self, node):
+        if isinstance(node, dict):
+            node = {k: self._convert(v) for k, v in node.items()}
+            if node.pop("nullable", False) and "type" in node:
+                node["type"] = [node["type"], "null"]
+                if "enum" in node:
+                    node["enum"] = node["enum"] + [None]
+            return node
+        if isinstance(node, list):
+            return [self._convert(v) for v in node]
+        return node
+
+    def template(self, path):
+        path = path.split("?")[0]
+        if len(path) > 1 and path.endswith("/"):
+            path = path[:-1]
+        for rx, p in self.templates:
+            if rx.match(path):
+                return p
+        return None
+
+    def methods(self, template):
+        return sorted(m.upper() for m in self.doc["paths"][template] if m != "parameters")
+
+    def check(self, method, path, resp):
+        """Returns None if the response is allowed by the spec, else a message."""
+        self.checked += 1
+        t = self.template(path)
+        if resp.status == 404 and t is None or resp.status == 405:
+            problem = self._validate_schema({"$ref": "#/components/schemas/Error"}, resp)
+            if resp.status == 405 and not problem:
+                allow = sorted(x.strip() for x in (resp.headers.get("Allow") or "").split(","))
+                if t is None or allow != [m for m in self.methods(t) if m != method]:
+                    problem = f"405 Allow {allow} does not match the spec's methods for {t}"
+            return self._record(method, path, problem)
+        if t is None:
+            return self._record(method, path, f"path {path} is not in the spec")
+        op = self.doc["paths"][t].get(method.lower())
+        if op is None:
+            return self._record(method, path, f"{method} {t} is not in the spec")
+        r = op["responses"].get(str(resp.status)) or op["responses"].get("default")
+        if r is None:
+            return self._record(method, path, f"{method} {t}: status {resp.status} is not in the spec")
+        if "$ref" in r:
+            r = self._resolve(r["$ref"])
+        content = r.get("content")
+        if not content:
+            return self._record(method, path, None if not resp.raw else f"{resp.status} must have no body")
+        schema = content.get("application/json", {}).get("schema")
+        return self._record(method, path, self._validate_schema(schema, resp))
+
+    def _resolve(self, ref):
+        node = self.doc
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        return node
+
+    def _validate_schema(self, schema, resp):
+        if resp.json is None:
+            return f"body is not JSON: {resp.raw[:200]!r}"
+        if (resp.headers.get("Content-Type") or "").split(";")[0] != "application/json":
+            return f"Content-Type is {resp.headers.get('Content-Type')!r}"
+        full = dict(schema)
+        full["components"] = self.doc["components"]
+        try:
+            self.jsonschema.validate(resp.json, full)
+        except self.jsonschema.ValidationError as e:
+            return f"body does not match the schema: {e.message} at {list(e.absolute_path)}"
+        return None
+
+    def _record(self, method, path, problem):
+        if problem:
+            self.errors.append(f"{method} {path}: {problem}")
+        return problem
+
+
+class Daemon:
+    """A pocketcoderd in its own temp dir, started with --daemonize so start() returns when it is ready."""
+
+    def __init__(self, spec=None, listen="127.0.0.1:0", config=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="pc-it-")
+        self.state = os.path.join(self.tmp, "state")
+        self.run = os.path.join(self.tmp, "run")
+        self.policies = os.path.join(self.tmp, "policies")
+        self.log = os.path.join(self.tmp, "pocketcoderd.log")
+        self.pidfile = os.path.join(self.run, "pocketcoderd.pid")
+        self.socket = os.path.join(self.run, "api.sock")
+        self.listen = listen
+        self.config = config
+        self.spec = spec
+        self.pid = None
+        self.port = None
+        os.makedirs(self.policies, exist_ok=True)
+        src = os.path.join(SOURCE, "policies/defaults")
+        if os.path.isdir(src):
+            for f in os.listdir(src):
+                shutil.copy(os.path.join(src, f), self.policies)
+
+    def argv(self, *extra):
+        a = [DAEMON, "--state-dir", self.state, "--runtime-dir", self.run, "--policy-dir", self.policies,
+             "--log-file", self.log, "--pid-file", self.pidfile]
+        if self.config:
+            path = os.path.join(self.tmp, "pocketcoder.conf")
+            with open(path, "w") as f:
+                f.write(self.config)
+            a += ["--config", path]
+        if self.listen:
+            a += ["--listen", self.listen]
+        return a + list(extra)
+
+    def start(self):
+        p = subprocess.run(self.argv("--daemonize"), capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"pocketcoderd failed: {p.stderr}\n{self.logtext()}")
+        with open(self.pidfile) as f:
+            self.pid = int(f.read())
+        if self.listen:
+            ports = re.findall(r"\(port (\d+)\)", self.logtext())
+            self.port = int(ports[-1])
+        return self
+
+    def logtext(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def _wait_exit(self, timeout=30):
+        """Waits for our own child-less daemon to exit, using a pidfd (an event, not polling)."""
+        import select
+
+        try:
+            fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return True
+        try:
+            return bool(select.select([fd], [], [], timeout)[0])
+        finally:
+            os.close(fd)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.pid:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            self._wait_exit()
+            self.pid = None
+
+    def kill9(self):
+        self.stop(signal.SIGKILL)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def request(self, method, path, body=None, token=None, via="tcp", headers=None, raw=None, check=True):
+        conn = UnixHTTPConnection(self.socket) if via == "unix" else \
+            http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            resp = Response(r.status, r.headers, r.read().decode("utf-8", "replace"))
+        finally:
+            conn.close()
+        if check and self.spec:
+            self.spec.check(method, path, resp)
+        return resp
+
+    def cli(self, *args, token=None, input=None):
+        env = dict(os.environ)
+        env.pop("POCKETCODER_URL", None)
+        env.pop("POCKETCODER_TOKEN", None)
+        env["POCKETCODER_SOCKET"] = self.socket
+        if token:
+            env["POCKETCODER_TOKEN"] = token
+        return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, input=input, timeout=120)

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""pocketcoder as a person or a script uses it: help, exit codes, tables, --json, errors that say what to do."""
+import json
+import subprocess
+
+from pclib import CLI, Daemon, Tap
+
+t = Tap()
+
+for args in (["--help"], ["status", "--help"], ["token", "--help"], ["token", "create", "--help"], ["daemon", "--help"]):
+    p = subprocess.run([CLI, *args], capture_output=True, text=True)
+    t.ok(p.returncode == 0 and "Usage:" in p.stdout, f"pocketcoder {' '.join(args)} explains itself", p.stderr)
+p = subprocess.run([CLI, "frobnicate"], capture_output=True, text=True)
+t.ok(p.returncode == 2 and "unknown command" in p.stderr, "unknown command is a usage error (2)", p.stderr)
+p = subprocess.run([CLI, "token", "create"], capture_output=True, text=True)
+t.ok(p.returncode == 2 and "--role" in p.stderr, "missing --role is a usage error naming it", p.stderr)
+p = subprocess.run([CLI, "--socket", "/nonexistent/api.sock", "status"], capture_output=True, text=True)
+t.ok(p.returncode == 1 and "Is it running?" in p.stderr, "unreachable daemon: exit 1 and what to do", p.stderr)
+
+d = Daemon().start()
+try:
+    p = d.cli("status")
+    t.ok(p.returncode == 0 and "pocketcoderd" in p.stdout and "cgroup" in p.stdout and "namespaces" in p.stdout,
+         "status prints health and capabilities", p.stdout + p.stderr)
+    p = d.cli("--json", "status")
+    t.ok(p.returncode == 0 and json.loads(p.stdout)["status"] == "ok", "status --json is the API's JSON", p.stdout)
+
+    p = d.cli("token", "create", "--role", "relay", "--label", "phone")
+    tok = p.stdout.strip()
+    t.ok(p.returncode == 0 and tok.startswith("pct_") and "shown only now" in p.stderr, "token create prints the token once", p.stderr)
+    p = d.cli("token", "list")
+    lines = p.stdout.splitlines()
+    t.ok(p.returncode == 0 and lines[0].split() == ["ID", "ROLE", "SANDBOX", "LABEL", "CREATED", "BY"] and "phone" in p.stdout,
+         "token list is an aligned table", p.stdout)
+    t.ok(tok not in p.stdout, "token list never shows secrets")
+    header = lines[0]
+    t.ok(all(len(line) >= header.index("CREATED") and line[header.index("ROLE") - 2:header.index("ROLE")] == "  " for line in lines[1:]),
+         "columns are aligned", p.stdout)
+    p = d.cli("--json", "token", "list")
+    ids = [x["id"] for x in json.loads(p.stdout)["tokens"]]
+    t.ok(p.returncode == 0 and len(ids) == 1, "token list --json", p.stdout)
+
+    # A relay token over the socket acts as relay, not as the local admin.
+    p = d.cli("token", "list", token=tok)
+    t.ok(p.returncode == 1 and "HTTP 403" in p.stderr, "a relay token may not list tokens (exit 1, 403)", p.stderr)
+    p = d.cli("--url", f"http://127.0.0.1:{d.port}", "status")
+    t.ok(p.returncode == 1 and "HTTP 401" in p.stderr and "--token" in p.stderr, "TCP without a token: 401 and a hint", p.stderr)
+    p = d.cli("--url", f"http://127.0.0.1:{d.port}", "--token", tok, "status")
+    t.ok(p.returncode == 0, "TCP with a relay token: status works", p.stderr)
+
+    p = d.cli("token", "rm", ids[0])
+    t.ok(p.returncode == 0 and "Revoked" in p.stdout, "token rm revokes", p.stderr)
+    p = d.cli("token", "rm", ids[0])
+    t.ok(p.returncode == 1 and "does not exist" in p.stderr, "token rm of a missing id fails with the reason", p.stderr)
+    p = d.cli("--url", f"http://127.0.0.1:{d.port}", "--token", tok, "status")
+    t.ok(p.returncode == 1 and "HTTP 401" in p.stderr, "a revoked token stops working at once", p.stderr)
+finally:
+    d.cleanup()
+t.done()
