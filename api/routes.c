@@ -53,6 +53,49 @@ static int delete_token(api_request *rq)
         return api_reply_json(rq, MHD_HTTP_NO_CONTENT, NULL);
 }
 
+/* Handlers that answer with the daemon's JSON or its error: the shape of most routes. */
+static int reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e)
+{
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        return api_reply_json(rq, status, j);
+}
+
+static int get_policies(api_request *rq)
+{
+        json_t *j = NULL;
+        int r = pc_policies_list(api_request_daemon(rq), &j);
+        return reply_result(rq, MHD_HTTP_OK, r, j, NULL);
+}
+
+static int post_policies_reload(api_request *rq)
+{
+        json_t *j = NULL;
+        int r = pc_policies_reload(api_request_daemon(rq), &j);
+        return reply_result(rq, MHD_HTTP_OK, r, j, NULL);
+}
+
+static int get_policy(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r = pc_policies_show(api_request_daemon(rq), rq->params[0], &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int post_policy_decide(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r;
+
+        if (!rq->json)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
+                                       "request body must be a JSON object such as {\"command\":\"ls -la\"}");
+        r = pc_policies_decide(api_request_daemon(rq), rq->params[0], rq->json, &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
 /* Every route the server serves; tests/integration check this table against api/openapi.yaml. */
 static const api_route routes[] = {
         { "GET", "/v1/health", API_NO_AUTH, get_health },
@@ -60,6 +103,10 @@ static const api_route routes[] = {
         { "POST", "/v1/tokens", API_ROLE(PC_ROLE_ADMIN), post_tokens },
         { "GET", "/v1/tokens", API_ROLE(PC_ROLE_ADMIN), get_tokens },
         { "DELETE", "/v1/tokens/{id}", API_ROLE(PC_ROLE_ADMIN), delete_token },
+        { "GET", "/v1/policies", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_policies },
+        { "POST", "/v1/policies/reload", API_ROLE(PC_ROLE_ADMIN), post_policies_reload },
+        { "GET", "/v1/policies/{name}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_policy },
+        { "POST", "/v1/policies/{name}/decide", API_ANY_ROLE, post_policy_decide },
 };
 
 void api_routes_print(FILE *f)

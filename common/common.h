@@ -69,7 +69,6 @@ static inline void fclosep(FILE **f)
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
-/* Run f(&var) on scope exit; used for stack objects with an *_done(). */
 #define streq(a, b)        (strcmp((a), (b)) == 0)
 #define strneq(a, b, n)    (strncmp((a), (b), (n)) == 0)
 #define isempty(s)         (!(s) || !*(s))
@@ -142,3 +141,15 @@ uint64_t now_usec(int clock);                       /* CLOCK_MONOTONIC or CLOCK_
 
 #define log_oom() log_error_errno(ENOMEM, "out of memory")
 #define _fallthrough_ __attribute__((fallthrough))
+
+static inline bool streq_ptr(const char *a, const char *b)
+{
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+#include <dirent.h>
+static inline void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}

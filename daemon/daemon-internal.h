@@ -81,7 +81,18 @@ struct pc_daemon {
         uint64_t started_realtime_usec;
         uint64_t started_monotonic_usec;
         json_t *host_caps; /* probed once at start */
+        struct pc_policy_manager *policies;
 };
+
+/* SHA-256 of DATA: raw (32 bytes) or as 64 hex digits. */
+int pc_sha256(const void *data, size_t n, uint8_t ret[static 32]);
+int pc_sha256_hex(const void *data, size_t n, char ret[static 65]);
+
+/* Decides COMMAND under the loaded policy NAME (for the exec engine and the decide endpoint). */
+struct pc_verdict;
+int pc_policies_decide_command(pc_daemon *d, const char *name, const char *command, size_t len,
+                               struct pc_verdict **ret, pc_error **reterr);
+json_t *pc_verdict_to_json(const struct pc_verdict *v);
 
 int pc_daemon_probe_host(pc_daemon *d);
 

@@ -41,6 +41,13 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
 int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr);
 int pc_tokens_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
 
+/* Policies: the loaded set (files over embedded defaults), one with its source, a rescan, and a dry-run
+ * decision {"command": "..."} with the full explanation. */
+int pc_policies_list(pc_daemon *d, json_t **ret);
+int pc_policies_show(pc_daemon *d, const char *name, json_t **ret, pc_error **reterr);
+int pc_policies_reload(pc_daemon *d, json_t **ret);
+int pc_policies_decide(pc_daemon *d, const char *name, json_t *req, json_t **ret, pc_error **reterr);
+
 /* Daemon status: version, uptime, host capabilities. */
 int pc_daemon_status(pc_daemon *d, json_t **ret);
 

@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "daemon-internal.h"
+#include "policy-manager.h"
 
 static void help(void)
 {
@@ -240,7 +241,7 @@ static int run(pc_daemon *d, int ready_fd)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         _cleanup_free_ char *socket_path = NULL, *db_path = NULL;
-        _cleanup_close_ int lock_fd = -EBADF, sfd = -EBADF;
+        _cleanup_close_ int lock_fd = -EBADF, sfd = -EBADF, efd = -EBADF;
         struct sockaddr_storage tcp;
         socklen_t tcp_len = 0;
         api_server *srv = NULL;
@@ -266,6 +267,12 @@ static int run(pc_daemon *d, int ready_fd)
         r = pc_store_open(&d->store, db_path, &e);
         if (r < 0)
                 return log_error_errno(r, "%s", e ? e->message : "cannot open the state database");
+        r = pc_policy_manager_new(d->config.policy_dir, &d->policies);
+        if (r < 0)
+                return log_oom();
+        r = pc_policy_manager_reload(d->policies);
+        if (r < 0)
+                return log_error_errno(r, "cannot load policies: %m");
         r = pc_daemon_probe_host(d);
         if (r < 0)
                 log_warning_errno(r, "cannot probe host capabilities: %m, ignoring");
@@ -315,25 +322,44 @@ static int run(pc_daemon *d, int ready_fd)
         }
         notify("READY=1");
 
-        for (;;) {
-                struct signalfd_siginfo si;
-                ssize_t k = read(sfd, &si, sizeof(si));
+        /* The main thread waits on host events only: signals and policy-directory changes. */
+        efd = epoll_create1(EPOLL_CLOEXEC);
+        if (efd < 0 || epoll_ctl(efd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = sfd }) < 0)
+                return log_error_errno(errno, "epoll: %m");
+        int ifd = pc_policy_manager_inotify_fd(d->policies);
+        if (ifd >= 0 && epoll_ctl(efd, EPOLL_CTL_ADD, ifd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = ifd }) < 0)
+                return log_error_errno(errno, "epoll: %m");
 
-                if (k < 0 && errno == EINTR)
+        for (bool running = true; running;) {
+                struct epoll_event ev;
+                struct signalfd_siginfo si;
+                int n = epoll_wait(efd, &ev, 1, -1);
+
+                if (n < 0 && errno == EINTR)
                         continue;
-                if (k != sizeof(si)) {
-                        r = log_error_errno(errno, "signalfd read: %m");
+                if (n < 0) {
+                        r = log_error_errno(errno, "epoll_wait: %m");
                         break;
                 }
-                if (si.ssi_signo == SIGHUP) {
-                        notify("RELOADING=1");
-                        log_info("SIGHUP: reloading");
-                        notify("READY=1");
+                if (ev.data.fd == ifd) {
+                        if (pc_policy_manager_process_inotify(d->policies) > 0)
+                                (void) pc_policy_manager_reload(d->policies);
                         continue;
                 }
-                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                if (read(sfd, &si, sizeof(si)) != sizeof(si))
+                        continue;
+                switch (si.ssi_signo) {
+                case SIGHUP:
+                        notify("RELOADING=1");
+                        log_info("SIGHUP: reloading policies");
+                        (void) pc_policy_manager_reload(d->policies);
+                        notify("READY=1");
+                        break;
+                case SIGTERM:
+                case SIGINT:
                         log_info("%s: stopping (sandboxes keep running)", strsignal((int) si.ssi_signo));
                         r = 0;
+                        running = false;
                         break;
                 }
         }
@@ -381,6 +407,7 @@ int main(int argc, char **argv)
         r = run(&d, ready_fd);
 
         pc_store_close(&d.store);
+        d.policies = pc_policy_manager_free(d.policies);
         json_decref(d.host_caps);
         pc_config_done(&d.config);
         log_set_target_file(NULL);

@@ -52,12 +52,6 @@ static void hex(const uint8_t *in, size_t n, char *out)
         out[2 * n] = 0;
 }
 
-static int sha256(const char *s, size_t n, uint8_t out[32])
-{
-        unsigned len = 32;
-        return EVP_Digest(s, n, out, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
-}
-
 static int random_bytes(uint8_t *buf, size_t n)
 {
         ssize_t k = getrandom(buf, n, 0);
@@ -74,6 +68,23 @@ static bool is_hex(const char *s, size_t n)
         return true;
 }
 
+int pc_sha256(const void *data, size_t n, uint8_t ret[static 32])
+{
+        unsigned len = 32;
+        return EVP_Digest(data, n, ret, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
+int pc_sha256_hex(const void *data, size_t n, char ret[static 65])
+{
+        uint8_t md[32];
+        int r = pc_sha256(data, n, md);
+
+        if (r < 0)
+                return r;
+        hex(md, sizeof(md), ret);
+        return 0;
+}
+
 int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
 {
         char id[TOKEN_ID_HEX + 1];
@@ -88,7 +99,7 @@ int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
                 return -EINVAL;
         memcpy(id, token + STRLEN(TOKEN_PREFIX), TOKEN_ID_HEX);
         id[TOKEN_ID_HEX] = 0;
-        if (sha256(token, TOKEN_LEN, want) < 0)
+        if (pc_sha256(token, TOKEN_LEN, want) < 0)
                 return -EIO;
 
         {
@@ -179,7 +190,7 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
         explicit_bzero(raw, sizeof(raw));
         snprintf(token, sizeof(token), TOKEN_PREFIX "%s_%s", id, secret);
         explicit_bzero(secret, sizeof(secret));
-        if (sha256(token, TOKEN_LEN, digest) < 0)
+        if (pc_sha256(token, TOKEN_LEN, digest) < 0)
                 return pc_error_setf(reterr, EIO, "internal", "cannot hash token");
         pc_principal_describe(who, actor, sizeof(actor));
 

@@ -45,24 +45,33 @@ try:
     # Auth matrix over TCP: every route x every kind of caller.
     callers = {"none": None, "garbage": "pct_zzz", "unknown": "pct_" + "0" * 12 + "_" + "0" * 64,
                "revoked": revoked, "agent": agent, "relay": relay, "admin": admin}
-    admin_only = {("POST", "/v1/tokens"), ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{id}")}
+    # Who may call what, and what a successful call answers (with placeholders that exist or not).
+    ADMIN, RELAY, AGENT = "admin", "relay", "agent"
+    allowed = {
+        ("GET", "/v1/status"): ({ADMIN, RELAY, AGENT}, "/v1/status", None, 200),
+        ("POST", "/v1/tokens"): ({ADMIN}, "/v1/tokens", {"role": "relay"}, 201),
+        ("GET", "/v1/tokens"): ({ADMIN}, "/v1/tokens", None, 200),
+        ("DELETE", "/v1/tokens/{id}"): ({ADMIN}, "/v1/tokens/000000000000", None, 404),
+        ("GET", "/v1/policies"): ({ADMIN, RELAY}, "/v1/policies", None, 200),
+        ("POST", "/v1/policies/reload"): ({ADMIN}, "/v1/policies/reload", None, 200),
+        ("GET", "/v1/policies/{name}"): ({ADMIN, RELAY}, "/v1/policies/default", None, 200),
+        ("POST", "/v1/policies/{name}/decide"): ({ADMIN, RELAY, AGENT}, "/v1/policies/default/decide", {"command": "ls"}, 200),
+    }
+    t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):
-        concrete = path.replace("{id}", "000000000000")
-        body = {"role": "relay"} if method == "POST" else None
+        if path == "/v1/health":
+            for who, tok in callers.items():
+                t.eq(d.request(method, path, token=tok).status, 200, f"auth matrix: {who} {method} {path}")
+            continue
+        roles, concrete, body, ok_status = allowed[(method, path)]
         for who, tok in callers.items():
             r = d.request(method, concrete, body, token=tok)
-            if path == "/v1/health":
-                want = 200
-            elif who in ("none", "garbage", "unknown", "revoked"):
+            if who in ("none", "garbage", "unknown", "revoked"):
                 want = 401
-            elif (method, path) in admin_only and who != "admin":
+            elif who not in roles:
                 want = 403
-            elif method == "DELETE":
-                want = 404
-            elif method == "POST":
-                want = 201
             else:
-                want = 200
+                want = ok_status
             t.eq(r.status, want, f"auth matrix: {who} {method} {path}")
             if want == 401:
                 t.ok(r.headers.get("WWW-Authenticate", "").startswith("Bearer"),
