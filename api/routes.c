@@ -96,6 +96,78 @@ static int post_policy_decide(api_request *rq)
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
+static int post_sandboxes(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r;
+
+        if (!rq->json)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
+                                       "request body must be a JSON object such as {\"name\":\"dev\"}");
+        r = pc_sandboxes_create(api_request_daemon(rq), &rq->principal, rq->json, &j, &e);
+        return reply_result(rq, MHD_HTTP_CREATED, r, j, e);
+}
+
+static int get_sandboxes(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r = pc_sandboxes_list(api_request_daemon(rq), &rq->principal, &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int get_sandbox(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r = pc_sandboxes_show(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int post_sandbox_start(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r = pc_sandboxes_start(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int post_sandbox_stop(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r = pc_sandboxes_stop(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int delete_sandbox(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        const char *purge = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "purge");
+        bool p = false;
+        int r;
+
+        if (purge && parse_bool(purge, &p) < 0)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
+                                       "query parameter purge must be true or false");
+        r = pc_sandboxes_delete(api_request_daemon(rq), &rq->principal, rq->params[0], p, &e);
+        return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
+}
+
+static int post_sandbox_session(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        json_t *j = NULL;
+        int r;
+
+        if (!rq->json)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
+                                       "request body must be a JSON object such as {\"kind\":\"enter\"}");
+        r = pc_sandboxes_session(api_request_daemon(rq), &rq->principal, rq->params[0], rq->json, &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
 /* Every route the server serves; tests/integration check this table against api/openapi.yaml. */
 static const api_route routes[] = {
         { "GET", "/v1/health", API_NO_AUTH, get_health },
@@ -107,6 +179,13 @@ static const api_route routes[] = {
         { "POST", "/v1/policies/reload", API_ROLE(PC_ROLE_ADMIN), post_policies_reload },
         { "GET", "/v1/policies/{name}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_policy },
         { "POST", "/v1/policies/{name}/decide", API_ANY_ROLE, post_policy_decide },
+        { "POST", "/v1/sandboxes", API_ROLE(PC_ROLE_ADMIN), post_sandboxes },
+        { "GET", "/v1/sandboxes", API_ANY_ROLE, get_sandboxes },
+        { "GET", "/v1/sandboxes/{name}", API_ANY_ROLE, get_sandbox },
+        { "DELETE", "/v1/sandboxes/{name}", API_ROLE(PC_ROLE_ADMIN), delete_sandbox },
+        { "POST", "/v1/sandboxes/{name}/start", API_ROLE(PC_ROLE_ADMIN), post_sandbox_start },
+        { "POST", "/v1/sandboxes/{name}/stop", API_ROLE(PC_ROLE_ADMIN), post_sandbox_stop },
+        { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), post_sandbox_session },
 };
 
 void api_routes_print(FILE *f)

@@ -110,6 +110,7 @@ unsigned api_status_for_errno(int errnum)
         case EEXIST:
         case EBUSY:
         case EALREADY:
+        case ENOSPC:
         case ENOTEMPTY:
                 return MHD_HTTP_CONFLICT;
         case EFBIG:
@@ -118,6 +119,7 @@ unsigned api_status_for_errno(int errnum)
         case EBADMSG:
                 return MHD_HTTP_UNPROCESSABLE_CONTENT;
         case EAGAIN:
+        case EOPNOTSUPP:
         case ENOTCONN:
         case ECONNREFUSED:
                 return MHD_HTTP_SERVICE_UNAVAILABLE;

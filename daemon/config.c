@@ -14,6 +14,10 @@ void pc_config_init(pc_config *c)
                 .socket_group = strdup("pocketcoder"),
                 .max_body_size = 1024 * 1024,
                 .log_level = LOG_LEVEL_INFO,
+                .egress_subnet = strdup("10.88.0.0/16"),
+                /* Far above /etc/subuid's usual 100000+ ranges and below systemd's dynamic container range
+                 * (0x70000000): 0x40000000 + n * 65536. */
+                .uid_range_base = 0x40000000,
         };
 }
 
@@ -27,6 +31,7 @@ void pc_config_done(pc_config *c)
         free(c->socket_group);
         free(c->log_file);
         free(c->pid_file);
+        free(c->egress_subnet);
         *c = (pc_config){};
 }
 
@@ -70,6 +75,16 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return set_string(&c->runtime_dir, value);
         if (streq(key, "socket_group"))
                 return set_string(&c->socket_group, value);
+        if (streq(key, "egress_subnet"))
+                return set_string(&c->egress_subnet, value);
+        if (streq(key, "uid_range_base")) {
+                if (parse_uint64(value, &u) < 0 || u < 65536 || u > 0xF0000000ULL || u % 65536 != 0) {
+                        *ret_why = "expected a multiple of 65536 between 65536 and 4026531840";
+                        return -EINVAL;
+                }
+                c->uid_range_base = u;
+                return 0;
+        }
         if (streq(key, "log_file"))
                 return set_string(&c->log_file, value);
         if (streq(key, "listen")) {
@@ -113,7 +128,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return 0;
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
-                   "socket_group, max_body_size, api_threads, log_level, log_file)";
+                   "socket_group, max_body_size, api_threads, log_level, log_file, egress_subnet, uid_range_base)";
         return -ENOKEY;
 }
 

@@ -22,6 +22,8 @@ typedef struct pc_config {
         int log_level;
         char *log_file;
         char *pid_file;
+        char *egress_subnet;      /* private range veth /30s are cut from */
+        uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -68,9 +70,11 @@ static inline void mutex_unlockp(pthread_mutex_t **m)
         if (*m)
                 pthread_mutex_unlock(*m);
 }
-/* Locks `m` until the end of the scope. */
+/* Locks `m` until the end of the scope (several guards may share a scope). */
+#define LOCK_GUARD_CONCAT_(a, b) a##b
+#define LOCK_GUARD_NAME_(n)      LOCK_GUARD_CONCAT_(_guard_, n)
 #define LOCK_GUARD(m)                                                                                     \
-        _cleanup_(mutex_unlockp) _unused_ pthread_mutex_t *_guard_##__LINE__ = ({                         \
+        _cleanup_(mutex_unlockp) _unused_ pthread_mutex_t *LOCK_GUARD_NAME_(__COUNTER__) = ({             \
                 pthread_mutex_lock(m);                                                                    \
                 (m);                                                                                      \
         })
@@ -82,7 +86,16 @@ struct pc_daemon {
         uint64_t started_monotonic_usec;
         json_t *host_caps; /* probed once at start */
         struct pc_policy_manager *policies;
+        struct pc_sandbox_manager *sandboxes;
 };
+
+typedef struct pc_sandbox_manager pc_sandbox_manager;
+/* Compiles the seccomp filter and re-adopts running sandboxes (cleaning leftovers of dead ones). */
+int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr);
+/* Frees handles; sandboxes keep running. */
+void pc_sandbox_manager_free(pc_daemon *d);
+/* > 0 when a policy named NAME is loaded. */
+int pc_policies_exists(pc_daemon *d, const char *name);
 
 /* SHA-256 of DATA: raw (32 bytes) or as 64 hex digits. */
 int pc_sha256(const void *data, size_t n, uint8_t ret[static 32]);

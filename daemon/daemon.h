@@ -48,6 +48,20 @@ int pc_policies_show(pc_daemon *d, const char *name, json_t **ret, pc_error **re
 int pc_policies_reload(pc_daemon *d, json_t **ret);
 int pc_policies_decide(pc_daemon *d, const char *name, json_t *req, json_t **ret, pc_error **reterr);
 
+/* Sandboxes. Create returns when the sandbox's tmux session is ready (or fails leaving nothing behind);
+ * agent principals see and touch only their own sandbox. Delete stops first and keeps the workspace
+ * unless `purge`. */
+int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr);
+int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
+int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
+int pc_sandboxes_stop(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
+int pc_sandboxes_delete(pc_daemon *d, const pc_principal *who, const char *name, bool purge, pc_error **reterr);
+/* Records an admin's interactive session (enter/run) in the audit ledger and returns what the CLI needs
+ * to join the sandbox itself: init pid and start time, uid base, cgroup. */
+int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, json_t **ret,
+                         pc_error **reterr);
+
 /* Daemon status: version, uptime, host capabilities. */
 int pc_daemon_status(pc_daemon *d, json_t **ret);
 

@@ -267,6 +267,9 @@ static int run(pc_daemon *d, int ready_fd)
         r = pc_store_open(&d->store, db_path, &e);
         if (r < 0)
                 return log_error_errno(r, "%s", e ? e->message : "cannot open the state database");
+        r = mkdir_p(d->config.policy_dir, 0755);
+        if (r < 0)
+                log_warning_errno(r, "cannot create policy directory %s: %m, ignoring", d->config.policy_dir);
         r = pc_policy_manager_new(d->config.policy_dir, &d->policies);
         if (r < 0)
                 return log_oom();
@@ -276,6 +279,9 @@ static int run(pc_daemon *d, int ready_fd)
         r = pc_daemon_probe_host(d);
         if (r < 0)
                 log_warning_errno(r, "cannot probe host capabilities: %m, ignoring");
+        r = pc_sandbox_manager_new(d, &e);
+        if (r < 0)
+                return log_error_errno(r, "%s", e ? e->message : "cannot start the sandbox manager");
 
         /* Signals are read from a signalfd in this loop; block them first so no handler runs in the
          * API's threads (they inherit the mask). */
@@ -407,6 +413,7 @@ int main(int argc, char **argv)
         r = run(&d, ready_fd);
 
         pc_store_close(&d.store);
+        pc_sandbox_manager_free(&d);
         d.policies = pc_policy_manager_free(d.policies);
         json_decref(d.host_caps);
         pc_config_done(&d.config);

@@ -378,3 +378,11 @@ int pc_policies_decide(pc_daemon *d, const char *name, json_t *req, json_t **ret
         *ret = pc_verdict_to_json(v);
         return *ret ? 0 : -ENOMEM;
 }
+
+int pc_policies_exists(pc_daemon *d, const char *name)
+{
+        LOCK_GUARD(&d->policies->lock);
+        loaded_policy *l = find(d->policies, name);
+
+        return l && l->policy ? 1 : 0;
+}

@@ -27,6 +27,26 @@ static const char *const migrations[] = {
         /* The ledger is append-only: the database itself refuses edits. */
         "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
         "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;",
+        /* 2: sandboxes. uid_base and net_index are unique: two sandboxes never share ids or a subnet. */
+        "CREATE TABLE sandboxes ("
+        "  name TEXT PRIMARY KEY,"
+        "  policy TEXT NOT NULL,"
+        "  memory_max INTEGER NOT NULL,"
+        "  swap_max INTEGER NOT NULL,"
+        "  pids_max INTEGER NOT NULL,"
+        "  cpu_quota_us INTEGER NOT NULL,"
+        "  cpu_period_us INTEGER NOT NULL,"
+        "  network TEXT NOT NULL CHECK (network IN ('none', 'loopback', 'egress')),"
+        "  rootfs TEXT NOT NULL,"
+        "  uid_base INTEGER NOT NULL UNIQUE,"
+        "  net_index INTEGER NOT NULL UNIQUE,"
+        "  state TEXT NOT NULL CHECK (state IN ('running', 'stopped')),"
+        "  init_pid INTEGER,"
+        "  init_starttime INTEGER,"
+        "  created_at INTEGER NOT NULL,"
+        "  started_at INTEGER,"
+        "  stopped_at INTEGER"
+        ");",
 };
 
 int pc_store_schema_version(pc_store *s)

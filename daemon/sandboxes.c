@@ -1,0 +1,902 @@
+/* SPDX-License-Identifier: MIT */
+/* The sandbox manager: the sandboxes table, uid-range and subnet allocation, lifecycle through isolate/,
+ * re-adoption after a daemon restart. The store is the truth for what exists; the in-memory entries hold
+ * the live handles (pidfd, cgroup). A per-sandbox "busy" flag lets slow work (starting takes
+ * milliseconds, stopping up to seconds) run without holding the manager lock. */
+#include <fcntl.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "daemon-internal.h"
+#include "isolate.h"
+#include "policies.h"
+
+#define CGROUP_PARENT   "pocketcoder"
+#define UID_COUNT       65536u
+#define MAX_SANDBOXES   4096u
+
+typedef struct sandbox_entry {
+        char name[64];
+        isolate_sandbox *sb; /* NULL when stopped */
+        isolate_cgroup *cg;  /* NULL when stopped */
+        bool busy;           /* a lifecycle operation is in progress */
+} sandbox_entry;
+
+struct pc_sandbox_manager {
+        pthread_mutex_t lock;
+        sandbox_entry *entries;
+        size_t n_entries;
+        int seccomp_fd; /* compiled once: every sandbox and exec loads the same filter */
+};
+
+/* One row, as stored. */
+typedef struct sandbox_row {
+        char name[64];
+        char policy[64];
+        isolate_limits limits;
+        isolate_net_mode network;
+        char rootfs[64];
+        uid_t uid_base;
+        uint32_t net_index;
+        bool running;
+        pid_t init_pid;
+        uint64_t init_starttime;
+        int64_t created_at, started_at, stopped_at;
+} sandbox_row;
+
+static const char *const net_names[] = {
+        [ISOLATE_NET_NONE] = "none",
+        [ISOLATE_NET_LOOPBACK] = "loopback",
+        [ISOLATE_NET_EGRESS] = "egress",
+};
+
+static int net_from_string(const char *s)
+{
+        for (size_t i = 0; s && i < ELEMENTSOF(net_names); i++)
+                if (streq(s, net_names[i]))
+                        return (int) i;
+        return -EINVAL;
+}
+
+static sandbox_entry *entry_find(pc_sandbox_manager *m, const char *name)
+{
+        for (size_t i = 0; i < m->n_entries; i++)
+                if (streq(m->entries[i].name, name))
+                        return &m->entries[i];
+        return NULL;
+}
+
+static sandbox_entry *entry_add(pc_sandbox_manager *m, const char *name)
+{
+        sandbox_entry *n = realloc(m->entries, (m->n_entries + 1) * sizeof(*n));
+
+        if (!n)
+                return NULL;
+        m->entries = n;
+        n = &m->entries[m->n_entries++];
+        *n = (sandbox_entry){};
+        snprintf(n->name, sizeof(n->name), "%s", name);
+        return n;
+}
+
+static void entry_remove(pc_sandbox_manager *m, const char *name)
+{
+        sandbox_entry *e = entry_find(m, name);
+
+        if (!e)
+                return;
+        isolate_sandbox_free(e->sb);
+        isolate_cgroup_free(e->cg);
+        *e = m->entries[--m->n_entries];
+}
+
+static void row_from_stmt(sqlite3_stmt *st, sandbox_row *r)
+{
+        *r = (sandbox_row){};
+        snprintf(r->name, sizeof(r->name), "%s", sqlite3_column_text(st, 0));
+        snprintf(r->policy, sizeof(r->policy), "%s", sqlite3_column_text(st, 1));
+        r->limits.memory_max = (uint64_t) sqlite3_column_int64(st, 2);
+        r->limits.swap_max = (uint64_t) sqlite3_column_int64(st, 3);
+        r->limits.pids_max = (uint64_t) sqlite3_column_int64(st, 4);
+        r->limits.cpu_quota_us = (uint64_t) sqlite3_column_int64(st, 5);
+        r->limits.cpu_period_us = (uint64_t) sqlite3_column_int64(st, 6);
+        r->network = (isolate_net_mode) MAX(net_from_string((const char *) sqlite3_column_text(st, 7)), 0);
+        snprintf(r->rootfs, sizeof(r->rootfs), "%s", sqlite3_column_text(st, 8));
+        r->uid_base = (uid_t) sqlite3_column_int64(st, 9);
+        r->net_index = (uint32_t) sqlite3_column_int64(st, 10);
+        r->running = streq((const char *) sqlite3_column_text(st, 11), "running");
+        r->init_pid = (pid_t) sqlite3_column_int64(st, 12);
+        r->init_starttime = (uint64_t) sqlite3_column_int64(st, 13);
+        r->created_at = sqlite3_column_int64(st, 14);
+        r->started_at = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 15);
+        r->stopped_at = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
+}
+
+#define ROW_COLUMNS                                                                                       \
+        "name, policy, memory_max, swap_max, pids_max, cpu_quota_us, cpu_period_us, network, rootfs, "    \
+        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at"
+
+static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k;
+
+        if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes WHERE name = ?", -1, &st,
+                               NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        k = sqlite3_step(st);
+        if (k == SQLITE_DONE)
+                return -ENOENT;
+        if (k != SQLITE_ROW)
+                return -EIO;
+        row_from_stmt(st, ret);
+        return 0;
+}
+
+/* Records a state change together with its audit entry, in one transaction. */
+static int row_set_state(pc_daemon *d, const char *name, bool running, pid_t pid, uint64_t starttime,
+                         const char *actor, const char *action)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+
+        if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO;
+        if (sqlite3_prepare_v2(d->store.db,
+                               running ? "UPDATE sandboxes SET state = 'running', init_pid = ?, init_starttime = ?, "
+                                         "started_at = ? WHERE name = ?"
+                                       : "UPDATE sandboxes SET state = 'stopped', init_pid = NULL, "
+                                         "init_starttime = NULL, stopped_at = ?3 WHERE name = ?4",
+                               -1, &st, NULL) != SQLITE_OK)
+                goto fail;
+        if (running) {
+                sqlite3_bind_int64(st, 1, pid);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) starttime);
+        }
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                goto fail;
+        if (pc_store_audit(&d->store, actor, action, name, NULL) < 0 ||
+            sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+                goto fail;
+        return 0;
+fail:
+        (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+        return -EIO;
+}
+
+static char *workspace_path(pc_daemon *d, const char *name)
+{
+        return strjoin(d->config.state_dir, "/workspaces/", name);
+}
+
+static char *overlay_path(pc_daemon *d, const char *name)
+{
+        return strjoin(d->config.state_dir, "/overlays/", name);
+}
+
+static char *image_path(pc_daemon *d, const char *rootfs)
+{
+        return strjoin(d->config.state_dir, "/images/", rootfs);
+}
+
+/* Creates the workspace for the agent (uid_base + agent uid inside). Existing workspaces (a sandbox
+ * re-created with the same name) are kept, re-owned at the top only. */
+static int workspace_prepare(const char *path, uid_t uid_base, pc_error **reterr)
+{
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        r = mkdir_p(path, 0750);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "workspace", "cannot create workspace %s: %s", path, strerror(-r));
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return pc_error_setf(reterr, errno, "workspace", "cannot open workspace %s: %m", path);
+        if (fchown(fd, uid_base + ISOLATE_AGENT_UID, uid_base + ISOLATE_AGENT_GID) < 0 || fchmod(fd, 0750) < 0)
+                return pc_error_setf(reterr, errno, "workspace", "cannot hand workspace %s to the agent: %m", path);
+        return 0;
+}
+
+static void net_config_for(pc_daemon *d, const sandbox_row *row, isolate_net_config *ret)
+{
+        *ret = (isolate_net_config){ .mode = row->network, .index = row->net_index, .subnet = d->config.egress_subnet };
+}
+
+/* Missing kernel features are errors that name them, never a silently weaker sandbox. */
+static int check_host(pc_daemon *d, const sandbox_row *row, pc_error **reterr)
+{
+        json_t *h = d->host_caps, *ns = json_object_get(h, "namespaces"), *cg = json_object_get(h, "cgroup");
+        static const char *const namespaces[] = { "user", "mount", "pid", "net", "uts", "ipc", "cgroup" };
+        const char *key;
+        json_t *v;
+
+        if (!h)
+                return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                     "host capabilities could not be probed; see the daemon log");
+        for (size_t i = 0; i < ELEMENTSOF(namespaces); i++)
+                if (!json_is_true(json_object_get(ns, namespaces[i])))
+                        return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                             "this kernel cannot create %s namespaces, which sandboxes need",
+                                             namespaces[i]);
+        if (!json_is_true(json_object_get(json_object_get(h, "seccomp"), "filter")))
+                return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                     "this kernel has no seccomp filters, which sandboxes need");
+        json_object_foreach(json_object_get(cg, "controllers"), key, v)
+                if (!json_is_true(v))
+                        return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                             "the cgroup %s controller is not available (cgroup %s); sandboxes "
+                                             "need it to enforce limits",
+                                             key, json_string_value(json_object_get(cg, "version")));
+        if (!streq(row->rootfs, "host") && !json_is_true(json_object_get(h, "overlayfs")))
+                return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                     "image rootfs needs overlayfs, which this kernel lacks");
+        return 0;
+}
+
+/* Brings a stored sandbox up: cgroup, namespaces, rootfs, tmux. Called without the manager lock, with
+ * the entry marked busy. */
+static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_sb, isolate_cgroup **ret_cg,
+                    pc_error **reterr)
+{
+        _cleanup_free_ char *ws = workspace_path(d, row->name), *image = NULL, *overlay = NULL;
+        isolate_cgroup *cg = NULL;
+        isolate_sandbox *sb = NULL;
+        isolate_net_config net;
+        int r;
+
+        if (!ws)
+                return -ENOMEM;
+        r = check_host(d, row, reterr);
+        if (r < 0)
+                return r;
+        if (!streq(row->rootfs, "host")) {
+                struct stat st;
+
+                image = image_path(d, row->rootfs);
+                overlay = overlay_path(d, row->name);
+                if (!image || !overlay)
+                        return -ENOMEM;
+                if (stat(image, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return pc_error_setf(reterr, ENOENT, "not_found",
+                                             "image \"%s\" does not exist; build it with 'pocketcoder image build %s'",
+                                             row->rootfs, row->rootfs);
+        }
+        r = workspace_prepare(ws, row->uid_base, reterr);
+        if (r < 0)
+                return r;
+        r = isolate_cgroup_new(CGROUP_PARENT, row->name, &row->limits, &cg, reterr);
+        if (r < 0)
+                return r;
+        net_config_for(d, row, &net);
+        r = isolate_sandbox_start(&(isolate_sandbox_config){
+                                          .name = row->name,
+                                          .workspace = ws,
+                                          .uid_base = row->uid_base,
+                                          .uid_count = UID_COUNT,
+                                          .rootfs_image = image,
+                                          .overlay_dir = overlay,
+                                          .cgroup = cg,
+                                          .net = &net,
+                                          .seccomp_fd = d->sandboxes->seccomp_fd,
+                                  },
+                                  &sb, reterr);
+        if (r < 0) {
+                (void) isolate_cgroup_kill(cg);
+                (void) isolate_cgroup_destroy(cg);
+                isolate_cgroup_free(cg);
+                (void) isolate_net_teardown(row->name, &net);
+                return r;
+        }
+        *ret_sb = sb;
+        *ret_cg = cg;
+        return 0;
+}
+
+/* Tears a sandbox down to "stopped": processes, cgroup, host side of the network. Idempotent. */
+static void bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb, isolate_cgroup *cg)
+{
+        isolate_net_config net;
+
+        if (sb)
+                (void) isolate_sandbox_stop(sb, 0);
+        if (cg) {
+                (void) isolate_cgroup_kill(cg);
+                (void) isolate_cgroup_destroy(cg);
+        }
+        net_config_for(d, row, &net);
+        (void) isolate_net_teardown(row->name, &net);
+}
+
+static int parse_limits(json_t *req, isolate_limits *l, pc_error **reterr)
+{
+        json_t *v;
+        uint64_t u;
+
+        *l = (isolate_limits){ .memory_max = 1ULL << 30, .swap_max = 0, .pids_max = 512, .cpu_period_us = 100000 };
+        v = json_object_get(req, "memory");
+        if (v) {
+                if (json_is_integer(v) && json_integer_value(v) > 0)
+                        u = (uint64_t) json_integer_value(v);
+                else if (!json_is_string(v) || parse_size(json_string_value(v), &u) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"memory\" must be a size such as \"512M\" or \"2G\" (or bytes)");
+                if (u < (16ULL << 20))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"memory\" must be at least 16M: tmux and a shell need room");
+                l->memory_max = u;
+        }
+        v = json_object_get(req, "pids");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) < 8 || json_integer_value(v) > 1000000)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"pids\" must be an integer from 8 to 1000000");
+                l->pids_max = (uint64_t) json_integer_value(v);
+        }
+        v = json_object_get(req, "cpus");
+        if (v) {
+                double c = json_number_value(v);
+                if (!json_is_number(v) || !(c >= 0.01 && c <= 1024))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"cpus\" must be a number of CPUs from 0.01 to 1024, e.g. 1.5");
+                l->cpu_quota_us = (uint64_t) llround(c * (double) l->cpu_period_us);
+        }
+        return 0;
+}
+
+/* Smallest free slot among those the table uses (EXPR over its rows), so ranges are reused after
+ * deletion. The uid base is bound as ?1 where EXPR mentions it. Called with the store lock held. */
+#define UID_RANGE_SQL "?1"
+static int allocate_slot(pc_daemon *d, const char *expr, uint64_t *ret)
+{
+        _cleanup_free_ char *sql = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        uint64_t want = 0;
+
+        if (asprintf_safe(&sql, "SELECT %s AS slot FROM sandboxes ORDER BY slot", expr) < 0)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(d->store.db, sql, -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        if (sqlite3_bind_parameter_count(st) > 0)
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) d->config.uid_range_base);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                uint64_t v = (uint64_t) sqlite3_column_int64(st, 0);
+                if (v == want)
+                        want++;
+                else if (v > want)
+                        break;
+        }
+        if (want >= MAX_SANDBOXES)
+                return -ENOSPC;
+        *ret = want;
+        return 0;
+}
+
+static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_entry *e)
+{
+        _cleanup_free_ char *ws = workspace_path(d, row->name);
+        isolate_usage u = {};
+        json_t *usage = json_null(), *j;
+        bool running = e && e->sb;
+
+        if (running && e->cg && isolate_cgroup_usage(e->cg, &u) >= 0)
+                usage = json_pack("{s:I, s:I, s:I, s:I, s:I}", "memory_current", (json_int_t) u.memory_current,
+                                  "memory_peak", (json_int_t) u.memory_peak, "pids_current",
+                                  (json_int_t) u.pids_current, "cpu_usage_usec", (json_int_t) u.cpu_usage_usec,
+                                  "oom_kills", (json_int_t) u.oom_kills);
+        j = json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:o}, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:o, s:o, s:o}",
+                      "name", row->name, "state", e && e->busy ? "busy" : running ? "running" : "stopped", "policy",
+                      row->policy, "limits", "memory_max", (json_int_t) row->limits.memory_max, "swap_max",
+                      (json_int_t) row->limits.swap_max, "pids_max", (json_int_t) row->limits.pids_max, "cpus",
+                      row->limits.cpu_quota_us ? json_real((double) row->limits.cpu_quota_us /
+                                                           (double) row->limits.cpu_period_us)
+                                               : json_null(),
+                      "network", net_names[row->network], "rootfs", row->rootfs, "init_pid",
+                      running ? json_integer(isolate_sandbox_pid(e->sb)) : json_null(), "cgroup_path",
+                      running && e->cg ? json_string(isolate_cgroup_path(e->cg)) : json_null(), "usage", usage,
+                      "workspace_host_path", ws ?: "", "uid_base", (json_int_t) row->uid_base, "created_at",
+                      (json_int_t) row->created_at, "started_at",
+                      row->started_at >= 0 ? json_integer(row->started_at) : json_null(), "stopped_at",
+                      row->stopped_at >= 0 ? json_integer(row->stopped_at) : json_null(), "tmux_session",
+                      running ? json_string(row->name) : json_null());
+        if (j && running)
+                json_object_set_new(j, "init_starttime", json_integer((json_int_t) isolate_sandbox_starttime(e->sb)));
+        return j;
+}
+
+/* Notices sandboxes whose init died since we last looked (the agent cannot kill it, but the OOM killer
+ * or an admin can): they are recorded as stopped and their leftovers cleaned. Called with m->lock held. */
+static void reap_dead(pc_daemon *d)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+
+        for (size_t i = 0; i < m->n_entries; i++) {
+                sandbox_entry *e = &m->entries[i];
+                sandbox_row row;
+
+                if (e->busy || !e->sb || isolate_sandbox_is_running(e->sb))
+                        continue;
+                log_notice("sandbox %s: init (pid %d) exited; marking it stopped", e->name, isolate_sandbox_pid(e->sb));
+                if (row_load(d, e->name, &row) >= 0)
+                        bring_down(d, &row, e->sb, e->cg);
+                e->sb = isolate_sandbox_free(e->sb);
+                e->cg = isolate_cgroup_free(e->cg);
+                (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
+        }
+}
+
+int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr)
+{
+        LOCK_GUARD(&d->sandboxes->lock);
+        _cleanup_json_ json_t *arr = json_array();
+        int k;
+
+        reap_dead(d);
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes ORDER BY name", -1, &st,
+                                       NULL) != SQLITE_OK)
+                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
+                                             sqlite3_errmsg(d->store.db));
+                while ((k = sqlite3_step(st)) == SQLITE_ROW) {
+                        sandbox_row row;
+                        row_from_stmt(st, &row);
+                        if (who->role == PC_ROLE_AGENT && !streq(row.name, who->sandbox))
+                                continue;
+                        json_array_append_new(arr, sandbox_json(d, &row, entry_find(d->sandboxes, row.name)));
+                }
+        }
+        *ret = json_pack("{s:O}", "sandboxes", arr);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int may_touch(const pc_principal *who, const char *name, pc_error **reterr)
+{
+        if (who->role == PC_ROLE_AGENT && !streq(who->sandbox, name))
+                return pc_error_setf(reterr, EACCES, "forbidden",
+                                     "this agent token is scoped to sandbox \"%s\", not \"%s\"", who->sandbox, name);
+        return 0;
+}
+
+int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr)
+{
+        LOCK_GUARD(&d->sandboxes->lock);
+        sandbox_row row;
+        int r;
+
+        r = may_touch(who, name, reterr);
+        if (r < 0)
+                return r;
+        reap_dead(d);
+        r = row_load(d, name, &row);
+        if (r == -ENOENT)
+                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "store_error", "state database: cannot read sandbox \"%s\"", name);
+        *ret = sandbox_json(d, &row, entry_find(d->sandboxes, name));
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* Marks NAME busy (it must exist in the store); returns the row. */
+static int begin_op(pc_daemon *d, const char *name, sandbox_row *row, sandbox_entry **ret, pc_error **reterr)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+        sandbox_entry *e;
+        int r;
+
+        reap_dead(d);
+        r = row_load(d, name, row);
+        if (r == -ENOENT)
+                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        if (r < 0)
+                return pc_error_setf(reterr, EIO, "store_error", "state database: cannot read sandbox \"%s\"", name);
+        e = entry_find(m, name) ?: entry_add(m, name);
+        if (!e)
+                return -ENOMEM;
+        if (e->busy)
+                return pc_error_setf(reterr, EBUSY, "busy",
+                                     "sandbox \"%s\" is being started or stopped; try again when it is done", name);
+        e->busy = true;
+        *ret = e;
+        return 0;
+}
+
+int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "name", "policy", "memory", "pids", "cpus", "network", "rootfs", NULL };
+        pc_sandbox_manager *m = d->sandboxes;
+        sandbox_row row = {};
+        const char *name, *policy, *network, *rootfs;
+        char actor[128];
+        isolate_sandbox *sb = NULL;
+        isolate_cgroup *cg = NULL;
+        uint64_t slot, net_index;
+        sandbox_entry *e;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        name = json_string_value(json_object_get(req, "name"));
+        if (!name || !name_is_valid(name))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"name\" must be a sandbox name: 1-63 lowercase letters, digits and "
+                                     "'-', not starting or ending with '-'");
+        policy = json_object_get(req, "policy") ? json_string_value(json_object_get(req, "policy")) : "default";
+        network = json_object_get(req, "network") ? json_string_value(json_object_get(req, "network")) : "none";
+        rootfs = json_object_get(req, "rootfs") ? json_string_value(json_object_get(req, "rootfs")) : "host";
+        if (!policy || !name_is_valid(policy))
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"policy\" must be a policy name");
+        if (net_from_string(network) < 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"network\" must be none, loopback or egress");
+        if (!rootfs || !name_is_valid(rootfs))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"rootfs\" must be \"host\" or the name of a built image");
+        r = parse_limits(req, &row.limits, reterr);
+        if (r < 0)
+                return r;
+        r = pc_policies_exists(d, policy);
+        if (r <= 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "policy \"%s\" is not loaded (see 'pocketcoder policy list')", policy);
+        snprintf(row.name, sizeof(row.name), "%s", name);
+        snprintf(row.policy, sizeof(row.policy), "%s", policy);
+        snprintf(row.rootfs, sizeof(row.rootfs), "%s", rootfs);
+        row.network = (isolate_net_mode) net_from_string(network);
+        pc_principal_describe(who, actor, sizeof(actor));
+
+        /* Reserve the name, uid range and subnet in the store first, so concurrent creates cannot collide;
+         * the row says "stopped" until the sandbox is really up. */
+        {
+                LOCK_GUARD(&m->lock);
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (entry_find(m, name) || row_load(d, name, &(sandbox_row){}) == 0)
+                        return pc_error_setf(reterr, EEXIST, "exists", "sandbox \"%s\" already exists", name);
+                if (allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", &slot) < 0)
+                        return pc_error_setf(reterr, ENOSPC, "no_space", "no free uid range for another sandbox");
+                if (allocate_slot(d, "net_index", &net_index) < 0)
+                        return pc_error_setf(reterr, ENOSPC, "no_space", "no free subnet for another sandbox");
+                row.uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
+                row.net_index = (uint32_t) net_index;
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
+                                       "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
+                                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?)",
+                                       -1, &st, NULL) != SQLITE_OK)
+                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
+                sqlite3_bind_text(st, 1, row.name, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, row.policy, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) row.limits.memory_max);
+                sqlite3_bind_int64(st, 4, (sqlite3_int64) row.limits.swap_max);
+                sqlite3_bind_int64(st, 5, (sqlite3_int64) row.limits.pids_max);
+                sqlite3_bind_int64(st, 6, (sqlite3_int64) row.limits.cpu_quota_us);
+                sqlite3_bind_int64(st, 7, (sqlite3_int64) row.limits.cpu_period_us);
+                sqlite3_bind_text(st, 8, network, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 9, row.rootfs, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 10, row.uid_base);
+                sqlite3_bind_int64(st, 11, row.net_index);
+                sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+                if (sqlite3_step(st) != SQLITE_DONE)
+                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
+                e = entry_add(m, name);
+                if (!e)
+                        return -ENOMEM;
+                e->busy = true;
+        }
+
+        r = bring_up(d, &row, &sb, &cg, reterr);
+
+        LOCK_GUARD(&m->lock);
+        e = entry_find(m, name);
+        if (r < 0) {
+                /* Nothing left behind: the reservation goes, and so does an empty new workspace. */
+                _cleanup_free_ char *ws = workspace_path(d, name);
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) == SQLITE_OK) {
+                        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+                        (void) sqlite3_step(st);
+                }
+                if (ws)
+                        (void) rmdir(ws);
+                entry_remove(m, name);
+                log_warning("sandbox %s: creation failed: %s", name, reterr && *reterr ? (*reterr)->message : strerror(-r));
+                return r;
+        }
+        e->sb = sb;
+        e->cg = cg;
+        e->busy = false;
+        r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
+        if (r < 0)
+                log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
+        log_info("sandbox %s: created (init pid %d, uid base %u, policy %s, network %s)", name,
+                 isolate_sandbox_pid(sb), (unsigned) row.uid_base, row.policy, network);
+        r = row_load(d, name, &row);
+        if (r < 0)
+                return r;
+        *ret = sandbox_json(d, &row, e);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+        isolate_sandbox *sb = NULL;
+        isolate_cgroup *cg = NULL;
+        sandbox_entry *e;
+        sandbox_row row;
+        char actor[128];
+        int r;
+
+        pc_principal_describe(who, actor, sizeof(actor));
+        {
+                LOCK_GUARD(&m->lock);
+                r = begin_op(d, name, &row, &e, reterr);
+                if (r < 0)
+                        return r;
+                if (e->sb) {
+                        e->busy = false;
+                        *ret = sandbox_json(d, &row, e);
+                        return *ret ? 0 : -ENOMEM; /* already running: starting is idempotent */
+                }
+        }
+        r = bring_up(d, &row, &sb, &cg, reterr);
+        LOCK_GUARD(&m->lock);
+        e = entry_find(m, name);
+        e->busy = false;
+        if (r < 0)
+                return r;
+        e->sb = sb;
+        e->cg = cg;
+        (void) row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.start");
+        log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
+        if (row_load(d, name, &row) < 0)
+                return -EIO;
+        *ret = sandbox_json(d, &row, e);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, const char *action, bool remove,
+                             bool purge, json_t **ret, pc_error **reterr)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+        isolate_sandbox *sb;
+        isolate_cgroup *cg;
+        sandbox_entry *e;
+        sandbox_row row;
+        int r;
+
+        {
+                LOCK_GUARD(&m->lock);
+                r = begin_op(d, name, &row, &e, reterr);
+                if (r < 0)
+                        return r;
+                sb = TAKE_PTR(e->sb);
+                cg = TAKE_PTR(e->cg);
+        }
+        /* Also a stopped sandbox may have leftovers from a crash: bring_down is idempotent. */
+        if (!cg)
+                (void) isolate_cgroup_open(CGROUP_PARENT, name, &cg);
+        bring_down(d, &row, sb, cg);
+        isolate_sandbox_free(sb);
+        isolate_cgroup_free(cg);
+        if (remove && !streq(row.rootfs, "host")) {
+                _cleanup_free_ char *ov = overlay_path(d, name);
+                if (ov)
+                        (void) isolate_sandbox_remove_overlay(ov);
+        }
+        if (purge) {
+                _cleanup_free_ char *ws = workspace_path(d, name);
+                /* The workspace was written by the agent: removed without following its symlinks. */
+                r = ws ? isolate_sandbox_remove_overlay(ws) : -ENOMEM;
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r, "sandbox %s: cannot remove workspace %s: %m", name, ws);
+        }
+
+        LOCK_GUARD(&m->lock);
+        if (remove) {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                entry_remove(m, name);
+                if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
+                    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE ||
+                    pc_store_audit(&d->store, actor, action, name, purge ? "purge" : NULL) < 0 ||
+                    sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                        (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
+                }
+                log_info("sandbox %s: deleted%s", name, purge ? " with its workspace" : " (workspace kept)");
+                return 0;
+        }
+        e = entry_find(m, name);
+        if (e)
+                e->busy = false;
+        if (row.running)
+                (void) row_set_state(d, name, false, 0, 0, actor, action);
+        log_info("sandbox %s: stopped", name);
+        if (row_load(d, name, &row) < 0)
+                return -EIO;
+        *ret = sandbox_json(d, &row, e);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pc_sandboxes_stop(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr)
+{
+        char actor[128];
+
+        pc_principal_describe(who, actor, sizeof(actor));
+        return stop_locked_entry(d, name, actor, "sandbox.stop", false, false, ret, reterr);
+}
+
+int pc_sandboxes_delete(pc_daemon *d, const pc_principal *who, const char *name, bool purge, pc_error **reterr)
+{
+        char actor[128];
+
+        pc_principal_describe(who, actor, sizeof(actor));
+        return stop_locked_entry(d, name, actor, "sandbox.delete", true, purge, NULL, reterr);
+}
+
+/* At start: re-adopt every sandbox recorded as running whose init is still the same process; record the
+ * dead ones as stopped; clean cgroups and veths of sandboxes that no longer exist. */
+static int adopt_all(pc_daemon *d)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+        _cleanup_free_ sandbox_row *rows = NULL;
+        size_t n = 0, adopted = 0;
+        char **leftover = NULL;
+
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes", -1, &st, NULL) != SQLITE_OK)
+                        return -EIO;
+                while (sqlite3_step(st) == SQLITE_ROW) {
+                        sandbox_row *nr = realloc(rows, (n + 1) * sizeof(*nr));
+                        if (!nr)
+                                return -ENOMEM;
+                        rows = nr;
+                        row_from_stmt(st, &rows[n++]);
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                sandbox_row *row = &rows[i];
+                _cleanup_free_ char *ws = workspace_path(d, row->name);
+                isolate_cgroup *cg = NULL;
+                isolate_sandbox *sb = NULL;
+                isolate_net_config net;
+                int r;
+
+                if (!row->running)
+                        continue;
+                net_config_for(d, row, &net);
+                (void) isolate_cgroup_open(CGROUP_PARENT, row->name, &cg);
+                r = isolate_sandbox_adopt(&(isolate_sandbox_config){
+                                                  .name = row->name,
+                                                  .workspace = ws,
+                                                  .uid_base = row->uid_base,
+                                                  .uid_count = UID_COUNT,
+                                                  .cgroup = cg,
+                                                  .net = &net,
+                                                  .seccomp_fd = m->seccomp_fd,
+                                          },
+                                          row->init_pid, row->init_starttime, &sb);
+                if (r < 0) {
+                        log_notice("sandbox %s: init (pid %d) is gone; recording it as stopped", row->name, row->init_pid);
+                        bring_down(d, row, NULL, cg);
+                        isolate_cgroup_free(cg);
+                        (void) row_set_state(d, row->name, false, 0, 0, "daemon", "sandbox.exited");
+                        continue;
+                }
+                sandbox_entry *e = entry_add(m, row->name);
+                if (!e)
+                        return -ENOMEM;
+                e->sb = sb;
+                e->cg = cg;
+                adopted++;
+                log_info("sandbox %s: re-adopted (init pid %d)", row->name, row->init_pid);
+        }
+        /* Leftovers: cgroups of sandboxes that are not running according to the store. */
+        if (isolate_cgroup_list(CGROUP_PARENT, &leftover) >= 0 && leftover) {
+                for (char **l = leftover; *l; l++) {
+                        sandbox_entry *e = entry_find(m, *l);
+                        isolate_cgroup *cg = NULL;
+
+                        if (!(e && e->sb) && isolate_cgroup_open(CGROUP_PARENT, *l, &cg) >= 0) {
+                                log_notice("cleaning leftover cgroup of sandbox %s", *l);
+                                (void) isolate_cgroup_kill(cg);
+                                (void) isolate_cgroup_destroy(cg);
+                                isolate_cgroup_free(cg);
+                        }
+                        free(*l);
+                }
+                free(leftover);
+        }
+        if (n > 0)
+                log_info("%zu sandboxes recorded, %zu running and re-adopted", n, adopted);
+        return 0;
+}
+
+int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
+{
+        pc_sandbox_manager *m = calloc(1, sizeof(*m));
+        pthread_mutexattr_t attr;
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&m->lock, &attr);
+        pthread_mutexattr_destroy(&attr);
+        m->seccomp_fd = -EBADF;
+        d->sandboxes = m;
+        r = isolate_seccomp_compile(&m->seccomp_fd, reterr);
+        if (r < 0)
+                return r;
+        return adopt_all(d);
+}
+
+void pc_sandbox_manager_free(pc_daemon *d)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+
+        if (!m)
+                return;
+        /* Frees handles only: the sandboxes keep running for the next daemon to adopt. */
+        for (size_t i = 0; i < m->n_entries; i++) {
+                isolate_sandbox_free(m->entries[i].sb);
+                isolate_cgroup_free(m->entries[i].cg);
+        }
+        free(m->entries);
+        safe_close(m->seccomp_fd);
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        d->sandboxes = NULL;
+}
+
+int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, json_t **ret,
+                         pc_error **reterr)
+{
+        static const char *const fields[] = { "kind", "argv", "root", NULL };
+        _cleanup_free_ char *detail = NULL;
+        const char *kind;
+        json_t *j = NULL;
+        char actor[128];
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        kind = json_string_value(json_object_get(req, "kind"));
+        if (!kind || !(streq(kind, "enter") || streq(kind, "run")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"kind\" must be enter or run");
+        if (json_object_get(req, "argv") && !json_is_array(json_object_get(req, "argv")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"argv\" must be an array of strings");
+        r = pc_sandboxes_show(d, who, name, &j, reterr);
+        if (r < 0)
+                return r;
+        if (!json_is_integer(json_object_get(j, "init_pid"))) {
+                json_decref(j);
+                return pc_error_setf(reterr, EBUSY, "not_running",
+                                     "sandbox \"%s\" is not running; start it with 'pocketcoder sandbox start %s'",
+                                     name, name);
+        }
+        detail = json_dumps(req, JSON_COMPACT);
+        pc_principal_describe(who, actor, sizeof(actor));
+        (void) pc_store_audit(&d->store, actor, streq(kind, "enter") ? "sandbox.enter" : "sandbox.run", name, detail);
+        *ret = j;
+        return 0;
+}
