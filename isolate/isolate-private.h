@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* isolate: internals shared between the sandbox files; not part of the public API. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sock_filter;
+
+/* A seccomp program read out of the memfd in the parent, so the child only calls seccomp(2). */
+typedef struct isolate_bpf {
+        struct sock_filter *insns;
+        unsigned short len;
+} isolate_bpf;
+
+int isolate_seccomp_read(int memfd, isolate_bpf *ret);
+void isolate_bpf_done(isolate_bpf *b);
+int isolate_seccomp_install(const isolate_bpf *b); /* async-signal-safe */
+
+/* Everything the child needs to assemble the root, prepared in the parent so that the child does not
+ * allocate. */
+typedef struct isolate_rootfs_plan {
+        const char *name;             /* hostname */
+        const char *workspace;        /* host path, opened by the child while it still owns host root's files */
+        const char *image;            /* NULL = host layout */
+        int image_mount_fd;           /* image mode: detached overlay mount made by the parent */
+        char *etc_passwd, *etc_group, *etc_hosts, *etc_hostname, *etc_resolv, *etc_nsswitch;
+        char localtime_target[256];   /* readlink of the host's /etc/localtime, "" when none */
+} isolate_rootfs_plan;
+
+/* Child side: builds the new root and pivots into it; `workspace` is an O_PATH fd of the host workspace
+ * directory. On failure returns negative errno and writes what failed into step (e.g. "attach /usr"). */
+int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, char *step, size_t stepsz);
+/* Parent side: fills the generated /etc contents. */
+int isolate_rootfs_plan_init(isolate_rootfs_plan *plan, const char *name, const char *workspace,
+                             const char *image, const char *resolv_conf);
+void isolate_rootfs_plan_done(isolate_rootfs_plan *plan);
+/* Parent side, image mode: builds the overlay (lower = image, upper/work in overlay_dir) as a detached
+ * mount; the child attaches it as its root. */
+int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, int *ret_fd);

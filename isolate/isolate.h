@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/* isolate: the sandbox mechanism (namespaces, mounts, cgroups, seccomp, capabilities, network). It knows
+ * nothing of HTTP, JSON or SQL. Functions return 0/positive or negative errno; where a person needs
+ * words they take a pc_error **reterr last. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct pc_error pc_error;
+
+/* ---- host capabilities (hostcaps.c) ---- */
+
+typedef enum {
+        ISOLATE_CGROUP_NONE = 0,
+        ISOLATE_CGROUP_V1 = 1,
+        ISOLATE_CGROUP_V2 = 2,
+} isolate_cgroup_version;
+
+typedef struct isolate_host_caps {
+        isolate_cgroup_version cgroup_version; /* v2 if a cgroup2 hierarchy with the needed controllers */
+        bool cgroup_memory, cgroup_pids, cgroup_cpu; /* controllers usable on the chosen version */
+        bool ns_user, ns_mount, ns_pid, ns_net, ns_uts, ns_ipc, ns_cgroup;
+        bool seccomp, seccomp_user_notif;
+        bool openat2;
+        bool overlayfs;
+        bool idmapped_mounts;
+        bool pidfd;
+        char tmux_version[32]; /* "3.3a", empty when tmux is missing */
+        char kernel_release[65];
+} isolate_host_caps;
+
+/* Probes the running kernel once (cheap: no namespaces are created for long). */
+int isolate_host_caps_probe(isolate_host_caps *ret);
+
+/* ---- cgroups (cgroup.c): v2 primary, v1 fallback ---- */
+
+typedef struct isolate_limits {
+        uint64_t memory_max;  /* bytes, 0 = unlimited */
+        uint64_t swap_max;    /* bytes; v2 memory.swap.max, v1 memsw = memory_max + swap_max */
+        uint64_t pids_max;    /* 0 = unlimited */
+        uint64_t cpu_quota_us; /* per cpu_period_us; 0 = unlimited (e.g. 1.5 cpus = 150000/100000) */
+        uint64_t cpu_period_us;
+} isolate_limits;
+
+typedef struct isolate_usage {
+        uint64_t memory_current, memory_peak;
+        uint64_t pids_current;
+        uint64_t cpu_usage_usec;
+        uint64_t oom_kills;
+} isolate_usage;
+
+typedef struct isolate_cgroup isolate_cgroup;
+
+/* Detects the hierarchy to use: cgroup v2 when a unified hierarchy with memory+pids+cpu controllers
+ * is available (delegated subtree under the daemon's own cgroup), else v1 (memory, pids, cpu
+ * hierarchies). `parent_name` is our top-level group name (e.g. "pocketcoder"). */
+int isolate_cgroup_new(const char *parent_name, const char *sandbox_name, const isolate_limits *limits,
+                       isolate_cgroup **ret, pc_error **reterr);
+/* Re-opens an existing sandbox cgroup (daemon restart) without changing limits. */
+int isolate_cgroup_open(const char *parent_name, const char *sandbox_name, isolate_cgroup **ret);
+int isolate_cgroup_attach(isolate_cgroup *cg, pid_t pid);
+/* v2 only: an O_DIRECTORY fd of the leaf for clone3(CLONE_INTO_CGROUP); -EOPNOTSUPP on v1. The fd is
+ * owned by cg (valid until isolate_cgroup_free(); do not close it). */
+int isolate_cgroup_fd(isolate_cgroup *cg);
+int isolate_cgroup_set_limits(isolate_cgroup *cg, const isolate_limits *limits);
+int isolate_cgroup_usage(isolate_cgroup *cg, isolate_usage *ret);
+/* Kills every process in the group (cgroup.kill on v2, SIGKILL loop on v1) and waits until empty. */
+int isolate_cgroup_kill(isolate_cgroup *cg);
+/* Removes the group (must be empty). */
+int isolate_cgroup_destroy(isolate_cgroup *cg);
+const char *isolate_cgroup_path(const isolate_cgroup *cg); /* e.g. "/sys/fs/cgroup/pocketcoder/NAME" */
+isolate_cgroup_version isolate_cgroup_get_version(const isolate_cgroup *cg);
+isolate_cgroup *isolate_cgroup_free(isolate_cgroup *cg); /* frees memory only; does not remove */
+/* Lists sandbox names that have a cgroup under parent_name (for cleanup of leftovers). The result is a
+ * NULL-terminated array; free each string and the array. */
+int isolate_cgroup_list(const char *parent_name, char ***ret_names);
+/* Removes the (empty) parent group in every hierarchy; -EBUSY while sandboxes remain. Idempotent. */
+int isolate_cgroup_destroy_parent(const char *parent_name);
+
+/* ---- network (net.c, libnl) ---- */
+
+typedef enum {
+        ISOLATE_NET_NONE = 0,     /* own netns, lo only and DOWN: no route at all, even 127.0.0.1 fails */
+        ISOLATE_NET_LOOPBACK = 1, /* own netns, lo up */
+        ISOLATE_NET_EGRESS = 2,   /* veth to the host, NAT out, host itself unreachable */
+} isolate_net_mode;
+
+typedef struct isolate_net_config {
+        isolate_net_mode mode;
+        uint32_t index;            /* per-sandbox number: the index-th /30 of subnet (.1 host, .2 sandbox) */
+        const char *subnet;        /* e.g. "10.88.0.0/16" (configurable private range) */
+        const char *host_ifname;   /* e.g. "pc-NAME" truncated to 15 chars; NULL = derived */
+        const char *nft_table;     /* nftables inet table; NULL = "pocketcoder" (tests use their own) */
+} isolate_net_config;
+
+/* Configures the network of the netns `netns_fd` (an fd of /proc/PID/ns/net). For EGRESS creates the
+ * veth pair, moves one end inside as eth0, assigns addresses and default route, enables forwarding
+ * and installs NAT + a filter that blocks the host itself (nftables table "pocketcoder"). */
+int isolate_net_setup(int netns_fd, const char *sandbox_name, const isolate_net_config *cfg, pc_error **reterr);
+/* Removes the host side (veth, NAT rules) of a sandbox; idempotent. */
+int isolate_net_teardown(const char *sandbox_name, const isolate_net_config *cfg);
+/* The host-side veth name: cfg->host_ifname if set, "pc-NAME" when it fits in 15 chars, else "pc_" + 12
+ * hex digits of a hash of NAME ('_' never occurs in sandbox names, so the two forms cannot collide). */
+int isolate_net_host_ifname(const char *sandbox_name, const isolate_net_config *cfg, char ret[static 16]);
+/* Contents for the sandbox's /etc/resolv.conf: for EGRESS the host's non-loopback IPv4 nameservers
+ * (falling back to systemd-resolved's upstream list), since the host itself is unreachable; for the other
+ * modes a comment only. */
+int isolate_net_resolv_conf(const isolate_net_config *cfg, char **ret);
+
+/* ---- sandboxes (sandbox.c etc.) ---- */
+
+/* The syscall filter: a deny-list at least as strict as Docker's default profile (docs/security.md has
+ * the table), native ABI only (32-bit and x32 syscalls kill the process). Compiled with libseccomp in
+ * the parent and exported as classic BPF into a sealed memfd (`*ret_memfd`, O_CLOEXEC): compile once,
+ * pass it to every sandbox; children only load it. */
+int isolate_seccomp_compile(int *ret_memfd, pc_error **reterr);
+
+#define ISOLATE_AGENT_UID   1000u
+#define ISOLATE_AGENT_GID   1000u
+#define ISOLATE_WORKSPACE   "/workspace"
+/* tmux's socket, a path inside the sandbox (a tmpfs /run; /run/tmux is the agent's, mode 0700). The host
+ * never opens it by path: it runs tmux inside with isolate_sandbox_tmux()/isolate_sandbox_exec(). */
+#define ISOLATE_TMUX_SOCKET "/run/tmux/agent.sock"
+
+typedef struct isolate_sandbox_config {
+        const char *name;      /* name_is_valid(); the hostname and the tmux session name */
+        const char *workspace; /* absolute host directory, bound read-write at /workspace (nosuid,nodev);
+                                * should be owned by uid_base + ISOLATE_AGENT_UID */
+        uid_t uid_base;        /* host uid and gid that sandbox uid/gid 0 maps to; never 0 */
+        uint32_t uid_count;    /* size of the range (65536 recommended); must exceed ISOLATE_AGENT_UID */
+        const char *rootfs_image; /* NULL: the "host" layout; else an image directory used read-only as
+                                   * the lower layer of an overlay (image mode) */
+        const char *overlay_dir;  /* image mode: per-sandbox directory for upper/ and work/ */
+        const char *resolv_conf;  /* contents of /etc/resolv.conf; NULL: copy the host's */
+        isolate_cgroup *cgroup;   /* borrowed, may be NULL (no limits); the sandbox starts inside it */
+        const isolate_net_config *net; /* NULL: own netns with lo only, nobody configures it */
+        int seccomp_fd;           /* from isolate_seccomp_compile(); negative: compile here */
+        uint64_t ready_timeout_usec; /* bound on waiting for tmux; 0: 10 s */
+} isolate_sandbox_config;
+
+typedef struct isolate_sandbox isolate_sandbox;
+
+/* Creates the sandbox: a child in new user, mount, pid, net, uts, ipc and cgroup namespaces that builds
+ * its root, drops privileges, becomes PID 1 (a small init that reaps and forwards signals) and starts
+ * tmux as the agent with a session named cfg->name in /workspace. Returns once the tmux session exists.
+ * On failure nothing is left running and *reterr names the failed step ("sandbox foo: attach /usr:
+ * ..."). The sandbox does not depend on the caller: it is in its own session, without parent-death
+ * signal, and keeps running when the daemon exits. */
+int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **ret, pc_error **reterr);
+
+/* Re-attaches to a running sandbox (daemon restart): opens a pidfd for `pid` and checks that its start
+ * time (field 22 of /proc/PID/stat) is `starttime`, so a reused pid is never adopted. -ESRCH when the
+ * sandbox is gone. cfg supplies name, uid range, cgroup and seccomp filter for later execs. */
+int isolate_sandbox_adopt(const isolate_sandbox_config *cfg, pid_t pid, uint64_t starttime,
+                          isolate_sandbox **ret);
+
+/* SIGTERM to init (which forwards it and exits when its children are gone), wait up to timeout_usec
+ * (0: 5 s) on the pidfd, then SIGKILL; then kills what is left in the cgroup. Idempotent. */
+int isolate_sandbox_stop(isolate_sandbox *sb, uint64_t timeout_usec);
+/* Frees memory and closes the pidfd; does not stop the sandbox. */
+isolate_sandbox *isolate_sandbox_free(isolate_sandbox *sb);
+
+bool isolate_sandbox_is_running(const isolate_sandbox *sb);
+const char *isolate_sandbox_name(const isolate_sandbox *sb);
+pid_t isolate_sandbox_pid(const isolate_sandbox *sb);     /* init, host pid namespace */
+int isolate_sandbox_pidfd(const isolate_sandbox *sb);     /* owned by sb */
+uint64_t isolate_sandbox_starttime(const isolate_sandbox *sb); /* record it for isolate_sandbox_adopt() */
+uid_t isolate_sandbox_uid_base(const isolate_sandbox *sb);
+
+/* Field 22 of /proc/PID/stat (clock ticks since boot). */
+int isolate_pid_starttime(pid_t pid, uint64_t *ret);
+
+typedef struct isolate_exec_options {
+        const char *const *argv; /* argv[0] without '/' is searched in the sandbox's PATH */
+        const char *cwd;         /* inside the sandbox; NULL: /workspace */
+        bool as_root;            /* sandbox root (still unprivileged on the host) instead of the agent */
+        bool tty;                /* stdin is a terminal: make it the controlling terminal */
+        const char *term;        /* TERM; NULL: "xterm-256color" */
+        int stdin_fd, stdout_fd, stderr_fd; /* negative: /dev/null */
+} isolate_exec_options;
+
+/* Runs a process inside a running sandbox with exactly the restrictions the agent's commands get: it
+ * joins all of the sandbox's namespaces and its cgroup, drops to the minimal bounding set, sets
+ * no_new_privs, becomes the agent (or sandbox root), loads the same seccomp filter, closes every other
+ * fd and execs with the clean environment (PATH, HOME, USER, LANG, TERM). The process is a child of the
+ * caller: wait on *ret_pidfd (waitid(P_PIDFD, ...)). Fails (without leaving a process) when anything
+ * before the exec fails, including the exec itself. */
+int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, pid_t *ret_pid,
+                         int *ret_pidfd, pc_error **reterr);
+
+/* Runs `tmux -S ISOLATE_TMUX_SOCKET ARGS...` inside as the agent, collecting stdout (up to 4 MiB).
+ * Returns tmux's exit status (>= 0) and the output; negative errno when it could not run. */
+int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **ret_output, pc_error **reterr);
+
+/* Removes a per-sandbox overlay directory (image mode) after the sandbox stopped: recursively, without
+ * following symlinks or crossing mount points (its contents were written by the sandbox). */
+int isolate_sandbox_remove_overlay(const char *overlay_dir);

@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: MIT */
+/* Real sandboxes: start one, check tmux inside, run the static probe (tests/probe) in it as the agent and
+ * as sandbox root, exec, adopt, stop. Needs root, user namespaces and tmux; skips otherwise. */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "common.h"
+#include "isolate.h"
+#include "tap.h"
+
+#define UID_BASE  300000u
+#define UID_COUNT 65536u
+
+static char tmpdir[64], workspace[128], secret[128], abstract_name[64];
+static int seccomp_fd = -EBADF, abstract_fd = -EBADF;
+static isolate_sandbox *sb;
+
+static const char *skip_reason(void)
+{
+        if (geteuid() != 0)
+                return "needs root";
+        if (access("/usr/bin/tmux", X_OK) < 0)
+                return "needs /usr/bin/tmux";
+        if (access("/proc/self/ns/user", F_OK) < 0)
+                return "needs user namespaces";
+        return NULL;
+}
+
+static int copy_file(const char *from, const char *to, mode_t mode, uid_t uid)
+{
+        _cleanup_free_ char *data = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t n;
+        int r;
+
+        r = read_full_file(from, 64 * 1024 * 1024, &data, &n);
+        if (r < 0)
+                return r;
+        fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, data, n);
+        if (r < 0)
+                return r;
+        if (fchown(fd, uid, uid) < 0 || fchmod(fd, mode) < 0)
+                return -errno;
+        return 0;
+}
+
+static isolate_sandbox_config config(const char *name)
+{
+        return (isolate_sandbox_config) {
+                .name = name,
+                .workspace = workspace,
+                .uid_base = UID_BASE,
+                .uid_count = UID_COUNT,
+                .resolv_conf = "nameserver 127.0.0.1\n",
+                .seccomp_fd = seccomp_fd,
+        };
+}
+
+static char *mfree_str(char *p)
+{
+        free(p);
+        return NULL;
+}
+
+/* Runs argv inside, returns the exit status and stdout. */
+static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char **ret_out)
+{
+        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF, pidfd = -EBADF;
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *out = NULL;
+        siginfo_t si = {};
+        pid_t pid;
+        int p[2], r;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        r_end = p[0];
+        w_end = p[1];
+        isolate_exec_options o = { .argv = argv, .as_root = as_root, .stdin_fd = -1, .stdout_fd = w_end,
+                                   .stderr_fd = w_end };
+        r = isolate_sandbox_exec(s, &o, &pid, &pidfd, &err);
+        if (r < 0) {
+                printf("# exec failed: %s\n", err ? err->message : strerror(-r));
+                return r;
+        }
+        w_end = safe_close(w_end);
+        r = read_full_fd(r_end, 1024 * 1024, &out, NULL);
+        if (r < 0)
+                return r;
+        if (waitid(P_PIDFD, pidfd, &si, WEXITED) < 0)
+                return -errno;
+        if (ret_out)
+                *ret_out = TAKE_PTR(out);
+        return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+}
+
+TEST(setup)
+{
+        const char *why = skip_reason();
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_free_ char *probe = NULL, *dest = NULL;
+
+        if (why)
+                SKIP(why);
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/pc-isotest-XXXXXX");
+        CHECK(mkdtemp(tmpdir) != NULL);
+        snprintf(workspace, sizeof(workspace), "%s/ws", tmpdir);
+        snprintf(secret, sizeof(secret), "%s/host-secret", tmpdir);
+        CHECK(mkdir(workspace, 0755) == 0);
+        CHECK(chown(workspace, UID_BASE + ISOLATE_AGENT_UID, UID_BASE + ISOLATE_AGENT_GID) == 0);
+        CHECK(write_file_atomic(secret, "secret\n", 7, 0644) == 0);
+
+        probe = strjoin(getenv("POCKETCODER_BUILD_DIR") ?: ".", "/tests/probe/pc-probe");
+        dest = strjoin(workspace, "/pc-probe");
+        CHECK(probe && dest && copy_file(probe, dest, 0755, UID_BASE + ISOLATE_AGENT_UID) == 0);
+
+        /* A host abstract unix socket: the sandbox (own netns) must not reach it. */
+        snprintf(abstract_name, sizeof(abstract_name), "pc-isotest-%d", (int) getpid());
+        memcpy(sa.sun_path + 1, abstract_name, strlen(abstract_name));
+        abstract_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(abstract_fd >= 0);
+        CHECK(bind(abstract_fd, (struct sockaddr *) &sa,
+                   (socklen_t) (offsetof(struct sockaddr_un, sun_path) + 1 + strlen(abstract_name))) == 0);
+        CHECK(listen(abstract_fd, 1) == 0);
+}
+
+TEST(seccomp_compile)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        struct stat st;
+        int seals;
+
+        CHECK_INTEQ(isolate_seccomp_compile(&seccomp_fd, &err), 0);
+        if (seccomp_fd < 0)
+                return;
+        CHECK(fstat(seccomp_fd, &st) == 0);
+        CHECK(st.st_size > 0 && st.st_size % 8 == 0);
+        seals = fcntl(seccomp_fd, F_GET_SEALS);
+        CHECK(seals >= 0 && (seals & F_SEAL_WRITE) && (seals & F_SEAL_SEAL));
+        /* Sealed: nobody can alter the shared program. */
+        CHECK(pwrite(seccomp_fd, "x", 1, 0) < 0 && errno == EPERM);
+        CHECK(fcntl(seccomp_fd, F_GETFD) & FD_CLOEXEC);
+        printf("# filter: %lld BPF instructions\n", (long long) st.st_size / 8);
+}
+
+TEST(start_rejects_bad_config)
+{
+        _cleanup_(pc_error_freep) pc_error *e1 = NULL, *e2 = NULL, *e3 = NULL, *e4 = NULL;
+        isolate_sandbox *s = NULL;
+        isolate_sandbox_config c;
+
+        c = config("Bad_Name");
+        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e1), -EINVAL);
+        CHECK(e1 && streq(e1->code, "invalid_name"));
+        c = config("ok");
+        c.uid_base = 0; /* host root must never be mapped */
+        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e2), -EINVAL);
+        c = config("ok");
+        c.uid_count = 1000; /* the agent (1000) would be unmapped */
+        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e3), -EINVAL);
+        c = config("ok");
+        c.workspace = "relative/ws";
+        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e4), -EINVAL);
+        CHECK(s == NULL);
+}
+
+TEST(start_names_failed_step)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *missing = NULL;
+        isolate_sandbox *s = NULL;
+        isolate_sandbox_config c;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        missing = strjoin(tmpdir, "/does-not-exist");
+        c = config("pc-missing");
+        c.workspace = missing;
+        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &err), -ENOENT);
+        CHECK(err && strstr(err->message, "open the workspace"));
+        if (err)
+                printf("# %s\n", err->message);
+        CHECK(s == NULL);
+}
+
+TEST(start)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        isolate_sandbox_config c = config("pc-test-a");
+        uint64_t t0, t1;
+        int r;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        t0 = now_usec(CLOCK_MONOTONIC);
+        r = isolate_sandbox_start(&c, &sb, &err);
+        t1 = now_usec(CLOCK_MONOTONIC);
+        if (err)
+                printf("# %s\n", err->message);
+        CHECK_INTEQ(r, 0);
+        if (r < 0)
+                return;
+        printf("# start -> tmux ready: %.2f ms\n", (t1 - t0) / 1000.0);
+        CHECK(isolate_sandbox_is_running(sb));
+        CHECK(isolate_sandbox_pid(sb) > 1);
+        CHECK(isolate_sandbox_starttime(sb) > 0);
+        CHECK_STREQ(isolate_sandbox_name(sb), "pc-test-a");
+        /* Its own session: the caller's terminal or death does not reach it. */
+        CHECK_INTEQ(getsid(isolate_sandbox_pid(sb)), isolate_sandbox_pid(sb));
+}
+
+TEST(tmux_session)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *out = NULL;
+        const char *const ls[] = { "list-sessions", "-F", "#{session_name} #{pane_current_path}", NULL };
+        const char *const has[] = { "has-session", "-t", "nope", NULL };
+
+        if (!sb)
+                SKIP("no sandbox");
+        CHECK_INTEQ(isolate_sandbox_tmux(sb, ls, &out, &err), 0);
+        CHECK_STREQ(out, "pc-test-a /workspace\n");
+        CHECK_INTEQ(isolate_sandbox_tmux(sb, has, NULL, &err), 1);
+}
+
+TEST(exec_basics)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *out = NULL, *out2 = NULL;
+        const char *const echo[] = { "sh", "-c", "echo hello $USER $(id -u) $(pwd)", NULL };
+        const char *const root_id[] = { "id", "-u", NULL };
+        const char *const fail[] = { "false", NULL };
+        const char *const missing[] = { "no-such-command-xyz", NULL };
+        isolate_exec_options o = { .argv = missing, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
+        pid_t pid;
+        int pidfd = -1;
+
+        if (!sb)
+                SKIP("no sandbox");
+        CHECK_INTEQ(run(sb, echo, false, &out), 0);
+        CHECK_STREQ(out, "hello agent 1000 /workspace\n");
+        CHECK_INTEQ(run(sb, root_id, true, &out2), 0);
+        CHECK_STREQ(out2, "0\n");
+        CHECK_INTEQ(run(sb, fail, false, NULL), 1);
+        /* A failing exec is reported with the step and leaves no process. */
+        CHECK_INTEQ(isolate_sandbox_exec(sb, &o, &pid, &pidfd, &err), -ENOENT);
+        CHECK(err && strstr(err->message, "execute the command"));
+        CHECK_INTEQ(pidfd, -1);
+}
+
+static void run_probe(bool as_root)
+{
+        _cleanup_free_ char *out = NULL;
+        char hostpid[16], base[16];
+        const char *argv[] = { "/workspace/pc-probe", as_root ? "--root" : "pc-test-a", NULL, NULL, NULL, NULL,
+                               NULL, NULL };
+        int i = 2, oks = 0, bad = 0, r;
+
+        snprintf(hostpid, sizeof(hostpid), "%d", (int) getpid());
+        snprintf(base, sizeof(base), "%u", UID_BASE);
+        if (as_root)
+                argv[i++] = "pc-test-a";
+        argv[i++] = base;
+        argv[i++] = hostpid;
+        argv[i++] = abstract_name;
+        argv[i++] = secret;
+
+        r = run(sb, argv, as_root, &out);
+        for (char *line = out ? strtok(out, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+                if (startswith(line, "ok "))
+                        oks++;
+                else if (startswith(line, "not ok ")) {
+                        bad++;
+                        printf("#   FAIL probe%s: %s\n", as_root ? " --root" : "", line);
+                        continue;
+                }
+                if (getenv("PROBE_VERBOSE"))
+                        printf("#   probe: %s\n", line);
+        }
+        printf("# probe%s: %d properties hold, %d failed\n", as_root ? " --root" : "", oks, bad);
+        CHECK_INTEQ(r, 0);
+        CHECK_INTEQ(bad, 0);
+        CHECK(oks > 80);
+}
+
+TEST(probe_as_agent)
+{
+        if (!sb)
+                SKIP("no sandbox");
+        run_probe(false);
+}
+
+TEST(probe_as_sandbox_root)
+{
+        if (!sb)
+                SKIP("no sandbox");
+        run_probe(true);
+}
+
+TEST(adopt)
+{
+        isolate_sandbox_config c = config("pc-test-a");
+        isolate_sandbox *a = NULL;
+        _cleanup_free_ char *out = NULL;
+        const char *const ls[] = { "list-sessions", "-F", "#{session_name}", NULL };
+
+        if (!sb)
+                SKIP("no sandbox");
+        /* A wrong start time means a reused pid: refused. */
+        CHECK_INTEQ(isolate_sandbox_adopt(&c, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb) + 1, &a),
+                    -ESRCH);
+        CHECK_INTEQ(isolate_sandbox_adopt(&c, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), &a), 0);
+        if (!a)
+                return;
+        CHECK_INTEQ(isolate_sandbox_pid(a), isolate_sandbox_pid(sb));
+        CHECK_INTEQ(isolate_sandbox_tmux(a, ls, &out, NULL), 0);
+        CHECK_STREQ(out, "pc-test-a\n");
+        a = isolate_sandbox_free(a);
+        CHECK(isolate_sandbox_is_running(sb)); /* freeing an adopted handle does not stop it */
+}
+
+TEST(stop)
+{
+        isolate_sandbox_config c = config("pc-test-a");
+        isolate_sandbox *a = NULL;
+        pid_t pid;
+        uint64_t st, t0;
+
+        if (!sb)
+                SKIP("no sandbox");
+        pid = isolate_sandbox_pid(sb);
+        st = isolate_sandbox_starttime(sb);
+        t0 = now_usec(CLOCK_MONOTONIC);
+        CHECK_INTEQ(isolate_sandbox_stop(sb, 0), 0);
+        printf("# stop: %.2f ms\n", (now_usec(CLOCK_MONOTONIC) - t0) / 1000.0);
+        CHECK(!isolate_sandbox_is_running(sb));
+        CHECK(kill(pid, 0) < 0 && errno == ESRCH); /* reaped */
+        CHECK_INTEQ(isolate_sandbox_adopt(&c, pid, st, &a), -ESRCH);
+        CHECK_INTEQ(isolate_sandbox_stop(sb, 0), 0); /* idempotent */
+        sb = isolate_sandbox_free(sb);
+}
+
+TEST(start_latency)
+{
+        enum { N = 20 };
+        uint64_t t[N];
+        int ok = 0;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        for (int i = 0; i < N; i++) {
+                _cleanup_(pc_error_freep) pc_error *err = NULL;
+                isolate_sandbox_config c = config("pc-test-lat");
+                isolate_sandbox *s = NULL;
+                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+
+                if (isolate_sandbox_start(&c, &s, &err) < 0) {
+                        printf("# %s\n", err ? err->message : "start failed");
+                        continue;
+                }
+                t[ok++] = now_usec(CLOCK_MONOTONIC) - t0;
+                CHECK_INTEQ(isolate_sandbox_stop(s, 0), 0);
+                isolate_sandbox_free(s);
+        }
+        CHECK_INTEQ(ok, N);
+        for (int i = 1; i < ok; i++)
+                for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+                        uint64_t x = t[j];
+                        t[j] = t[j - 1];
+                        t[j - 1] = x;
+                }
+        if (ok > 0)
+                printf("# start->ready over %d sandboxes: p50 %.2f ms, max %.2f ms\n", ok, t[ok / 2] / 1000.0,
+                       t[ok - 1] / 1000.0);
+}
+
+TEST(cgroup_and_network)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *out = NULL, *procs = NULL, *path = NULL;
+        isolate_limits limits = { .memory_max = 256ULL << 20, .pids_max = 64 };
+        isolate_net_config net = { .mode = ISOLATE_NET_LOOPBACK };
+        isolate_sandbox_config c = config("pc-test-cg");
+        isolate_cgroup *cg = NULL;
+        isolate_sandbox *s = NULL;
+        char parent[64], pidstr[16];
+        const char *const lo[] = { "cat", "/proc/net/if_inet6", NULL };
+        const char *const self_cg[] = { "cat", "/proc/self/cgroup", NULL };
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        snprintf(parent, sizeof(parent), "pc-isotest-%d", (int) getpid());
+        if (isolate_cgroup_new(parent, "pc-test-cg", &limits, &cg, &err) < 0) {
+                printf("# %s\n", err ? err->message : "cgroup failed");
+                CHECK(false);
+                return;
+        }
+        c.cgroup = cg;
+        c.net = &net;
+        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (s) {
+                /* init is in the sandbox's cgroup, and so is every exec'd process. */
+                path = strjoin(isolate_cgroup_path(cg), "/cgroup.procs");
+                snprintf(pidstr, sizeof(pidstr), "%d\n", (int) isolate_sandbox_pid(s));
+                CHECK(path && read_full_file(path, 65536, &procs, NULL) >= 0 && procs && strstr(procs, pidstr));
+                /* The cgroup namespace is rooted at the sandbox's group: it sees "/" and nothing above. */
+                CHECK_INTEQ(run(s, self_cg, false, &out), 0);
+                CHECK(out && strstr(out, ":memory:/\n"));
+                out = mfree_str(out);
+                /* loopback mode: lo is up, so it has ::1 (absent while lo is down). */
+                CHECK_INTEQ(run(s, lo, false, &out), 0);
+                CHECK(out && strstr(out, " lo"));
+                CHECK_INTEQ(isolate_sandbox_stop(s, 0), 0);
+                s = isolate_sandbox_free(s);
+        }
+        CHECK_INTEQ(isolate_cgroup_destroy(cg), 0);
+        cg = isolate_cgroup_free(cg);
+        (void) isolate_cgroup_destroy_parent(parent);
+}
+
+TEST(cleanup)
+{
+        if (!tmpdir[0])
+                SKIP("nothing to clean");
+        safe_close(abstract_fd);
+        safe_close(seccomp_fd);
+        CHECK_INTEQ(isolate_sandbox_remove_overlay(tmpdir), 0);
+        CHECK(access(tmpdir, F_OK) < 0 && errno == ENOENT);
+}
+
+TAP_MAIN()
