@@ -1,0 +1,1211 @@
+/* SPDX-License-Identifier: MIT */
+/* The matcher: compiled rule index, option-set matching, wrappers, fail-closed builtins, verdicts. */
+
+#include <fnmatch.h>
+
+#include "policies-internal.h"
+
+#define WRAP_DEPTH_MAX  32U /* nested wrappers (env nice timeout ...) looked through */
+#define SHELL_DEPTH_MAX 8U  /* nested "bash -c" scripts re-parsed */
+
+static const char *const decision_names[] = {
+        [PC_DECISION_ALLOW] = "allow",
+        [PC_DECISION_ASK] = "ask",
+        [PC_DECISION_DENY] = "deny",
+};
+
+const char *pc_decision_to_string(pc_decision d)
+{
+        if ((unsigned) d >= ELEMENTSOF(decision_names))
+                return NULL;
+        return decision_names[d];
+}
+
+int pc_decision_from_string(const char *s)
+{
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(decision_names); i++)
+                if (streq(s, decision_names[i]))
+                        return (int) i;
+        return -EINVAL;
+}
+
+int array_grow(void **p, size_t *cap, size_t n, size_t size)
+{
+        if (n < *cap)
+                return 0;
+        size_t ncap = MAX(*cap * 2, n + 8);
+        void *q = reallocarray(*p, ncap, size);
+        if (!q)
+                return -ENOMEM;
+        *p = q;
+        *cap = ncap;
+        return 0;
+}
+
+/* ---- policy object ---- */
+
+pc_policy *pc_policy_free(pc_policy *p)
+{
+        if (!p)
+                return NULL;
+        free(p->name);
+        free(p->hash);
+        sb_done(&p->source);
+        for (size_t i = 0; i < p->n_rules; i++) {
+                pc_rule *r = &p->rules[i];
+                for (size_t k = 0; k < r->n_words; k++) {
+                        free(r->words[k].text);
+                        free(r->words[k].glob);
+                }
+                free(r->words);
+                free(r->command);
+                free(r->loc);
+                free(r->text);
+        }
+        free(p->rules);
+        for (size_t i = 0; i < p->n_tests; i++) {
+                free(p->tests[i].command);
+                free(p->tests[i].line_text);
+        }
+        free(p->tests);
+        for (size_t i = 0; i < p->n_files; i++)
+                free(p->files[i]);
+        free(p->files);
+        for (size_t i = 0; i < p->n_buckets; i++)
+                free(p->buckets[i].idx);
+        free(p->buckets);
+        free(p->glob_rules);
+        free(p->write_rules);
+        free(p);
+        return NULL;
+}
+
+const char *pc_policy_name(const pc_policy *p)
+{
+        return p->name;
+}
+
+size_t pc_policy_n_rules(const pc_policy *p)
+{
+        return p->n_rules;
+}
+
+size_t pc_policy_n_tests(const pc_policy *p)
+{
+        return p->n_tests;
+}
+
+pc_decision pc_policy_default(const pc_policy *p)
+{
+        return p->def;
+}
+
+const char *pc_policy_source(const pc_policy *p, size_t *ret_len)
+{
+        if (ret_len)
+                *ret_len = p->source.n;
+        return p->source.s ?: "";
+}
+
+int pc_policy_set_hash(pc_policy *p, const char *hex)
+{
+        char *h = NULL;
+
+        if (hex && !(h = strdup(hex)))
+                return -ENOMEM;
+        free(p->hash);
+        p->hash = h;
+        return 0;
+}
+
+const char *pc_policy_hash(const pc_policy *p)
+{
+        return p->hash;
+}
+
+/* ---- index ---- */
+
+static uint64_t hash_str(const char *s)
+{
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        return h;
+}
+
+static rule_bucket *bucket_find(const pc_policy *p, const char *key, bool create)
+{
+        if (p->n_buckets == 0)
+                return NULL;
+        size_t mask = p->n_buckets - 1, i = hash_str(key) & mask;
+        for (;;) {
+                rule_bucket *b = &p->buckets[i];
+                if (!b->key)
+                        return create ? b : NULL;
+                if (streq(b->key, key))
+                        return b;
+                i = (i + 1) & mask;
+        }
+}
+
+int policy_compile(pc_policy *p)
+{
+        size_t n_exec = 0, size = 16;
+
+        for (size_t i = 0; i < p->n_rules; i++)
+                if (p->rules[i].kind == RULE_EXEC)
+                        n_exec++;
+        while (size < n_exec * 2)
+                size *= 2;
+        p->buckets = calloc(size, sizeof(rule_bucket));
+        p->glob_rules = calloc(p->n_rules + 1, sizeof(size_t));
+        p->write_rules = calloc(p->n_rules + 1, sizeof(size_t));
+        if (!p->buckets || !p->glob_rules || !p->write_rules)
+                return -ENOMEM;
+        p->n_buckets = size;
+        for (size_t i = 0; i < p->n_rules; i++) {
+                pc_rule *r = &p->rules[i];
+                if (r->kind == RULE_WRITE) {
+                        p->write_rules[p->n_write++] = i;
+                        continue;
+                }
+                if (r->words[0].glob) {
+                        p->glob_rules[p->n_glob++] = i;
+                        continue;
+                }
+                rule_bucket *b = bucket_find(p, r->words[0].text, true);
+                b->key = r->words[0].text;
+                if (array_grow((void **) &b->idx, &b->cap, b->n, sizeof(size_t)) < 0)
+                        return -ENOMEM;
+                b->idx[b->n++] = i;
+        }
+        return 0;
+}
+
+/* ---- option sets ---- */
+
+typedef struct optset {
+        uint64_t bits[2];        /* short options by character */
+        const char *longs[16];   /* long option names, not NUL-terminated: see long_len */
+        size_t long_len[16];
+        size_t n_longs;
+        bool unknown;            /* something we could not represent: never equal, always contains */
+} optset;
+
+/* Long options and capital letters that mean the same as a short option, per command. */
+static const struct {
+        const char *command;
+        const char *name; /* long option, or a single letter for a short alias */
+        char letter;
+} option_aliases[] = {
+        { "rm", "recursive", 'r' }, { "rm", "R", 'r' }, { "rm", "force", 'f' },
+        { "cp", "recursive", 'r' }, { "cp", "R", 'r' }, { "cp", "force", 'f' },
+        { "mv", "force", 'f' },     { "ln", "force", 'f' }, { "ln", "symbolic", 's' },
+        { "chmod", "recursive", 'R' }, { "chown", "recursive", 'R' }, { "chgrp", "recursive", 'R' },
+        { "git", "force", 'f' }, { "sed", "in-place", 'i' },
+        { "shred", "remove", 'u' }, { "tar", "extract", 'x' }, { "tar", "create", 'c' },
+};
+
+static char alias_letter(const char *command, const char *name, size_t len)
+{
+        if (!command)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(option_aliases); i++)
+                if (streq(option_aliases[i].command, command) &&
+                    strlen(option_aliases[i].name) == len && strneq(option_aliases[i].name, name, len))
+                        return option_aliases[i].letter;
+        return 0;
+}
+
+static void optset_add_short(optset *s, unsigned char c)
+{
+        if (c >= 128) {
+                s->unknown = true;
+                return;
+        }
+        s->bits[c / 64] |= 1ULL << (c % 64);
+}
+
+static void optset_add_long(optset *s, const char *command, const char *name, size_t len)
+{
+        char l = alias_letter(command, name, len);
+        if (l) {
+                optset_add_short(s, (unsigned char) l);
+                return;
+        }
+        for (size_t i = 0; i < s->n_longs; i++)
+                if (s->long_len[i] == len && strneq(s->longs[i], name, len))
+                        return;
+        if (s->n_longs >= ELEMENTSOF(s->longs)) {
+                s->unknown = true;
+                return;
+        }
+        s->longs[s->n_longs] = name;
+        s->long_len[s->n_longs++] = len;
+}
+
+static bool is_option_word(const char *s)
+{
+        return s[0] == '-' && s[1] && !streq(s, "--");
+}
+
+static void optset_add_word(optset *s, const char *command, bool whole, const char *w)
+{
+        if (w[1] == '-' || whole) {
+                const char *name = w + (w[1] == '-' ? 2 : 1);
+                optset_add_long(s, command, name, strcspn(name, "="));
+                return;
+        }
+        for (const char *c = w + 1; *c; c++) {
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'))) {
+                        /* "-n=5", "-I{}": an attached value we cannot classify */
+                        s->unknown = true;
+                        return;
+                }
+                char l = alias_letter(command, c, 1);
+                optset_add_short(s, (unsigned char) (l ?: *c));
+        }
+}
+
+static bool optset_has_long(const optset *s, const char *name, size_t len)
+{
+        for (size_t i = 0; i < s->n_longs; i++)
+                if (s->long_len[i] == len && strneq(s->longs[i], name, len))
+                        return true;
+        return false;
+}
+
+static bool optset_contains(const optset *have, const optset *need)
+{
+        if (have->unknown)
+                return true;
+        if ((need->bits[0] & ~have->bits[0]) || (need->bits[1] & ~have->bits[1]))
+                return false;
+        for (size_t i = 0; i < need->n_longs; i++)
+                if (!optset_has_long(have, need->longs[i], need->long_len[i]))
+                        return false;
+        return true;
+}
+
+static bool optset_equal(const optset *a, const optset *b)
+{
+        if (a->unknown || b->unknown)
+                return false;
+        if (a->bits[0] != b->bits[0] || a->bits[1] != b->bits[1] || a->n_longs != b->n_longs)
+                return false;
+        for (size_t i = 0; i < a->n_longs; i++)
+                if (!optset_has_long(b, a->longs[i], a->long_len[i]))
+                        return false;
+        return true;
+}
+
+/* ---- matching ---- */
+
+typedef enum {
+        M_NO,
+        M_YES,
+        M_MAYBE, /* could match once an expansion is known */
+} mres;
+
+static bool word_matches(const pat_word *pw, const char *s)
+{
+        if (pw->glob)
+                return fnmatch(pw->glob, s, 0) == 0;
+        return streq(pw->text, s);
+}
+
+/* Matches the rule's words after the first against argv[1..]. Allow rules need the exact option set,
+ * deny/ask rules need the options to contain the rule's. */
+static mres match_rule(const pc_rule *r, const sh_word *argv, size_t argc)
+{
+        bool exact = r->action == PC_DECISION_ALLOW;
+        size_t pi = 1, ai = 1;
+
+        while (pi < r->n_words) {
+                const pat_word *pw = &r->words[pi];
+
+                if (pw->flag) {
+                        optset need = {}, have = {};
+                        bool maybe = false, tail_mode;
+                        size_t pj = pi;
+
+                        while (pj < r->n_words && r->words[pj].flag) {
+                                optset_add_word(&need, r->command, r->whole_options, r->words[pj].text);
+                                pj++;
+                        }
+                        tail_mode = r->tail && pj == r->n_words;
+                        if (tail_mode) {
+                                /* options may come anywhere before "--" (GNU getopt permutes) */
+                                for (size_t k = ai; k < argc; k++) {
+                                        if (!argv[k].literal) {
+                                                maybe = true;
+                                                continue;
+                                        }
+                                        if (streq(argv[k].value, "--"))
+                                                break;
+                                        if (is_option_word(argv[k].value))
+                                                optset_add_word(&have, r->command, r->whole_options,
+                                                                argv[k].value);
+                                }
+                        } else
+                                while (ai < argc) {
+                                        if (!argv[ai].literal) {
+                                                maybe = true;
+                                                break;
+                                        }
+                                        if (!is_option_word(argv[ai].value))
+                                                break;
+                                        optset_add_word(&have, r->command, r->whole_options, argv[ai].value);
+                                        ai++;
+                                }
+                        bool ok = exact ? optset_equal(&need, &have) : optset_contains(&have, &need);
+                        if (!ok)
+                                return maybe ? M_MAYBE : M_NO;
+                        if (tail_mode)
+                                return exact && maybe ? M_MAYBE : M_YES;
+                        pi = pj;
+                        continue;
+                }
+                if (ai >= argc)
+                        return M_NO;
+                if (!argv[ai].literal) {
+                        /* a quoted rule word matches an expansion written exactly the same way */
+                        if (!pw->glob && streq(pw->text, argv[ai].value)) {
+                                pi++;
+                                ai++;
+                                continue;
+                        }
+                        return M_MAYBE;
+                }
+                if (!word_matches(pw, argv[ai].value))
+                        return M_NO;
+                pi++;
+                ai++;
+        }
+        if (r->tail || ai == argc)
+                return M_YES;
+        for (size_t k = ai; k < argc; k++)
+                if (argv[k].literal)
+                        return M_NO;
+        return M_MAYBE; /* the remaining expansions may expand to nothing */
+}
+
+/* Second reading for deny/ask rules: options anywhere (GNU getopt permutes "rm / -rf"), the rule's other
+ * words matched against the operands in order. */
+static mres match_rule_operands(const pc_rule *r, const sh_word *argv, size_t argc)
+{
+        optset need = {}, have = {};
+        bool maybe = false, after_dashdash = false;
+        size_t pi = 1, ai = 1;
+
+        for (size_t k = 1; k < r->n_words; k++)
+                if (r->words[k].flag)
+                        optset_add_word(&need, r->command, r->whole_options, r->words[k].text);
+        for (size_t k = 1; k < argc && !after_dashdash; k++) {
+                if (!argv[k].literal)
+                        maybe = true;
+                else if (streq(argv[k].value, "--"))
+                        after_dashdash = true;
+                else if (is_option_word(argv[k].value))
+                        optset_add_word(&have, r->command, r->whole_options, argv[k].value);
+        }
+        if (!optset_contains(&have, &need))
+                return maybe ? M_MAYBE : M_NO;
+
+        after_dashdash = false;
+        for (;;) {
+                /* skip to the next operand */
+                while (ai < argc && argv[ai].literal && !after_dashdash &&
+                       (is_option_word(argv[ai].value) || streq(argv[ai].value, "--"))) {
+                        if (streq(argv[ai].value, "--"))
+                                after_dashdash = true;
+                        ai++;
+                }
+                while (pi < r->n_words && r->words[pi].flag)
+                        pi++;
+                if (pi >= r->n_words)
+                        break;
+                if (ai >= argc)
+                        return M_NO;
+                if (!argv[ai].literal) {
+                        if (!r->words[pi].glob && streq(r->words[pi].text, argv[ai].value)) {
+                                pi++;
+                                ai++;
+                                continue;
+                        }
+                        return M_MAYBE;
+                }
+                if (!word_matches(&r->words[pi], argv[ai].value))
+                        return M_NO;
+                pi++;
+                ai++;
+        }
+        if (r->tail || ai >= argc)
+                return M_YES;
+        for (size_t k = ai; k < argc; k++)
+                if (argv[k].literal && (after_dashdash || !is_option_word(argv[k].value)))
+                        return M_NO;
+        return M_MAYBE;
+}
+
+static const char *const trusted_dirs[] = {
+        "/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin",
+};
+
+static bool in_trusted_dir(const char *path, const char *base)
+{
+        size_t n = (size_t) (base - path) - 1; /* without the last slash */
+        for (size_t i = 0; i < ELEMENTSOF(trusted_dirs); i++)
+                if (strlen(trusted_dirs[i]) == n && strneq(trusted_dirs[i], path, n))
+                        return true;
+        return false;
+}
+
+typedef struct match_state {
+        const pc_rule *best, *maybe;
+        size_t best_idx, maybe_idx;
+} match_state;
+
+static void consider(const pc_policy *p, size_t idx, const sh_word *argv, size_t argc, bool by_basename,
+                     bool trusted, match_state *st)
+{
+        const pc_rule *r = &p->rules[idx];
+
+        /* a program named like an allowed one but outside the system directories is not that program */
+        if (by_basename && !trusted && r->action == PC_DECISION_ALLOW)
+                return;
+        mres m = match_rule(r, argv, argc);
+        if (m != M_YES && r->action != PC_DECISION_ALLOW) {
+                bool has_flags = false;
+                for (size_t k = 1; k < r->n_words; k++)
+                        has_flags = has_flags || r->words[k].flag;
+                if (has_flags) {
+                        mres m2 = match_rule_operands(r, argv, argc);
+                        if (m2 == M_YES || (m2 == M_MAYBE && m == M_NO))
+                                m = m2;
+                }
+        }
+        if (m == M_YES) {
+                if (!st->best || r->action > st->best->action ||
+                    (r->action == st->best->action && idx < st->best_idx)) {
+                        st->best = r;
+                        st->best_idx = idx;
+                }
+        } else if (m == M_MAYBE && r->action >= PC_DECISION_ASK) {
+                if (!st->maybe || r->action > st->maybe->action ||
+                    (r->action == st->maybe->action && idx < st->maybe_idx)) {
+                        st->maybe = r;
+                        st->maybe_idx = idx;
+                }
+        }
+}
+
+/* Runs every exec rule that can match argv[0] (which must be literal). */
+static void match_all(const pc_policy *p, const sh_word *argv, size_t argc, match_state *st)
+{
+        const char *name = argv[0].value, *slash = strrchr(name, '/');
+        const char *base = slash ? slash + 1 : name;
+        bool trusted = slash && in_trusted_dir(name, base);
+        rule_bucket *b;
+
+        b = bucket_find(p, name, false);
+        if (b)
+                for (size_t i = 0; i < b->n; i++)
+                        consider(p, b->idx[i], argv, argc, false, true, st);
+        if (slash && *base) {
+                b = bucket_find(p, base, false);
+                if (b)
+                        for (size_t i = 0; i < b->n; i++)
+                                consider(p, b->idx[i], argv, argc, true, trusted, st);
+        }
+        for (size_t i = 0; i < p->n_glob; i++) {
+                const pc_rule *r = &p->rules[p->glob_rules[i]];
+                if (fnmatch(r->words[0].glob, name, 0) == 0)
+                        consider(p, p->glob_rules[i], argv, argc, false, true, st);
+                else if (slash && *base && !strchr(r->words[0].text, '/') &&
+                         fnmatch(r->words[0].glob, base, 0) == 0)
+                        consider(p, p->glob_rules[i], argv, argc, true, trusted, st);
+        }
+}
+
+/* ---- verdict building ---- */
+
+typedef struct ctx {
+        const pc_policy *p;
+        pc_verdict *v;
+        size_t cap_commands, cap_redirects, cap_notes;
+} ctx;
+
+static pc_decision dmax(pc_decision a, pc_decision b)
+{
+        return a > b ? a : b;
+}
+
+static int add_note(ctx *c, const char *via, const char *text)
+{
+        char *s;
+
+        if (array_grow((void **) &c->v->notes, &c->cap_notes, c->v->n_notes, sizeof(char *)) < 0)
+                return -ENOMEM;
+        s = via ? strjoin("in ", via, ": ", text) : strdup(text);
+        if (!s)
+                return -ENOMEM;
+        c->v->notes[c->v->n_notes++] = s;
+        return 0;
+}
+
+/* Decides one simple command by the rules (no wrapper logic). REASON, when set, forces at least ask.
+ * With ONLY_IF_MATCHED the command is recorded only when a rule matches definitely (wrappers). */
+static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via, const char *reason,
+                       bool only_if_matched)
+{
+        const pc_policy *p = c->p;
+        pc_verdict_command *e;
+        match_state st = {};
+        _cleanup_free_ char *why = NULL;
+        pc_decision d;
+        const pc_rule *decider = NULL;
+
+        if (!argv[0].literal) {
+                if (only_if_matched)
+                        return 0;
+                d = dmax(p->def, PC_DECISION_ASK);
+                if (!reason)
+                        reason = "the command name is not a literal word (it comes from an expansion or a glob)";
+        } else {
+                match_all(p, argv, argc, &st);
+                if (only_if_matched && !st.best)
+                        return 0;
+                d = st.best ? st.best->action : p->def;
+                decider = st.best;
+                /* what cannot be analysed is never allowed, and under "default deny" it is denied */
+                if (reason)
+                        d = dmax(d, dmax(p->def, PC_DECISION_ASK));
+                if (st.maybe && d <= PC_DECISION_ASK && (!st.best || st.best->action < PC_DECISION_ASK)) {
+                        d = PC_DECISION_ASK;
+                        decider = st.maybe;
+                        if (asprintf(&why, "an expansion may make it match %s (%s)", st.maybe->loc,
+                                     st.maybe->text) < 0) {
+                                why = NULL;
+                                return -ENOMEM;
+                        }
+                        if (!reason)
+                                reason = why;
+                }
+        }
+
+        if (array_grow((void **) &c->v->commands, &c->cap_commands, c->v->n_commands, sizeof(*e)) < 0)
+                return -ENOMEM;
+        e = &c->v->commands[c->v->n_commands];
+        *e = (pc_verdict_command){ .decision = d, .argc = argc };
+        c->v->n_commands++;
+        e->argv = calloc(argc + 1, sizeof(char *));
+        if (!e->argv)
+                return -ENOMEM;
+        for (size_t i = 0; i < argc; i++)
+                if (!(e->argv[i] = strdup(argv[i].value)))
+                        return -ENOMEM;
+        e->rule = strdup(decider ? decider->loc : "default");
+        if (!e->rule)
+                return -ENOMEM;
+        if (decider && !(e->rule_text = strdup(decider->text)))
+                return -ENOMEM;
+        if (reason && !(e->reason = strdup(reason)))
+                return -ENOMEM;
+        if (via && !(e->via = strdup(via)))
+                return -ENOMEM;
+        return 0;
+}
+
+static int analyse(ctx *c, const char *text, size_t len, const char *via, unsigned depth);
+static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth);
+
+static char *via_push(const char *via, const char *what)
+{
+        return via ? strjoin(via, " > ", what) : strdup(what);
+}
+
+static bool in_list(const char *s, const char *const *list)
+{
+        for (; list && *list; list++)
+                if (streq(s, *list))
+                        return true;
+        return false;
+}
+
+typedef struct wrapper {
+        const char *name;
+        const char *short_noarg;
+        const char *short_arg;
+        const char *short_optarg; /* value only when attached (xargs -i{}) */
+        const char *const *long_noarg; /* "--x" or "--x=VALUE" */
+        const char *const *long_arg;   /* "--x VALUE" or "--x=VALUE" */
+        unsigned positional;           /* words between the options and the command */
+        bool assignments;              /* VAR=value words may precede the command */
+        bool numeric;                  /* "-10" is an option (nice) */
+        bool appends_input;            /* the command gets more words at run time (xargs) */
+} wrapper;
+
+#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+static const wrapper wrappers[] = {
+        { .name = "env", .short_noarg = "i0v", .short_arg = "uC",
+          .long_noarg = L("ignore-environment", "null", "debug"), .long_arg = L("unset", "chdir"),
+          .assignments = true },
+        { .name = "nice", .short_arg = "n", .long_arg = L("adjustment"), .numeric = true },
+        { .name = "nohup" },
+        { .name = "timeout", .short_noarg = "v", .short_arg = "sk",
+          .long_noarg = L("preserve-status", "foreground", "verbose"), .long_arg = L("signal", "kill-after"),
+          .positional = 1 },
+        { .name = "stdbuf", .short_arg = "ioe", .long_arg = L("input", "output", "error") },
+        { .name = "time", .short_noarg = "pvaq", .short_arg = "fo",
+          .long_noarg = L("portability", "verbose", "append", "quiet"), .long_arg = L("format", "output") },
+        { .name = "command", .short_noarg = "pvV" },
+        { .name = "builtin" },
+        { .name = "exec", .short_noarg = "cl", .short_arg = "a" },
+        { .name = "sudo", .short_noarg = "AbEHiknPSs", .short_arg = "CDghpRTuU",
+          .long_noarg = L("login", "shell", "preserve-env", "non-interactive", "background", "askpass",
+                          "stdin", "set-home", "reset-timestamp"),
+          .long_arg = L("user", "group", "chdir", "prompt", "close-from", "host", "chroot", "command-timeout",
+                        "other-user"),
+          .assignments = true },
+        { .name = "doas", .short_noarg = "ns", .short_arg = "u" },
+        { .name = "xargs", .short_noarg = "0rtpxo", .short_arg = "adEILnPs", .short_optarg = "iel",
+          .long_noarg = L("null", "no-run-if-empty", "verbose", "interactive", "exit", "open-tty", "eof",
+                          "max-lines", "replace"),
+          .long_arg = L("arg-file", "delimiter", "max-args", "max-procs", "max-chars", "process-slot-var"),
+          .appends_input = true },
+};
+
+/* Builtins whose effect depends on strings or state the analyser cannot see. */
+static const char *const fail_closed[] = {
+        "eval", "source", ".", "trap", "alias", "enable", "fc", "let", "hash", "bind", "complete", "compgen",
+        NULL,
+};
+
+/* Builtins that take variable names: "a[$(cmd)]" as a name runs cmd. */
+static const char *const name_builtins[] = {
+        "printf", "read", "declare", "typeset", "local", "export", "readonly", "unset", "mapfile",
+        "readarray", "getopts", "test", "[", "wait", NULL,
+};
+static const char *const assign_builtins[] = {
+        "declare", "typeset", "local", "export", "readonly", NULL,
+};
+
+static const char *const shells[] = { "sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", NULL };
+
+/* Parses the wrapper's options; returns the index of the inner command (n if none), or -EINVAL with
+ * *ret_why set. */
+static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, const char **ret_why,
+                                char **ret_assign_reason)
+{
+        size_t i = 1;
+
+        while (i < n) {
+                const char *a = w[i].value;
+
+                if (!w[i].literal) {
+                        *ret_why = "an option of the wrapper is not a literal word";
+                        return -EINVAL;
+                }
+                if (streq(a, "--")) {
+                        i++;
+                        break;
+                }
+                if (a[0] != '-' || a[1] == 0)
+                        break;
+                if (a[1] == '-') {
+                        const char *name = a + 2;
+                        size_t len = strcspn(name, "=");
+                        char buf[64];
+                        if (len >= sizeof buf) {
+                                *ret_why = "unknown option of the wrapper";
+                                return -EINVAL;
+                        }
+                        memcpy(buf, name, len);
+                        buf[len] = 0;
+                        if (in_list(buf, wr->long_noarg)) {
+                                i++;
+                                continue;
+                        }
+                        if (in_list(buf, wr->long_arg)) {
+                                i += name[len] == '=' ? 1 : 2;
+                                continue;
+                        }
+                        *ret_why = "unknown option of the wrapper";
+                        return -EINVAL;
+                }
+                if (wr->numeric && a[1] >= '0' && a[1] <= '9') {
+                        i++;
+                        continue;
+                }
+                bool consumed_next = false;
+                for (const char *ch = a + 1; *ch; ch++) {
+                        if (wr->short_noarg && strchr(wr->short_noarg, *ch))
+                                continue;
+                        if (wr->short_optarg && strchr(wr->short_optarg, *ch))
+                                break;
+                        if (wr->short_arg && strchr(wr->short_arg, *ch)) {
+                                if (ch[1] == 0)
+                                        consumed_next = true;
+                                break;
+                        }
+                        *ret_why = "unknown option of the wrapper";
+                        return -EINVAL;
+                }
+                i += consumed_next ? 2 : 1;
+        }
+        if (i > n) {
+                *ret_why = "an option of the wrapper is missing its value";
+                return -EINVAL;
+        }
+        if (wr->assignments)
+                for (; i < n; i++) {
+                        const char *a = w[i].value, *eq = strchr(a, '=');
+                        size_t k = 0;
+                        if (!eq || eq == a)
+                                break;
+                        while (a + k < eq && (a[k] == '_' || (a[k] >= 'A' && a[k] <= 'Z') ||
+                                              (a[k] >= 'a' && a[k] <= 'z') || (k > 0 && a[k] >= '0' && a[k] <= '9')))
+                                k++;
+                        if (a + k != eq)
+                                break;
+                        if (sh_dangerous_variable(a, k) && !*ret_assign_reason)
+                                if (asprintf(ret_assign_reason, "sets %.*s, which changes what programs run",
+                                             (int) k, a) < 0) {
+                                        *ret_assign_reason = NULL;
+                                        return -ENOMEM;
+                                }
+                }
+        for (unsigned k = 0; k < wr->positional && i < n; k++) {
+                if (!w[i].literal) {
+                        *ret_why = "an argument of the wrapper is not a literal word";
+                        return -EINVAL;
+                }
+                i++;
+        }
+        return (int) i;
+}
+
+static int decide_wrapper(ctx *c, const wrapper *wr, const sh_word *w, size_t n, const char *via,
+                          const char *reason, unsigned depth)
+{
+        _cleanup_free_ char *assign_reason = NULL, *via2 = NULL;
+        _cleanup_free_ sh_word *inner = NULL;
+        const char *why = NULL;
+        int r, i;
+
+        i = wrapper_skip_options(wr, w, n, &why, &assign_reason);
+        if (i == -ENOMEM)
+                return i;
+        if (i < 0) {
+                _cleanup_free_ char *m = NULL;
+                if (asprintf(&m, "cannot see through \"%s\": %s", wr->name, why) < 0)
+                        return -ENOMEM;
+                return decide_argv(c, w, n, via, m, false);
+        }
+        if ((size_t) i >= n) /* no inner command: the wrapper is an ordinary command */
+                return decide_argv(c, w, n, via, reason ?: assign_reason, false);
+
+        /* the wrapper itself only counts when a rule names it (deny exec sudo ...) */
+        r = decide_argv(c, w, n, via, NULL, true);
+        if (r < 0)
+                return r;
+        via2 = via_push(via, wr->name);
+        if (!via2)
+                return -ENOMEM;
+        size_t m = n - (size_t) i;
+        if (wr->appends_input) {
+                inner = calloc(m + 1, sizeof(sh_word));
+                if (!inner)
+                        return -ENOMEM;
+                memcpy(inner, w + i, m * sizeof(sh_word));
+                inner[m] = (sh_word){ .value = (char *) "{input}", .literal = false };
+                return decide_words(c, inner, m + 1, via2, reason ?: assign_reason, depth + 1);
+        }
+        return decide_words(c, w + i, m, via2, reason ?: assign_reason, depth + 1);
+}
+
+static int decide_find(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth)
+{
+        _cleanup_free_ sh_word *stripped = calloc(n, sizeof(sh_word));
+        size_t m = 0;
+        int r;
+
+        if (!stripped)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0 && w[i].literal &&
+                    (streq(w[i].value, "-exec") || streq(w[i].value, "-execdir") || streq(w[i].value, "-ok") ||
+                     streq(w[i].value, "-okdir"))) {
+                        size_t k = i + 1;
+                        while (k < n && !(w[k].literal && (streq(w[k].value, ";") || streq(w[k].value, "+"))))
+                                k++;
+                        if (k >= n || k == i + 1)
+                                return decide_argv(c, w, n, via,
+                                                   "find -exec without a command or without its \";\" or \"+\"",
+                                                   false);
+                        _cleanup_free_ char *via2 = via_push(via, "find -exec");
+                        if (!via2)
+                                return -ENOMEM;
+                        r = decide_words(c, w + i + 1, k - i - 1, via2, reason, depth + 1);
+                        if (r < 0)
+                                return r;
+                        i = k;
+                        continue;
+                }
+                stripped[m++] = w[i];
+        }
+        return decide_argv(c, stripped, m, via, reason, false);
+}
+
+static int decide_shell(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth)
+{
+        static const char *const long_ok[] = { "norc", "noprofile", "posix", "noediting", NULL };
+        const char *base = strrchr(w[0].value, '/') ? strrchr(w[0].value, '/') + 1 : w[0].value;
+        bool has_c = false, unknown = false;
+        size_t i = 1;
+        int r;
+
+        for (; i < n; i++) {
+                const char *a = w[i].value;
+                if (!w[i].literal) {
+                        unknown = true;
+                        break;
+                }
+                if (streq(a, "--") || streq(a, "-")) {
+                        i++;
+                        break;
+                }
+                if ((a[0] != '-' && a[0] != '+') || a[1] == 0)
+                        break;
+                if (a[0] == '-' && a[1] == '-') {
+                        if (!in_list(a + 2, long_ok))
+                                unknown = true;
+                        continue;
+                }
+                if (streq(a + 1, "o") || streq(a + 1, "O")) {
+                        i++;
+                        continue;
+                }
+                for (const char *ch = a + 1; *ch; ch++) {
+                        if (*ch == 'c' && a[0] == '-')
+                                has_c = true;
+                        else if (!strchr("abefhkmnptuvxBCEHPT", *ch))
+                                unknown = true;
+                }
+        }
+        if (!has_c) {
+                /* "bash script.sh", "curl | sh", "bash <<EOF": the shell runs code the analyser never sees */
+                _cleanup_free_ char *why = NULL;
+                if (i < n && asprintf(&why, "the shell runs the script file %s, which is not analysed",
+                                      w[i].value) < 0)
+                        return -ENOMEM;
+                return decide_argv(c, w, n, via,
+                                   reason ?: why ?: "the shell reads commands from its standard input, "
+                                                    "which is not analysed",
+                                   false);
+        }
+        if (unknown || i >= n || !w[i].literal) {
+                const char *why = unknown ? "cannot see through the shell: unknown option (e.g. -i or -l "
+                                            "reads startup files)"
+                                          : i >= n ? "the shell has -c but no script"
+                                                   : "the -c script is not a literal string";
+                return decide_argv(c, w, n, via, why, false);
+        }
+        if (depth >= SHELL_DEPTH_MAX)
+                return decide_argv(c, w, n, via, "too many nested shells", false);
+        r = decide_argv(c, w, n, via, NULL, true);
+        if (r < 0)
+                return r;
+        if (reason) {
+                r = add_note(c, via, reason);
+                if (r < 0)
+                        return r;
+        }
+        char what[32];
+        snprintf(what, sizeof what, "%s -c", base);
+        _cleanup_free_ char *via2 = via_push(via, what);
+        if (!via2)
+                return -ENOMEM;
+        return analyse(c, w[i].value, strlen(w[i].value), via2, depth + 1);
+}
+
+static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth)
+{
+        const char *base;
+        _cleanup_free_ char *why = NULL;
+
+        if (n == 0)
+                return 0;
+        if (depth > WRAP_DEPTH_MAX)
+                return decide_argv(c, w, n, via, "too many nested wrappers", false);
+        if (!w[0].literal)
+                return decide_argv(c, w, n, via, reason, false);
+        base = strrchr(w[0].value, '/') ? strrchr(w[0].value, '/') + 1 : w[0].value;
+
+        if (in_list(base, fail_closed)) {
+                if (asprintf(&why, "\"%s\" cannot be analysed statically", base) < 0)
+                        return -ENOMEM;
+                return decide_argv(c, w, n, via, why, false);
+        }
+        if (in_list(base, name_builtins))
+                for (size_t i = 1; i < n; i++) {
+                        const char *a = w[i].value;
+                        if (w[i].literal && strchr(a, '[') && strpbrk(a, "$`")) {
+                                if (asprintf(&why, "\"%s\" evaluates the array subscript in \"%s\"", base, a) < 0)
+                                        return -ENOMEM;
+                                return decide_argv(c, w, n, via, why, false);
+                        }
+                        if (w[i].literal && streq(a, "-C") && (streq(base, "mapfile") || streq(base, "readarray")))
+                                return decide_argv(c, w, n, via, "mapfile -C runs a callback", false);
+                }
+        if (in_list(base, assign_builtins))
+                for (size_t i = 1; i < n; i++) {
+                        const char *a = w[i].value;
+                        size_t k = strcspn(a, "=+[");
+                        if (k > 0 && sh_dangerous_variable(a, k)) {
+                                if (asprintf(&why, "sets %.*s, which changes what programs run", (int) k, a) < 0)
+                                        return -ENOMEM;
+                                return decide_argv(c, w, n, via, why, false);
+                        }
+                }
+        for (size_t i = 0; i < ELEMENTSOF(wrappers); i++)
+                if (streq(base, wrappers[i].name))
+                        return decide_wrapper(c, &wrappers[i], w, n, via, reason, depth);
+        if (streq(base, "find"))
+                return decide_find(c, w, n, via, reason, depth);
+        if (in_list(base, shells))
+                return decide_shell(c, w, n, via, reason, depth);
+        return decide_argv(c, w, n, via, reason, false);
+}
+
+static const char *const harmless_targets[] = { "/dev/null", "/dev/stdout", "/dev/stderr", NULL };
+
+static int decide_redirect(ctx *c, const sh_redir *rd, const char *via)
+{
+        const pc_policy *p = c->p;
+        const pc_rule *best = NULL;
+        const char *reason = NULL, *rule = "default";
+        pc_decision d = PC_DECISION_ALLOW;
+        pc_verdict_redirect *e;
+
+        if (!rd->output)
+                rule = NULL;
+        else if (!rd->literal) {
+                d = dmax(p->def, PC_DECISION_ASK);
+                reason = "the target is not a literal word";
+        } else {
+                for (size_t i = 0; i < p->n_write; i++) {
+                        const pc_rule *r = &p->rules[p->write_rules[i]];
+                        if (word_matches(&r->words[0], rd->target) && (!best || r->action > best->action))
+                                best = r;
+                }
+                if (best) {
+                        d = best->action;
+                        rule = best->loc;
+                } else if (in_list(rd->target, harmless_targets)) {
+                        d = PC_DECISION_ALLOW;
+                        rule = "built-in";
+                } else
+                        d = p->def;
+        }
+        if (array_grow((void **) &c->v->redirects, &c->cap_redirects, c->v->n_redirects, sizeof(*e)) < 0)
+                return -ENOMEM;
+        e = &c->v->redirects[c->v->n_redirects++];
+        *e = (pc_verdict_redirect){ .literal = rd->literal, .output = rd->output, .decision = d };
+        e->op = strdup(rd->op);
+        e->path = strdup(rd->target);
+        if (!e->op || !e->path)
+                return -ENOMEM;
+        if (rule && !(e->rule = strdup(rule)))
+                return -ENOMEM;
+        if (best && !(e->rule_text = strdup(best->text)))
+                return -ENOMEM;
+        if (reason && !(e->reason = via ? strjoin(reason, " (in ", via, ")") : strdup(reason)))
+                return -ENOMEM;
+        return 0;
+}
+
+static int analyse(ctx *c, const char *text, size_t len, const char *via, unsigned depth)
+{
+        _cleanup_(sh_result_done) sh_result res = {};
+        int r;
+
+        r = sh_parse(text, len, depth, &res);
+        if (r == -ENOMEM)
+                return r;
+        for (size_t i = 0; i < res.n_problems; i++) {
+                r = add_note(c, via, res.problems[i]);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < res.n_cmds; i++) {
+                r = decide_words(c, res.cmds[i].words, res.cmds[i].n_words, via, res.cmds[i].reason, depth);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < res.n_redirs; i++) {
+                r = decide_redirect(c, &res.redirs[i], via);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+pc_verdict *pc_verdict_free(pc_verdict *v)
+{
+        if (!v)
+                return NULL;
+        free(v->policy_name);
+        free(v->policy_hash);
+        for (size_t i = 0; i < v->n_commands; i++) {
+                pc_verdict_command *e = &v->commands[i];
+                if (e->argv)
+                        for (size_t k = 0; k < e->argc; k++)
+                                free(e->argv[k]);
+                free(e->argv);
+                free(e->rule);
+                free(e->rule_text);
+                free(e->reason);
+                free(e->via);
+        }
+        free(v->commands);
+        for (size_t i = 0; i < v->n_redirects; i++) {
+                pc_verdict_redirect *e = &v->redirects[i];
+                free(e->op);
+                free(e->path);
+                free(e->rule);
+                free(e->rule_text);
+                free(e->reason);
+        }
+        free(v->redirects);
+        for (size_t i = 0; i < v->n_notes; i++)
+                free(v->notes[i]);
+        free(v->notes);
+        free(v);
+        return NULL;
+}
+
+int pc_policy_decide(const pc_policy *p, const char *command, size_t len, pc_verdict **ret)
+{
+        _cleanup_pc_verdict_ pc_verdict *v = calloc(1, sizeof(pc_verdict));
+        ctx c = { .p = p, .v = v };
+        int r;
+
+        if (!v)
+                return -ENOMEM;
+        v->policy_name = strdup(p->name);
+        if (!v->policy_name || (p->hash && !(v->policy_hash = strdup(p->hash))))
+                return -ENOMEM;
+        if (len > PC_COMMAND_MAX)
+                r = add_note(&c, NULL, "the command is too long to be analysed");
+        else
+                r = analyse(&c, command ?: "", command ? len : 0, NULL, 0);
+        if (r < 0)
+                return r;
+
+        pc_decision d = PC_DECISION_ALLOW;
+        bool complete = v->n_notes == 0;
+        for (size_t i = 0; i < v->n_commands; i++) {
+                d = dmax(d, v->commands[i].decision);
+                if (v->commands[i].reason)
+                        complete = false;
+        }
+        for (size_t i = 0; i < v->n_redirects; i++) {
+                d = dmax(d, v->redirects[i].decision);
+                if (v->redirects[i].reason)
+                        complete = false;
+        }
+        if (v->n_notes > 0)
+                d = dmax(d, dmax(p->def, PC_DECISION_ASK));
+        v->decision = d;
+        v->complete = complete;
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+/* ---- explanation ---- */
+
+char *pc_shell_quote(const char *word)
+{
+        _cleanup_(sb_done) strbuf b = {};
+        bool plain = *word != 0;
+
+        for (const char *s = word; *s; s++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+%@^", *s)) {
+                        plain = false;
+                        break;
+                }
+        if (plain)
+                return strdup(word);
+        if (sb_putc(&b, '\'') < 0)
+                return NULL;
+        for (const char *s = word; *s; s++)
+                if ((*s == '\'' ? sb_puts(&b, "'\\''") : sb_putc(&b, *s)) < 0)
+                        return NULL;
+        if (sb_putc(&b, '\'') < 0)
+                return NULL;
+        return sb_steal(&b);
+}
+
+static int put_argv(strbuf *b, char *const *argv, size_t argc)
+{
+        for (size_t i = 0; i < argc; i++) {
+                _cleanup_free_ char *q = pc_shell_quote(argv[i]);
+                if (!q)
+                        return -ENOMEM;
+                if ((i > 0 && sb_putc(b, ' ') < 0) || sb_puts(b, q) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int pc_verdict_format(const pc_verdict *v, char **ret_text)
+{
+        _cleanup_(sb_done) strbuf b = {};
+        int r = 0;
+
+        r |= sb_printf(&b, "%s\n", pc_decision_to_string(v->decision));
+        r |= sb_printf(&b, "policy: %s (hash %s)\n", v->policy_name, v->policy_hash ?: "none");
+        for (size_t i = 0; i < v->n_commands; i++) {
+                const pc_verdict_command *e = &v->commands[i];
+                r |= sb_printf(&b, "%-5s  ", pc_decision_to_string(e->decision));
+                r |= put_argv(&b, e->argv, e->argc);
+                r |= sb_puts(&b, "\n       rule: ");
+                r |= sb_puts(&b, e->rule);
+                if (e->rule_text)
+                        r |= sb_printf(&b, " (%s)", e->rule_text);
+                r |= sb_putc(&b, '\n');
+                if (e->via)
+                        r |= sb_printf(&b, "       via: %s\n", e->via);
+                if (e->reason)
+                        r |= sb_printf(&b, "       reason: %s\n", e->reason);
+        }
+        for (size_t i = 0; i < v->n_redirects; i++) {
+                const pc_verdict_redirect *e = &v->redirects[i];
+                _cleanup_free_ char *q = pc_shell_quote(e->path);
+                if (!q)
+                        return -ENOMEM;
+                r |= sb_printf(&b, "%-5s  redirect %s %s", pc_decision_to_string(e->decision), e->op, q);
+                if (e->rule)
+                        r |= sb_printf(&b, "\n       rule: %s%s%s%s", e->rule, e->rule_text ? " (" : "",
+                                       e->rule_text ?: "", e->rule_text ? ")" : "");
+                else
+                        r |= sb_puts(&b, " (input)");
+                r |= sb_putc(&b, '\n');
+                if (e->reason)
+                        r |= sb_printf(&b, "       reason: %s\n", e->reason);
+        }
+        for (size_t i = 0; i < v->n_notes; i++)
+                r |= sb_printf(&b, "note: %s\n", v->notes[i]);
+        if (v->n_commands == 0 && v->n_redirects == 0 && v->n_notes == 0)
+                r |= sb_puts(&b, "note: no command to run\n");
+        r |= sb_printf(&b, "analysis: %s\n", v->complete ? "complete" : "incomplete (decided at least ask)");
+        if (r < 0)
+                return -ENOMEM;
+        *ret_text = sb_steal(&b);
+        return *ret_text ? 0 : -ENOMEM;
+}
