@@ -36,6 +36,8 @@ void cli_print_json(json_t *j);
 int cmd_status(int argc, char **argv, const cli_global *g);
 int cmd_token(int argc, char **argv, const cli_global *g);
 int cmd_policy(int argc, char **argv, const cli_global *g);
+int cmd_sandbox(int argc, char **argv, const cli_global *g);
+int cmd_enter(int argc, char **argv, const cli_global *g);
 
 /* Prints rows of cells (nrows * ncols, NULL shown as "-") under a header, columns aligned. */
 void cli_table_print(const char *const *header, size_t ncols, char **cells, size_t nrows);

@@ -19,6 +19,8 @@ static void help(void)
                "  token create|list|rm        API tokens for the relay, agents and admins\n"
                "  policy check|decide         validate a policy file, decide a command (offline)\n"
                "  policy list|show|reload     policies loaded by the daemon\n"
+               "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
+               "  enter NAME                  attach to a sandbox's tmux session (root on the daemon's host)\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options:\n"
@@ -63,6 +65,8 @@ static const struct {
 #ifdef HAVE_POLICY_CLI
         { "policy", cmd_policy },
 #endif
+        { "sandbox", cmd_sandbox },
+        { "enter", cmd_enter },
         { "daemon", cmd_daemon },
 };
 

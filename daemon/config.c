@@ -15,6 +15,7 @@ void pc_config_init(pc_config *c)
                 .max_body_size = 1024 * 1024,
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
+                .cgroup_parent = strdup("pocketcoder"),
                 /* Far above /etc/subuid's usual 100000+ ranges and below systemd's dynamic container range
                  * (0x70000000): 0x40000000 + n * 65536. */
                 .uid_range_base = 0x40000000,
@@ -32,6 +33,7 @@ void pc_config_done(pc_config *c)
         free(c->log_file);
         free(c->pid_file);
         free(c->egress_subnet);
+        free(c->cgroup_parent);
         *c = (pc_config){};
 }
 
@@ -75,6 +77,15 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return set_string(&c->runtime_dir, value);
         if (streq(key, "socket_group"))
                 return set_string(&c->socket_group, value);
+        if (streq(key, "cgroup_parent")) {
+                /* Every group under it that no sandbox owns is removed at start: two daemons on one host
+                 * need different parents. */
+                if (!name_is_valid(value)) {
+                        *ret_why = "expected a group name of lowercase letters, digits and '-'";
+                        return -EINVAL;
+                }
+                return set_string(&c->cgroup_parent, value);
+        }
         if (streq(key, "egress_subnet"))
                 return set_string(&c->egress_subnet, value);
         if (streq(key, "uid_range_base")) {
@@ -128,7 +139,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return 0;
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
-                   "socket_group, max_body_size, api_threads, log_level, log_file, egress_subnet, uid_range_base)";
+                   "socket_group, max_body_size, api_threads, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent)";
         return -ENOKEY;
 }
 

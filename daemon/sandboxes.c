@@ -11,7 +11,6 @@
 #include "isolate.h"
 #include "policies.h"
 
-#define CGROUP_PARENT   "pocketcoder"
 #define UID_COUNT       65536u
 #define MAX_SANDBOXES   4096u
 
@@ -269,7 +268,7 @@ static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_
         r = workspace_prepare(ws, row->uid_base, reterr);
         if (r < 0)
                 return r;
-        r = isolate_cgroup_new(CGROUP_PARENT, row->name, &row->limits, &cg, reterr);
+        r = isolate_cgroup_new(d->config.cgroup_parent, row->name, &row->limits, &cg, reterr);
         if (r < 0)
                 return r;
         net_config_for(d, row, &net);
@@ -403,6 +402,8 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
                       row->started_at >= 0 ? json_integer(row->started_at) : json_null(), "stopped_at",
                       row->stopped_at >= 0 ? json_integer(row->stopped_at) : json_null(), "tmux_session",
                       running ? json_string(row->name) : json_null());
+        if (j)
+                json_object_set_new(j, "cgroup_parent", json_string(d->config.cgroup_parent));
         if (j && running)
                 json_object_set_new(j, "init_starttime", json_integer((json_int_t) isolate_sandbox_starttime(e->sb)));
         return j;
@@ -686,7 +687,7 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
         }
         /* Also a stopped sandbox may have leftovers from a crash: bring_down is idempotent. */
         if (!cg)
-                (void) isolate_cgroup_open(CGROUP_PARENT, name, &cg);
+                (void) isolate_cgroup_open(d->config.cgroup_parent, name, &cg);
         bring_down(d, &row, sb, cg);
         isolate_sandbox_free(sb);
         isolate_cgroup_free(cg);
@@ -782,7 +783,7 @@ static int adopt_all(pc_daemon *d)
                 if (!row->running)
                         continue;
                 net_config_for(d, row, &net);
-                (void) isolate_cgroup_open(CGROUP_PARENT, row->name, &cg);
+                (void) isolate_cgroup_open(d->config.cgroup_parent, row->name, &cg);
                 r = isolate_sandbox_adopt(&(isolate_sandbox_config){
                                                   .name = row->name,
                                                   .workspace = ws,
@@ -809,12 +810,12 @@ static int adopt_all(pc_daemon *d)
                 log_info("sandbox %s: re-adopted (init pid %d)", row->name, row->init_pid);
         }
         /* Leftovers: cgroups of sandboxes that are not running according to the store. */
-        if (isolate_cgroup_list(CGROUP_PARENT, &leftover) >= 0 && leftover) {
+        if (isolate_cgroup_list(d->config.cgroup_parent, &leftover) >= 0 && leftover) {
                 for (char **l = leftover; *l; l++) {
                         sandbox_entry *e = entry_find(m, *l);
                         isolate_cgroup *cg = NULL;
 
-                        if (!(e && e->sb) && isolate_cgroup_open(CGROUP_PARENT, *l, &cg) >= 0) {
+                        if (!(e && e->sb) && isolate_cgroup_open(d->config.cgroup_parent, *l, &cg) >= 0) {
                                 log_notice("cleaning leftover cgroup of sandbox %s", *l);
                                 (void) isolate_cgroup_kill(cg);
                                 (void) isolate_cgroup_destroy(cg);
@@ -855,7 +856,10 @@ void pc_sandbox_manager_free(pc_daemon *d)
 
         if (!m)
                 return;
-        /* Frees handles only: the sandboxes keep running for the next daemon to adopt. */
+        /* Frees handles only: the sandboxes keep running for the next daemon to adopt. With none left,
+         * the parent group goes too (-EBUSY otherwise: fine). */
+        if (m->n_entries == 0)
+                (void) isolate_cgroup_destroy_parent(d->config.cgroup_parent);
         for (size_t i = 0; i < m->n_entries; i++) {
                 isolate_sandbox_free(m->entries[i].sb);
                 isolate_cgroup_free(m->entries[i].cg);

@@ -120,8 +120,13 @@ static int recv_msg(int fd, int timeout_msec, sync_msg *ret, int *ret_fd)
                 break;
         }
         n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        /* A peer that exited with our message unread leaves ECONNRESET pending, and seqpacket sockets
+         * report it before queued data; the error is cleared by being reported, so read again to get
+         * the peer's last message (its reason for failing). */
+        if (n < 0 && errno == ECONNRESET)
+                n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0)
-                return -errno;
+                return errno == EAGAIN ? -EPIPE : -errno;
         if (n == 0)
                 return -EPIPE;
         if ((size_t) n != sizeof(*ret))

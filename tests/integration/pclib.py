@@ -185,7 +185,10 @@ class Daemon:
         self.pidfile = os.path.join(self.run, "pocketcoderd.pid")
         self.socket = os.path.join(self.run, "api.sock")
         self.listen = listen
-        self.config = config
+        # Sandboxes of every test daemon live under a cgroup parent of its own: a daemon removes groups
+        # under its parent that it does not know, so daemons side by side must not share one.
+        self.cgroup_parent = "pc-it-" + os.path.basename(self.tmp).split("-")[-1].lower().replace("_", "")
+        self.config = f"cgroup_parent = {self.cgroup_parent}\n" + (config or "")
         self.spec = spec
         self.pid = None
         self.port = None
@@ -198,7 +201,7 @@ class Daemon:
     def argv(self, *extra):
         a = [DAEMON, "--state-dir", self.state, "--runtime-dir", self.run, "--policy-dir", self.policies,
              "--log-file", self.log, "--pid-file", self.pidfile]
-        if self.config:
+        if self.config is not None:
             path = os.path.join(self.tmp, "pocketcoder.conf")
             with open(path, "w") as f:
                 f.write(self.config)

@@ -56,6 +56,13 @@ try:
         ("POST", "/v1/policies/reload"): ({ADMIN}, "/v1/policies/reload", None, 200),
         ("GET", "/v1/policies/{name}"): ({ADMIN, RELAY}, "/v1/policies/default", None, 200),
         ("POST", "/v1/policies/{name}/decide"): ({ADMIN, RELAY, AGENT}, "/v1/policies/default/decide", {"command": "ls"}, 200),
+        ("GET", "/v1/sandboxes"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes", None, 200),
+        ("POST", "/v1/sandboxes"): ({ADMIN}, "/v1/sandboxes", {"name": "Bad_Name"}, 400),
+        ("GET", "/v1/sandboxes/{name}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1", None, 404),
+        ("DELETE", "/v1/sandboxes/{name}"): ({ADMIN}, "/v1/sandboxes/box1", None, 404),
+        ("POST", "/v1/sandboxes/{name}/start"): ({ADMIN}, "/v1/sandboxes/box1/start", None, 404),
+        ("POST", "/v1/sandboxes/{name}/stop"): ({ADMIN}, "/v1/sandboxes/box1/stop", None, 404),
+        ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 404),
     }
     t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):
@@ -171,11 +178,11 @@ t.ok(p.returncode != 0 and "allow_remote_listen" in p.stderr, "a non-loopback li
 bad.cleanup()
 bad = Daemon(config="listen = 127.0.0.1:0\nmax_body_size = lots\n")
 p = subprocess.run(bad.argv(), capture_output=True, text=True)
-t.ok(p.returncode != 0 and "pocketcoder.conf:2:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
+t.ok(p.returncode != 0 and "pocketcoder.conf:3:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
 bad.cleanup()
 bad = Daemon(config="colour = blue\n")
 p = subprocess.run(bad.argv(), capture_output=True, text=True)
-t.ok(p.returncode != 0 and ":1:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
+t.ok(p.returncode != 0 and ":2:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
 bad.cleanup()
 small = Daemon(config="max_body_size = 2K\n").start()
 try:

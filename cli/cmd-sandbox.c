@@ -1,0 +1,842 @@
+/* SPDX-License-Identifier: MIT */
+/* pocketcoder sandbox create|list|show|stop|start|rm|run, and pocketcoder enter.
+ *
+ * Lifecycle commands only talk to the daemon. `run` and `enter` ask the daemon to record the session and
+ * tell where the sandbox is (init pid + start time, uid base), then join the sandbox from this very
+ * process with libisolate: the command's stdin/stdout/stderr are the admin's own, which a daemon-side
+ * exec could not give without copying every byte over HTTP. That is why they need root on the daemon's
+ * host. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "common.h"
+#include "isolate.h"
+
+/* The daemon's top-level cgroup name (daemon/sandboxes.c). */
+#define UID_COUNT     65536u
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_cgroup *, isolate_cgroup_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_sandbox *, isolate_sandbox_free);
+
+static const char usage_text[] =
+        "Usage: pocketcoder sandbox create NAME [--policy P] [--memory 512M] [--pids 256] [--cpus 1.5]\n"
+        "                                       [--network none|loopback|egress] [--rootfs host|IMAGE]\n"
+        "       pocketcoder sandbox list\n"
+        "       pocketcoder sandbox show NAME\n"
+        "       pocketcoder sandbox stop NAME\n"
+        "       pocketcoder sandbox start NAME\n"
+        "       pocketcoder sandbox rm NAME [--purge]\n"
+        "       pocketcoder sandbox run NAME [--root] -- COMMAND [ARGS...]\n"
+        "\n"
+        "Kernel-isolated sandboxes, each with a workspace at /workspace, an agent user and a tmux session\n"
+        "named after it. 'create' returns when the tmux session is ready. 'rm' stops a running sandbox\n"
+        "first and keeps its workspace unless --purge. 'run' (root on the daemon's host only; recorded in\n"
+        "the audit log) runs COMMAND inside as the agent, or as sandbox root with --root, with exactly the\n"
+        "restrictions agent commands get; it pipes stdin/stdout/stderr and exits with COMMAND's status\n"
+        "(128+N when killed by signal N). --json prints the API's JSON. 'pocketcoder sandbox SUBCOMMAND\n"
+        "--help' shows one subcommand.\n";
+
+static int usage(bool ok)
+{
+        if (!ok)
+                fprintf(stderr, "pocketcoder sandbox: missing subcommand.\n\n");
+        fputs(usage_text, ok ? stdout : stderr);
+        return ok ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+}
+
+static bool is_help(const char *a)
+{
+        return streq(a, "--help") || streq(a, "-h");
+}
+
+/* ---- formatting ---- */
+
+/* 536870912 -> "512M", 1610612736 -> "1.5G"; 0 -> `zero`. */
+static const char *format_bytes(uint64_t v, const char *zero, char buf[static 32])
+{
+        static const char units[] = "KMGT";
+        int u = -1;
+
+        if (v == 0)
+                return zero;
+        while (u < 3 && v >= (UINT64_C(1024) << (10 * (u + 1))))
+                u++;
+        if (u < 0)
+                snprintf(buf, 32, "%" PRIu64, v);
+        else if (v % (UINT64_C(1) << (10 * (u + 1))) == 0)
+                snprintf(buf, 32, "%" PRIu64 "%c", v >> (10 * (u + 1)), units[u]);
+        else
+                snprintf(buf, 32, "%.1f%c", (double)v / (double)(UINT64_C(1) << (10 * (u + 1))), units[u]);
+        return buf;
+}
+
+static const char *format_time(json_t *t, char buf[static 32])
+{
+        time_t s;
+        struct tm tm;
+
+        if (!json_is_integer(t))
+                return "-";
+        s = (time_t)json_integer_value(t);
+        if (!gmtime_r(&s, &tm) || strftime(buf, 32, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+                return "-";
+        return buf;
+}
+
+static const char *format_int(json_t *v, const char *null, char buf[static 32])
+{
+        if (!json_is_integer(v))
+                return null;
+        snprintf(buf, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return buf;
+}
+
+static const char *format_cpus(json_t *v, char buf[static 32])
+{
+        if (!json_is_number(v))
+                return "unlimited";
+        snprintf(buf, 32, "%g", json_number_value(v));
+        return buf;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+        return json_string_value(json_object_get(o, key));
+}
+
+static uint64_t juint(json_t *o, const char *key)
+{
+        json_int_t v = json_integer_value(json_object_get(o, key));
+        return v > 0 ? (uint64_t)v : 0;
+}
+
+/* "key:  value" lines, the keys padded to one column. */
+static void kv(const char *key, const char *value)
+{
+        printf("%s:%*s%s\n", key, (int)(16 - strlen(key)), "", value ?: "-");
+}
+
+static void print_sandbox(json_t *s)
+{
+        json_t *limits = json_object_get(s, "limits"), *usage = json_object_get(s, "usage");
+        char a[32], b[32], line[160];
+
+        kv("name", jstr(s, "name"));
+        kv("state", jstr(s, "state"));
+        kv("policy", jstr(s, "policy"));
+        kv("network", jstr(s, "network"));
+        kv("rootfs", jstr(s, "rootfs"));
+        kv("memory limit", format_bytes(juint(limits, "memory_max"), "unlimited", a));
+        kv("swap limit", format_bytes(juint(limits, "swap_max"), "0 (off)", a));
+        kv("pids limit", format_int(json_object_get(limits, "pids_max"), "unlimited", a));
+        kv("cpus", format_cpus(json_object_get(limits, "cpus"), a));
+        kv("init pid", format_int(json_object_get(s, "init_pid"), "-", a));
+        snprintf(line, sizeof(line), "%" PRIu64 " (agent is host uid %" PRIu64 ")", juint(s, "uid_base"),
+                 juint(s, "uid_base") + ISOLATE_AGENT_UID);
+        kv("uid base", line);
+        kv("tmux session", jstr(s, "tmux_session"));
+        kv("workspace", jstr(s, "workspace_host_path"));
+        kv("cgroup", jstr(s, "cgroup_path"));
+        if (json_is_object(usage)) {
+                snprintf(line, sizeof(line), "%s (peak %s)",
+                         format_bytes(juint(usage, "memory_current"), "0", a),
+                         format_bytes(juint(usage, "memory_peak"), "0", b));
+                kv("memory", line);
+                kv("pids", format_int(json_object_get(usage, "pids_current"), "-", a));
+                snprintf(line, sizeof(line), "%.2fs", (double)juint(usage, "cpu_usage_usec") / 1e6);
+                kv("cpu time", line);
+                kv("oom kills", format_int(json_object_get(usage, "oom_kills"), "-", a));
+        }
+        kv("created", format_time(json_object_get(s, "created_at"), a));
+        kv("started", format_time(json_object_get(s, "started_at"), a));
+        kv("stopped", format_time(json_object_get(s, "stopped_at"), a));
+}
+
+/* ---- requests ---- */
+
+static int check_name(const char *cmd, const char *name)
+{
+        if (name_is_valid(name))
+                return 0;
+        fprintf(stderr,
+                "pocketcoder %s: \"%s\" is not a sandbox name (1-63 lowercase letters, digits and '-', not "
+                "starting or ending with '-')\n",
+                cmd, name);
+        return -EINVAL;
+}
+
+/* METHOD /v1/sandboxes/NAME[SUFFIX]; prints the API error unless the status is `want`. */
+static int sandbox_request(const cli_global *g, const char *method, const char *name, const char *suffix,
+                           json_t *body, long want, json_t **ret)
+{
+        _cleanup_free_ char *path = strjoin("/v1/sandboxes/", name, suffix ?: "");
+        _cleanup_json_ json_t *resp = NULL;
+        long status;
+
+        if (!path)
+                return -ENOMEM;
+        if (cli_request(g, method, path, body, &status, &resp) < 0)
+                return -EIO;
+        if (status != want) {
+                cli_print_api_error(status, resp);
+                return -EIO;
+        }
+        if (ret)
+                *ret = TAKE_PTR(resp);
+        return 0;
+}
+
+/* A subcommand's options: --json and --help everywhere, the limits with create, --purge with rm. */
+typedef struct sub_opts {
+        bool json, help, purge;
+        const char *policy, *memory, *network, *rootfs;
+        json_int_t pids;
+        double cpus;
+        bool has_pids, has_cpus;
+} sub_opts;
+
+/* Returns the index of the first positional argument, or -1 after saying what is wrong. */
+static int parse_sub(const char *sub, int argc, char **argv, bool allow_create, bool allow_purge,
+                     sub_opts *o)
+{
+        enum {
+                ARG_JSON = 0x100,
+                ARG_POLICY,
+                ARG_MEMORY,
+                ARG_PIDS,
+                ARG_CPUS,
+                ARG_NETWORK,
+                ARG_ROOTFS,
+                ARG_PURGE
+        };
+        static const struct option options[] = {
+                {"json", no_argument, NULL, ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
+                {"policy", required_argument, NULL, ARG_POLICY},
+                {"memory", required_argument, NULL, ARG_MEMORY},
+                {"pids", required_argument, NULL, ARG_PIDS},
+                {"cpus", required_argument, NULL, ARG_CPUS},
+                {"network", required_argument, NULL, ARG_NETWORK},
+                {"rootfs", required_argument, NULL, ARG_ROOTFS},
+                {"purge", no_argument, NULL, ARG_PURGE},
+                {},
+        };
+        int opt;
+
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                char *end = NULL;
+
+                if (opt >= ARG_POLICY && opt <= ARG_ROOTFS && !allow_create) {
+                        fprintf(stderr, "pocketcoder sandbox %s: %s applies to 'sandbox create' only\n", sub,
+                                argv[optind - 1]);
+                        return -1;
+                }
+                switch (opt) {
+                case ARG_JSON:
+                        o->json = true;
+                        break;
+                case 'h':
+                        o->help = true;
+                        break;
+                case ARG_POLICY:
+                        o->policy = optarg;
+                        break;
+                case ARG_MEMORY:
+                        o->memory = optarg;
+                        break;
+                case ARG_PIDS:
+                        errno = 0;
+                        o->pids = strtoll(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || o->pids <= 0) {
+                                fprintf(stderr,
+                                        "pocketcoder sandbox create: --pids wants a positive integer, not "
+                                        "\"%s\"\n",
+                                        optarg);
+                                return -1;
+                        }
+                        o->has_pids = true;
+                        break;
+                case ARG_CPUS:
+                        errno = 0;
+                        o->cpus = strtod(optarg, &end);
+                        if (errno != 0 || end == optarg || *end || !isfinite(o->cpus) || o->cpus <= 0) {
+                                fprintf(stderr,
+                                        "pocketcoder sandbox create: --cpus wants a number of CPUs such as "
+                                        "1.5, "
+                                        "not \"%s\"\n",
+                                        optarg);
+                                return -1;
+                        }
+                        o->has_cpus = true;
+                        break;
+                case ARG_NETWORK:
+                        o->network = optarg;
+                        break;
+                case ARG_ROOTFS:
+                        o->rootfs = optarg;
+                        break;
+                case ARG_PURGE:
+                        if (!allow_purge) {
+                                fprintf(stderr,
+                                        "pocketcoder sandbox %s: --purge applies to 'sandbox rm' only\n",
+                                        sub);
+                                return -1;
+                        }
+                        o->purge = true;
+                        break;
+                default:
+                        return -1;
+                }
+        }
+        return optind;
+}
+
+/* The subcommands that take exactly one NAME. */
+static int one_name(const char *sub, int argc, char **argv, int first, const char **ret)
+{
+        if (argc - first != 1) {
+                fprintf(stderr,
+                        "pocketcoder sandbox %s: expected exactly one sandbox NAME (see 'pocketcoder "
+                        "sandbox list')\n",
+                        sub);
+                return -EINVAL;
+        }
+        if (check_name(sub, argv[first]) < 0)
+                return -EINVAL;
+        *ret = argv[first];
+        return 0;
+}
+
+static int sandbox_create(int argc, char **argv, cli_global *g)
+{
+        _cleanup_json_ json_t *req = json_object(), *resp = NULL;
+        sub_opts o = {};
+        const char *name;
+        char a[32];
+        long status;
+        int first;
+
+        first = parse_sub("create", argc, argv, true, false, &o);
+        if (first < 0)
+                return CLI_EXIT_USAGE;
+        if (o.help)
+                return usage(true);
+        g->json |= o.json;
+        if (one_name("create", argc, argv, first, &name) < 0)
+                return CLI_EXIT_USAGE;
+        if (!req)
+                return CLI_EXIT_FAILED;
+        json_object_set_new(req, "name", json_string(name));
+        if (o.policy)
+                json_object_set_new(req, "policy", json_string(o.policy));
+        if (o.memory)
+                json_object_set_new(req, "memory", json_string(o.memory));
+        if (o.has_pids)
+                json_object_set_new(req, "pids", json_integer(o.pids));
+        if (o.has_cpus)
+                json_object_set_new(req, "cpus", json_real(o.cpus));
+        if (o.network)
+                json_object_set_new(req, "network", json_string(o.network));
+        if (o.rootfs)
+                json_object_set_new(req, "rootfs", json_string(o.rootfs));
+        if (cli_request(g, "POST", "/v1/sandboxes", req, &status, &resp) < 0)
+                return CLI_EXIT_FAILED;
+        if (status != 201)
+                return cli_print_api_error(status, resp);
+        if (g->json)
+                cli_print_json(resp);
+        else
+                printf("Created sandbox %s: %s, init pid %s, tmux session \"%s\", workspace %s\n", name,
+                       jstr(resp, "state"), format_int(json_object_get(resp, "init_pid"), "-", a),
+                       jstr(resp, "tmux_session") ?: "-", jstr(resp, "workspace_host_path"));
+        return CLI_EXIT_OK;
+}
+
+static int sandbox_list(int argc, char **argv, cli_global *g)
+{
+        static const char *const header[] = {"NAME",   "STATE", "POLICY", "NETWORK",
+                                             "MEMORY", "PIDS",  "CPUS",   "INIT-PID"};
+        enum { NCOLS = ELEMENTSOF(header) };
+        _cleanup_json_ json_t *resp = NULL;
+        _cleanup_free_ char **cells = NULL;
+        _cleanup_free_ char(*bufs)[4][32] = NULL;
+        json_t *list, *s;
+        sub_opts o = {};
+        size_t i, n;
+        long status;
+        int first;
+
+        first = parse_sub("list", argc, argv, false, false, &o);
+        if (first < 0)
+                return CLI_EXIT_USAGE;
+        if (o.help)
+                return usage(true);
+        g->json |= o.json;
+        if (first < argc) {
+                fprintf(stderr, "pocketcoder sandbox list: unexpected argument \"%s\"\n", argv[first]);
+                return CLI_EXIT_USAGE;
+        }
+        if (cli_request(g, "GET", "/v1/sandboxes", NULL, &status, &resp) < 0)
+                return CLI_EXIT_FAILED;
+        if (status != 200)
+                return cli_print_api_error(status, resp);
+        if (g->json) {
+                cli_print_json(resp);
+                return CLI_EXIT_OK;
+        }
+        list = json_object_get(resp, "sandboxes");
+        n = json_array_size(list);
+        cells = calloc(n * NCOLS + 1, sizeof(char *));
+        bufs = calloc(n + 1, sizeof(*bufs));
+        if (!cells || !bufs)
+                return CLI_EXIT_FAILED;
+        json_array_foreach(list, i, s)
+        {
+                json_t *limits = json_object_get(s, "limits");
+                char **row = cells + i * NCOLS;
+
+                row[0] = (char *)jstr(s, "name");
+                row[1] = (char *)jstr(s, "state");
+                row[2] = (char *)jstr(s, "policy");
+                row[3] = (char *)jstr(s, "network");
+                /* One buffer per formatted cell: the table is printed after the loop. */
+                row[4] = (char *)format_bytes(juint(limits, "memory_max"), "unlimited", bufs[i][0]);
+                row[5] = (char *)format_int(json_object_get(limits, "pids_max"), "unlimited", bufs[i][1]);
+                row[6] = (char *)format_cpus(json_object_get(limits, "cpus"), bufs[i][2]);
+                row[7] = (char *)format_int(json_object_get(s, "init_pid"), NULL, bufs[i][3]);
+        }
+        cli_table_print(header, NCOLS, cells, n);
+        return CLI_EXIT_OK;
+}
+
+/* show, stop, start: one NAME, a Sandbox back. */
+static int sandbox_one(const char *sub, int argc, char **argv, cli_global *g)
+{
+        _cleanup_json_ json_t *resp = NULL;
+        sub_opts o = {};
+        const char *name;
+        char a[32];
+        int first;
+
+        first = parse_sub(sub, argc, argv, false, false, &o);
+        if (first < 0)
+                return CLI_EXIT_USAGE;
+        if (o.help)
+                return usage(true);
+        g->json |= o.json;
+        if (one_name(sub, argc, argv, first, &name) < 0)
+                return CLI_EXIT_USAGE;
+        if (streq(sub, "show")) {
+                if (sandbox_request(g, "GET", name, NULL, NULL, 200, &resp) < 0)
+                        return CLI_EXIT_FAILED;
+        } else if (sandbox_request(g, "POST", name, streq(sub, "stop") ? "/stop" : "/start", NULL, 200,
+                                   &resp) < 0)
+                return CLI_EXIT_FAILED;
+        if (g->json)
+                cli_print_json(resp);
+        else if (streq(sub, "show"))
+                print_sandbox(resp);
+        else if (streq(sub, "stop"))
+                printf("Stopped sandbox %s; its workspace %s stays.\n", name,
+                       jstr(resp, "workspace_host_path"));
+        else
+                printf("Started sandbox %s: init pid %s, tmux session \"%s\".\n", name,
+                       format_int(json_object_get(resp, "init_pid"), "-", a),
+                       jstr(resp, "tmux_session") ?: "-");
+        return CLI_EXIT_OK;
+}
+
+static int sandbox_rm(int argc, char **argv, cli_global *g)
+{
+        sub_opts o = {};
+        const char *name;
+        int first;
+
+        first = parse_sub("rm", argc, argv, false, true, &o);
+        if (first < 0)
+                return CLI_EXIT_USAGE;
+        if (o.help)
+                return usage(true);
+        g->json |= o.json;
+        if (one_name("rm", argc, argv, first, &name) < 0)
+                return CLI_EXIT_USAGE;
+        if (sandbox_request(g, "DELETE", name, o.purge ? "?purge=true" : NULL, NULL, 204, NULL) < 0)
+                return CLI_EXIT_FAILED;
+        if (!g->json)
+                printf(o.purge ? "Deleted sandbox %s and its workspace.\n"
+                               : "Deleted sandbox %s; its workspace was kept (rm --purge removes it).\n",
+                       name);
+        return CLI_EXIT_OK;
+}
+
+/* ---- joining a sandbox: run and enter ---- */
+
+typedef struct term_state {
+        int fd;
+        bool saved;
+        struct termios tio;
+} term_state;
+
+static void term_restore(term_state *t)
+{
+        if (t->saved)
+                (void)tcsetattr(t->fd, TCSADRAIN, &t->tio);
+}
+
+static int pidfd_signal(int pidfd, int sig)
+{
+        return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/* The command's exit status as ours: its own code, or 128+N when killed by signal N (as shells do). */
+static int wait_status(int pidfd)
+{
+        siginfo_t si = {};
+
+        for (;;) {
+                if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) >= 0)
+                        break;
+                if (errno != EINTR) {
+                        fprintf(stderr, "pocketcoder: cannot wait for the command: %m\n");
+                        return CLI_EXIT_FAILED;
+                }
+        }
+        return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+}
+
+/* Copies one read's worth from `from` (poll said it is readable) to `to`. Returns > 0 when something was
+ * copied or the read was interrupted, 0 at EOF or EIO (a pty whose other side is closed), else -errno. */
+static int pump(int from, int to)
+{
+        char buf[8192];
+        ssize_t n = read(from, buf, sizeof(buf));
+
+        if (n < 0)
+                return errno == EINTR ? 1 : errno == EIO ? 0 : -errno;
+        if (n > 0 && write_all(to, buf, (size_t)n) < 0)
+                return -EIO;
+        return n > 0;
+}
+
+/* What the command wrote before it exited may still be in the pty: copy it without waiting for more. */
+static void drain(int master)
+{
+        for (;;) {
+                struct pollfd p = {.fd = master, .events = POLLIN};
+
+                if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)) ||
+                    pump(master, STDOUT_FILENO) <= 0)
+                        return;
+        }
+}
+
+/* Until the command exits: forwards termination signals to it and, with a pty (`master` >= 0), copies the
+ * terminal's bytes both ways and window-size changes. */
+static int supervise(int pidfd, int sigfd, int master)
+{
+        bool in_open = master >= 0, out_open = master >= 0;
+
+        for (;;) {
+                struct pollfd p[4] = {
+                        {.fd = pidfd, .events = POLLIN},
+                        {.fd = sigfd, .events = POLLIN},
+                        {.fd = in_open ? STDIN_FILENO : -1, .events = POLLIN},
+                        {.fd = out_open ? master : -1, .events = POLLIN},
+                };
+
+                if (poll(p, ELEMENTSOF(p), -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (p[1].revents & POLLIN) {
+                        struct signalfd_siginfo si;
+
+                        if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+                                struct winsize ws;
+
+                                if (si.ssi_signo == SIGWINCH) {
+                                        if (master >= 0 && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) >= 0)
+                                                (void)ioctl(master, TIOCSWINSZ, &ws);
+                                } else
+                                        (void)pidfd_signal(pidfd, (int)si.ssi_signo);
+                        }
+                }
+                if (p[2].revents & (POLLIN | POLLHUP | POLLERR) && pump(STDIN_FILENO, master) <= 0)
+                        in_open = false;
+                if (p[3].revents & (POLLIN | POLLHUP | POLLERR) && pump(master, STDOUT_FILENO) <= 0)
+                        out_open = false;
+                if (p[0].revents & POLLIN) {
+                        if (out_open)
+                                drain(master);
+                        return 0;
+                }
+        }
+}
+
+/* A fresh pty whose slave becomes the command's controlling terminal. The admin's own terminal cannot:
+ * it already is the controlling terminal of the admin's session, which the kernel never hands to a
+ * process in another session without CAP_SYS_ADMIN in the host's user namespace. */
+static int open_pty(int *ret_master, int *ret_slave)
+{
+        _cleanup_close_ int master = -EBADF, slave = -EBADF;
+        struct winsize ws;
+        char name[64];
+
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0)
+                return -errno;
+        if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
+                return -errno;
+        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0)
+                return -errno;
+        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) >= 0)
+                (void)ioctl(master, TIOCSWINSZ, &ws);
+        *ret_master = TAKE_FD(master);
+        *ret_slave = TAKE_FD(slave);
+        return 0;
+}
+
+static int join_sandbox(const cli_global *g, const char *cmd, const char *name, const char *kind,
+                        const char *const *argv, bool as_root, bool interactive)
+{
+        static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+        _cleanup_json_ json_t *req = NULL, *sbj = NULL, *jargv = json_array();
+        _cleanup_(isolate_cgroup_freep) isolate_cgroup *cg = NULL;
+        _cleanup_(isolate_sandbox_freep) isolate_sandbox *sb = NULL;
+        _cleanup_pc_error_ pc_error *err = NULL;
+        _cleanup_close_ int seccomp_fd = -EBADF, pidfd = -EBADF, sigfd = -EBADF, master = -EBADF,
+                            slave = -EBADF;
+        _cleanup_(term_restore) term_state term = {.fd = STDIN_FILENO};
+        json_int_t init_pid, starttime, uid_base;
+        sigset_t mask;
+        pid_t pid;
+        int r;
+
+        if (geteuid() != 0) {
+                fprintf(stderr,
+                        "pocketcoder %s must run as root on the daemon's host: it joins the sandbox's "
+                        "namespaces "
+                        "from this process.\n",
+                        cmd);
+                return CLI_EXIT_FAILED;
+        }
+        if (interactive && !isatty(STDIN_FILENO)) {
+                fprintf(stderr,
+                        "pocketcoder %s: standard input is not a terminal; tmux needs one to attach. Use "
+                        "'pocketcoder sandbox run %s -- COMMAND' for commands.\n",
+                        cmd, name);
+                return CLI_EXIT_FAILED;
+        }
+        if (!jargv)
+                return CLI_EXIT_FAILED;
+        for (size_t i = 0; argv[i]; i++)
+                json_array_append_new(jargv, json_string(argv[i]));
+        req = json_pack("{s:s, s:O, s:b}", "kind", kind, "argv", jargv, "root", as_root);
+        if (!req)
+                return CLI_EXIT_FAILED;
+        /* The daemon records the session in the audit log and says where the sandbox's init is. */
+        if (sandbox_request(g, "POST", name, "/sessions", req, 200, &sbj) < 0)
+                return CLI_EXIT_FAILED;
+        init_pid = json_integer_value(json_object_get(sbj, "init_pid"));
+        starttime = json_integer_value(json_object_get(sbj, "init_starttime"));
+        uid_base = json_integer_value(json_object_get(sbj, "uid_base"));
+        if (init_pid <= 1 || starttime <= 0 || uid_base <= 0) {
+                fprintf(stderr,
+                        "pocketcoder %s: the daemon did not say where sandbox %s runs (init pid, start "
+                        "time, uid base)\n",
+                        cmd, name);
+                return CLI_EXIT_FAILED;
+        }
+
+        /* Without its cgroup a process would escape the sandbox's limits: no cgroup, no run. */
+        r = isolate_cgroup_open(json_string_value(json_object_get(sbj, "cgroup_parent")) ?: "pocketcoder", name,
+                                &cg);
+        if (r < 0) {
+                fprintf(stderr, "pocketcoder %s: cannot open the cgroup of sandbox %s: %s\n", cmd, name,
+                        strerror(-r));
+                return CLI_EXIT_FAILED;
+        }
+        r = isolate_seccomp_compile(&seccomp_fd, &err);
+        if (r < 0) {
+                fprintf(stderr, "pocketcoder %s: %s\n", cmd, err ? err->message : strerror(-r));
+                return CLI_EXIT_FAILED;
+        }
+        r = isolate_sandbox_adopt(
+                &(isolate_sandbox_config){
+                        .name = name,
+                        .uid_base = (uid_t)uid_base,
+                        .uid_count = UID_COUNT,
+                        .cgroup = cg,
+                        .seccomp_fd = seccomp_fd,
+                },
+                (pid_t)init_pid, (uint64_t)starttime, &sb);
+        if (r < 0) {
+                fprintf(stderr, "pocketcoder %s: sandbox %s %s\n", cmd, name,
+                        r == -ESRCH ? "stopped meanwhile" : strerror(-r));
+                return CLI_EXIT_FAILED;
+        }
+
+        if (interactive) {
+                r = open_pty(&master, &slave);
+                if (r < 0) {
+                        fprintf(stderr, "pocketcoder %s: cannot allocate a terminal: %s\n", cmd,
+                                strerror(-r));
+                        return CLI_EXIT_FAILED;
+                }
+        }
+
+        /* Signals become events from here on; the command's process starts with them unblocked. */
+        sigemptyset(&mask);
+        for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
+                sigaddset(&mask, forwarded[i]);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 || (sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+                fprintf(stderr, "pocketcoder %s: cannot set up signal forwarding: %m\n", cmd);
+                return CLI_EXIT_FAILED;
+        }
+
+        r = isolate_sandbox_exec(sb,
+                                 &(isolate_exec_options){
+                                         .argv = argv,
+                                         .as_root = as_root,
+                                         .tty = interactive,
+                                         .term = getenv("TERM"),
+                                         .stdin_fd = interactive ? slave : STDIN_FILENO,
+                                         .stdout_fd = interactive ? slave : STDOUT_FILENO,
+                                         .stderr_fd = interactive ? slave : STDERR_FILENO,
+                                 },
+                                 &pid, &pidfd, &err);
+        if (r < 0) {
+                fprintf(stderr, "pocketcoder %s: %s\n", cmd, err ? err->message : strerror(-r));
+                return CLI_EXIT_FAILED;
+        }
+        /* The command holds the slave now; ours would keep the pty open after it exits. */
+        slave = safe_close(slave);
+
+        if (interactive && tcgetattr(STDIN_FILENO, &term.tio) >= 0) {
+                struct termios raw = term.tio;
+
+                term.saved = true;
+                /* Every key (Ctrl-C included) goes to tmux, which has its own terminal handling. */
+                cfmakeraw(&raw);
+                (void)tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+        }
+        r = supervise(pidfd, sigfd, master);
+        if (r < 0)
+                fprintf(stderr, "pocketcoder %s: %s; waiting for the command to exit\n", cmd, strerror(-r));
+        return wait_status(pidfd);
+}
+
+static int sandbox_run(int argc, char **argv, cli_global *g)
+{
+        const char *name = NULL;
+        bool as_root = false;
+        int i;
+
+        /* Hand-parsed: everything from COMMAND on belongs to the command, with or without "--". */
+        for (i = 1; i < argc; i++) {
+                if (streq(argv[i], "--")) {
+                        i++;
+                        break;
+                }
+                if (is_help(argv[i]))
+                        return usage(true);
+                if (streq(argv[i], "--root"))
+                        as_root = true;
+                else if (streq(argv[i], "--json"))
+                        continue; /* the command's output is the output */
+                else if (argv[i][0] == '-') {
+                        fprintf(stderr,
+                                "pocketcoder sandbox run: unknown option \"%s\" (put the command after "
+                                "--)\n",
+                                argv[i]);
+                        return CLI_EXIT_USAGE;
+                } else if (!name)
+                        name = argv[i];
+                else
+                        break;
+        }
+        if (!name || i >= argc) {
+                fprintf(stderr,
+                        "pocketcoder sandbox run: usage: pocketcoder sandbox run NAME [--root] -- COMMAND "
+                        "[ARGS...]\n");
+                return CLI_EXIT_USAGE;
+        }
+        if (check_name("sandbox run", name) < 0)
+                return CLI_EXIT_USAGE;
+        return join_sandbox(g, "sandbox run", name, "run", (const char *const *)argv + i, as_root, false);
+}
+
+int cmd_sandbox(int argc, char **argv, const cli_global *gg)
+{
+        cli_global g = *gg;
+        const char *sub;
+
+        if (argc < 2)
+                return usage(false);
+        sub = argv[1];
+        if (is_help(sub) || streq(sub, "help"))
+                return usage(true);
+        if (streq(sub, "create"))
+                return sandbox_create(argc - 1, argv + 1, &g);
+        if (streq(sub, "list") || streq(sub, "ls"))
+                return sandbox_list(argc - 1, argv + 1, &g);
+        if (streq(sub, "show") || streq(sub, "stop") || streq(sub, "start"))
+                return sandbox_one(sub, argc - 1, argv + 1, &g);
+        if (streq(sub, "rm") || streq(sub, "delete"))
+                return sandbox_rm(argc - 1, argv + 1, &g);
+        if (streq(sub, "run"))
+                return sandbox_run(argc - 1, argv + 1, &g);
+        fprintf(stderr,
+                "pocketcoder sandbox: unknown subcommand \"%s\" (expected create, list, show, stop, start, "
+                "rm, run)\n",
+                sub);
+        return CLI_EXIT_USAGE;
+}
+
+int cmd_enter(int argc, char **argv, const cli_global *g)
+{
+        const char *name;
+
+        if (argc == 2 && is_help(argv[1])) {
+                printf("Usage: pocketcoder enter NAME\n"
+                       "\n"
+                       "Attaches this terminal to sandbox NAME's tmux session, as the agent and with the "
+                       "agent's\n"
+                       "restrictions: you see and type into what the AI sees. Detach with the tmux prefix "
+                       "and d\n"
+                       "(Ctrl-b d); the sandbox keeps running. Admin only: must run as root on the daemon's "
+                       "host,\n"
+                       "and is recorded in the audit log.\n");
+                return CLI_EXIT_OK;
+        }
+        if (argc != 2) {
+                fprintf(stderr, "pocketcoder enter: expected exactly one sandbox NAME\n");
+                return CLI_EXIT_USAGE;
+        }
+        name = argv[1];
+        if (check_name("enter", name) < 0)
+                return CLI_EXIT_USAGE;
+        return join_sandbox(
+                g, "enter", name, "enter",
+                (const char *const[]){"tmux", "-S", ISOLATE_TMUX_SOCKET, "attach", "-t", name, NULL}, false,
+                true);
+}
