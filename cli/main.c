@@ -62,9 +62,7 @@ static const struct {
 } commands[] = {
         { "status", cmd_status },
         { "token", cmd_token },
-#ifdef HAVE_POLICY_CLI
         { "policy", cmd_policy },
-#endif
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "daemon", cmd_daemon },
