@@ -38,6 +38,10 @@ int cmd_token(int argc, char **argv, const cli_global *g);
 int cmd_policy(int argc, char **argv, const cli_global *g);
 int cmd_sandbox(int argc, char **argv, const cli_global *g);
 int cmd_enter(int argc, char **argv, const cli_global *g);
+int cmd_image(int argc, char **argv, const cli_global *g);
+
+/* A Unix time from the API as "2026-11-25 12:45:00Z" in buf, or "-" when absent. */
+const char *cli_format_time(json_t *t, char buf[static 32]);
 
 /* Prints rows of cells (nrows * ncols, NULL shown as "-") under a header, columns aligned. */
 void cli_table_print(const char *const *header, size_t ncols, char **cells, size_t nrows);

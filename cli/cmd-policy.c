@@ -3,12 +3,39 @@
  * daemon. */
 
 #include <getopt.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "common.h"
 #include "policies.h"
+
+/* Loads FILE and records the SHA-256 of its source, as the daemon does, so that offline decisions carry
+ * the same hash as the daemon's for the same file. */
+static int load_policy(const char *file, pc_policy **ret, char **ret_errors)
+{
+        static const char digits[] = "0123456789abcdef";
+        unsigned char md[32];
+        unsigned len = sizeof(md);
+        char hex[65];
+        size_t n;
+        int r;
+
+        r = pc_policy_load_file(file, ret, ret_errors);
+        if (r < 0)
+                return r;
+        const char *src = pc_policy_source(*ret, &n);
+        if (EVP_Digest(src, n, md, &len, EVP_sha256(), NULL) != 1)
+                return 0; /* no hash is not an error: the decision still stands */
+        for (size_t i = 0; i < sizeof(md); i++) {
+                hex[2 * i] = digits[md[i] >> 4];
+                hex[2 * i + 1] = digits[md[i] & 15];
+        }
+        hex[64] = 0;
+        (void) pc_policy_set_hash(*ret, hex);
+        return 0;
+}
 
 static const char usage_text[] =
         "Usage: pocketcoder policy check FILE...\n"
@@ -59,7 +86,7 @@ static int policy_check(int argc, char **argv, const cli_global *g)
         for (int i = 1; i < argc; i++) {
                 _cleanup_pc_policy_ pc_policy *p = NULL;
                 _cleanup_free_ char *errors = NULL;
-                int r = pc_policy_load_file(argv[i], &p, &errors);
+                int r = load_policy(argv[i], &p, &errors);
 
                 if (r == -ENOMEM)
                         return CLI_EXIT_FAILED;
@@ -189,7 +216,7 @@ static int policy_decide(int argc, char **argv, const cli_global *g)
                 free(command);
                 command = n;
         }
-        r = pc_policy_load_file(file, &p, &errors);
+        r = load_policy(file, &p, &errors);
         if (r < 0) {
                 fprintf(stderr, "pocketcoder: policy %s is not valid:\n%s", file, errors ?: "");
                 return CLI_EXIT_FAILED;
@@ -264,7 +291,7 @@ static int print_list(json_t *j)
                 row[0] = json_to_text(json_object_get(e, "name"));
                 row[1] = hash ? strndup(hash, 12) : NULL;
                 row[2] = json_to_text(json_object_get(e, "rules"));
-                row[3] = json_to_text(json_object_get(e, "loaded_at"));
+                row[3] = strdup(cli_format_time(json_object_get(e, "loaded_at"), (char[32]){}));
                 if (json_is_array(errs))
                         asprintf_safe(&row[4], "%zu", json_array_size(errs));
                 else if (json_is_string(errs) && *json_string_value(errs)) {
@@ -343,7 +370,7 @@ static int policy_online(int argc, char **argv, const cli_global *g)
 
         _cleanup_free_ char *name = json_to_text(json_object_get(j, "name")),
                             *hash = json_to_text(json_object_get(j, "hash")),
-                            *loaded = json_to_text(json_object_get(j, "loaded_at"));
+                            *loaded = strdup(cli_format_time(json_object_get(j, "loaded_at"), (char[32]){}));
         printf("%-8s%s\n%-8s%s\n%-8s%s\n", "name", strna(name), "hash", strna(hash), "loaded", strna(loaded));
         print_errors(name ?: argv[1], json_object_get(j, "errors"));
         const char *source = json_string_value(json_object_get(j, "source"));

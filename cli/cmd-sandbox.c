@@ -86,19 +86,6 @@ static const char *format_bytes(uint64_t v, const char *zero, char buf[static 32
         return buf;
 }
 
-static const char *format_time(json_t *t, char buf[static 32])
-{
-        time_t s;
-        struct tm tm;
-
-        if (!json_is_integer(t))
-                return "-";
-        s = (time_t)json_integer_value(t);
-        if (!gmtime_r(&s, &tm) || strftime(buf, 32, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
-                return "-";
-        return buf;
-}
-
 static const char *format_int(json_t *v, const char *null, char buf[static 32])
 {
         if (!json_is_integer(v))
@@ -163,9 +150,9 @@ static void print_sandbox(json_t *s)
                 kv("cpu time", line);
                 kv("oom kills", format_int(json_object_get(usage, "oom_kills"), "-", a));
         }
-        kv("created", format_time(json_object_get(s, "created_at"), a));
-        kv("started", format_time(json_object_get(s, "started_at"), a));
-        kv("stopped", format_time(json_object_get(s, "stopped_at"), a));
+        kv("created", cli_format_time(json_object_get(s, "created_at"), a));
+        kv("started", cli_format_time(json_object_get(s, "started_at"), a));
+        kv("stopped", cli_format_time(json_object_get(s, "stopped_at"), a));
 }
 
 /* ---- requests ---- */

@@ -22,15 +22,6 @@ static int usage(bool ok)
         return ok ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
-static void format_time(json_t *t, char *buf, size_t n)
-{
-        time_t s = (time_t) json_integer_value(t);
-        struct tm tm;
-
-        if (!gmtime_r(&s, &tm) || strftime(buf, n, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
-                snprintf(buf, n, "-");
-}
-
 static int token_create(int argc, char **argv, const cli_global *g)
 {
         static const struct option options[] = {
@@ -108,12 +99,11 @@ static int token_list(const cli_global *g)
                 return CLI_EXIT_FAILED;
         json_array_foreach(tokens, i, t) {
                 char **row = cells + i * ELEMENTSOF(header);
-                format_time(json_object_get(t, "created_at"), times + i * 32, 32);
                 row[0] = (char *) json_string_value(json_object_get(t, "id"));
                 row[1] = (char *) json_string_value(json_object_get(t, "role"));
                 row[2] = (char *) json_string_value(json_object_get(t, "sandbox"));
                 row[3] = (char *) json_string_value(json_object_get(t, "label"));
-                row[4] = times + i * 32;
+                row[4] = (char *) cli_format_time(json_object_get(t, "created_at"), times + i * 32);
                 row[5] = (char *) json_string_value(json_object_get(t, "created_by"));
         }
         cli_table_print(header, ELEMENTSOF(header), cells, n);

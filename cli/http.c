@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "common.h"
@@ -140,4 +141,17 @@ void cli_table_print(const char *const *header, size_t ncols, char **cells, size
                 for (size_t c = 0; c < ncols; c++)
                         printf("%-*s%s", c + 1 < ncols ? (int) width[c] : 0, cells[r * ncols + c] ?: "-",
                                c + 1 < ncols ? "  " : "\n");
+}
+
+const char *cli_format_time(json_t *t, char buf[static 32])
+{
+        time_t s;
+        struct tm tm;
+
+        if (!json_is_integer(t))
+                return "-";
+        s = (time_t) json_integer_value(t);
+        if (!gmtime_r(&s, &tm) || strftime(buf, 32, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+                return "-";
+        return buf;
 }

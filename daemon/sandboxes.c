@@ -780,9 +780,14 @@ static int adopt_all(pc_daemon *d)
                 isolate_net_config net;
                 int r;
 
-                if (!row->running)
-                        continue;
                 net_config_for(d, row, &net);
+                if (!row->running) {
+                        /* A crash between creating the host side of the network and recording the
+                         * sandbox as running leaves a veth behind; teardown is idempotent. */
+                        if (row->network == ISOLATE_NET_EGRESS)
+                                (void) isolate_net_teardown(row->name, &net);
+                        continue;
+                }
                 (void) isolate_cgroup_open(d->config.cgroup_parent, row->name, &cg);
                 r = isolate_sandbox_adopt(&(isolate_sandbox_config){
                                                   .name = row->name,
