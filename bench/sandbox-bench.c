@@ -199,7 +199,7 @@ static int run_lib(unsigned runs, const char *dir, const char *parent)
         print_stats("lib create->tmux ready", create, started);
         print_stats("  of which workspace+cgroup", cgroup, started);
         print_stats("lib stop+cgroup removal", stop, stopped);
-        if (started > 0)
+        if (mem_sum > 0)
                 printf("%-34s %.2f MiB per sandbox (%zu sandboxes, cgroup memory usage)\n", "lib idle memory",
                        (double) mem_sum / (double) started / 1048576.0, started);
         return interrupted ? -EINTR : ret;
@@ -330,8 +330,10 @@ static int run_bwrap(unsigned runs, const char *dir, bool seccomp, const char *c
                         ret = r;
                         break;
                 }
-                if (pipe2(p, O_CLOEXEC) < 0)
-                        return -errno;
+                if (pipe2(p, O_CLOEXEC) < 0) {
+                        ret = -errno;
+                        break;
+                }
                 info_r = p[0];
                 info_w = p[1];
 
@@ -345,8 +347,11 @@ static int run_bwrap(unsigned runs, const char *dir, bool seccomp, const char *c
                         }
                 }
                 pid = fork();
-                if (pid < 0)
-                        return -errno;
+                if (pid < 0) {
+                        ret = -errno;
+                        bw_cgroup_remove(&slots[i]);
+                        break;
+                }
                 if (pid == 0) {
                         int sfd = -1;
 
@@ -397,8 +402,10 @@ static int run_bwrap(unsigned runs, const char *dir, bool seccomp, const char *c
                         _exit(127);
                 }
                 info_w = safe_close(info_w);
-                if (waitpid(pid, &status, 0) < 0)
-                        return -errno;
+                /* A signal only ends the loop: this bwrap is waited for and removed like the others. */
+                while (waitpid(pid, &status, 0) < 0)
+                        if (errno != EINTR)
+                                return -errno;
                 create[started] = now_ns() - t0;
                 n = read(info_r, buf, sizeof(buf) - 1);
                 buf[MAX(n, 0)] = 0;
@@ -459,7 +466,7 @@ static int run_bwrap(unsigned runs, const char *dir, bool seccomp, const char *c
         print_stats(label, create, started);
         snprintf(label, sizeof(label), "bwrap%s%s kill+reap", seccomp ? "+seccomp" : "", cgparent ? "+cgroup" : "");
         print_stats(label, stop, stopped);
-        if (cgparent && started > 0)
+        if (mem_sum > 0)
                 printf("%-34s %.2f MiB per sandbox (%zu sandboxes, cgroup memory usage)\n", "bwrap idle memory",
                        (double) mem_sum / (double) started / 1048576.0, started);
         return interrupted ? -EINTR : ret;
@@ -467,8 +474,13 @@ static int run_bwrap(unsigned runs, const char *dir, bool seccomp, const char *c
 
 /* ---- tmux: the floor, tmux new-session -d on the host without any isolation ---- */
 
-static int spawn_wait(const char *const *argv, int *ret_status)
+/* Runs argv with the sandbox's clean environment (HOME without dotfiles), waits for it. */
+static int spawn_wait(const char *const *argv, const char *home, int *ret_status)
 {
+        char home_env[4096];
+        snprintf(home_env, sizeof(home_env), "HOME=%s", home);
+        char *const envp[] = { "PATH=/usr/bin:/bin", home_env, "USER=agent", "LANG=C.UTF-8", "TERM=xterm-256color",
+                               "SHELL=/bin/bash", NULL };
         pid_t pid = fork();
 
         if (pid < 0)
@@ -479,11 +491,12 @@ static int spawn_wait(const char *const *argv, int *ret_status)
                         (void) dup2(devnull, 0);
                         (void) dup2(devnull, 1);
                 }
-                execvp(argv[0], (char *const *) argv);
+                execvpe(argv[0], (char *const *) argv, envp);
                 _exit(127);
         }
-        if (waitpid(pid, ret_status, 0) < 0)
-                return -errno;
+        while (waitpid(pid, ret_status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
         return 0;
 }
 
@@ -506,7 +519,7 @@ static int run_tmux(unsigned runs, const char *dir)
                 snprintf(sock, sizeof(sock), "%s/%s.sock", dir, name);
                 const char *argv[] = { "tmux", "-S", sock, "new-session", "-d", "-s", name, "-c", dir, NULL };
                 t0 = now_ns();
-                r = spawn_wait(argv, &status);
+                r = spawn_wait(argv, dir, &status);
                 if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                         fprintf(stderr, "tmux new-session %s failed\n", name);
                         ret = -EIO;
@@ -520,7 +533,7 @@ static int run_tmux(unsigned runs, const char *dir)
 
                 snprintf(sock, sizeof(sock), "%s/tm-%zu.sock", dir, i);
                 const char *argv[] = { "tmux", "-S", sock, "kill-server", NULL };
-                r = spawn_wait(argv, &status);
+                r = spawn_wait(argv, dir, &status);
                 stop[stopped++] = now_ns() - t0;
                 (void) unlink(sock);
                 if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)

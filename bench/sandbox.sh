@@ -3,17 +3,27 @@
 #   1. create -> tmux-ready latency over N sandboxes each: plain host tmux (the floor), bubblewrap + tmux
 #      (bare, then with our seccomp filter and a per-sandbox cgroup), our isolate library directly, and the
 #      daemon's API (POST /v1/sandboxes returns when the tmux session exists); then stop and delete latency.
+#      With PHASES=1 (default; needs perf) a perf trace of more library starts, split into phases by
+#      bench/sandbox-phases.py: where the time goes.
 #   2. CONCURRENT sandboxes created through the API by CLIENTS parallel clients: time until all are ready,
 #      idle memory per sandbox (cgroup accounting, and RSS/PSS of the processes inside), daemon RSS; then
 #      stop and delete latency with that many running.
-# Needs root. Everything it starts is removed again, also on failure or Ctrl-C (trap).
-#   N=100 CONCURRENT=200 CLIENTS=8 bench/sandbox.sh [BUILD_DIR]
+# Needs root. Everything it starts is removed again, also on failure or Ctrl-C (trap). The whole run is
+# bounded by MAX_SECONDS (default 600; each step gets what is left); it takes ~20 s on the project machine.
+#   N=100 CONCURRENT=200 CLIENTS=8 PHASES=1 bench/sandbox.sh [BUILD_DIR]
 set -euo pipefail
+if [ "$(id -u)" != 0 ]; then
+        echo "bench/sandbox.sh: needs root (sandboxes, cgroups)" >&2
+        exit 77
+fi
+for tool in bwrap tmux curl jq timeout; do
+        command -v "$tool" >/dev/null || { echo "bench/sandbox.sh: $tool is missing" >&2; exit 77; }
+done
 build=$(cd "${1:-build}" && pwd)
 N=${N:-100}
 CONCURRENT=${CONCURRENT:-200}
 CLIENTS=${CLIENTS:-8}
-STEP_TIMEOUT=${STEP_TIMEOUT:-240} # seconds per step; the whole run stays near 10 minutes at worst
+MAX_SECONDS=${MAX_SECONDS:-600}
 bench=$build/bench/sandbox-bench
 tmp=$(mktemp -d /tmp/pc-bench-sandbox.XXXXXX)
 pidfile=$tmp/run/pocketcoderd.pid
@@ -51,10 +61,31 @@ cleanup() {
         done
         rm -rf "$tmp"
 }
+# A signal stops the running step first (sandbox-bench removes what it started), then cleanup runs.
+child=
+on_signal() {
+        [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
+        exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM
 
-step() { timeout --signal=TERM --kill-after=30 "$STEP_TIMEOUT" "$bench" "$@"; }
+# Runs a step with what is left of the time budget; on SIGTERM sandbox-bench stops and removes its sandboxes.
+left() {
+        local l=$((MAX_SECONDS - SECONDS))
+        if [ "$l" -le 0 ]; then
+                echo "bench/sandbox.sh: time budget of ${MAX_SECONDS}s used up" >&2
+                exit 1
+        fi
+        echo "$l"
+}
+run_step() {
+        timeout --foreground --kill-after=20 "$(left)" "$@" &
+        child=$!
+        wait "$child"
+        child=
+}
+step() { run_step "$bench" "$@"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "# $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(tmux -V), bubblewrap $(bwrap --version | cut -d' ' -f2)"
@@ -75,6 +106,15 @@ step lib --runs "$N" --dir "$tmp/ws" --parent "$lib_parent"
 step api --socket "$sock" --op create --prefix "$seq_prefix" --runs "$N" --clients 1
 step api --socket "$sock" --op stop --prefix "$seq_prefix" --runs "$N" --clients 1
 step api --socket "$sock" --op delete --prefix "$seq_prefix" --runs "$N" --clients 1
+
+# Where the library's time goes: perf trace (tracepoints, light) of another lib run, split into phases.
+if [ "${PHASES:-1}" = 1 ] && command -v perf >/dev/null && command -v python3 >/dev/null; then
+        echo
+        run_step perf trace -o "$tmp/trace.txt" \
+                -e clone3,clone,pivot_root,seccomp,execve,sendto,exit_group -- \
+                "$bench" lib --runs "${PHASE_RUNS:-30}" --dir "$tmp/ws" --parent "$lib_parent" >/dev/null
+        python3 "$(dirname "$0")/sandbox-phases.py" "$tmp/trace.txt"
+fi
 
 echo
 echo "## 2. $CONCURRENT sandboxes through the API, $CLIENTS clients in parallel"

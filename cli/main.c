@@ -21,6 +21,7 @@ static void help(void)
                "  policy list|show|reload     policies loaded by the daemon\n"
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
                "  enter NAME                  attach to a sandbox's tmux session (root on the daemon's host)\n"
+               "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options:\n"
@@ -65,6 +66,7 @@ static const struct {
         { "policy", cmd_policy },
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
+        { "image", cmd_image },
         { "daemon", cmd_daemon },
 };
 

@@ -610,6 +610,11 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 }
                 if (ws)
                         (void) rmdir(ws);
+                if (!streq(row.rootfs, "host")) {
+                        _cleanup_free_ char *ov = overlay_path(d, name);
+                        if (ov)
+                                (void) isolate_sandbox_remove_overlay(ov);
+                }
                 entry_remove(m, name);
                 log_warning("sandbox %s: creation failed: %s", name, reterr && *reterr ? (*reterr)->message : strerror(-r));
                 return r;

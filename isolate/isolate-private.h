@@ -39,4 +39,5 @@ int isolate_rootfs_plan_init(isolate_rootfs_plan *plan, const char *name, const 
 void isolate_rootfs_plan_done(isolate_rootfs_plan *plan);
 /* Parent side, image mode: builds the overlay (lower = image, upper/work in overlay_dir) as a detached
  * mount; the child attaches it as its root. */
-int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, int *ret_fd);
+int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_t uid_base, uint32_t uid_count,
+                                int *ret_fd);

@@ -11,6 +11,9 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "isolate-private.h"
@@ -484,10 +487,67 @@ void isolate_rootfs_plan_done(isolate_rootfs_plan *plan)
         plan->image_mount_fd = safe_close(plan->image_mount_fd);
 }
 
-int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, int *ret_fd)
+/* A user namespace with the sandbox's mapping (0 -> uid_base, count ids), as an fd for MOUNT_ATTR_IDMAP.
+ * A throwaway child creates it and waits; we write its maps, keep the namespace, and reap the child. */
+static int userns_for_map(uid_t uid_base, uint32_t uid_count)
+{
+        static const char *const files[] = { "uid_map", "gid_map" };
+        _cleanup_close_ int ns = -EBADF;
+        char path[64], map[64], c;
+        int ready[2], go[2], r = 0, status;
+        pid_t pid;
+
+        if (pipe2(ready, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(go, O_CLOEXEC) < 0) {
+                r = -errno;
+                (void) close(ready[0]);
+                (void) close(ready[1]);
+                return r;
+        }
+        pid = fork();
+        if (pid == 0) {
+                /* Says "unshared" (one byte) or fails (EOF), then waits until the parent is done. */
+                (void) close(ready[0]);
+                (void) close(go[1]);
+                if (unshare(CLONE_NEWUSER) < 0)
+                        _exit(1);
+                if (write(ready[1], "u", 1) != 1)
+                        _exit(1);
+                _exit(read(go[0], &c, 1) < 0);
+        }
+        if (pid < 0)
+                r = -errno;
+        (void) close(ready[1]);
+        (void) close(go[0]);
+        if (r >= 0 && read(ready[0], &c, 1) != 1)
+                r = -ECHILD;
+        (void) close(ready[0]);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++) {
+                _cleanup_close_ int fd = -EBADF;
+                snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, files[i]);
+                snprintf(map, sizeof(map), "0 %u %u\n", (unsigned) uid_base, uid_count);
+                fd = open(path, O_WRONLY | O_CLOEXEC);
+                if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t) strlen(map))
+                        r = errno ? -errno : -EIO;
+        }
+        if (r >= 0) {
+                snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) pid);
+                ns = open(path, O_RDONLY | O_CLOEXEC);
+                if (ns < 0)
+                        r = -errno;
+        }
+        (void) close(go[1]);
+        if (pid > 0)
+                (void) waitpid(pid, &status, 0);
+        return r < 0 ? r : TAKE_FD(ns);
+}
+
+int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_t uid_base, uint32_t uid_count,
+                                int *ret_fd)
 {
         _cleanup_free_ char *upper = NULL, *work = NULL;
-        _cleanup_close_ int fs = -EBADF;
+        _cleanup_close_ int fs = -EBADF, ns = -EBADF, lower = -EBADF;
         int m, r;
 
         upper = strjoin(overlay_dir, "/upper");
@@ -500,11 +560,28 @@ int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, int 
         r = mkdir_p(work, 0700);
         if (r < 0)
                 return r;
+        /* The overlay's root directory takes its owner from upper/: sandbox root's. */
+        if (chown(upper, uid_base, uid_base) < 0)
+                return -errno;
+
+        /* The image is shared and owned by host root, which is unmapped in every sandbox: seen directly,
+         * all of it would belong to nobody and sandbox root could change nothing (not even /etc/passwd).
+         * An idmapped view shifts it into this sandbox's range: host 0 appears as sandbox root, copy-ups
+         * land in upper/ owned by the range, and the image itself stays untouched. */
+        ns = userns_for_map(uid_base, uid_count);
+        if (ns < 0)
+                return ns;
+        lower = open_tree(AT_FDCWD, image, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (lower < 0)
+                return -errno;
+        struct mount_attr a = { .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, .userns_fd = (uint64_t) ns };
+        if (mount_setattr(lower, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
+                return -errno;
 
         fs = fsopen("overlay", FSOPEN_CLOEXEC);
         if (fs < 0)
                 return -errno;
-        if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", image, 0) < 0 ||
+        if (fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower) < 0 ||
             fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
             fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0 ||
             fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)

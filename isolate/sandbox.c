@@ -722,7 +722,8 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
                 return pc_error_setf(reterr, r, "rootfs", "sandbox %s: cannot prepare /etc: %s", cfg->name,
                                      strerror(-r));
         if (cfg->rootfs_image) {
-                r = isolate_rootfs_make_overlay(cfg->rootfs_image, cfg->overlay_dir, &plan.image_mount_fd);
+                r = isolate_rootfs_make_overlay(cfg->rootfs_image, cfg->overlay_dir, cfg->uid_base, cfg->uid_count,
+                                                &plan.image_mount_fd);
                 if (r < 0)
                         return pc_error_setf(reterr, r, "rootfs",
                                              "sandbox %s: cannot mount overlay of image %s in %s: %s", cfg->name,
