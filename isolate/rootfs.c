@@ -133,6 +133,39 @@ static int write_new_file(int dirfd, const char *name, const char *content, mode
         return write_all(fd, content, strlen(content));
 }
 
+/* Host files hidden behind /dev/null in the "host" layout. tmux's server runs libutempter's setgid helper
+ * for every new pane and waits for it; in a sandbox it can only fail (no utmp, and no_new_privs voids the
+ * setgid bit), yet it costs about 0.9 ms of every create. Hidden, its exec fails at once. */
+static const char *const host_masked_files[] = {
+        "usr/lib/x86_64-linux-gnu/utempter/utempter",
+        "usr/lib/aarch64-linux-gnu/utempter/utempter",
+        "usr/libexec/utempter/utempter",
+};
+
+static int mask_host_files(int rootfd, char *step, size_t stepsz)
+{
+        _cleanup_close_ int devnull = -EBADF;
+
+        for (size_t i = 0; i < ELEMENTSOF(host_masked_files); i++) {
+                _cleanup_close_ int t = openat(rootfd, host_masked_files[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (t < 0 && errno == ENOENT)
+                        continue;
+                if (t < 0)
+                        return FAIL(-errno, "open /%s", host_masked_files[i]);
+                if (devnull < 0) {
+                        devnull = open("/dev/null", O_PATH | O_CLOEXEC);
+                        if (devnull < 0)
+                                return FAIL(-errno, "open host /dev/null");
+                }
+                _cleanup_close_ int tree = open_tree(devnull, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+                if (tree < 0)
+                        return FAIL(-errno, "clone /dev/null");
+                if (move_mount(tree, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                        return FAIL(-errno, "mask /%s", host_masked_files[i]);
+        }
+        return 0;
+}
+
 static int setup_host_layout(int rootfd, char *step, size_t stepsz)
 {
         int r;
@@ -167,6 +200,10 @@ static int setup_host_layout(int rootfd, char *step, size_t stepsz)
                 if (r < 0)
                         return FAIL(r, "attach /%s", host_dirs[i]);
         }
+
+        r = mask_host_files(rootfd, step, stepsz);
+        if (r < 0)
+                return r;
 
         if (mkdirat(rootfd, "etc", 0755) < 0 && errno != EEXIST)
                 return FAIL(-errno, "mkdir /etc");
