@@ -1,6 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "api-internal.h"
 
+/* Handlers that answer with the daemon's JSON or its error: the shape of most routes. */
+static int reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e)
+{
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        return api_reply_json(rq, status, j);
+}
+
 static int get_health(api_request *rq)
 {
         /* Minimal on purpose: unauthenticated callers learn only that the daemon answers. */
@@ -11,10 +19,7 @@ static int get_status(api_request *rq)
 {
         json_t *j = NULL;
         int r = pc_daemon_status(api_request_daemon(rq), &j);
-
-        if (r < 0)
-                return api_reply_pc_error(rq, r, NULL);
-        return api_reply_json(rq, MHD_HTTP_OK, j);
+        return reply_result(rq, MHD_HTTP_OK, r, j, NULL);
 }
 
 static int post_tokens(api_request *rq)
@@ -27,9 +32,7 @@ static int post_tokens(api_request *rq)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"role\":\"relay\"}");
         r = pc_tokens_create(api_request_daemon(rq), &rq->principal, rq->json, &j, &e);
-        if (r < 0)
-                return api_reply_pc_error(rq, r, e);
-        return api_reply_json(rq, MHD_HTTP_CREATED, j);
+        return reply_result(rq, MHD_HTTP_CREATED, r, j, e);
 }
 
 static int get_tokens(api_request *rq)
@@ -37,28 +40,14 @@ static int get_tokens(api_request *rq)
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
         int r = pc_tokens_list(api_request_daemon(rq), &j, &e);
-
-        if (r < 0)
-                return api_reply_pc_error(rq, r, e);
-        return api_reply_json(rq, MHD_HTTP_OK, j);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
 static int delete_token(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         int r = pc_tokens_delete(api_request_daemon(rq), &rq->principal, rq->params[0], &e);
-
-        if (r < 0)
-                return api_reply_pc_error(rq, r, e);
-        return api_reply_json(rq, MHD_HTTP_NO_CONTENT, NULL);
-}
-
-/* Handlers that answer with the daemon's JSON or its error: the shape of most routes. */
-static int reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e)
-{
-        if (r < 0)
-                return api_reply_pc_error(rq, r, e);
-        return api_reply_json(rq, status, j);
+        return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
 }
 
 static int get_policies(api_request *rq)
@@ -117,28 +106,29 @@ static int get_sandboxes(api_request *rq)
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
-static int get_sandbox(api_request *rq)
+/* GET/start/stop of one sandbox: the same call shape, the sandbox as the answer. */
+static int sandbox_op(api_request *rq,
+                      int (*op)(pc_daemon *, const pc_principal *, const char *, json_t **, pc_error **))
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
-        int r = pc_sandboxes_show(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
+        int r = op(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int get_sandbox(api_request *rq)
+{
+        return sandbox_op(rq, pc_sandboxes_show);
 }
 
 static int post_sandbox_start(api_request *rq)
 {
-        _cleanup_pc_error_ pc_error *e = NULL;
-        json_t *j = NULL;
-        int r = pc_sandboxes_start(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
-        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+        return sandbox_op(rq, pc_sandboxes_start);
 }
 
 static int post_sandbox_stop(api_request *rq)
 {
-        _cleanup_pc_error_ pc_error *e = NULL;
-        json_t *j = NULL;
-        int r = pc_sandboxes_stop(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
-        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+        return sandbox_op(rq, pc_sandboxes_stop);
 }
 
 static int delete_sandbox(api_request *rq)

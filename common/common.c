@@ -244,17 +244,29 @@ char *strstrip(char *s)
         return s;
 }
 
-int parse_uint64(const char *s, uint64_t *ret)
+/* The leading decimal digits of S; *ret_end points after them. No sign, no space, no empty number. */
+static int parse_u64_prefix(const char *s, uint64_t *ret, char **ret_end)
 {
-        char *end;
         unsigned long long v;
 
         if (isempty(s) || !isdigit((unsigned char) s[0]))
                 return -EINVAL;
         errno = 0;
-        v = strtoull(s, &end, 10);
+        v = strtoull(s, ret_end, 10);
         if (errno != 0)
                 return -errno;
+        *ret = v;
+        return 0;
+}
+
+int parse_uint64(const char *s, uint64_t *ret)
+{
+        char *end;
+        uint64_t v;
+        int r = parse_u64_prefix(s, &v, &end);
+
+        if (r < 0)
+                return r;
         if (*end)
                 return -EINVAL;
         *ret = v;
@@ -268,14 +280,11 @@ int parse_size(const char *s, uint64_t *ret)
                 unsigned shift;
         } units[] = { { 'K', 10 }, { 'M', 20 }, { 'G', 30 }, { 'T', 40 } };
         char *end;
-        unsigned long long v;
+        uint64_t v;
+        int r = parse_u64_prefix(s, &v, &end);
 
-        if (isempty(s) || !isdigit((unsigned char) s[0]))
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0)
-                return -errno;
+        if (r < 0)
+                return r;
         if (*end == 0) {
                 *ret = v;
                 return 0;

@@ -178,14 +178,10 @@ int pc_policy_manager_reload(pc_policy_manager *m)
 int pc_policy_manager_new(const char *dir, pc_policy_manager **ret)
 {
         pc_policy_manager *m = calloc(1, sizeof(*m));
-        pthread_mutexattr_t attr;
 
         if (!m)
                 return -ENOMEM;
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(&m->lock, &attr);
-        pthread_mutexattr_destroy(&attr);
+        mutex_init_recursive(&m->lock);
         m->dir = strdup(dir);
         m->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         if (!m->dir) {

@@ -843,15 +843,11 @@ static int adopt_all(pc_daemon *d)
 int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
 {
         pc_sandbox_manager *m = calloc(1, sizeof(*m));
-        pthread_mutexattr_t attr;
         int r;
 
         if (!m)
                 return -ENOMEM;
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(&m->lock, &attr);
-        pthread_mutexattr_destroy(&attr);
+        mutex_init_recursive(&m->lock);
         m->seccomp_fd = -EBADF;
         d->sandboxes = m;
         r = isolate_seccomp_compile(&m->seccomp_fd, reterr);

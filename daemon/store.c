@@ -93,16 +93,11 @@ static int migrate(pc_store *s, pc_error **reterr)
 
 int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
 {
-        pthread_mutexattr_t attr;
         char *err = NULL;
         int r;
 
         *s = (pc_store){};
-        /* Recursive: a function holding the lock may call another store function (audit). */
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(&s->lock, &attr);
-        pthread_mutexattr_destroy(&attr);
+        mutex_init_recursive(&s->lock);
         /* SQLITE_OPEN_NOMUTEX: we serialise ourselves; EXRESCODE for precise errors. */
         r = sqlite3_open_v2(path, &s->db,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
