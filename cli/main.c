@@ -32,7 +32,7 @@ static void help(void)
                "  -h --help       show this help; 'pocketcoder COMMAND --help' for a command\n"
                "  --version       show the version\n"
                "\n"
-               "Exit status: 0 ok, 1 failed, 2 usage error; 'pocketcoder exec' returns the command's own.\n",
+               "Exit status: 0 ok, 1 failed, 2 usage error; 'sandbox run' exits with the command's own.\n",
                PC_DEFAULT_RUNTIME_DIR);
 }
 
