@@ -262,7 +262,7 @@ static int parse_u64_prefix(const char *s, uint64_t *ret, char **ret_end)
 int parse_uint64(const char *s, uint64_t *ret)
 {
         char *end;
-        uint64_t v;
+        uint64_t v = 0;
         int r = parse_u64_prefix(s, &v, &end);
 
         if (r < 0)
@@ -280,7 +280,7 @@ int parse_size(const char *s, uint64_t *ret)
                 unsigned shift;
         } units[] = { { 'K', 10 }, { 'M', 20 }, { 'G', 30 }, { 'T', 40 } };
         char *end;
-        uint64_t v;
+        uint64_t v = 0;
         int r = parse_u64_prefix(s, &v, &end);
 
         if (r < 0)
