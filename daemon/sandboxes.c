@@ -220,7 +220,8 @@ static int check_host(pc_daemon *d, const sandbox_row *row, pc_error **reterr)
         for (size_t i = 0; i < ELEMENTSOF(namespaces); i++)
                 if (!json_is_true(json_object_get(ns, namespaces[i])))
                         return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
-                                             "this kernel cannot create %s namespaces, which sandboxes need",
+                                             "%s namespaces cannot be created here (the kernel, a sysctl, a "
+                                             "chroot or a container forbids them), and sandboxes need them",
                                              namespaces[i]);
         if (!json_is_true(json_object_get(json_object_get(h, "seccomp"), "filter")))
                 return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
@@ -228,8 +229,8 @@ static int check_host(pc_daemon *d, const sandbox_row *row, pc_error **reterr)
         json_object_foreach(json_object_get(cg, "controllers"), key, v)
                 if (!json_is_true(v))
                         return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
-                                             "the cgroup %s controller is not available (cgroup %s); sandboxes "
-                                             "need it to enforce limits",
+                                             "the cgroup %s controller is not available or not writable here "
+                                             "(cgroup %s); sandboxes need it to enforce limits",
                                              key, json_string_value(json_object_get(cg, "version")));
         if (!streq(row->rootfs, "host") && !json_is_true(json_object_get(h, "overlayfs")))
                 return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",

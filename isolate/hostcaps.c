@@ -208,6 +208,16 @@ static int probe_tmux(char *ret, size_t size)
         return 0;
 }
 
+/* A controller is usable only where we may create groups: a container can show the host's hierarchies
+ * mounted read-only (systemd-nspawn on a v1 host does), and saying "available" there would only move
+ * the failure to the first sandbox. */
+static bool cgroup_writable(const cgroup_layout *l, cgroup_v1_controller c)
+{
+        const char *dir = l->version == ISOLATE_CGROUP_V2 ? l->v2_base : l->v1_mount[c];
+
+        return dir && access(dir, W_OK) == 0;
+}
+
 int isolate_host_caps_probe(isolate_host_caps *ret)
 {
         isolate_host_caps caps = {};
@@ -223,9 +233,9 @@ int isolate_host_caps_probe(isolate_host_caps *ret)
         if (r < 0)
                 return r;
         caps.cgroup_version = l.version;
-        caps.cgroup_memory = l.memory;
-        caps.cgroup_pids = l.pids;
-        caps.cgroup_cpu = l.cpu;
+        caps.cgroup_memory = l.memory && cgroup_writable(&l, CGROUP_V1_MEMORY);
+        caps.cgroup_pids = l.pids && cgroup_writable(&l, CGROUP_V1_PIDS);
+        caps.cgroup_cpu = l.cpu && cgroup_writable(&l, CGROUP_V1_CPU);
         cgroup_layout_done(&l);
 
         probe_seccomp(&caps);

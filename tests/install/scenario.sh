@@ -79,6 +79,21 @@ check "install.sh prints the socket path" output_has install1 /run/pocketcoder/a
 check "install.sh prints how to create an admin token" output_has install1 "sudo pocketcoder token create --role admin"
 installed_checks
 check "an admin token can be created" pocketcoder token create --role admin
+# What an admin does next: a sandbox under the installed daemon (systemd's Delegate=yes cgroup, or the
+# directly started daemon), a command inside as the agent, and removal.
+# A test container may forbid what sandboxes need (a chroot cannot create user namespaces; nspawn on a
+# cgroup v1 host mounts the hierarchies read-only): there, creation must fail naming what is missing.
+if pocketcoder --json status | tr -d ' \n' | grep -q '"controllers":{"memory":true,"pids":true,"cpu":true}' &&
+        pocketcoder --json status | tr -d ' \n' | grep -q '"user":true'; then
+        check "a sandbox can be created" pocketcoder sandbox create smoke --network loopback
+        sandbox_uid() { [ "$(pocketcoder sandbox run smoke -- id -u)" = 1000 ]; }
+        check "a command runs in the sandbox as the agent" sandbox_uid
+        check "the sandbox is removed with its workspace" pocketcoder sandbox rm smoke --purge
+else
+        echo "# this system cannot host sandboxes (see pocketcoder status); checking the refusal instead"
+        refused() { ! pocketcoder sandbox create smoke 2>"$log/refusal.out" && grep -Eq "namespaces|cgroup" "$log/refusal.out"; }
+        check "creating a sandbox fails, naming the missing feature" refused
+fi
 pid1=$(daemon_pid)
 
 # 2. second run: upgrade in place, restart, keep the admin's edits
