@@ -28,7 +28,7 @@
 #include "isolate.h"
 
 /* How long kill waits for a group to empty: SIGKILL is not ignorable, but a task in uninterruptible
- * sleep (e.g. on a stuck NFS mount) only dies when its I/O returns. */
+ * wait (D state, e.g. on a stuck NFS mount) only dies when its I/O returns. */
 #define CGROUP_KILL_TIMEOUT_USEC (30ULL * 1000000ULL)
 
 static const char *const v1_controller_name[_CGROUP_V1_MAX] = {

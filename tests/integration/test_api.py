@@ -191,6 +191,11 @@ try:
     t.eq(r.status, 201, "max_body_size from config: small body accepted")
     r = small.request("POST", "/v1/tokens", raw=b" " * 3000 + b'{"role":"relay"}', headers={"Content-Type": "application/json"}, token=tok)
     t.eq(r.status, 413, "max_body_size from config: 3 KB body refused")
+    small.stop()  # SIGTERM, then waits on a pidfd until it has exited
+    t.ok(not os.path.exists(small.socket) and not os.path.exists(small.pidfile),
+         "SIGTERM: the daemon exits and removes its socket and pid file",
+         [p for p in (small.socket, small.pidfile) if os.path.exists(p)])
+    small.start()
     second = Daemon(tmp=small.tmp)
     p = subprocess.run(second.argv(), capture_output=True, text=True, timeout=30)
     t.ok(p.returncode != 0 and "another pocketcoderd" in (p.stderr + small.logtext()), "a second daemon on the same state dir is refused", p.stderr)
