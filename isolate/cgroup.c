@@ -7,7 +7,7 @@
  * migrate itself out). Every directory and file created here stays owned by host root, and a sandbox's
  * root is an unprivileged host uid through its user namespace, so the kernel's file permission check
  * refuses writes even if the files were visible. The sandbox additionally gets a cgroup namespace
- * rooted at its leaf (it sees no other group) and /sys is mounted read-only inside (sandbox core). We
+ * rooted at its leaf (it sees no other group), and /sys is not mounted inside at all (sandbox core). We
  * deliberately do NOT chown the leaf to the sandbox's uid range the way "delegation to a container"
  * would: the agent needs no sub-groups. */
 #include <dirent.h>
