@@ -53,6 +53,19 @@ void pc_store_close(pc_store *s);
 int pc_store_schema_version(pc_store *s);
 /* Runs `sql` with no result rows (under the lock). */
 int pc_store_exec(pc_store *s, const char *sql);
+/* A write transaction (BEGIN IMMEDIATE) that rolls back on scope exit unless committed. Take the store
+ * lock first, then the transaction, then statements: cleanups run in reverse, so statements are
+ * finalized, then the transaction is rolled back, then the lock is released. */
+typedef struct pc_txn {
+        sqlite3 *db;
+} pc_txn;
+int pc_txn_begin(pc_store *s, pc_txn *ret);
+int pc_txn_commit(pc_txn *t);
+void pc_txn_rollbackp(pc_txn *t);
+#define _cleanup_txn_ _cleanup_(pc_txn_rollbackp)
+/* "state database: <sqlite's message>" as a pc_error; returns -EIO. */
+int pc_store_error(pc_store *s, pc_error **reterr);
+
 /* Appends to the audit ledger; caller may hold the lock (lock is recursive). */
 int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail);
 

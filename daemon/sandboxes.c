@@ -139,33 +139,27 @@ static int row_set_state(pc_daemon *d, const char *name, bool running, pid_t pid
                          const char *actor, const char *action)
 {
         LOCK_GUARD(&d->store.lock);
+        _cleanup_txn_ pc_txn txn = {};
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
 
-        if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-                return -EIO;
-        if (sqlite3_prepare_v2(d->store.db,
+        if (pc_txn_begin(&d->store, &txn) < 0 ||
+            sqlite3_prepare_v2(d->store.db,
                                running ? "UPDATE sandboxes SET state = 'running', init_pid = ?, init_starttime = ?, "
                                          "started_at = ? WHERE name = ?"
                                        : "UPDATE sandboxes SET state = 'stopped', init_pid = NULL, "
                                          "init_starttime = NULL, stopped_at = ?3 WHERE name = ?4",
                                -1, &st, NULL) != SQLITE_OK)
-                goto fail;
+                return -EIO;
         if (running) {
                 sqlite3_bind_int64(st, 1, pid);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64) starttime);
         }
         sqlite3_bind_int64(st, 3, now);
         sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-                goto fail;
-        if (pc_store_audit(&d->store, actor, action, name, NULL) < 0 ||
-            sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-                goto fail;
-        return 0;
-fail:
-        (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
-        return -EIO;
+        if (sqlite3_step(st) != SQLITE_DONE || pc_store_audit(&d->store, actor, action, name, NULL) < 0)
+                return -EIO;
+        return pc_txn_commit(&txn);
 }
 
 static char *workspace_path(pc_daemon *d, const char *name)
@@ -444,8 +438,7 @@ int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_er
 
                 if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes ORDER BY name", -1, &st,
                                        NULL) != SQLITE_OK)
-                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                             sqlite3_errmsg(d->store.db));
+                        return pc_store_error(&d->store, reterr);
                 while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         sandbox_row row;
                         row_from_stmt(st, &row);
@@ -574,7 +567,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                                        "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
                                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?)",
                                        -1, &st, NULL) != SQLITE_OK)
-                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
+                        return pc_store_error(&d->store, reterr);
                 sqlite3_bind_text(st, 1, row.name, -1, SQLITE_STATIC);
                 sqlite3_bind_text(st, 2, row.policy, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(st, 3, (sqlite3_int64) row.limits.memory_max);
@@ -588,7 +581,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 sqlite3_bind_int64(st, 11, row.net_index);
                 sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
                 if (sqlite3_step(st) != SQLITE_DONE)
-                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
+                        return pc_store_error(&d->store, reterr);
                 e = entry_add(m, name);
                 if (!e)
                         return -ENOMEM;
@@ -713,17 +706,16 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
         LOCK_GUARD(&m->lock);
         if (remove) {
                 LOCK_GUARD(&d->store.lock);
+                _cleanup_txn_ pc_txn txn = {};
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
                 entry_remove(m, name);
-                if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+                if (pc_txn_begin(&d->store, &txn) < 0 ||
                     sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
                     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE ||
                     pc_store_audit(&d->store, actor, action, name, purge ? "purge" : NULL) < 0 ||
-                    sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-                        (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
-                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
-                }
+                    pc_txn_commit(&txn) < 0)
+                        return pc_store_error(&d->store, reterr);
                 log_info("sandbox %s: deleted%s", name, purge ? " with its workspace" : " (workspace kept)");
                 return 0;
         }

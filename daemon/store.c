@@ -138,6 +138,34 @@ void pc_store_close(pc_store *s)
         *s = (pc_store){};
 }
 
+int pc_txn_begin(pc_store *s, pc_txn *ret)
+{
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO;
+        ret->db = s->db;
+        return 0;
+}
+
+int pc_txn_commit(pc_txn *t)
+{
+        if (sqlite3_exec(t->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO; /* the guard rolls back */
+        t->db = NULL;
+        return 0;
+}
+
+void pc_txn_rollbackp(pc_txn *t)
+{
+        if (t->db)
+                (void) sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
+        t->db = NULL;
+}
+
+int pc_store_error(pc_store *s, pc_error **reterr)
+{
+        return pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(s->db));
+}
+
 int pc_store_exec(pc_store *s, const char *sql)
 {
         LOCK_GUARD(&s->lock);

@@ -198,51 +198,34 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
                 return pc_error_setf(reterr, EIO, "internal", "cannot hash token");
         pc_principal_describe(who, actor, sizeof(actor));
 
-        {
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_txn_ pc_txn txn = {};
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_json_ json_t *j = NULL;
 
-                if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-                        return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                             sqlite3_errmsg(d->store.db));
-                if (sqlite3_prepare_v2(d->store.db,
-                                       "INSERT INTO tokens (id, role, sandbox, label, hash, created_at, created_by) "
-                                       "VALUES (?, ?, ?, ?, ?, ?, ?) "
-                                       "RETURNING id, role, sandbox, label, created_at, created_by",
-                                       -1, &st, NULL) != SQLITE_OK)
-                        goto store_error;
-                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 2, role_s, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 3, sandbox, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 4, label, -1, SQLITE_STATIC);
-                sqlite3_bind_blob(st, 5, digest, 32, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-                sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
-                if (sqlite3_step(st) != SQLITE_ROW)
-                        goto store_error;
-                json_t *j = token_json(st);
-                if (sqlite3_step(st) != SQLITE_DONE || !j) {
-                        json_decref(j);
-                        goto store_error;
-                }
-                st = (sqlite3_finalize(st), NULL);
-                if (pc_store_audit(&d->store, actor, "token.create", id, role_s) < 0 ||
-                    sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-                        json_decref(j);
-                        goto store_error;
-                }
-                /* Shown once: the caller must keep it; we cannot show it again. */
-                json_object_set_new(j, "token", json_string(token));
-                explicit_bzero(token, sizeof(token));
-                *ret = j;
-                return 0;
-
-        store_error:
-                r = pc_error_setf(reterr, EIO, "store_error", "state database: %s", sqlite3_errmsg(d->store.db));
-                st = (sqlite3_finalize(st), NULL);
-                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
-                return r;
-        }
+        if (pc_txn_begin(&d->store, &txn) < 0 ||
+            sqlite3_prepare_v2(d->store.db,
+                               "INSERT INTO tokens (id, role, sandbox, label, hash, created_at, created_by) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                               "RETURNING id, role, sandbox, label, created_at, created_by",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, role_s, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, sandbox, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, label, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 5, digest, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW || !(j = token_json(st)) || sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
+        if (pc_store_audit(&d->store, actor, "token.create", id, role_s) < 0 || pc_txn_commit(&txn) < 0)
+                return pc_store_error(&d->store, reterr);
+        /* Shown once: the caller must keep it; we cannot show it again. */
+        json_object_set_new(j, "token", json_string(token));
+        explicit_bzero(token, sizeof(token));
+        *ret = TAKE_PTR(j);
+        return 0;
 }
 
 int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr)
@@ -258,44 +241,32 @@ int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr)
                                "SELECT id, role, sandbox, label, created_at, created_by FROM tokens "
                                "ORDER BY created_at, id",
                                -1, &st, NULL) != SQLITE_OK)
-                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                     sqlite3_errmsg(d->store.db));
+                return pc_store_error(&d->store, reterr);
         while ((k = sqlite3_step(st)) == SQLITE_ROW)
                 if (json_array_append_new(arr, token_json(st)) < 0)
                         return -ENOMEM;
         if (k != SQLITE_DONE)
-                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                     sqlite3_errmsg(d->store.db));
+                return pc_store_error(&d->store, reterr);
         *ret = json_pack("{s:O}", "tokens", arr);
         return *ret ? 0 : -ENOMEM;
 }
 
 int pc_tokens_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr)
 {
-        LOCK_GUARD(&d->store.lock); /* first: the statement must be finalized under the lock */
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_txn_ pc_txn txn = {};
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char actor[128];
 
         pc_principal_describe(who, actor, sizeof(actor));
-        if (sqlite3_exec(d->store.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                     sqlite3_errmsg(d->store.db));
-        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM tokens WHERE id = ?", -1, &st, NULL) != SQLITE_OK ||
-            (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), sqlite3_step(st)) != SQLITE_DONE) {
-                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
-                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                     sqlite3_errmsg(d->store.db));
-        }
-        if (sqlite3_changes(d->store.db) == 0) {
-                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
+        if (pc_txn_begin(&d->store, &txn) < 0 ||
+            sqlite3_prepare_v2(d->store.db, "DELETE FROM tokens WHERE id = ?", -1, &st, NULL) != SQLITE_OK ||
+            (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), sqlite3_step(st)) != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
+        if (sqlite3_changes(d->store.db) == 0)
                 return pc_error_setf(reterr, ENOENT, "not_found", "token \"%s\" does not exist", id);
-        }
-        if (pc_store_audit(&d->store, actor, "token.delete", id, NULL) < 0 ||
-            sqlite3_exec(d->store.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-                (void) sqlite3_exec(d->store.db, "ROLLBACK", NULL, NULL, NULL);
-                return pc_error_setf(reterr, EIO, "store_error", "state database: %s",
-                                     sqlite3_errmsg(d->store.db));
-        }
+        if (pc_store_audit(&d->store, actor, "token.delete", id, NULL) < 0 || pc_txn_commit(&txn) < 0)
+                return pc_store_error(&d->store, reterr);
         return 0;
 }
 
