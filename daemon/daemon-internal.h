@@ -112,11 +112,14 @@ struct pc_daemon {
         json_t *host_caps; /* probed once at start */
         struct pc_policy_manager *policies;
         struct pc_sandbox_manager *sandboxes;
+        int event_fd; /* the main thread's epoll: signals, policy directory, sandbox inits' pidfds */
 };
 
 typedef struct pc_sandbox_manager pc_sandbox_manager;
 /* Compiles the seccomp filter and re-adopts running sandboxes (cleaning leftovers of dead ones). */
 int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr);
+/* A sandbox init's pidfd became readable (it exited): record it as stopped and clean up after it. */
+void pc_sandboxes_reap(pc_daemon *d);
 /* Frees handles; sandboxes keep running. */
 void pc_sandbox_manager_free(pc_daemon *d);
 /* > 0 when a policy named NAME is loaded. */

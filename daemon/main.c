@@ -241,7 +241,7 @@ static int run(pc_daemon *d, int ready_fd)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         _cleanup_free_ char *socket_path = NULL, *db_path = NULL;
-        _cleanup_close_ int lock_fd = -EBADF, sfd = -EBADF, efd = -EBADF;
+        _cleanup_close_ int lock_fd = -EBADF, sfd = -EBADF;
         struct sockaddr_storage tcp;
         socklen_t tcp_len = 0;
         api_server *srv = NULL;
@@ -279,6 +279,9 @@ static int run(pc_daemon *d, int ready_fd)
         r = pc_daemon_probe_host(d);
         if (r < 0)
                 log_warning_errno(r, "cannot probe host capabilities: %m, ignoring");
+        d->event_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (d->event_fd < 0)
+                return log_error_errno(errno, "epoll_create1(): %m");
         r = pc_sandbox_manager_new(d, &e);
         if (r < 0)
                 return log_error_errno(r, "%s", e ? e->message : "cannot start the sandbox manager");
@@ -329,17 +332,16 @@ static int run(pc_daemon *d, int ready_fd)
         notify("READY=1");
 
         /* The main thread waits on host events only: signals and policy-directory changes. */
-        efd = epoll_create1(EPOLL_CLOEXEC);
-        if (efd < 0 || epoll_ctl(efd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = sfd }) < 0)
+        if (epoll_ctl(d->event_fd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = sfd }) < 0)
                 return log_error_errno(errno, "epoll: %m");
         int ifd = pc_policy_manager_inotify_fd(d->policies);
-        if (ifd >= 0 && epoll_ctl(efd, EPOLL_CTL_ADD, ifd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = ifd }) < 0)
+        if (ifd >= 0 && epoll_ctl(d->event_fd, EPOLL_CTL_ADD, ifd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = ifd }) < 0)
                 return log_error_errno(errno, "epoll: %m");
 
         for (bool running = true; running;) {
                 struct epoll_event ev;
                 struct signalfd_siginfo si;
-                int n = epoll_wait(efd, &ev, 1, -1);
+                int n = epoll_wait(d->event_fd, &ev, 1, -1);
 
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -350,6 +352,10 @@ static int run(pc_daemon *d, int ready_fd)
                 if (ev.data.fd == ifd) {
                         if (pc_policy_manager_process_inotify(d->policies) > 0)
                                 (void) pc_policy_manager_reload(d->policies);
+                        continue;
+                }
+                if (ev.data.fd != sfd) {
+                        pc_sandboxes_reap(d); /* a sandbox init's pidfd */
                         continue;
                 }
                 if (read(sfd, &si, sizeof(si)) != sizeof(si))
@@ -379,7 +385,7 @@ static int run(pc_daemon *d, int ready_fd)
 int main(int argc, char **argv)
 {
         _cleanup_fclose_ FILE *log_file = NULL;
-        pc_daemon d = {};
+        pc_daemon d = { .event_fd = -EBADF };
         bool daemon_mode = false;
         int ready_fd = -EBADF, r;
 
@@ -414,6 +420,7 @@ int main(int argc, char **argv)
 
         pc_store_close(&d.store);
         pc_sandbox_manager_free(&d);
+        d.event_fd = safe_close(d.event_fd);
         d.policies = pc_policy_manager_free(d.policies);
         json_decref(d.host_caps);
         pc_config_done(&d.config);

@@ -5,6 +5,7 @@
  * milliseconds, stopping up to seconds) run without holding the manager lock. */
 #include <fcntl.h>
 #include <math.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 
 #include "daemon-internal.h"
@@ -404,6 +405,20 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
         return j;
 }
 
+/* Lets the main loop hear when init exits (EPOLLONESHOT: one wake-up per init; a busy entry's stop or
+ * delete handles the exit itself, and the pidfd's close removes the watch). */
+static void watch_init(pc_daemon *d, sandbox_entry *e)
+{
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT };
+
+        if (d->event_fd < 0 || !e->sb)
+                return;
+        ev.data.fd = isolate_sandbox_pidfd(e->sb);
+        if (epoll_ctl(d->event_fd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
+                log_warning_errno(errno, "sandbox %s: cannot watch its init: %m; its exit is noticed at the next "
+                                         "request, ignoring", e->name);
+}
+
 /* Notices sandboxes whose init died since we last looked (the agent cannot kill it, but the OOM killer
  * or an admin can): they are recorded as stopped and their leftovers cleaned. Called with m->lock held. */
 static void reap_dead(pc_daemon *d)
@@ -416,13 +431,21 @@ static void reap_dead(pc_daemon *d)
 
                 if (e->busy || !e->sb || isolate_sandbox_is_running(e->sb))
                         continue;
-                log_notice("sandbox %s: init (pid %d) exited; marking it stopped", e->name, isolate_sandbox_pid(e->sb));
+                pid_t pid = isolate_sandbox_pid(e->sb);
+
                 if (row_load(d, e->name, &row) >= 0)
                         bring_down(d, &row, e->sb, e->cg);
                 e->sb = isolate_sandbox_free(e->sb);
                 e->cg = isolate_cgroup_free(e->cg);
                 (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
+                log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
         }
+}
+
+void pc_sandboxes_reap(pc_daemon *d)
+{
+        LOCK_GUARD(&d->sandboxes->lock);
+        reap_dead(d);
 }
 
 int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr)
@@ -616,6 +639,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         e->sb = sb;
         e->cg = cg;
         e->busy = false;
+        watch_init(d, e);
         r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
         if (r < 0)
                 log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
@@ -658,6 +682,7 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
                 return r;
         e->sb = sb;
         e->cg = cg;
+        watch_init(d, e);
         (void) row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.start");
         log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
         if (row_load(d, name, &row) < 0)
@@ -809,6 +834,7 @@ static int adopt_all(pc_daemon *d)
                         return -ENOMEM;
                 e->sb = sb;
                 e->cg = cg;
+                watch_init(d, e);
                 adopted++;
                 log_info("sandbox %s: re-adopted (init pid %d)", row->name, row->init_pid);
         }

@@ -420,6 +420,25 @@ try:
     r = api("POST", f"/v1/sandboxes/{victim}/start")
     t.eq((r.status, (r.json or {}).get("state")), (200, "running"), "the dead sandbox starts again")
 
+    # An init that dies while the daemon runs is noticed through its pidfd, with no request asking.
+    pid = r.json["init_pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_dead(pid)
+    line = f"sandbox {victim}: init (pid {pid}) exited"
+    seen = False
+    for _ in range(250):  # bounded: the daemon logs it within milliseconds
+        if line in d.logtext():
+            seen = True
+            break
+        select.select([], [], [], 0.02)
+    t.ok(seen, "the daemon notices a dead init by itself (pidfd event) and logs it", d.logtext()[-600:])
+    db = sqlite3.connect(os.path.join(d.state, "state.db"))
+    state = db.execute("SELECT state FROM sandboxes WHERE name = ?", (victim,)).fetchone()
+    db.close()
+    t.eq(state, ("stopped",), "and records it as stopped in the state database")
+    r = api("POST", f"/v1/sandboxes/{victim}/start")
+    t.eq((r.status, (r.json or {}).get("state")), (200, "running"), "it starts again")
+
     # ---- leftovers: a stray cgroup under our parent is removed at start ----
     s = show(A).json
     # Every hierarchy the daemon uses (v1: memory, pids, cpu, cpuacct, each possibly its own mount).
