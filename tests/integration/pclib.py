@@ -192,6 +192,11 @@ class Daemon:
         self.spec = spec
         self.pid = None
         self.port = None
+        try:
+            with open("/proc/sys/net/ipv4/ip_forward") as f:
+                self._ip_forward = f.read().strip()
+        except OSError:
+            self._ip_forward = None
         os.makedirs(self.policies, exist_ok=True)
         src = os.path.join(SOURCE, "policies/defaults")
         if os.path.isdir(src):
@@ -256,6 +261,14 @@ class Daemon:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # An egress sandbox turns on IPv4 forwarding (the daemon never turns it off: other sandboxes may
+        # need it); a test leaves the host as it found it.
+        if self._ip_forward is not None:
+            try:
+                with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                    f.write(self._ip_forward)
+            except OSError:
+                pass
 
     def request(self, method, path, body=None, token=None, via="tcp", headers=None, raw=None, check=True):
         conn = UnixHTTPConnection(self.socket) if via == "unix" else \
