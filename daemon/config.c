@@ -16,6 +16,7 @@ void pc_config_init(pc_config *c)
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
                 .cgroup_parent = strdup("pocketcoder"),
+                .nft_table = strdup("pocketcoder"),
                 /* Far above /etc/subuid's usual 100000+ ranges and below systemd's dynamic container range
                  * (0x70000000): 0x40000000 + n * 65536. */
                 .uid_range_base = 0x40000000,
@@ -34,6 +35,7 @@ void pc_config_done(pc_config *c)
         free(c->pid_file);
         free(c->egress_subnet);
         free(c->cgroup_parent);
+        free(c->nft_table);
         *c = (pc_config){};
 }
 
@@ -85,6 +87,14 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                         return -EINVAL;
                 }
                 return set_string(&c->cgroup_parent, value);
+        }
+        if (streq(key, "nft_table")) {
+                /* nft's bare identifiers: no '-'. */
+                if (isempty(value) || strlen(value) > 64 || strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(value)) {
+                        *ret_why = "expected a table name of lowercase letters, digits and '_'";
+                        return -EINVAL;
+                }
+                return set_string(&c->nft_table, value);
         }
         if (streq(key, "egress_subnet"))
                 return set_string(&c->egress_subnet, value);
@@ -139,7 +149,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return 0;
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
-                   "socket_group, max_body_size, api_threads, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent)";
+                   "socket_group, max_body_size, api_threads, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent, nft_table)";
         return -ENOKEY;
 }
 

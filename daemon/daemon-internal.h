@@ -24,6 +24,7 @@ typedef struct pc_config {
         char *pid_file;
         char *egress_subnet;      /* private range veth /30s are cut from */
         char *cgroup_parent;      /* group (under the daemon's own on v2) that holds the sandboxes' groups */
+        char *nft_table;          /* nftables inet table of the egress NAT and host-blocking rules */
         uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
 } pc_config;
 

@@ -198,7 +198,12 @@ static int workspace_prepare(const char *path, uid_t uid_base, pc_error **reterr
 
 static void net_config_for(pc_daemon *d, const sandbox_row *row, isolate_net_config *ret)
 {
-        *ret = (isolate_net_config){ .mode = row->network, .index = row->net_index, .subnet = d->config.egress_subnet };
+        *ret = (isolate_net_config){
+                .mode = row->network,
+                .index = row->net_index,
+                .subnet = d->config.egress_subnet,
+                .nft_table = d->config.nft_table,
+        };
 }
 
 /* Missing kernel features are errors that name them, never a silently weaker sandbox. */

@@ -188,7 +188,8 @@ class Daemon:
         # Sandboxes of every test daemon live under a cgroup parent of its own: a daemon removes groups
         # under its parent that it does not know, so daemons side by side must not share one.
         self.cgroup_parent = "pc-it-" + os.path.basename(self.tmp).split("-")[-1].lower().replace("_", "")
-        self.config = f"cgroup_parent = {self.cgroup_parent}\n" + (config or "")
+        self.nft_table = self.cgroup_parent.replace("-", "_")
+        self.config = f"cgroup_parent = {self.cgroup_parent}\nnft_table = {self.nft_table}\n" + (config or "")
         self.spec = spec
         self.pid = None
         self.port = None
@@ -261,6 +262,8 @@ class Daemon:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # The nftables table of this daemon's egress sandboxes (teardown leaves the empty table).
+        subprocess.run(["nft", "delete", "table", "inet", self.nft_table], capture_output=True)
         # An egress sandbox turns on IPv4 forwarding (the daemon never turns it off: other sandboxes may
         # need it); a test leaves the host as it found it.
         if self._ip_forward is not None:

@@ -178,11 +178,11 @@ t.ok(p.returncode != 0 and "allow_remote_listen" in p.stderr, "a non-loopback li
 bad.cleanup()
 bad = Daemon(config="listen = 127.0.0.1:0\nmax_body_size = lots\n")
 p = subprocess.run(bad.argv(), capture_output=True, text=True)
-t.ok(p.returncode != 0 and "pocketcoder.conf:3:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
+t.ok(p.returncode != 0 and "pocketcoder.conf:4:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
 bad.cleanup()
 bad = Daemon(config="colour = blue\n")
 p = subprocess.run(bad.argv(), capture_output=True, text=True)
-t.ok(p.returncode != 0 and ":2:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
+t.ok(p.returncode != 0 and ":3:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
 bad.cleanup()
 small = Daemon(config="max_body_size = 2K\n").start()
 try:
