@@ -25,6 +25,11 @@ typedef struct cli_global {
 int cli_request(const cli_global *g, const char *method, const char *path, json_t *body, long *ret_status,
                 json_t **ret_json);
 
+/* cli_request() that expects status WANT: on anything else prints the API's error (or the transport
+ * failure) and returns negative errno; on WANT sets *ret_json (may be NULL for an empty body). */
+int cli_call(const cli_global *g, const char *method, const char *path, json_t *body, long want,
+             json_t **ret_json);
+
 /* Prints an API error body ({"error":{"code","message"}}) as "pocketcoder: MESSAGE" to stderr and
  * returns CLI_EXIT_FAILED. */
 int cli_print_api_error(long status, json_t *body);

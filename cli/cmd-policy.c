@@ -318,7 +318,6 @@ static int policy_online(int argc, char **argv, const cli_global *g)
         _cleanup_json_ json_t *j = NULL;
         _cleanup_free_ char *path = NULL;
         const char *verb = argv[0], *method = "GET";
-        long status;
 
         if (argc > 1 && is_help(argv[1])) {
                 if (streq(verb, "list"))
@@ -358,10 +357,8 @@ static int policy_online(int argc, char **argv, const cli_global *g)
         }
         if (!path)
                 return CLI_EXIT_FAILED;
-        if (cli_request(g, method, path, NULL, &status, &j) < 0)
+        if (cli_call(g, method, path, NULL, 200, &j) < 0)
                 return CLI_EXIT_FAILED;
-        if (status < 200 || status > 299)
-                return cli_print_api_error(status, j);
         if (g->json) {
                 cli_print_json(j);
                 return CLI_EXIT_OK;

@@ -174,16 +174,11 @@ static int sandbox_request(const cli_global *g, const char *method, const char *
 {
         _cleanup_free_ char *path = strjoin("/v1/sandboxes/", name, suffix ?: "");
         _cleanup_json_ json_t *resp = NULL;
-        long status;
 
         if (!path)
                 return -ENOMEM;
-        if (cli_request(g, method, path, body, &status, &resp) < 0)
+        if (cli_call(g, method, path, body, want, &resp) < 0)
                 return -EIO;
-        if (status != want) {
-                cli_print_api_error(status, resp);
-                return -EIO;
-        }
         if (ret)
                 *ret = TAKE_PTR(resp);
         return 0;
@@ -317,7 +312,6 @@ static int sandbox_create(int argc, char **argv, cli_global *g)
         sub_opts o = {};
         const char *name;
         char a[32];
-        long status;
         int first;
 
         first = parse_sub("create", argc, argv, true, false, &o);
@@ -343,10 +337,8 @@ static int sandbox_create(int argc, char **argv, cli_global *g)
                 json_object_set_new(req, "network", json_string(o.network));
         if (o.rootfs)
                 json_object_set_new(req, "rootfs", json_string(o.rootfs));
-        if (cli_request(g, "POST", "/v1/sandboxes", req, &status, &resp) < 0)
+        if (cli_call(g, "POST", "/v1/sandboxes", req, 201, &resp) < 0)
                 return CLI_EXIT_FAILED;
-        if (status != 201)
-                return cli_print_api_error(status, resp);
         if (g->json)
                 cli_print_json(resp);
         else
@@ -367,7 +359,6 @@ static int sandbox_list(int argc, char **argv, cli_global *g)
         json_t *list, *s;
         sub_opts o = {};
         size_t i, n;
-        long status;
         int first;
 
         first = parse_sub("list", argc, argv, false, false, &o);
@@ -380,10 +371,8 @@ static int sandbox_list(int argc, char **argv, cli_global *g)
                 fprintf(stderr, "pocketcoder sandbox list: unexpected argument \"%s\"\n", argv[first]);
                 return CLI_EXIT_USAGE;
         }
-        if (cli_request(g, "GET", "/v1/sandboxes", NULL, &status, &resp) < 0)
+        if (cli_call(g, "GET", "/v1/sandboxes", NULL, 200, &resp) < 0)
                 return CLI_EXIT_FAILED;
-        if (status != 200)
-                return cli_print_api_error(status, resp);
         if (g->json) {
                 cli_print_json(resp);
                 return CLI_EXIT_OK;

@@ -34,7 +34,6 @@ static void print_set(const char *label, json_t *obj)
 int cmd_status(int argc, char **argv, const cli_global *g)
 {
         _cleanup_json_ json_t *j = NULL;
-        long status;
         json_t *host;
 
         if (argc > 1) {
@@ -45,10 +44,8 @@ int cmd_status(int argc, char **argv, const cli_global *g)
                        "openat2, overlayfs, tmux). Exit status 0 when the daemon is healthy.\n");
                 return h ? CLI_EXIT_OK : CLI_EXIT_USAGE;
         }
-        if (cli_request(g, "GET", "/v1/status", NULL, &status, &j) < 0)
+        if (cli_call(g, "GET", "/v1/status", NULL, 200, &j) < 0)
                 return CLI_EXIT_FAILED;
-        if (status != 200)
-                return cli_print_api_error(status, j);
         if (g->json) {
                 cli_print_json(j);
                 return CLI_EXIT_OK;

@@ -33,7 +33,6 @@ static int token_create(int argc, char **argv, const cli_global *g)
         };
         _cleanup_json_ json_t *req = json_object(), *resp = NULL;
         const char *role = NULL;
-        long status;
         int opt;
 
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -59,10 +58,8 @@ static int token_create(int argc, char **argv, const cli_global *g)
                 return CLI_EXIT_USAGE;
         }
         json_object_set_new(req, "role", json_string(role));
-        if (cli_request(g, "POST", "/v1/tokens", req, &status, &resp) < 0)
+        if (cli_call(g, "POST", "/v1/tokens", req, 201, &resp) < 0)
                 return CLI_EXIT_FAILED;
-        if (status != 201)
-                return cli_print_api_error(status, resp);
         if (g->json)
                 cli_print_json(resp);
         else {
@@ -81,12 +78,9 @@ static int token_list(const cli_global *g)
         _cleanup_free_ char *times = NULL;
         json_t *tokens, *t;
         size_t i, n;
-        long status;
 
-        if (cli_request(g, "GET", "/v1/tokens", NULL, &status, &resp) < 0)
+        if (cli_call(g, "GET", "/v1/tokens", NULL, 200, &resp) < 0)
                 return CLI_EXIT_FAILED;
-        if (status != 200)
-                return cli_print_api_error(status, resp);
         if (g->json) {
                 cli_print_json(resp);
                 return CLI_EXIT_OK;
@@ -114,7 +108,6 @@ static int token_rm(int argc, char **argv, const cli_global *g)
 {
         _cleanup_json_ json_t *resp = NULL;
         _cleanup_free_ char *path = NULL;
-        long status;
 
         if (argc != 2) {
                 fprintf(stderr, "pocketcoder token rm: expected exactly one token ID (see 'pocketcoder token "
@@ -126,10 +119,8 @@ static int token_rm(int argc, char **argv, const cli_global *g)
                 return CLI_EXIT_USAGE;
         }
         path = strjoin("/v1/tokens/", argv[1]);
-        if (!path || cli_request(g, "DELETE", path, NULL, &status, &resp) < 0)
+        if (!path || cli_call(g, "DELETE", path, NULL, 204, &resp) < 0)
                 return CLI_EXIT_FAILED;
-        if (status != 204)
-                return cli_print_api_error(status, resp);
         if (!g->json)
                 printf("Revoked token %s.\n", argv[1]);
         return CLI_EXIT_OK;

@@ -108,6 +108,25 @@ int cli_request(const cli_global *g, const char *method, const char *path, json_
         return 0;
 }
 
+int cli_call(const cli_global *g, const char *method, const char *path, json_t *body, long want,
+             json_t **ret_json)
+{
+        json_t *j = NULL;
+        long status;
+        int r;
+
+        r = cli_request(g, method, path, body, &status, &j);
+        if (r < 0)
+                return r;
+        if (status != want) {
+                cli_print_api_error(status, j);
+                json_decref(j);
+                return -EIO;
+        }
+        *ret_json = j;
+        return 0;
+}
+
 int cli_print_api_error(long status, json_t *body)
 {
         const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));

@@ -693,6 +693,27 @@ static void plan_donep(isolate_rootfs_plan *p)
         isolate_rootfs_plan_done(p);
 }
 
+/* What every child of ours needs before clone: a sync socket pair, and the cgroup fd to clone into
+ * (negative on v1, where the child is attached after clone instead). The cgroup fd belongs to cg. */
+static int prepare_child(const char *name, isolate_cgroup *cg, int *ret_parent, int *ret_child, int *ret_cgroup_fd,
+                         pc_error **reterr)
+{
+        int sv[2], cgroup_fd = -EBADF;
+
+        if (cg) {
+                cgroup_fd = isolate_cgroup_fd(cg);
+                if (cgroup_fd < 0 && cgroup_fd != -EOPNOTSUPP)
+                        return pc_error_setf(reterr, cgroup_fd, "cgroup", "sandbox %s: cannot open cgroup: %s", name,
+                                             strerror(-cgroup_fd));
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return pc_error_setf(reterr, errno, "internal", "socketpair: %m");
+        *ret_parent = sv[0];
+        *ret_child = sv[1];
+        *ret_cgroup_fd = cgroup_fd < 0 ? -EBADF : cgroup_fd;
+        return 0;
+}
+
 int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **ret, pc_error **reterr)
 {
         _cleanup_(isolate_sandbox_freep) isolate_sandbox *sb = NULL;
@@ -700,7 +721,7 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
         _cleanup_(child_guard_done) child_guard child = { .pidfd = -EBADF };
         _cleanup_close_ int sync_parent = -EBADF, sync_child = -EBADF;
         uint64_t timeout = cfg->ready_timeout_usec ?: DEFAULT_READY_TIMEOUT_USEC;
-        int sv[2], cgroup_fd = -EBADF, pidfd = -EBADF, r;
+        int cgroup_fd = -EBADF, pidfd = -EBADF, r;
         struct clone_args args = {};
         sync_msg m;
 
@@ -729,19 +750,11 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
                                              "sandbox %s: cannot mount overlay of image %s in %s: %s", cfg->name,
                                              cfg->rootfs_image, cfg->overlay_dir, strerror(-r));
         }
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return pc_error_setf(reterr, errno, "internal", "socketpair: %m");
-        sync_parent = sv[0];
-        sync_child = sv[1];
-
         /* Start directly inside the sandbox's cgroup when the hierarchy allows (v2): the cgroup namespace
          * is then rooted there from the first instruction. */
-        if (cfg->cgroup) {
-                cgroup_fd = isolate_cgroup_fd(cfg->cgroup);
-                if (cgroup_fd < 0 && cgroup_fd != -EOPNOTSUPP)
-                        return pc_error_setf(reterr, cgroup_fd, "cgroup", "sandbox %s: cannot open cgroup: %s",
-                                             cfg->name, strerror(-cgroup_fd));
-        }
+        r = prepare_child(cfg->name, cfg->cgroup, &sync_parent, &sync_child, &cgroup_fd, reterr);
+        if (r < 0)
+                return r;
 
         init_ctx ctx = {
                 .name = cfg->name,
@@ -1098,7 +1111,7 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
         _cleanup_close_ int sync_parent = -EBADF, sync_child = -EBADF;
         struct clone_args args = { .exit_signal = SIGCHLD, .flags = CLONE_CLEAR_SIGHAND };
         char *envp[6], bufs[5][128];
-        int sv[2], cgroup_fd = -EBADF, r, status;
+        int cgroup_fd = -EBADF, r, status;
         siginfo_t si = {};
         sync_msg m;
 
@@ -1108,20 +1121,12 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
                 return pc_error_setf(reterr, ESRCH, "not_running", "sandbox %s is not running", sb->name);
 
         make_env(envp, bufs, opts->as_root, opts->term);
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return pc_error_setf(reterr, errno, "internal", "socketpair: %m");
-        sync_parent = sv[0];
-        sync_child = sv[1];
-
-        if (sb->cgroup) {
-                cgroup_fd = isolate_cgroup_fd(sb->cgroup);
-                if (cgroup_fd < 0 && cgroup_fd != -EOPNOTSUPP)
-                        return pc_error_setf(reterr, cgroup_fd, "cgroup", "sandbox %s: cannot open cgroup: %s",
-                                             sb->name, strerror(-cgroup_fd));
-                if (cgroup_fd >= 0) {
-                        args.flags |= CLONE_INTO_CGROUP;
-                        args.cgroup = (uint64_t) cgroup_fd;
-                }
+        r = prepare_child(sb->name, sb->cgroup, &sync_parent, &sync_child, &cgroup_fd, reterr);
+        if (r < 0)
+                return r;
+        if (cgroup_fd >= 0) {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = (uint64_t) cgroup_fd;
         }
 
         exec_ctx e = { .sb = sb, .o = opts, .sync_fd = sync_child, .envp = envp };

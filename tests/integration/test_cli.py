@@ -49,6 +49,18 @@ try:
     p = d.cli("--url", f"http://127.0.0.1:{d.port}", "--token", tok, "status")
     t.ok(p.returncode == 0, "TCP with a relay token: status works", p.stderr)
 
+    # Policies, online.
+    p = d.cli("policy", "list")
+    t.ok(p.returncode == 0 and p.stdout.split("\n")[0].split()[:3] == ["NAME", "HASH", "RULES"] and "default" in p.stdout,
+         "policy list is a table of the loaded policies", p.stdout + p.stderr)
+    p = d.cli("policy", "show", "strict")
+    t.ok(p.returncode == 0 and "version 1" in p.stdout and "default deny" in p.stdout, "policy show prints the source", p.stdout)
+    p = d.cli("--json", "policy", "reload")
+    t.ok(p.returncode == 0 and {x["name"] for x in json.loads(p.stdout)["policies"]} >= {"default", "strict"},
+         "policy reload --json lists the policies after the reload", p.stdout + p.stderr)
+    p = d.cli("policy", "show", "nope")
+    t.ok(p.returncode == 1 and "does not exist" in p.stderr, "policy show of a missing policy: exit 1 and why", p.stderr)
+
     p = d.cli("token", "rm", ids[0])
     t.ok(p.returncode == 0 and "Revoked" in p.stdout, "token rm revokes", p.stderr)
     p = d.cli("token", "rm", ids[0])
