@@ -1,16 +1,21 @@
 # SPDX-License-Identifier: MIT
 """Helpers for integration tests: start a real pocketcoderd in a temp dir, talk HTTP to it over its unix
 socket or TCP, check every response against api/openapi.yaml, and print TAP."""
+import fcntl
 import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import time
 
 BUILD = os.environ.get("POCKETCODER_BUILD_DIR") or os.path.join(os.path.dirname(__file__), "../../build")
 SOURCE = os.environ.get("POCKETCODER_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "../..")
@@ -52,6 +57,106 @@ class Tap:
     def done(self):
         print(f"1..{self.n}", flush=True)
         sys.exit(1 if self.failed else 0)
+
+
+def run_cmd(argv, timeout=120, input=None, text=False, env=None):
+    """subprocess.run(capture_output=True) that cannot hang: the command runs in a process group of its own
+    and, when it overstays `timeout`, that whole group (named by the pid we started) is killed, so that no
+    grandchild keeps the output pipes open. A command that timed out comes back with returncode None and a
+    note on stderr."""
+    with subprocess.Popen(argv, start_new_session=True, text=text, env=env,
+                          stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+            return subprocess.CompletedProcess(argv, p.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            try:
+                out, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # something outside the group holds the pipes: leave them
+                out, err = None, None
+            empty = "" if text else b""
+            note = f"\n[killed after {timeout} s: {' '.join(map(str, argv))}]\n"
+            return subprocess.CompletedProcess(argv, None, out or empty,
+                                               (err or empty) + (note if text else note.encode()))
+
+
+class Pty:
+    """A command on a pseudo-terminal of its own, driven the way a person at a keyboard would: wait until
+    the screen shows something (an event on the pty, never a sleep), then type. Everything is bounded by
+    deadlines; close() kills the command by the pid we started if it is still there."""
+
+    def __init__(self, argv, env=None, rows=24, cols=80):
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(master)
+                os.setsid()
+                fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+                for fd in (0, 1, 2):
+                    os.dup2(slave, fd)
+                if slave > 2:
+                    os.close(slave)
+                os.execvpe(argv[0], argv, env if env is not None else os.environ)
+            finally:
+                os._exit(127)
+        os.close(slave)
+        self.fd, self.out, self.status = master, b"", None
+
+    def expect(self, needle, timeout=30):
+        """True once `needle` (bytes) has appeared in the output; False at the deadline or when the pty closed."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return False
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO: every slave is closed
+                return False
+            if not chunk:
+                return False
+            self.out += chunk
+        return True
+
+    def send(self, data):
+        os.write(self.fd, data)
+
+    def wait(self, timeout=30):
+        """The command's exit code (128+N for signal N), or None if it is still running at the deadline."""
+        if self.status is None:
+            fd = os.pidfd_open(self.pid)
+            try:
+                if not select.select([fd], [], [], timeout)[0]:
+                    return None
+            finally:
+                os.close(fd)
+            _, st = os.waitpid(self.pid, 0)
+            self.status = os.waitstatus_to_exitcode(st)
+            self.status = self.status if self.status >= 0 else 128 - self.status
+            # What it wrote last is still in the pty: take it without waiting for more.
+            while select.select([self.fd], [], [], 0)[0]:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.out += chunk
+        return self.status
+
+    def close(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.status = -1
+        os.close(self.fd)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -217,7 +322,7 @@ class Daemon:
         return a + list(extra)
 
     def start(self):
-        p = subprocess.run(self.argv("--daemonize"), capture_output=True, text=True, timeout=60)
+        p = run_cmd(self.argv("--daemonize"), text=True, timeout=60)
         if p.returncode != 0:
             raise RuntimeError(f"pocketcoderd failed: {p.stderr}\n{self.logtext()}")
         with open(self.pidfile) as f:
@@ -263,7 +368,7 @@ class Daemon:
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
         # The nftables table of this daemon's egress sandboxes (teardown leaves the empty table).
-        subprocess.run(["nft", "delete", "table", "inet", self.nft_table], capture_output=True)
+        run_cmd(["nft", "delete", "table", "inet", self.nft_table])
         # An egress sandbox turns on IPv4 forwarding (the daemon never turns it off: other sandboxes may
         # need it); a test leaves the host as it found it.
         if self._ip_forward is not None:
@@ -293,11 +398,16 @@ class Daemon:
             self.spec.check(method, path, resp)
         return resp
 
-    def cli(self, *args, token=None, input=None):
+    def cli_env(self, token=None, **extra):
+        """The environment of a CLI that talks to this daemon (over TCP with `token`, else its unix socket)."""
         env = dict(os.environ)
         env.pop("POCKETCODER_URL", None)
         env.pop("POCKETCODER_TOKEN", None)
         env["POCKETCODER_SOCKET"] = self.socket
         if token:
             env["POCKETCODER_TOKEN"] = token
-        return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, input=input, timeout=120)
+        env.update(extra)
+        return env
+
+    def cli(self, *args, token=None, input=None, text=True, timeout=120):
+        return run_cmd([CLI, *args], env=self.cli_env(token), input=input, text=text, timeout=timeout)

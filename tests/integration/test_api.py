@@ -4,10 +4,9 @@
 import os
 import sqlite3
 import stat
-import subprocess
 import threading
 
-from pclib import DAEMON, Daemon, Spec, Tap
+from pclib import DAEMON, Daemon, Spec, Tap, run_cmd
 
 t = Tap()
 spec = Spec()
@@ -15,7 +14,7 @@ d = Daemon(spec=spec).start()
 
 try:
     # Every served route is in the spec, and every spec path/method is served.
-    served = subprocess.run([DAEMON, "--list-routes"], capture_output=True, text=True).stdout.split("\n")
+    served = run_cmd([DAEMON, "--list-routes"], text=True).stdout.split("\n")
     served = {tuple(line.split(" ", 1)) for line in served if line}
     documented = {(m, p) for p in spec.doc["paths"] for m in spec.methods(p)}
     t.eq(sorted(served - documented), [], "every served route is in api/openapi.yaml")
@@ -173,15 +172,15 @@ finally:
 
 # Configuration: refusals name the problem.
 bad = Daemon(listen="0.0.0.0:0")
-p = subprocess.run(bad.argv(), capture_output=True, text=True)
+p = run_cmd(bad.argv(), text=True)
 t.ok(p.returncode != 0 and "allow_remote_listen" in p.stderr, "a non-loopback listen address needs allow_remote_listen", p.stderr)
 bad.cleanup()
 bad = Daemon(config="listen = 127.0.0.1:0\nmax_body_size = lots\n")
-p = subprocess.run(bad.argv(), capture_output=True, text=True)
+p = run_cmd(bad.argv(), text=True)
 t.ok(p.returncode != 0 and "pocketcoder.conf:4:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
 bad.cleanup()
 bad = Daemon(config="colour = blue\n")
-p = subprocess.run(bad.argv(), capture_output=True, text=True)
+p = run_cmd(bad.argv(), text=True)
 t.ok(p.returncode != 0 and ":3:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
 bad.cleanup()
 small = Daemon(config="max_body_size = 2K\n").start()
@@ -197,7 +196,7 @@ try:
          [p for p in (small.socket, small.pidfile) if os.path.exists(p)])
     small.start()
     second = Daemon(tmp=small.tmp)
-    p = subprocess.run(second.argv(), capture_output=True, text=True, timeout=30)
+    p = run_cmd(second.argv(), text=True, timeout=30)
     t.ok(p.returncode != 0 and "another pocketcoderd" in (p.stderr + small.logtext()), "a second daemon on the same state dir is refused", p.stderr)
 finally:
     small.cleanup()

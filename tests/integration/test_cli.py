@@ -2,20 +2,19 @@
 # SPDX-License-Identifier: MIT
 """pocketcoder as a person or a script uses it: help, exit codes, tables, --json, errors that say what to do."""
 import json
-import subprocess
 
-from pclib import CLI, Daemon, Tap
+from pclib import CLI, Daemon, Tap, run_cmd
 
 t = Tap()
 
 for args in (["--help"], ["status", "--help"], ["token", "--help"], ["token", "create", "--help"], ["daemon", "--help"]):
-    p = subprocess.run([CLI, *args], capture_output=True, text=True)
+    p = run_cmd([CLI, *args], text=True)
     t.ok(p.returncode == 0 and "Usage:" in p.stdout, f"pocketcoder {' '.join(args)} explains itself", p.stderr)
-p = subprocess.run([CLI, "frobnicate"], capture_output=True, text=True)
+p = run_cmd([CLI, "frobnicate"], text=True)
 t.ok(p.returncode == 2 and "unknown command" in p.stderr, "unknown command is a usage error (2)", p.stderr)
-p = subprocess.run([CLI, "token", "create"], capture_output=True, text=True)
+p = run_cmd([CLI, "token", "create"], text=True)
 t.ok(p.returncode == 2 and "--role" in p.stderr, "missing --role is a usage error naming it", p.stderr)
-p = subprocess.run([CLI, "--socket", "/nonexistent/api.sock", "status"], capture_output=True, text=True)
+p = run_cmd([CLI, "--socket", "/nonexistent/api.sock", "status"], text=True)
 t.ok(p.returncode == 1 and "Is it running?" in p.stderr, "unreachable daemon: exit 1 and what to do", p.stderr)
 
 d = Daemon().start()

@@ -7,10 +7,9 @@ machine, so it is built fresh every run (no cache)."""
 import json
 import os
 import shutil
-import subprocess
 import time
 
-from pclib import CLI, SOURCE, Daemon, Tap
+from pclib import CLI, SOURCE, Daemon, Tap, run_cmd
 
 t = Tap()
 ROOTFS_DIR = os.path.join(SOURCE, "rootfs")
@@ -27,7 +26,7 @@ def cli(*args, state=None, daemon=None, timeout=900):
     argv = [CLI, *args]
     if state and "image" in args:
         argv += ["--state-dir", state]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    return run_cmd(argv, text=True, env=env, timeout=timeout)
 
 
 def leftovers(images):
@@ -42,8 +41,8 @@ p = cli("image", "build", "Bad_Name", state="/nonexistent")
 t.ok(p.returncode == 2 and "invalid" in p.stderr, "an invalid image name is a usage error (2)", p.stderr)
 p = cli("image", "build", "host", state="/nonexistent")
 t.ok(p.returncode == 2 and "reserved" in p.stderr, "\"host\" is reserved", p.stderr)
-p = subprocess.run([os.path.join(ROOTFS_DIR, "build-image.sh"), "--state-dir", "/nonexistent", "--name", "x",
-                    "--packages", "ok,not;ok"], capture_output=True, text=True)
+p = run_cmd([os.path.join(ROOTFS_DIR, "build-image.sh"), "--state-dir", "/nonexistent", "--name", "x",
+             "--packages", "ok,not;ok"], text=True)
 t.ok(p.returncode == 2 and "package name" in p.stderr, "build-image.sh refuses a bad package name before doing anything",
      p.stderr)
 

@@ -6,10 +6,9 @@ host over the network in any mode, or reach the host's abstract unix sockets."""
 import os
 import secrets
 import socket
-import subprocess
 import threading
 
-from pclib import CLI, Daemon, Spec, Tap
+from pclib import CLI, Daemon, Spec, Tap, run_cmd
 
 t = Tap()
 if os.geteuid() != 0:
@@ -30,8 +29,7 @@ def api(method, path, body=None):
 def run(n, *cmd, timeout=120):
     env = dict(os.environ, POCKETCODER_SOCKET=d.socket)
     env.pop("POCKETCODER_URL", None)
-    return subprocess.run([CLI, "sandbox", "run", n, "--", *cmd], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return run_cmd([CLI, "sandbox", "run", n, "--", *cmd], text=True, env=env, timeout=timeout)
 
 
 def create(n, **kw):
@@ -101,7 +99,7 @@ try:
 
     threading.Thread(target=accept_loop, daemon=True).start()
     # The host's own address on its default route, as a sandbox might guess it.
-    host_ip = subprocess.run(["ip", "-4", "-o", "route", "get", "1.1.1.1"], capture_output=True, text=True).stdout
+    host_ip = run_cmd(["ip", "-4", "-o", "route", "get", "1.1.1.1"], text=True).stdout
     host_ip = host_ip.split(" src ")[1].split()[0] if " src " in host_ip else "127.0.0.1"
     probe = "timeout 5 bash -c 'echo x > /dev/tcp/{}/{}' 2>/dev/null && echo CONNECTED || echo refused"
 

@@ -10,9 +10,9 @@ import secrets
 import select
 import signal
 import sqlite3
-import subprocess
 
-from pclib import CLI, Daemon, Spec, Tap
+from pclib import CLI, Daemon, Pty, Spec, Tap
+from pclib import run_cmd
 
 t = Tap()
 if os.geteuid() != 0:
@@ -44,16 +44,9 @@ def create(n, **kw):
     return r
 
 
-def cli(*args, token=None, input=None, env_extra=None):
+def cli(*args, token=None, input=None):
     """The CLI with bytes in and out (run's output must be exact)."""
-    env = dict(os.environ)
-    env.pop("POCKETCODER_URL", None)
-    env.pop("POCKETCODER_TOKEN", None)
-    env["POCKETCODER_SOCKET"] = d.socket
-    if token:
-        env["POCKETCODER_TOKEN"] = token
-    env.update(env_extra or {})
-    return subprocess.run([CLI, *args], capture_output=True, env=env, input=input, timeout=120)
+    return d.cli(*args, token=token, input=input, text=False)
 
 
 def run(n, *cmd, root=False, input=None):
@@ -280,25 +273,32 @@ try:
     p = run(A, "sh", "-c", "echo made-inside > /workspace/inside.txt")
     st = os.stat(os.path.join(ws, "inside.txt"))
     t.eq(st.st_uid, s["uid_base"] + 1000, "a file the agent writes is owned by uid_base+1000 on the host")
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", CLI, "--socket", d.socket,
-                        "sandbox", "run", A, "--", "true"], capture_output=True, text=True)
+    p = run_cmd(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", CLI, "--socket", d.socket,
+               "sandbox", "run", A, "--", "true"], text=True)
     t.ok(p.returncode == 1 and "must run as root" in p.stderr, "sandbox run refuses non-root callers", p.stderr)
 
-    # ---- enter (through a pty: script(1) plays the admin's terminal) ----
-    p = subprocess.run(
-        f"(sleep 1; printf 'echo ent''ered-$((6*7))\\r'; sleep 1; printf '\\002d'; sleep 1) | "
-        f"script -qec '{CLI} enter {A}' /dev/null",
-        shell=True, capture_output=True, timeout=60,
-        env=dict(os.environ, POCKETCODER_SOCKET=d.socket, TERM="xterm"))
-    t.ok(p.returncode == 0 and b"entered-42" in p.stdout and f"[detached (from session {A})]".encode() in p.stdout,
-         "enter attaches to the sandbox's tmux session; detaching exits 0", p.stdout[-400:] + p.stderr)
+    # ---- enter (on a pty of the test's own, typed into as an admin would) ----
+    # tmux takes keys that arrive within assume-paste-time (1 ms) of each other for a paste and then runs no
+    # key binding: a test types in bursts, faster than any person, so that time-based guess is turned off.
+    t.eq(run(A, *TMUX, "set", "-g", "assume-paste-time", "0").returncode, 0, "tmux options can be set")
+    term = Pty([CLI, "enter", A], env=d.cli_env(TERM="xterm"))
+    try:
+        term.send(b"echo ent''ered-$((6*7))\r")
+        typed = term.expect(b"entered-42", timeout=60)
+        term.send(b"\x02d")  # the tmux prefix, then d: detach
+        detached = term.expect(f"[detached (from session {A})]".encode(), timeout=60)
+        status = term.wait(timeout=60)
+    finally:
+        term.close()
+    t.ok(typed and detached and status == 0, "enter attaches to the sandbox's tmux session; detaching exits 0",
+         f"typed={typed} detached={detached} status={status} output={term.out[-400:]!r}")
     p = run(A, *TMUX, "capture-pane", "-p", "-t", A)
     t.ok(b"entered-42" in p.stdout, "what was typed in enter ran in the agent's tmux pane", p.stdout)
     t.ok(len(audit_rows("sandbox.enter", A)) == 1, "enter is recorded in the audit ledger")
     p = cli("enter", A, input=b"")
     t.ok(p.returncode == 1 and b"not a terminal" in p.stderr, "enter without a terminal says so", p.stderr)
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", CLI, "--socket", d.socket,
-                        "enter", A], capture_output=True, text=True)
+    p = run_cmd(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", CLI, "--socket", d.socket,
+               "enter", A], text=True)
     t.ok(p.returncode == 1 and "pocketcoder enter must run as root on the daemon's host" in p.stderr,
          "enter refuses non-root callers with a clear message", p.stderr)
 
