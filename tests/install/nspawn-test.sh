@@ -10,7 +10,7 @@
 #         /dev and /run mounts go away with it.
 # The debootstrap base is cached in /var/tmp/pc-debootstrap-cache (about 250 MB, 1 minute to make);
 # downloaded .debs are cached there too. Each run copies the base, so it starts from a fresh system,
-# and removes its copy at the end. Too slow for tests/run: see docs/install.md.
+# and removes its copy at the end. tests/run runs both modes as its `install` suite.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
