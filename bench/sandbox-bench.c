@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* sandbox-bench: the timer behind bench/sandbox.sh. Creates many sandboxes one way or another and prints
- * latency percentiles (nearest rank) of each step. Three drivers, so that the same run compares them:
+ * latency percentiles (nearest rank) of each step. Several drivers, so that the same run compares them:
  *
  *   sandbox-bench lib   --runs N --dir DIR [--parent NAME]
  *       isolate_sandbox_start() directly, as the daemon does it (workspace, cgroup, namespaces, rootfs,
@@ -9,6 +9,13 @@
  *       bubblewrap with comparable isolation running `tmux new-session -d` (bwrap returns when tmux's
  *       client does, i.e. when the session exists); optionally our seccomp filter and a per-sandbox
  *       cgroup with the same limits, then SIGKILL of its namespace init.
+ *   sandbox-bench crun  --runs N --dir DIR
+ *       crun running `sh -c 'tmux new-session -d ... && echo ready && exec sleep infinity'` from an OCI bundle
+ *       per sandbox (user, pid, net, uts, ipc, mount, cgroup namespaces; host /usr and /etc read-only), until
+ *       the "ready" line; then crun kill + reap + crun delete.
+ *   sandbox-bench firejail --runs N --dir DIR
+ *       firejail, started as uid 1000 as it is meant to be, running the same shell line; then SIGKILL of its
+ *       namespace init and reap of firejail. DIR must be reachable by uid 1000.
  *   sandbox-bench tmux  --runs N --dir DIR
  *       plain `tmux new-session -d` on the host: the floor every tmux-based sandbox pays.
  *   sandbox-bench api   --socket PATH --op create|stop|delete --prefix P --runs N [--clients C]
@@ -18,10 +25,14 @@
  * and clean up). Exit status 0 only when every operation succeeded. */
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,9 +44,11 @@
 #include "isolate.h"
 
 #define UID_BASE_LIB    0x90000000u /* away from the daemon's default range (1 << 30) */
+#define UID_BASE_CRUN   0xa0000000u /* and from the library's (runs * 65536 above it) */
 #define UID_COUNT       65536u
 #define MEMORY_MAX      (1ULL << 30) /* the daemon's defaults: 1 GiB, swap off, 512 pids */
 #define PIDS_MAX        512
+#define READY_WAIT_MS   10000 /* a peer that has not printed "ready" by then has failed */
 
 static volatile sig_atomic_t interrupted;
 
@@ -472,10 +485,11 @@ static int run_bwrap(unsigned runs, const char *dir, bool seccomp, const char *c
         return interrupted ? -EINTR : ret;
 }
 
-/* ---- tmux: the floor, tmux new-session -d on the host without any isolation ---- */
+/* ---- child processes: the peers' command-line tools ---- */
 
-/* Runs argv with the sandbox's clean environment (HOME without dotfiles), waits for it. */
-static int spawn_wait(const char *const *argv, const char *home, int *ret_status)
+/* Forks argv with the sandbox's clean environment (HOME without dotfiles), stdin on /dev/null and stdout on
+ * out_fd (/dev/null when negative), as uid and gid `uid` unless that is 0. */
+static int spawn(const char *const *argv, const char *home, int out_fd, uid_t uid, pid_t *ret_pid)
 {
         char home_env[4096];
         snprintf(home_env, sizeof(home_env), "HOME=%s", home);
@@ -487,24 +501,524 @@ static int spawn_wait(const char *const *argv, const char *home, int *ret_status
                 return -errno;
         if (pid == 0) {
                 int devnull = open("/dev/null", O_RDWR);
-                if (devnull >= 0) {
-                        (void) dup2(devnull, 0);
-                        (void) dup2(devnull, 1);
-                }
+                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_fd >= 0 ? out_fd : devnull, 1) < 0)
+                        _exit(125);
+                if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
+                        _exit(125);
                 execvpe(argv[0], (char *const *) argv, envp);
                 _exit(127);
         }
+        *ret_pid = pid;
+        return 0;
+}
+
+static int wait_pid(pid_t pid, int *ret_status)
+{
         while (waitpid(pid, ret_status, 0) < 0)
                 if (errno != EINTR)
                         return -errno;
         return 0;
 }
 
+/* Runs argv (see spawn()) and waits for it; 0 only when it exited with 0. */
+static int spawn_wait(const char *const *argv, const char *home)
+{
+        pid_t pid;
+        int status, r;
+
+        r = spawn(argv, home, -EBADF, 0, &pid);
+        if (r >= 0)
+                r = wait_pid(pid, &status);
+        if (r >= 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                r = -EIO;
+        return r;
+}
+
+/* Runs argv (see spawn()) with stdout on a pipe and waits for the line "ready", which the sandboxed shell of the
+ * crun and firejail peers prints once `tmux new-session -d` has returned, i.e. once the session exists. The
+ * child may still run then (firejail stays in the foreground); the caller reaps it. On failure the child is
+ * asked to stop (SIGTERM, so that firejail removes its files in /run/firejail) and reaped. */
+static int spawn_ready(const char *const *argv, const char *home, uid_t uid, pid_t *ret_pid)
+{
+        _cleanup_close_ int rd = -EBADF, wr = -EBADF;
+        uint64_t deadline = now_ns() + READY_WAIT_MS * 1000000ULL;
+        char buf[64];
+        size_t have = 0;
+        pid_t pid;
+        int p[2], r;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        rd = p[0];
+        wr = p[1];
+        r = spawn(argv, home, wr, uid, &pid);
+        if (r < 0)
+                return r;
+        wr = safe_close(wr);
+        for (;;) {
+                struct pollfd pfd = { .fd = rd, .events = POLLIN };
+                uint64_t now = now_ns();
+                ssize_t n;
+
+                if (now >= deadline) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                /* A signal only ends the caller's loop: this child is waited for like the others. */
+                r = poll(&pfd, 1, (int) ((deadline - now) / 1000000 + 1));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (r == 0)
+                        continue;
+                n = read(rd, buf + have, sizeof(buf) - 1 - have);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : -EPIPE; /* EOF: it exited (or closed stdout) without "ready" */
+                        break;
+                }
+                have += (size_t) n;
+                buf[have] = 0;
+                if (strchr(buf, '\n')) {
+                        r = streq(buf, "ready\n") ? 0 : -EBADMSG;
+                        break;
+                }
+                if (have == sizeof(buf) - 1) {
+                        r = -EBADMSG;
+                        break;
+                }
+        }
+        if (r < 0) {
+                (void) kill(pid, SIGTERM);
+                (void) wait_pid(pid, NULL);
+                return r;
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
+/* The sandboxed command of the crun and firejail peers: tmux's client returns once the session exists, the
+ * shell then says so on stdout and stays as the sandbox's long-lived process (tmux's server daemonizes). */
+static void ready_command(char *buf, size_t size, const char *sock, const char *name)
+{
+        snprintf(buf, size, "tmux -S %s new-session -d -s %s && echo ready && exec sleep infinity", sock, name);
+}
+
+/* ---- crun: an OCI runtime + tmux, the peer ---- */
+
+typedef struct peer_slot {
+        pid_t pid;    /* firejail: the firejail process, our child (crun run --detach has returned) */
+        int pidfd;    /* the sandbox's namespace init */
+        char *ws;     /* workspace directory */
+        char *bundle; /* crun: the OCI bundle directory */
+} peer_slot;
+
+/* crun (1.8.1 here; current releases too) refuses every container on a hybrid cgroup host whose v2 hierarchy offers controllers, also with
+ * --cgroup-manager=disabled ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2"); this
+ * machine's v2 mount offers hugetlb, which no v1 hierarchy holds. Hide that list from the crun processes we
+ * start: in a mount namespace of our own (a slave, so the host sees nothing) /dev/null is bound over it. */
+static int crun_hide_v2_controllers(void)
+{
+        static const char controllers[] = "/sys/fs/cgroup/unified/cgroup.controllers";
+        _cleanup_free_ char *data = NULL;
+
+        if (read_full_file(controllers, 4096, &data, NULL) < 0 || isempty(strstrip(data)))
+                return 0; /* not hybrid, or an empty v2 hierarchy: crun is content */
+        if (unshare(CLONE_NEWNS) < 0)
+                return -errno;
+        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+                return -errno;
+        if (mount("/dev/null", controllers, NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
+static bool json_safe(const char *s)
+{
+        for (; *s; s++)
+                if (*s == '"' || *s == '\\' || (unsigned char) *s < 0x20)
+                        return false;
+        return true;
+}
+
+/* Fills an OCI bundle directory (config.json and an empty rootfs owned by the container's root) for sandbox
+ * `name` with the isolation of the bwrap row: the host's /usr and /etc read-only, /bin /sbin /lib /lib64 as the
+ * host has them (symlinks into /usr here), /proc, a minimal /dev with devpts, tmpfs /tmp and /run, the
+ * workspace at /workspace; uid range base..base+65535 (the agent is 1000 inside), no capabilities,
+ * no_new_privs; no seccomp profile (crun has no default one: it applies what config.json lists). */
+static int crun_bundle_fill(const char *bundle, const char *name, uid_t base, const char *ws)
+{
+        static const char *const top[] = { "bin", "sbin", "lib", "lib64" };
+        _cleanup_free_ char *rootfs = strjoin(bundle, "/rootfs"), *config = strjoin(bundle, "/config.json");
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_close_ int rootfd = -EBADF;
+        char cmd[256], binds[1024] = "";
+
+        if (!rootfs || !config)
+                return -ENOMEM;
+        if (!json_safe(ws) || !json_safe(name))
+                return -EINVAL;
+        if (mkdir(rootfs, 0755) < 0)
+                return -errno;
+        /* Mount points are created by crun inside the user namespace, as the container's root. */
+        if (chown(rootfs, base, base) < 0)
+                return -errno;
+        rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(top); i++) {
+                char src[16], target[256];
+                struct stat st;
+                ssize_t n;
+
+                snprintf(src, sizeof(src), "/%s", top[i]);
+                n = readlink(src, target, sizeof(target) - 1);
+                if (n >= 0) {
+                        target[n] = 0;
+                        if (symlinkat(target, rootfd, top[i]) < 0)
+                                return -errno;
+                } else if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+                        size_t len = strlen(binds);
+                        snprintf(binds + len, sizeof(binds) - len,
+                                 "    { \"destination\": \"%s\", \"type\": \"bind\", \"source\": \"%s\", "
+                                 "\"options\": [\"rbind\", \"ro\", \"nosuid\", \"nodev\"] },\n",
+                                 src, src);
+                }
+        }
+        ready_command(cmd, sizeof(cmd), "/run/tmux.sock", name);
+
+        f = fopen(config, "we");
+        if (!f)
+                return -errno;
+        fprintf(f,
+                "{\n"
+                "  \"ociVersion\": \"1.0.0\",\n"
+                "  \"process\": {\n"
+                "    \"terminal\": false,\n"
+                "    \"user\": { \"uid\": %u, \"gid\": %u },\n"
+                "    \"args\": [\"/bin/sh\", \"-c\", \"%s\"],\n"
+                "    \"env\": [\"PATH=/usr/bin:/bin\", \"HOME=/workspace\", \"USER=agent\", \"LANG=C.UTF-8\", "
+                "\"TERM=xterm-256color\"],\n"
+                "    \"cwd\": \"/workspace\",\n"
+                "    \"capabilities\": { \"bounding\": [], \"effective\": [], \"inheritable\": [], \"permitted\": [], "
+                "\"ambient\": [] },\n"
+                "    \"noNewPrivileges\": true\n"
+                "  },\n"
+                "  \"root\": { \"path\": \"rootfs\", \"readonly\": true },\n"
+                "  \"hostname\": \"%s\",\n"
+                "  \"mounts\": [\n"
+                "    { \"destination\": \"/usr\", \"type\": \"bind\", \"source\": \"/usr\", "
+                "\"options\": [\"rbind\", \"ro\", \"nosuid\", \"nodev\"] },\n"
+                "%s"
+                "    { \"destination\": \"/etc\", \"type\": \"bind\", \"source\": \"/etc\", "
+                "\"options\": [\"rbind\", \"ro\", \"nosuid\", \"nodev\"] },\n"
+                "    { \"destination\": \"/proc\", \"type\": \"proc\", \"source\": \"proc\" },\n"
+                "    { \"destination\": \"/dev\", \"type\": \"tmpfs\", \"source\": \"tmpfs\", "
+                "\"options\": [\"nosuid\", \"strictatime\", \"mode=755\", \"size=65536k\"] },\n"
+                "    { \"destination\": \"/dev/pts\", \"type\": \"devpts\", \"source\": \"devpts\", "
+                "\"options\": [\"nosuid\", \"noexec\", \"newinstance\", \"ptmxmode=0666\", \"mode=0620\"] },\n"
+                "    { \"destination\": \"/tmp\", \"type\": \"tmpfs\", \"source\": \"tmpfs\", "
+                "\"options\": [\"nosuid\", \"nodev\", \"mode=1777\"] },\n"
+                "    { \"destination\": \"/run\", \"type\": \"tmpfs\", \"source\": \"tmpfs\", "
+                "\"options\": [\"nosuid\", \"nodev\", \"mode=1777\"] },\n"
+                "    { \"destination\": \"/workspace\", \"type\": \"bind\", \"source\": \"%s\", "
+                "\"options\": [\"rbind\", \"rw\"] }\n"
+                "  ],\n"
+                "  \"linux\": {\n"
+                "    \"uidMappings\": [ { \"containerID\": 0, \"hostID\": %u, \"size\": %u } ],\n"
+                "    \"gidMappings\": [ { \"containerID\": 0, \"hostID\": %u, \"size\": %u } ],\n"
+                "    \"namespaces\": [ { \"type\": \"user\" }, { \"type\": \"pid\" }, { \"type\": \"network\" }, "
+                "{ \"type\": \"uts\" }, { \"type\": \"ipc\" }, { \"type\": \"mount\" }, { \"type\": \"cgroup\" } ],\n"
+                "    \"maskedPaths\": [ \"/proc/acpi\", \"/proc/asound\", \"/proc/kcore\", \"/proc/keys\", "
+                "\"/proc/latency_stats\", \"/proc/timer_list\", \"/proc/sched_debug\", \"/proc/scsi\" ],\n"
+                "    \"readonlyPaths\": [ \"/proc/bus\", \"/proc/fs\", \"/proc/irq\", \"/proc/sys\", "
+                "\"/proc/sysrq-trigger\" ]\n"
+                "  }\n"
+                "}\n",
+                ISOLATE_AGENT_UID, ISOLATE_AGENT_UID, cmd, name, binds, ws, base, UID_COUNT, base, UID_COUNT);
+        if (fflush(f) != 0 || ferror(f))
+                return errno > 0 ? -errno : -EIO;
+        return 0;
+}
+
+static int crun_bundle_new(const char *dir, const char *name, uid_t base, const char *ws, char **ret)
+{
+        _cleanup_free_ char *bundle = strjoin(dir, "/", name, ".oci");
+        int r;
+
+        if (!bundle)
+                return -ENOMEM;
+        /* Reachable by the container's root, which is not root on the host. */
+        if (mkdir(bundle, 0711) < 0)
+                return -errno;
+        r = crun_bundle_fill(bundle, name, base, ws);
+        if (r < 0) {
+                (void) isolate_sandbox_remove_overlay(bundle);
+                return r;
+        }
+        *ret = TAKE_PTR(bundle);
+        return 0;
+}
+
+static int read_pid_file(const char *path, pid_t *ret)
+{
+        _cleanup_free_ char *data = NULL;
+        uint64_t v;
+        int r;
+
+        r = read_full_file(path, 64, &data, NULL);
+        if (r < 0)
+                return r;
+        r = parse_uint64(strstrip(data), &v);
+        if (r < 0)
+                return r;
+        if (v == 0 || v > INT32_MAX)
+                return -ERANGE;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+static int run_crun(unsigned runs, const char *dir_arg)
+{
+        _cleanup_free_ char *dir = realpath(dir_arg, NULL), *state = NULL;
+        _cleanup_free_ peer_slot *slots = calloc(runs, sizeof(peer_slot));
+        _cleanup_free_ uint64_t *create = calloc(runs, sizeof(uint64_t)), *stop = calloc(runs, sizeof(uint64_t));
+        size_t started = 0, stopped = 0;
+        int ret = 0, r;
+
+        if (!dir)
+                return -errno;
+        state = strjoin(dir, "/crun-state");
+        if (!slots || !create || !stop || !state)
+                return -ENOMEM;
+        for (unsigned i = 0; i < runs; i++)
+                slots[i].pidfd = -EBADF;
+        /* crun run --detach returns once the container runs: its init becomes our child, so that we can reap it. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+                return -errno;
+        r = crun_hide_v2_controllers();
+        if (r < 0) {
+                fprintf(stderr, "crun: hiding the cgroup v2 controllers: %s\n", strerror(-r));
+                return r;
+        }
+        /* crun's own state (--root), away from other crun users' /run/crun. */
+        if (mkdir(state, 0700) < 0)
+                return -errno;
+
+        for (unsigned i = 0; i < runs && !interrupted; i++) {
+                _cleanup_free_ char *pidfile = NULL;
+                char name[32];
+                uid_t base = UID_BASE_CRUN + i * UID_COUNT;
+                uint64_t t0, t;
+                pid_t pid, init = 0;
+                int status = 0;
+
+                snprintf(name, sizeof(name), "cr-%u", i);
+                r = make_workspace(dir, name, base + ISOLATE_AGENT_UID, &slots[i].ws);
+                if (r >= 0)
+                        r = crun_bundle_new(dir, name, base, slots[i].ws, &slots[i].bundle);
+                if (r >= 0 && !(pidfile = strjoin(slots[i].bundle, "/init.pid")))
+                        r = -ENOMEM;
+                if (r < 0) {
+                        fprintf(stderr, "workspace or bundle for %s: %s\n", name, strerror(-r));
+                        ret = r;
+                        break;
+                }
+                /* No cgroup, like the bwrap row without --cgroup: crun would otherwise create one in each of the nine
+                 * v1 hierarchies. */
+                const char *argv[] = { "crun", "--root", state, "--cgroup-manager=disabled", "run", "--detach",
+                                       "--bundle", slots[i].bundle, "--pid-file", pidfile, name, NULL };
+                t0 = now_ns();
+                r = spawn_ready(argv, "/", 0, &pid);
+                t = now_ns() - t0;
+                if (r >= 0)
+                        r = wait_pid(pid, &status);
+                if (r >= 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                        r = -EIO;
+                if (r >= 0)
+                        r = read_pid_file(pidfile, &init);
+                if (r >= 0 && (slots[i].pidfd = (int) syscall(SYS_pidfd_open, init, 0)) < 0)
+                        r = -errno;
+                if (r < 0) {
+                        fprintf(stderr, "crun %s failed: %s\n", name, strerror(-r));
+                        ret = r;
+                        break;
+                }
+                create[started++] = t;
+        }
+
+        /* Stop: crun kill (SIGKILL: the init is `sleep`, which as a namespace init ignores SIGTERM), reap the init
+         * (our child), crun delete. A half-created container is only deleted (-f kills what is left). */
+        for (unsigned i = 0; i < runs; i++) {
+                char name[32];
+                uint64_t t0 = now_ns();
+                bool had = slots[i].pidfd >= 0;
+
+                snprintf(name, sizeof(name), "cr-%u", i);
+                const char *kill_argv[] = { "crun", "--root", state, "kill", name, "KILL", NULL };
+                const char *delete_argv[] = { "crun", "--root", state, "delete", "-f", name, NULL };
+                if (had) {
+                        r = spawn_wait(kill_argv, "/");
+                        if (r >= 0 && waitid(P_PIDFD, slots[i].pidfd, &(siginfo_t){}, WEXITED) < 0)
+                                r = -errno;
+                        if (r >= 0)
+                                r = spawn_wait(delete_argv, "/");
+                        stop[stopped++] = now_ns() - t0;
+                        if (r < 0) {
+                                fprintf(stderr, "crun stop %s failed: %s\n", name, strerror(-r));
+                                ret = -EIO;
+                        }
+                        slots[i].pidfd = safe_close(slots[i].pidfd);
+                }
+                if (slots[i].bundle) {
+                        (void) spawn_wait(delete_argv, "/"); /* a no-op after a good stop */
+                        r = isolate_sandbox_remove_overlay(slots[i].bundle); /* any directory tree */
+                        if (r < 0)
+                                fprintf(stderr, "removing %s: %s\n", slots[i].bundle, strerror(-r));
+                }
+                if (slots[i].ws)
+                        (void) rmdir(slots[i].ws);
+                free(slots[i].bundle);
+                free(slots[i].ws);
+        }
+        /* Inits of half-created containers, killed by crun delete -f. */
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+                ;
+        (void) isolate_sandbox_remove_overlay(state);
+
+        print_stats("crun create->tmux ready", create, started);
+        print_stats("crun kill+reap+delete", stop, stopped);
+        return interrupted ? -EINTR : ret;
+}
+
+/* ---- firejail + tmux, the peer ---- */
+
+/* The firejail process has one child: the sandbox's namespace init. */
+static int only_child(pid_t pid, pid_t *ret)
+{
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        char *end;
+        long v;
+        int r;
+
+        if (asprintf_safe(&path, "/proc/%d/task/%d/children", (int) pid, (int) pid) < 0)
+                return -ENOMEM;
+        r = read_full_file(path, 256, &data, NULL);
+        if (r < 0)
+                return r;
+        errno = 0;
+        v = strtol(data, &end, 10);
+        if (errno != 0 || v <= 0 || end == data || !isempty(strstrip(end)))
+                return -ESRCH;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+static int run_firejail(unsigned runs, const char *dir_arg)
+{
+        _cleanup_free_ char *dir = realpath(dir_arg, NULL), *home = NULL;
+        _cleanup_free_ peer_slot *slots = calloc(runs, sizeof(peer_slot));
+        _cleanup_free_ uint64_t *create = calloc(runs, sizeof(uint64_t)), *stop = calloc(runs, sizeof(uint64_t));
+        const struct passwd *pw;
+        size_t started = 0, stopped = 0;
+        int ret = 0, r;
+
+        if (!dir)
+                return -errno;
+        if (!slots || !create || !stop)
+                return -ENOMEM;
+        for (unsigned i = 0; i < runs; i++)
+                slots[i].pidfd = -EBADF;
+        /* firejail takes the sandbox's user and home from the user database; the workspace is mounted there. */
+        pw = getpwuid(ISOLATE_AGENT_UID);
+        if (!pw) {
+                fprintf(stderr, "firejail: needs a host user with uid %u (its home becomes the workspace)\n",
+                        ISOLATE_AGENT_UID);
+                return -ENOENT;
+        }
+        home = strdup(pw->pw_dir);
+        if (!home)
+                return -ENOMEM;
+        /* If firejail dies first, its namespace init (killed by its parent-death signal) becomes ours to reap. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+                return -errno;
+
+        for (unsigned i = 0; i < runs && !interrupted; i++) {
+                char name[32], hostname[64], private_home[4200], cmd[256];
+                pid_t init = 0;
+                uint64_t t0, t;
+
+                snprintf(name, sizeof(name), "fj-%u", i);
+                r = make_workspace(dir, name, ISOLATE_AGENT_UID, &slots[i].ws);
+                if (r < 0) {
+                        fprintf(stderr, "workspace %s: %s\n", name, strerror(-r));
+                        ret = r;
+                        break;
+                }
+                snprintf(hostname, sizeof(hostname), "--hostname=%s", name);
+                snprintf(private_home, sizeof(private_home), "--private=%s", slots[i].ws);
+                ready_command(cmd, sizeof(cmd), "/tmp/tmux.sock", name);
+                /* firejail is setuid root and sandboxes the user who starts it: the agent, uid 1000. */
+                const char *argv[] = { "firejail", "--quiet", "--noprofile", "--noroot", "--net=none", "--ipc-namespace",
+                                       hostname, private_home, "--private-cwd", "--private-dev", "--private-tmp",
+                                       "--caps.drop=all", "--nonewprivs", "--seccomp", "--", "/bin/sh", "-c", cmd,
+                                       NULL };
+                t0 = now_ns();
+                r = spawn_ready(argv, home, ISOLATE_AGENT_UID, &slots[i].pid);
+                t = now_ns() - t0;
+                if (r >= 0)
+                        r = only_child(slots[i].pid, &init);
+                if (r >= 0 && (slots[i].pidfd = (int) syscall(SYS_pidfd_open, init, 0)) < 0)
+                        r = -errno;
+                if (r < 0) {
+                        fprintf(stderr, "firejail %s failed: %s (is %s reachable by uid %u?)\n", name, strerror(-r),
+                                dir, ISOLATE_AGENT_UID);
+                        ret = r;
+                        break;
+                }
+                create[started++] = t;
+        }
+
+        /* Stop: SIGKILL to the namespace init ends the pid namespace, as for bwrap; firejail notices, removes its
+         * files in /run/firejail and exits, and we reap it. (Its graceful path, SIGTERM to firejail, sleeps a
+         * fixed second inside the sandbox before it kills.) */
+        for (unsigned i = 0; i < runs; i++) {
+                uint64_t t0 = now_ns();
+                bool had = slots[i].pidfd >= 0;
+
+                if (had)
+                        (void) syscall(SYS_pidfd_send_signal, slots[i].pidfd, SIGKILL, NULL, 0);
+                else if (slots[i].pid > 0)
+                        (void) kill(slots[i].pid, SIGTERM);
+                if (slots[i].pid > 0)
+                        (void) wait_pid(slots[i].pid, NULL);
+                if (had)
+                        stop[stopped++] = now_ns() - t0;
+                slots[i].pidfd = safe_close(slots[i].pidfd);
+                /* firejail copied .bashrc and .inputrc into the workspace it used as home. */
+                if (slots[i].ws)
+                        (void) isolate_sandbox_remove_overlay(slots[i].ws);
+                free(slots[i].ws);
+        }
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+                ;
+
+        print_stats("firejail create->tmux ready", create, started);
+        print_stats("firejail kill+reap", stop, stopped);
+        return interrupted ? -EINTR : ret;
+}
+
+/* ---- tmux: the floor, tmux new-session -d on the host without any isolation ---- */
+
 static int run_tmux(unsigned runs, const char *dir)
 {
         _cleanup_free_ uint64_t *create = calloc(runs, sizeof(uint64_t)), *stop = calloc(runs, sizeof(uint64_t));
         size_t started = 0, stopped = 0;
-        int ret = 0, status, r;
+        int ret = 0, r;
 
         if (!create || !stop)
                 return -ENOMEM;
@@ -519,8 +1033,8 @@ static int run_tmux(unsigned runs, const char *dir)
                 snprintf(sock, sizeof(sock), "%s/%s.sock", dir, name);
                 const char *argv[] = { "tmux", "-S", sock, "new-session", "-d", "-s", name, "-c", dir, NULL };
                 t0 = now_ns();
-                r = spawn_wait(argv, dir, &status);
-                if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                r = spawn_wait(argv, dir);
+                if (r < 0) {
                         fprintf(stderr, "tmux new-session %s failed\n", name);
                         ret = -EIO;
                         break;
@@ -533,10 +1047,10 @@ static int run_tmux(unsigned runs, const char *dir)
 
                 snprintf(sock, sizeof(sock), "%s/tm-%zu.sock", dir, i);
                 const char *argv[] = { "tmux", "-S", sock, "kill-server", NULL };
-                r = spawn_wait(argv, dir, &status);
+                r = spawn_wait(argv, dir);
                 stop[stopped++] = now_ns() - t0;
                 (void) unlink(sock);
-                if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                if (r < 0)
                         ret = -EIO;
         }
         while (waitpid(-1, NULL, 0) > 0)
@@ -689,6 +1203,8 @@ static void usage(void)
         fprintf(stderr, "usage: sandbox-bench lib --runs N --dir DIR [--parent NAME]\n"
                         "       sandbox-bench tmux --runs N --dir DIR\n"
                         "       sandbox-bench bwrap --runs N --dir DIR [--seccomp] [--cgroup NAME]\n"
+                        "       sandbox-bench crun --runs N --dir DIR\n"
+                        "       sandbox-bench firejail --runs N --dir DIR\n"
                         "       sandbox-bench api --socket PATH --op create|stop|delete --prefix P --runs N "
                         "[--clients C]\n");
 }
@@ -759,6 +1275,10 @@ int main(int argc, char **argv)
                 r = run_tmux(runs, dir);
         else if (streq(mode, "bwrap") && dir)
                 r = run_bwrap(runs, dir, seccomp, cgroup);
+        else if (streq(mode, "crun") && dir)
+                r = run_crun(runs, dir);
+        else if (streq(mode, "firejail") && dir)
+                r = run_firejail(runs, dir);
         else if (streq(mode, "api") && socket_path && op)
                 r = run_api(socket_path, op, prefix, runs, clients);
         else {

@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
 # Sandbox lifecycle benchmarks (issue 5), all in one run so the peers see the same machine state:
 #   1. create -> tmux-ready latency over N sandboxes each: plain host tmux (the floor), bubblewrap + tmux
-#      (bare, then with our seccomp filter and a per-sandbox cgroup), our isolate library directly, and the
-#      daemon's API (POST /v1/sandboxes returns when the tmux session exists); then stop and delete latency.
+#      (bare, then with our seccomp filter and a per-sandbox cgroup), crun + tmux and firejail + tmux (the
+#      other peers), our isolate library directly, and the daemon's API (POST /v1/sandboxes returns when the
+#      tmux session exists); then stop and delete latency.
 #      With PHASES=1 (default; needs perf) a perf trace of more library starts, split into phases by
 #      bench/sandbox-phases.py: where the time goes.
 #   2. CONCURRENT sandboxes created through the API by CLIENTS parallel clients: time until all are ready,
 #      idle memory per sandbox (cgroup accounting, and RSS/PSS of the processes inside), daemon RSS; then
 #      stop and delete latency with that many running.
-# Needs root. Everything it starts is removed again, also on failure or Ctrl-C (trap). The whole run is
-# bounded by MAX_SECONDS (default 600; each step gets what is left); it takes ~20 s on the project machine.
+# Needs root; installs missing tools with apt-get. Everything it starts is removed again, also on failure or
+# Ctrl-C (trap). The whole run is bounded by MAX_SECONDS (default 600; each step gets what is left); it takes
+# ~22 s on the project machine.
 #   N=100 CONCURRENT=200 CLIENTS=8 PHASES=1 bench/sandbox.sh [BUILD_DIR]
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
         echo "bench/sandbox.sh: needs root (sandboxes, cgroups)" >&2
         exit 77
 fi
-for tool in bwrap tmux curl jq timeout; do
-        command -v "$tool" >/dev/null || { echo "bench/sandbox.sh: $tool is missing" >&2; exit 77; }
+# The peers and helpers, as tool:package; missing ones are installed.
+missing=()
+for tp in bwrap:bubblewrap tmux:tmux curl:curl jq:jq timeout:coreutils crun:crun firejail:firejail; do
+        command -v "${tp%%:*}" >/dev/null || missing+=("${tp#*:}")
 done
+if [ ${#missing[@]} -gt 0 ]; then
+        echo "# installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt_install() { apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+        # A stale package list may not know a package yet: update it once and retry.
+        if ! apt_install && ! { apt-get update -q >&2 && apt_install; }; then
+                echo "bench/sandbox.sh: could not install ${missing[*]}" >&2
+                exit 77
+        fi
+fi
 build=$(cd "${1:-build}" && pwd)
 N=${N:-100}
 CONCURRENT=${CONCURRENT:-200}
@@ -26,6 +40,9 @@ CLIENTS=${CLIENTS:-8}
 MAX_SECONDS=${MAX_SECONDS:-600}
 bench=$build/bench/sandbox-bench
 tmp=$(mktemp -d /tmp/pc-bench-sandbox.XXXXXX)
+# firejail sandboxes uid 1000, which resolves its workspace path itself: it gets a directory it can reach.
+fjdir=$(mktemp -d /tmp/pc-bench-firejail.XXXXXX)
+chmod 0711 "$fjdir"
 pidfile=$tmp/run/pocketcoderd.pid
 sock=$tmp/run/api.sock
 # Sandbox names are per run, so a leftover of another run or of the tests is never touched.
@@ -59,7 +76,7 @@ cleanup() {
                 /sys/fs/cgroup/*/"$bw_parent"; do
                 [ -d "$dir" ] && rmdir "$dir"
         done
-        rm -rf "$tmp"
+        rm -rf "$tmp" "$fjdir"
 }
 # A signal stops the running step first (sandbox-bench removes what it started), then cleanup runs.
 child=
@@ -88,7 +105,7 @@ run_step() {
 step() { run_step "$bench" "$@"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-echo "# $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(tmux -V), bubblewrap $(bwrap --version | cut -d' ' -f2)"
+echo "# $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(tmux -V), bubblewrap $(bwrap --version | cut -d' ' -f2), $(crun --version | head -n1), $(firejail --version | head -n1)"
 echo "# N=$N CONCURRENT=$CONCURRENT CLIENTS=$CLIENTS, build $build"
 
 mkdir -p "$tmp/ws"
@@ -102,6 +119,8 @@ echo "## 1. create -> tmux ready, $N sandboxes each (all kept running, then stop
 step tmux --runs "$N" --dir "$tmp/ws"
 step bwrap --runs "$N" --dir "$tmp/ws"
 step bwrap --runs "$N" --dir "$tmp/ws" --seccomp --cgroup "$bw_parent"
+step crun --runs "$N" --dir "$tmp/ws"
+step firejail --runs "$N" --dir "$fjdir"
 step lib --runs "$N" --dir "$tmp/ws" --parent "$lib_parent"
 step api --socket "$sock" --op create --prefix "$seq_prefix" --runs "$N" --clients 1
 step api --socket "$sock" --op stop --prefix "$seq_prefix" --runs "$N" --clients 1
