@@ -662,6 +662,51 @@ int isolate_cgroup_attach(isolate_cgroup *cg, pid_t pid)
         return for_each_dir(cg, attach_one, buf);
 }
 
+_Static_assert(_CGROUP_V1_MAX <= ISOLATE_CGROUP_JOIN_MAX, "one join file per v1 hierarchy");
+
+static int open_tasks(int dirfd, const char *path, void *userdata)
+{
+        isolate_cgroup_join *j = userdata;
+        int fd = openat(dirfd, "tasks", O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+
+        (void)path;
+        if (fd < 0)
+                return -errno;
+        j->fd[j->n++] = fd;
+        return 0;
+}
+
+int isolate_cgroup_join_open(isolate_cgroup *cg, isolate_cgroup_join *ret)
+{
+        int r;
+
+        *ret = (isolate_cgroup_join){};
+        if (cg->version == ISOLATE_CGROUP_V2)
+                return -EOPNOTSUPP;
+        r = for_each_dir(cg, open_tasks, ret);
+        if (r < 0)
+                isolate_cgroup_join_close(ret);
+        return r;
+}
+
+int isolate_cgroup_join_self(isolate_cgroup_join *j)
+{
+        int r = 0;
+
+        for (size_t i = 0; i < j->n && r == 0; i++)
+                if (write(j->fd[i], "0", 1) != 1)
+                        r = -errno;
+        isolate_cgroup_join_close(j);
+        return r;
+}
+
+void isolate_cgroup_join_close(isolate_cgroup_join *j)
+{
+        for (size_t i = 0; i < j->n; i++)
+                safe_close(j->fd[i]);
+        j->n = 0;
+}
+
 static int v1_dir_fd(const isolate_cgroup *cg, cgroup_v1_controller c)
 {
         return cg->v1_dir[c] ? open_dir(cg->v1_dir[c]) : -ENOENT;

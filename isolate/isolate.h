@@ -64,6 +64,19 @@ int isolate_cgroup_attach(isolate_cgroup *cg, pid_t pid);
 /* v2 only: an O_DIRECTORY fd of the leaf for clone3(CLONE_INTO_CGROUP); -EOPNOTSUPP on v1. The fd is
  * owned by cg (valid until isolate_cgroup_free(); do not close it). */
 int isolate_cgroup_fd(isolate_cgroup *cg);
+/* v1 only: how a new process joins cg without the cost of isolate_cgroup_attach(). Writing a pid to
+ * cgroup.procs takes the kernel's global threadgroup lock for writing, which waits for an RCU grace period
+ * (0.1-15 ms on a busy host); a thread that writes "0" (itself) to a hierarchy's "tasks" file skips that
+ * lock. The privileged parent opens the files (the kernel checks the opener's credentials), the new,
+ * still single-threaded child writes them, first thing. -EOPNOTSUPP on v2: use clone3(CLONE_INTO_CGROUP). */
+#define ISOLATE_CGROUP_JOIN_MAX 4
+typedef struct isolate_cgroup_join {
+        int fd[ISOLATE_CGROUP_JOIN_MAX];
+        size_t n;
+} isolate_cgroup_join;
+int isolate_cgroup_join_open(isolate_cgroup *cg, isolate_cgroup_join *ret);
+int isolate_cgroup_join_self(isolate_cgroup_join *j); /* in the child; closes the files */
+void isolate_cgroup_join_close(isolate_cgroup_join *j);
 int isolate_cgroup_set_limits(isolate_cgroup *cg, const isolate_limits *limits);
 int isolate_cgroup_usage(isolate_cgroup *cg, isolate_usage *ret);
 /* Kills every process in the group (cgroup.kill on v2, SIGKILL loop on v1) and waits until empty. */

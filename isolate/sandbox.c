@@ -309,7 +309,8 @@ typedef struct init_ctx {
         const isolate_rootfs_plan *plan;
         const isolate_bpf *bpf;
         int sync_fd;
-        bool late_cgroupns; /* v1/no cgroup fd: unshare the cgroup namespace after the parent moved us */
+        isolate_cgroup_join *join; /* v1: the cgroup to move ourselves into, first thing */
+        bool late_cgroupns; /* v1 or no cgroup: unshare the cgroup namespace once in the final cgroup */
         unsigned cap_last;
 } init_ctx;
 
@@ -324,7 +325,15 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
         sync_msg go;
         int r;
 
-        /* 1. Forget the daemon: only our sync socket and the image mount survive, stdio is /dev/null,
+        /* 1. v1: into the sandbox's cgroup, before anything is charged to the daemon's. */
+        if (c->join->n > 0) {
+                STEP("join the sandbox's cgroup");
+                r = isolate_cgroup_join_self(c->join);
+                if (r < 0)
+                        goto fail;
+        }
+
+        /*    Then forget the daemon: only our sync socket and the image mount survive, stdio is /dev/null,
          *    signal dispositions were reset by CLONE_CLEAR_SIGHAND, the mask is cleared here. */
         STEP("close inherited file descriptors");
         r = close_all_except(c->sync_fd, c->plan->image_mount_fd);
@@ -352,7 +361,7 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
                 goto fail;
         }
 
-        /* 2. Namespaces exist (clone3). Wait for the parent: uid/gid maps written, cgroup joined, network
+        /* 2. Namespaces exist (clone3). Wait for the parent: uid/gid maps written, network
          *    configured. */
         STEP("wait for the parent");
         r = recv_msg(c->sync_fd, -1, &go, NULL);
@@ -696,13 +705,19 @@ static void plan_donep(isolate_rootfs_plan *p)
 /* What every child of ours needs before clone: a sync socket pair, and the cgroup fd to clone into
  * (negative on v1, where the child is attached after clone instead). The cgroup fd belongs to cg. */
 static int prepare_child(const char *name, isolate_cgroup *cg, int *ret_parent, int *ret_child, int *ret_cgroup_fd,
-                         pc_error **reterr)
+                         isolate_cgroup_join *ret_join, pc_error **reterr)
 {
         int sv[2], cgroup_fd = -EBADF;
 
         if (cg) {
+                /* v2: the child starts in its cgroup (CLONE_INTO_CGROUP); v1: it moves itself there first. */
                 cgroup_fd = isolate_cgroup_fd(cg);
-                if (cgroup_fd < 0 && cgroup_fd != -EOPNOTSUPP)
+                if (cgroup_fd == -EOPNOTSUPP) {
+                        int r = isolate_cgroup_join_open(cg, ret_join);
+                        if (r < 0)
+                                return pc_error_setf(reterr, r, "cgroup", "sandbox %s: cannot open %s/*/tasks: %s",
+                                                     name, isolate_cgroup_path(cg), strerror(-r));
+                } else if (cgroup_fd < 0)
                         return pc_error_setf(reterr, cgroup_fd, "cgroup", "sandbox %s: cannot open cgroup: %s", name,
                                              strerror(-cgroup_fd));
         }
@@ -720,6 +735,7 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
         _cleanup_(plan_donep) isolate_rootfs_plan plan = { .image_mount_fd = -EBADF };
         _cleanup_(child_guard_done) child_guard child = { .pidfd = -EBADF };
         _cleanup_close_ int sync_parent = -EBADF, sync_child = -EBADF;
+        _cleanup_(isolate_cgroup_join_close) isolate_cgroup_join join = {};
         uint64_t timeout = cfg->ready_timeout_usec ?: DEFAULT_READY_TIMEOUT_USEC;
         int cgroup_fd = -EBADF, pidfd = -EBADF, r;
         struct clone_args args = {};
@@ -752,7 +768,7 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
         }
         /* Start directly inside the sandbox's cgroup when the hierarchy allows (v2): the cgroup namespace
          * is then rooted there from the first instruction. */
-        r = prepare_child(cfg->name, cfg->cgroup, &sync_parent, &sync_child, &cgroup_fd, reterr);
+        r = prepare_child(cfg->name, cfg->cgroup, &sync_parent, &sync_child, &cgroup_fd, &join, reterr);
         if (r < 0)
                 return r;
 
@@ -761,6 +777,7 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
                 .plan = &plan,
                 .bpf = &sb->bpf,
                 .sync_fd = sync_child,
+                .join = &join,
                 .late_cgroupns = cgroup_fd < 0,
                 .cap_last = sb->cap_last,
         };
@@ -785,6 +802,7 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
                 init_child(&ctx);
         child.pidfd = pidfd;
         sync_child = safe_close(sync_child);
+        isolate_cgroup_join_close(&join);
 
         /* uid/gid maps: sandbox 0..count-1 -> host base..base+count-1. We hold CAP_SETUID/CAP_SETGID in the
          * parent namespace, so a ranged map is allowed and setgroups stays allowed inside: init uses it
@@ -795,13 +813,6 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
         if (r < 0)
                 return pc_error_setf(reterr, r, "userns", "sandbox %s: cannot write uid/gid map: %s", cfg->name,
                                      strerror(-r));
-
-        if (cfg->cgroup && cgroup_fd < 0) {
-                r = isolate_cgroup_attach(cfg->cgroup, child.pid);
-                if (r < 0)
-                        return pc_error_setf(reterr, r, "cgroup", "sandbox %s: cannot attach init to %s: %s",
-                                             cfg->name, isolate_cgroup_path(cfg->cgroup), strerror(-r));
-        }
 
         if (cfg->net) {
                 char path[64];
@@ -970,6 +981,7 @@ typedef struct exec_ctx {
         const isolate_sandbox *sb;
         const isolate_exec_options *o;
         int sync_fd;
+        isolate_cgroup_join *join; /* v1: the sandbox's cgroup, joined first */
         char *const *envp;
 } exec_ctx;
 
@@ -1082,9 +1094,11 @@ _noreturn_ static void exec_helper(const exec_ctx *e)
         if (r < 0 || go.kind != MSG_GO)
                 _exit(1);
 
-        /* 1. Join every namespace of the sandbox's init at once (pidfd setns, Linux >= 5.8). Our cgroup was
-         *    set by the parent. The pid namespace applies to our children: fork once more, with
+        /* 1. Join the sandbox's cgroup (v2: we started there), then every namespace of its init at once
+         *    (pidfd setns, Linux >= 5.8). The pid namespace applies to our children: fork once more, with
          *    CLONE_PARENT so that the caller is the parent and can wait for it. */
+        if (e->join->n > 0 && (r = isolate_cgroup_join_self(e->join)) < 0)
+                child_fail(e->sync_fd, "join the sandbox's cgroup", r);
         if (setns(e->sb->pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
                                         CLONE_NEWIPC | CLONE_NEWCGROUP) < 0)
                 child_fail(e->sync_fd, "join the sandbox's namespaces", -errno);
@@ -1109,6 +1123,7 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
 {
         _cleanup_(child_guard_done) child_guard helper = { .pidfd = -EBADF }, target = { .pidfd = -EBADF };
         _cleanup_close_ int sync_parent = -EBADF, sync_child = -EBADF;
+        _cleanup_(isolate_cgroup_join_close) isolate_cgroup_join join = {};
         struct clone_args args = { .exit_signal = SIGCHLD, .flags = CLONE_CLEAR_SIGHAND };
         char *envp[6], bufs[5][128];
         int cgroup_fd = -EBADF, r, status;
@@ -1121,7 +1136,7 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
                 return pc_error_setf(reterr, ESRCH, "not_running", "sandbox %s is not running", sb->name);
 
         make_env(envp, bufs, opts->as_root, opts->term);
-        r = prepare_child(sb->name, sb->cgroup, &sync_parent, &sync_child, &cgroup_fd, reterr);
+        r = prepare_child(sb->name, sb->cgroup, &sync_parent, &sync_child, &cgroup_fd, &join, reterr);
         if (r < 0)
                 return r;
         if (cgroup_fd >= 0) {
@@ -1129,7 +1144,7 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
                 args.cgroup = (uint64_t) cgroup_fd;
         }
 
-        exec_ctx e = { .sb = sb, .o = opts, .sync_fd = sync_child, .envp = envp };
+        exec_ctx e = { .sb = sb, .o = opts, .sync_fd = sync_child, .join = &join, .envp = envp };
         helper.pid = raw_clone3(&args);
         if (helper.pid < 0) {
                 helper.pid = 0;
@@ -1138,13 +1153,7 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
         if (helper.pid == 0)
                 exec_helper(&e);
         sync_child = safe_close(sync_child);
-
-        if (sb->cgroup && cgroup_fd < 0) {
-                r = isolate_cgroup_attach(sb->cgroup, helper.pid);
-                if (r < 0)
-                        return pc_error_setf(reterr, r, "cgroup", "sandbox %s: cannot attach to %s: %s", sb->name,
-                                             isolate_cgroup_path(sb->cgroup), strerror(-r));
-        }
+        isolate_cgroup_join_close(&join);
         send_msg(sync_parent, MSG_GO, 0, 0, NULL);
 
         /* The helper answers with the process' pidfd (or the step that failed) and exits. */

@@ -473,8 +473,38 @@ TEST(clone_into_cgroup)
         if (!cg)
                 return;
         if (!v2()) {
+                /* v1: the child moves itself in through "tasks" files its parent opened, even after it
+                 * gave up root (the kernel checks who opened them), and only into this group. */
+                isolate_cgroup_join join = {};
+                int done[2];
+                char ok = 0;
                 CHECK_INTEQ(isolate_cgroup_fd(cg), -EOPNOTSUPP);
+                CHECK_INTEQ(isolate_cgroup_join_open(cg, &join), 0);
+                CHECK(join.n >= 2);
+                CHECK_INTEQ(pipe2(done, O_CLOEXEC), 0);
+                pid_t pid = fork();
+                if (pid == 0) {
+                        /* One byte when joined; EOF (the child died) when not. */
+                        if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0 ||
+                            isolate_cgroup_join_self(&join) < 0 || write(done[1], "j", 1) != 1)
+                                _exit(1);
+                        for (;;)
+                                pause();
+                }
+                isolate_cgroup_join_close(&join);
+                CHECK_INTEQ(join.n, 0);
+                close(done[1]);
+                CHECK(pid > 0);
+                if (pid > 0) {
+                        CHECK(read(done[0], &ok, 1) == 1 && ok == 'j');
+                        CHECK(in_group(pid, "clone"));
+                        CHECK_INTEQ(isolate_cgroup_kill(cg), 0);
+                        CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+                }
+                close(done[0]);
         } else {
+                isolate_cgroup_join join = {};
+                CHECK_INTEQ(isolate_cgroup_join_open(cg, &join), -EOPNOTSUPP);
                 struct clone_args args = {
                         .flags = CLONE_INTO_CGROUP,
                         .exit_signal = SIGCHLD,
