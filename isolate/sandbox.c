@@ -1011,7 +1011,7 @@ static int exec_privilege_sequence(const exec_ctx *e, const char **ret_step)
         const char *step = NULL;
         int r;
 
-        /* 1. Namespaces and cgroup: joined by the helper before it forked us (setns + cgroup attach). */
+        /* 1. Namespaces and cgroup: joined by the helper before it forked us (cgroup join + setns). */
 
         /* 2. Own session, stdio from the caller, the terminal when asked. */
         STEP("setsid");
