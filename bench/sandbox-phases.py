@@ -16,8 +16,8 @@ LINE = re.compile(r"\s*([0-9.]+) \(\s*([0-9.]*)(?: ms)?\s*\): (.*?)/(\d+)\s+(?:\
 
 PHASES = [
     ("clone3 into new user/mnt/pid/net/uts/ipc namespaces", "clone_start", "clone_end"),
-    ("parent: uid/gid maps, GO", "clone_end", "go"),
-    ("child: (v1 cgroup join,) rootfs through fds + pivot_root", "go", "pivot"),
+    ("parent: uid/gid maps, GO (v1: the child joins its cgroup)", "clone_end", "go"),
+    ("child: rootfs assembly through fds + pivot_root", "go", "pivot"),
     ("child: caps, no_new_privs, seccomp load", "pivot", "seccomp"),
     ("init: fork + PATH search + exec tmux", "seccomp", "tmux_exec"),
     ("tmux new-session -d (client, server, session)", "tmux_exec", "ready"),
