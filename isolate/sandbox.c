@@ -668,24 +668,6 @@ static int load_filter(int seccomp_fd, isolate_bpf *ret, pc_error **reterr)
         return 0;
 }
 
-static isolate_sandbox *sandbox_new(const isolate_sandbox_config *cfg)
-{
-        isolate_sandbox *sb = calloc(1, sizeof(*sb));
-
-        if (!sb)
-                return NULL;
-        sb->name = strdup(cfg->name);
-        if (!sb->name) {
-                free(sb);
-                return NULL;
-        }
-        sb->pidfd = -EBADF;
-        sb->uid_base = cfg->uid_base;
-        sb->uid_count = cfg->uid_count;
-        sb->cgroup = cfg->cgroup;
-        return sb;
-}
-
 isolate_sandbox *isolate_sandbox_free(isolate_sandbox *sb)
 {
         if (!sb)
@@ -697,6 +679,30 @@ isolate_sandbox *isolate_sandbox_free(isolate_sandbox *sb)
         return NULL;
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_sandbox *, isolate_sandbox_free);
+
+/* The handle both start and adopt fill in: name, ids, cgroup, the loaded seccomp filter (exec installs
+ * it in every command) and the host's last capability. */
+static int sandbox_new(const isolate_sandbox_config *cfg, isolate_sandbox **ret, pc_error **reterr)
+{
+        _cleanup_(isolate_sandbox_freep) isolate_sandbox *sb = calloc(1, sizeof(*sb));
+        int r;
+
+        if (!sb || !(sb->name = strdup(cfg->name)))
+                return -ENOMEM;
+        sb->pidfd = -EBADF;
+        sb->uid_base = cfg->uid_base;
+        sb->uid_count = cfg->uid_count;
+        sb->cgroup = cfg->cgroup;
+        r = load_filter(cfg->seccomp_fd, &sb->bpf, reterr);
+        if (r < 0)
+                return r;
+        r = read_cap_last(&sb->cap_last);
+        if (r < 0)
+                return pc_error_setf(reterr, r, "host", "cannot read /proc/sys/kernel/cap_last_cap: %s",
+                                     strerror(-r));
+        *ret = TAKE_PTR(sb);
+        return 0;
+}
 static void plan_donep(isolate_rootfs_plan *p)
 {
         isolate_rootfs_plan_done(p);
@@ -744,16 +750,9 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
         r = check_config(cfg, reterr);
         if (r < 0)
                 return r;
-        sb = sandbox_new(cfg);
-        if (!sb)
-                return -ENOMEM;
-        r = load_filter(cfg->seccomp_fd, &sb->bpf, reterr);
+        r = sandbox_new(cfg, &sb, reterr);
         if (r < 0)
                 return r;
-        r = read_cap_last(&sb->cap_last);
-        if (r < 0)
-                return pc_error_setf(reterr, r, "host", "cannot read /proc/sys/kernel/cap_last_cap: %s",
-                                     strerror(-r));
         r = isolate_rootfs_plan_init(&plan, cfg->name, cfg->workspace, cfg->rootfs_image, cfg->resolv_conf);
         if (r < 0)
                 return pc_error_setf(reterr, r, "rootfs", "sandbox %s: cannot prepare /etc: %s", cfg->name,
@@ -881,13 +880,7 @@ int isolate_sandbox_adopt(const isolate_sandbox_config *cfg, pid_t pid, uint64_t
         if (r < 0)
                 return r;
 
-        sb = sandbox_new(cfg);
-        if (!sb)
-                return -ENOMEM;
-        r = load_filter(cfg->seccomp_fd, &sb->bpf, NULL);
-        if (r < 0)
-                return r;
-        r = read_cap_last(&sb->cap_last);
+        r = sandbox_new(cfg, &sb, NULL);
         if (r < 0)
                 return r;
         sb->pid = pid;
