@@ -38,15 +38,24 @@ static int usage(bool ok)
         return ok ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
-static bool image_name_ok(const char *cmd, const char *name)
+/* The one NAME operand left after the options (argv[optind]), or NULL after saying what is wrong. */
+static const char *image_name_arg(const char *cmd, int argc, char **argv)
 {
+        const char *name;
+
+        if (optind + 1 != argc) {
+                fprintf(stderr, "pocketcoder image %s: %s\n", cmd,
+                        optind >= argc ? "the image NAME is required" : "unexpected argument after NAME");
+                return NULL;
+        }
+        name = argv[optind];
         if (name_is_valid(name) && !streq(name, "host"))
-                return true;
+                return name;
         fprintf(stderr,
                 "pocketcoder image %s: image name \"%s\" is invalid (lowercase letters, digits and '-', "
                 "at most 63 characters; \"host\" is reserved)\n",
                 cmd, name);
-        return false;
+        return NULL;
 }
 
 /* ---- build ---- */
@@ -73,7 +82,7 @@ static int image_build(int argc, char **argv, const char *state_dir)
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        const char *suite = NULL, *packages = NULL, *mirror = NULL, *variant = NULL, *args[16];
+        const char *name, *suite = NULL, *packages = NULL, *mirror = NULL, *variant = NULL, *args[16];
         size_t n = 0;
         _cleanup_free_ char *script = NULL;
         const char *dir = getenv("POCKETCODER_ROOTFS_DIR");
@@ -104,12 +113,8 @@ static int image_build(int argc, char **argv, const char *state_dir)
                         return CLI_EXIT_USAGE;
                 }
         }
-        if (optind + 1 != argc) {
-                fprintf(stderr, "pocketcoder image build: %s\n",
-                        optind >= argc ? "the image NAME is required" : "unexpected argument after NAME");
-                return CLI_EXIT_USAGE;
-        }
-        if (!image_name_ok("build", argv[optind]))
+        name = image_name_arg("build", argc, argv);
+        if (!name)
                 return CLI_EXIT_USAGE;
         if (geteuid() != 0) {
                 fprintf(stderr, "pocketcoder image build: building an image needs root (debootstrap creates "
@@ -122,7 +127,7 @@ static int image_build(int argc, char **argv, const char *state_dir)
         args[n++] = "--state-dir";
         args[n++] = state_dir;
         args[n++] = "--name";
-        args[n++] = argv[optind];
+        args[n++] = name;
         const struct {
                 const char *flag, *value;
         } opts[] = {
@@ -460,13 +465,8 @@ static int image_rm(int argc, char **argv, const char *state_dir, const cli_glob
                         return CLI_EXIT_USAGE;
                 }
         }
-        if (optind + 1 != argc) {
-                fprintf(stderr, "pocketcoder image rm: %s\n",
-                        optind >= argc ? "the image NAME is required" : "unexpected argument after NAME");
-                return CLI_EXIT_USAGE;
-        }
-        name = argv[optind];
-        if (!image_name_ok("rm", name))
+        name = image_name_arg("rm", argc, argv);
+        if (!name)
                 return CLI_EXIT_USAGE;
         path = strjoin(state_dir, "/images/", name);
         if (!path)
