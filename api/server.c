@@ -214,8 +214,7 @@ static int parse_body(api_request *rq)
                 rq->json = NULL;
                 return 0;
         }
-        rq->json = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES,
-                              &jerr);
+        rq->json = json_loadb(rq->body, rq->body_len, PC_JSON_REQUEST_FLAGS, &jerr);
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "malformed_json",
                                        "request body is not valid JSON: line %d column %d: %s", jerr.line,

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds the policy fuzzers with clang (libFuzzer + ASan + UBSan) and runs each for SECONDS (default 300).
+# Builds the fuzzers with clang (libFuzzer + ASan + UBSan) and runs each for SECONDS (default 300): the
+# policy parser, the shell analyser, the daemon's config file and the API's request bodies.
 # Usage: bench/fuzz.sh [SECONDS]    Environment: BUILD (default build-fuzz), JOBS (default 1).
 # Exit status 1 if any fuzzer found a crash; crash inputs are left in $BUILD/fuzz-out/TARGET/.
 set -eu
@@ -11,11 +12,15 @@ JOBS=${JOBS:-1}
 if [ ! -d "$BUILD" ]; then
         CC=clang meson setup "$BUILD" "$SRC" >/dev/null
 fi
-ninja -C "$BUILD" tests/fuzz/fuzz-policy-parse tests/fuzz/fuzz-shell-parse | grep -v "^\[" || true
-test -x "$BUILD/tests/fuzz/fuzz-shell-parse" && test -x "$BUILD/tests/fuzz/fuzz-policy-parse"
+TARGETS="fuzz-policy-parse:seeds-policy fuzz-shell-parse:seeds-shell fuzz-config-parse:seeds-config
+         fuzz-api-request:seeds-api-request"
+for pair in $TARGETS; do
+        ninja -C "$BUILD" "tests/fuzz/${pair%%:*}" | grep -v "^\[" || true
+        test -x "$BUILD/tests/fuzz/${pair%%:*}"
+done
 
 status=0
-for pair in fuzz-policy-parse:seeds-policy fuzz-shell-parse:seeds-shell; do
+for pair in $TARGETS; do
         target=${pair%%:*}
         seeds=${pair#*:}
         out="$BUILD/fuzz-out/$target"

@@ -165,26 +165,29 @@ int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error *
         return 0;
 }
 
-int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr)
+/* One pass over the lines of TEXT, applying each key to *c as it comes. */
+static int parse_lines(pc_config *c, const char *origin, const char *text, size_t len, pc_error **reterr)
 {
-        _cleanup_free_ char *data = NULL;
+        _cleanup_free_ char *data = malloc(len + 1);
+        char *p, *next, *end;
         unsigned line = 0;
-        char *p, *next;
         int r;
 
-        r = read_full_file(path, 1024 * 1024, &data, NULL);
-        if (r == -ENOENT && !must_exist)
-                return 0;
-        if (r < 0)
-                return pc_error_setf(reterr, -r, "config_unreadable", "config %s: cannot read: %s", path,
-                                     strerror(-r));
-
+        if (!data)
+                return -ENOMEM;
+        memcpy(data, text, len);
+        data[len] = 0;
+        end = data + len;
         for (p = data; p; p = next) {
                 const char *why = NULL;
                 char *eq, *key, *value;
 
                 line++;
-                next = strchr(p, '\n');
+                next = memchr(p, '\n', end - p);
+                /* A NUL would silently cut the line short: the file is text, or it is refused. */
+                if (memchr(p, 0, (next ?: end) - p))
+                        return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                             "config %s:%u: NUL byte (a config file is text)", origin, line);
                 if (next)
                         *next++ = 0;
                 if (strchr(p, '#'))
@@ -195,7 +198,7 @@ int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **r
                 eq = strchr(key, '=');
                 if (!eq)
                         return pc_error_setf(reterr, EINVAL, "invalid_config",
-                                             "config %s:%u: expected \"key = value\", got \"%s\"", path, line,
+                                             "config %s:%u: expected \"key = value\", got \"%s\"", origin, line,
                                              key);
                 *eq = 0;
                 value = strstrip(eq + 1);
@@ -211,9 +214,39 @@ int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **r
                         return r;
                 if (r < 0)
                         return pc_error_setf(reterr, EINVAL, "invalid_config", "config %s:%u: %s \"%s\": %s",
-                                             path, line, r == -ENOKEY ? "key" : "value for", key, why);
+                                             origin, line, r == -ENOKEY ? "key" : "value for", key, why);
         }
         return 0;
+}
+
+int pc_config_parse(pc_config *c, const char *origin, const char *text, size_t len, pc_error **reterr)
+{
+        pc_config scratch;
+        int r;
+
+        /* Every line is checked against a scratch config first, so a bad file changes nothing in *c
+         * (no key's validity depends on another's). */
+        pc_config_init(&scratch);
+        r = parse_lines(&scratch, origin, text, len, reterr);
+        pc_config_done(&scratch);
+        if (r < 0)
+                return r;
+        return parse_lines(c, origin, text, len, reterr);
+}
+
+int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        int r;
+
+        r = read_full_file(path, 1024 * 1024, &data, &size);
+        if (r == -ENOENT && !must_exist)
+                return 0;
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "config_unreadable", "config %s: cannot read: %s", path,
+                                     strerror(-r));
+        return pc_config_parse(c, path, data, size, reterr);
 }
 
 /* Splits "ADDR:PORT" or "[V6]:PORT". */

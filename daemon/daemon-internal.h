@@ -33,6 +33,9 @@ void pc_config_done(pc_config *c);
 /* Loads `path` over the defaults already in *c. A missing file is fine when `must_exist` is false.
  * Errors name FILE:LINE and the reason. */
 int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr);
+/* Parses the LEN bytes of TEXT ("key = value" lines, '#' comments, "quoted" values) over *c; errors
+ * name ORIGIN:LINE. A NUL byte anywhere is an error, not the end of the text. On error *c is unchanged. */
+int pc_config_parse(pc_config *c, const char *origin, const char *text, size_t len, pc_error **reterr);
 /* Sets one key as if read from the file (used for command-line overrides). */
 int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error **reterr);
 /* Checks the combination (e.g. a non-loopback listen address without allow_remote_listen). */

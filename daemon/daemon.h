@@ -65,6 +65,10 @@ int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name
 /* Daemon status: version, uptime, host capabilities. */
 int pc_daemon_status(pc_daemon *d, json_t **ret);
 
+/* How the API parses a request body: a key given twice is malformed JSON, not "the last one wins".
+ * tests/fuzz/fuzz-api-request.c parses with the same flags. */
+#define PC_JSON_REQUEST_FLAGS JSON_REJECT_DUPLICATES
+
 /* Request-body validation shared by every resource: rejects keys not in `allowed` (NULL-terminated) with
  * a message naming them. */
 int pc_json_check_fields(json_t *obj, const char *const *allowed, pc_error **reterr);

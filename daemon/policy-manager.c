@@ -7,6 +7,7 @@
 #include "daemon-internal.h"
 #include "policies.h"
 #include "policy-manager.h"
+#include "requests.h"
 
 typedef struct loaded_policy {
         char *name;
@@ -356,19 +357,15 @@ int pc_policies_decide_command(pc_daemon *d, const char *name, const char *comma
 
 int pc_policies_decide(pc_daemon *d, const char *name, json_t *req, json_t **ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "command", NULL };
         _cleanup_pc_verdict_ pc_verdict *v = NULL;
         const char *command;
+        size_t len;
         int r;
 
-        r = pc_json_check_fields(req, fields, reterr);
+        r = pc_decide_request_parse(req, &command, &len, reterr);
         if (r < 0)
                 return r;
-        command = json_string_value(json_object_get(req, "command"));
-        if (!command)
-                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"command\" must be a string");
-        r = pc_policies_decide_command(d, name, command, json_string_length(json_object_get(req, "command")), &v,
-                                       reterr);
+        r = pc_policies_decide_command(d, name, command, len, &v, reterr);
         if (r < 0)
                 return r;
         *ret = pc_verdict_to_json(v);

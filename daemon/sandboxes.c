@@ -4,13 +4,13 @@
  * the live handles (pidfd, cgroup). A per-sandbox "busy" flag lets slow work (starting takes
  * milliseconds, stopping up to seconds) run without holding the manager lock. */
 #include <fcntl.h>
-#include <math.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 
 #include "daemon-internal.h"
 #include "isolate.h"
 #include "policies.h"
+#include "requests.h"
 
 #define UID_COUNT       65536u
 #define MAX_SANDBOXES   4096u
@@ -43,20 +43,6 @@ typedef struct sandbox_row {
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
 } sandbox_row;
-
-static const char *const net_names[] = {
-        [ISOLATE_NET_NONE] = "none",
-        [ISOLATE_NET_LOOPBACK] = "loopback",
-        [ISOLATE_NET_EGRESS] = "egress",
-};
-
-static int net_from_string(const char *s)
-{
-        for (size_t i = 0; s && i < ELEMENTSOF(net_names); i++)
-                if (streq(s, net_names[i]))
-                        return (int) i;
-        return -EINVAL;
-}
 
 static sandbox_entry *entry_find(pc_sandbox_manager *m, const char *name)
 {
@@ -100,7 +86,7 @@ static void row_from_stmt(sqlite3_stmt *st, sandbox_row *r)
         r->limits.pids_max = (uint64_t) sqlite3_column_int64(st, 4);
         r->limits.cpu_quota_us = (uint64_t) sqlite3_column_int64(st, 5);
         r->limits.cpu_period_us = (uint64_t) sqlite3_column_int64(st, 6);
-        r->network = (isolate_net_mode) MAX(net_from_string((const char *) sqlite3_column_text(st, 7)), 0);
+        r->network = (isolate_net_mode) MAX(pc_net_from_string((const char *) sqlite3_column_text(st, 7)), 0);
         snprintf(r->rootfs, sizeof(r->rootfs), "%s", sqlite3_column_text(st, 8));
         r->uid_base = (uid_t) sqlite3_column_int64(st, 9);
         r->net_index = (uint32_t) sqlite3_column_int64(st, 10);
@@ -312,42 +298,6 @@ static void bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb
         (void) isolate_net_teardown(row->name, &net);
 }
 
-static int parse_limits(json_t *req, isolate_limits *l, pc_error **reterr)
-{
-        json_t *v;
-        uint64_t u;
-
-        *l = (isolate_limits){ .memory_max = 1ULL << 30, .swap_max = 0, .pids_max = 512, .cpu_period_us = 100000 };
-        v = json_object_get(req, "memory");
-        if (v) {
-                if (json_is_integer(v) && json_integer_value(v) > 0)
-                        u = (uint64_t) json_integer_value(v);
-                else if (!json_is_string(v) || parse_size(json_string_value(v), &u) < 0)
-                        return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                             "field \"memory\" must be a size such as \"512M\" or \"2G\" (or bytes)");
-                if (u < (16ULL << 20))
-                        return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                             "field \"memory\" must be at least 16M: tmux and a shell need room");
-                l->memory_max = u;
-        }
-        v = json_object_get(req, "pids");
-        if (v) {
-                if (!json_is_integer(v) || json_integer_value(v) < 8 || json_integer_value(v) > 1000000)
-                        return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                             "field \"pids\" must be an integer from 8 to 1000000");
-                l->pids_max = (uint64_t) json_integer_value(v);
-        }
-        v = json_object_get(req, "cpus");
-        if (v) {
-                double c = json_number_value(v);
-                if (!json_is_number(v) || !(c >= 0.01 && c <= 1024))
-                        return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                             "field \"cpus\" must be a number of CPUs from 0.01 to 1024, e.g. 1.5");
-                l->cpu_quota_us = (uint64_t) llround(c * (double) l->cpu_period_us);
-        }
-        return 0;
-}
-
 /* Smallest free slot among those the table uses (EXPR over its rows), so ranges are reused after
  * deletion. The uid base is bound as ?1 where EXPR mentions it. Called with the store lock held. */
 #define UID_RANGE_SQL "?1"
@@ -395,7 +345,7 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
                       row->limits.cpu_quota_us ? json_real((double) row->limits.cpu_quota_us /
                                                            (double) row->limits.cpu_period_us)
                                                : json_null(),
-                      "network", net_names[row->network], "rootfs", row->rootfs, "init_pid",
+                      "network", pc_net_to_string(row->network), "rootfs", row->rootfs, "init_pid",
                       running ? json_integer(isolate_sandbox_pid(e->sb)) : json_null(), "cgroup_path",
                       running && e->cg ? json_string(isolate_cgroup_path(e->cg)) : json_null(), "usage", usage,
                       "workspace_host_path", ws ?: "", "uid_base", (json_int_t) row->uid_base, "created_at",
@@ -532,10 +482,10 @@ static int begin_op(pc_daemon *d, const char *name, sandbox_row *row, sandbox_en
 
 int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "name", "policy", "memory", "pids", "cpus", "network", "rootfs", NULL };
         pc_sandbox_manager *m = d->sandboxes;
         sandbox_row row = {};
-        const char *name, *policy, *network, *rootfs;
+        pc_sandbox_request q;
+        const char *name, *network;
         char actor[128];
         isolate_sandbox *sb = NULL;
         isolate_cgroup *cg = NULL;
@@ -543,36 +493,20 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         sandbox_entry *e;
         int r;
 
-        r = pc_json_check_fields(req, fields, reterr);
+        r = pc_sandbox_request_parse(req, &q, reterr);
         if (r < 0)
                 return r;
-        name = json_string_value(json_object_get(req, "name"));
-        if (!name || !name_is_valid(name))
-                return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "field \"name\" must be a sandbox name: 1-63 lowercase letters, digits and "
-                                     "'-', not starting or ending with '-'");
-        policy = json_object_get(req, "policy") ? json_string_value(json_object_get(req, "policy")) : "default";
-        network = json_object_get(req, "network") ? json_string_value(json_object_get(req, "network")) : "none";
-        rootfs = json_object_get(req, "rootfs") ? json_string_value(json_object_get(req, "rootfs")) : "host";
-        if (!policy || !name_is_valid(policy))
-                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"policy\" must be a policy name");
-        if (net_from_string(network) < 0)
-                return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "field \"network\" must be none, loopback or egress");
-        if (!rootfs || !name_is_valid(rootfs))
-                return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "field \"rootfs\" must be \"host\" or the name of a built image");
-        r = parse_limits(req, &row.limits, reterr);
-        if (r < 0)
-                return r;
-        r = pc_policies_exists(d, policy);
+        r = pc_policies_exists(d, q.policy);
         if (r <= 0)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "policy \"%s\" is not loaded (see 'pocketcoder policy list')", policy);
-        snprintf(row.name, sizeof(row.name), "%s", name);
-        snprintf(row.policy, sizeof(row.policy), "%s", policy);
-        snprintf(row.rootfs, sizeof(row.rootfs), "%s", rootfs);
-        row.network = (isolate_net_mode) net_from_string(network);
+                                     "policy \"%s\" is not loaded (see 'pocketcoder policy list')", q.policy);
+        name = q.name;
+        network = pc_net_to_string(q.network);
+        snprintf(row.name, sizeof(row.name), "%s", q.name);
+        snprintf(row.policy, sizeof(row.policy), "%s", q.policy);
+        snprintf(row.rootfs, sizeof(row.rootfs), "%s", q.rootfs);
+        row.network = q.network;
+        row.limits = q.limits;
         pc_principal_describe(who, actor, sizeof(actor));
 
         /* Reserve the name, uid range and subnet in the store first, so concurrent creates cannot collide;
@@ -904,21 +838,15 @@ void pc_sandbox_manager_free(pc_daemon *d)
 int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, json_t **ret,
                          pc_error **reterr)
 {
-        static const char *const fields[] = { "kind", "argv", "root", NULL };
         _cleanup_free_ char *detail = NULL;
-        const char *kind;
         json_t *j = NULL;
         char actor[128];
+        bool enter;
         int r;
 
-        r = pc_json_check_fields(req, fields, reterr);
+        r = pc_session_request_parse(req, &enter, reterr);
         if (r < 0)
                 return r;
-        kind = json_string_value(json_object_get(req, "kind"));
-        if (!kind || !(streq(kind, "enter") || streq(kind, "run")))
-                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"kind\" must be enter or run");
-        if (json_object_get(req, "argv") && !json_is_array(json_object_get(req, "argv")))
-                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"argv\" must be an array of strings");
         r = pc_sandboxes_show(d, who, name, &j, reterr);
         if (r < 0)
                 return r;
@@ -930,7 +858,7 @@ int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name
         }
         detail = json_dumps(req, JSON_COMPACT);
         pc_principal_describe(who, actor, sizeof(actor));
-        (void) pc_store_audit(&d->store, actor, streq(kind, "enter") ? "sandbox.enter" : "sandbox.run", name, detail);
+        (void) pc_store_audit(&d->store, actor, enter ? "sandbox.enter" : "sandbox.run", name, detail);
         *ret = j;
         return 0;
 }

@@ -4,6 +4,7 @@
 #include <sys/random.h>
 
 #include "daemon-internal.h"
+#include "requests.h"
 
 /* A token is "pct_" + 12 hex id + "_" + 64 hex secret. The id finds the row without revealing anything;
  * only SHA-256(token) is stored, so the database alone never yields a usable token. The secret has 256
@@ -13,25 +14,6 @@
 #define TOKEN_SECRET_BYTES 32
 #define TOKEN_ID_HEX     (TOKEN_ID_BYTES * 2)
 #define TOKEN_LEN        (STRLEN(TOKEN_PREFIX) + TOKEN_ID_HEX + 1 + TOKEN_SECRET_BYTES * 2)
-
-static const char *const role_names[_PC_ROLE_MAX] = {
-        [PC_ROLE_ADMIN] = "admin",
-        [PC_ROLE_RELAY] = "relay",
-        [PC_ROLE_AGENT] = "agent",
-};
-
-const char *pc_role_to_string(pc_role r)
-{
-        return r >= 0 && r < _PC_ROLE_MAX ? role_names[r] : NULL;
-}
-
-pc_role pc_role_from_string(const char *s)
-{
-        for (int i = 0; s && i < _PC_ROLE_MAX; i++)
-                if (streq(s, role_names[i]))
-                        return (pc_role) i;
-        return PC_ROLE_INVALID;
-}
 
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n)
 {
@@ -148,43 +130,16 @@ static json_t *token_json(sqlite3_stmt *st)
 
 int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "role", "sandbox", "label", NULL };
         uint8_t raw[TOKEN_ID_BYTES + TOKEN_SECRET_BYTES], digest[32];
         char id[TOKEN_ID_HEX + 1], secret[TOKEN_SECRET_BYTES * 2 + 1], token[TOKEN_LEN + 1], actor[128];
-        const char *role_s, *sandbox = NULL, *label = NULL;
-        json_t *v;
-        pc_role role;
+        const char *role_s;
+        pc_token_request q;
         int r;
 
-        r = pc_json_check_fields(req, fields, reterr);
+        r = pc_token_request_parse(req, &q, reterr);
         if (r < 0)
                 return r;
-        role_s = json_string_value(json_object_get(req, "role"));
-        role = pc_role_from_string(role_s);
-        if (role < 0)
-                return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "field \"role\" must be one of admin, relay, agent");
-        v = json_object_get(req, "sandbox");
-        if (v && !json_is_null(v)) {
-                sandbox = json_string_value(v);
-                if (!sandbox || !name_is_valid(sandbox))
-                        return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                             "field \"sandbox\" must be a sandbox name (lowercase letters, "
-                                             "digits and '-', at most 63 characters)");
-        }
-        if (role == PC_ROLE_AGENT && !sandbox)
-                return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "an agent token is scoped to one sandbox: give \"sandbox\"");
-        if (role != PC_ROLE_AGENT && sandbox)
-                return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "only agent tokens take \"sandbox\"; %s tokens are not scoped", role_s);
-        v = json_object_get(req, "label");
-        if (v && !json_is_null(v)) {
-                label = json_string_value(v);
-                if (!label || strlen(label) > 200)
-                        return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                             "field \"label\" must be a string of at most 200 bytes");
-        }
+        role_s = pc_role_to_string(q.role);
 
         r = random_bytes(raw, sizeof(raw));
         if (r < 0)
@@ -212,8 +167,8 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, role_s, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, sandbox, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, label, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, q.sandbox, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, q.label, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 5, digest, 32, SQLITE_STATIC);
         sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
         sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
@@ -267,39 +222,5 @@ int pc_tokens_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_e
                 return pc_error_setf(reterr, ENOENT, "not_found", "token \"%s\" does not exist", id);
         if (pc_store_audit(&d->store, actor, "token.delete", id, NULL) < 0 || pc_txn_commit(&txn) < 0)
                 return pc_store_error(&d->store, reterr);
-        return 0;
-}
-
-int pc_json_check_fields(json_t *obj, const char *const *allowed, pc_error **reterr)
-{
-        const char *key;
-        json_t *value;
-
-        if (!json_is_object(obj))
-                return pc_error_setf(reterr, EINVAL, "invalid_body", "request body must be a JSON object");
-        json_object_foreach(obj, key, value) {
-                bool ok = false;
-
-                for (const char *const *a = allowed; *a && !ok; a++)
-                        ok = streq(*a, key);
-                if (!ok) {
-                        _cleanup_free_ char *expected = NULL;
-                        size_t n = 0;
-
-                        for (const char *const *a = allowed; *a; a++)
-                                n += strlen(*a) + 2;
-                        expected = calloc(1, n + 1);
-                        if (!expected)
-                                return -ENOMEM;
-                        for (const char *const *a = allowed; *a; a++) {
-                                if (a != allowed)
-                                        strcat(expected, ", ");
-                                strcat(expected, *a);
-                        }
-                        return pc_error_setf(reterr, EINVAL, "unknown_field",
-                                             "unknown field \"%s\" in request body (expected %s)", key,
-                                             expected);
-                }
-        }
         return 0;
 }

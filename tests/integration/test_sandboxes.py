@@ -157,6 +157,7 @@ try:
     t.eq((r.status, r.json["error"]["code"] if r.json else None), (409, "exists"), "creating an existing name is 409")
     for field, value, why in (("policy", "no-such-policy", "unknown policy"), ("memory", "lots", "memory not a size"),
                               ("memory", "1K", "memory below 16M"), ("memory", -5, "negative memory"),
+                              ("memory", "8388608T", "memory of 2^63 bytes, which would be stored negative"),
                               ("pids", "many", "pids not an integer"), ("pids", 0, "pids 0"),
                               ("pids", 3, "pids below 8"), ("cpus", 0, "cpus 0"), ("cpus", "x", "cpus not a number"),
                               ("cpus", -1, "negative cpus"), ("network", "wifi", "unknown network"),
@@ -340,8 +341,10 @@ try:
          p.stdout)
     p = cli("sandbox", "rm", A, token=agent)
     t.ok(p.returncode == 1 and b"403" in p.stderr, "the CLI reports 403 and exits 1", p.stderr)
-    r = api("POST", f"/v1/sandboxes/{A}/sessions", {"kind": "shell"})
-    t.eq(r.status, 400, "sessions: unknown kind is 400")
+    for body, why in (({"kind": "shell"}, "unknown kind"), ({"kind": "run", "argv": ["id", 1]}, "argv not all strings"),
+                      ({"kind": "enter", "root": "yes"}, "root not a boolean")):
+        r = api("POST", f"/v1/sandboxes/{A}/sessions", body)
+        t.eq((r.status, (r.json or {}).get("error", {}).get("code")), (400, "invalid_field"), f"sessions: {why} is 400")
 
     # ---- stop and start ----
     old_init = show(A).json["init_pid"]

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/* Request bodies and the names they use (roles, network modes): pure functions of jansson values, so the
+ * API refuses bad input before anything is touched, and tests/fuzz/fuzz-api-request.c runs them alone. */
+#include <math.h>
+
+#include "common.h"
+#include "requests.h"
+
+static const char *const role_names[_PC_ROLE_MAX] = {
+        [PC_ROLE_ADMIN] = "admin",
+        [PC_ROLE_RELAY] = "relay",
+        [PC_ROLE_AGENT] = "agent",
+};
+
+const char *pc_role_to_string(pc_role r)
+{
+        return r >= 0 && r < _PC_ROLE_MAX ? role_names[r] : NULL;
+}
+
+pc_role pc_role_from_string(const char *s)
+{
+        for (int i = 0; s && i < _PC_ROLE_MAX; i++)
+                if (streq(s, role_names[i]))
+                        return (pc_role) i;
+        return PC_ROLE_INVALID;
+}
+
+static const char *const net_names[] = {
+        [ISOLATE_NET_NONE] = "none",
+        [ISOLATE_NET_LOOPBACK] = "loopback",
+        [ISOLATE_NET_EGRESS] = "egress",
+};
+
+const char *pc_net_to_string(isolate_net_mode m)
+{
+        return (size_t) m < ELEMENTSOF(net_names) ? net_names[m] : NULL;
+}
+
+int pc_net_from_string(const char *s)
+{
+        for (size_t i = 0; s && i < ELEMENTSOF(net_names); i++)
+                if (streq(s, net_names[i]))
+                        return (int) i;
+        return -EINVAL;
+}
+
+int pc_json_check_fields(json_t *obj, const char *const *allowed, pc_error **reterr)
+{
+        const char *key;
+        json_t *value;
+
+        if (!json_is_object(obj))
+                return pc_error_setf(reterr, EINVAL, "invalid_body", "request body must be a JSON object");
+        json_object_foreach(obj, key, value) {
+                bool ok = false;
+
+                for (const char *const *a = allowed; *a && !ok; a++)
+                        ok = streq(*a, key);
+                if (!ok) {
+                        _cleanup_free_ char *expected = NULL;
+                        size_t n = 0;
+
+                        for (const char *const *a = allowed; *a; a++)
+                                n += strlen(*a) + 2;
+                        expected = calloc(1, n + 1);
+                        if (!expected)
+                                return -ENOMEM;
+                        for (const char *const *a = allowed; *a; a++) {
+                                if (a != allowed)
+                                        strcat(expected, ", ");
+                                strcat(expected, *a);
+                        }
+                        return pc_error_setf(reterr, EINVAL, "unknown_field",
+                                             "unknown field \"%s\" in request body (expected %s)", key,
+                                             expected);
+                }
+        }
+        return 0;
+}
+
+static int parse_limits(json_t *req, isolate_limits *l, pc_error **reterr)
+{
+        json_t *v;
+        uint64_t u;
+
+        *l = (isolate_limits){ .memory_max = 1ULL << 30, .swap_max = 0, .pids_max = 512, .cpu_period_us = 100000 };
+        v = json_object_get(req, "memory");
+        if (v) {
+                if (json_is_integer(v) && json_integer_value(v) > 0)
+                        u = (uint64_t) json_integer_value(v);
+                else if (!json_is_string(v) || parse_size(json_string_value(v), &u) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"memory\" must be a size such as \"512M\" or \"2G\" (or bytes)");
+                if (u < (16ULL << 20))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"memory\" must be at least 16M: tmux and a shell need room");
+                /* Stored as a signed 64-bit integer (sqlite, JSON): larger would come back negative. */
+                if (u > INT64_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"memory\" must be less than 8388608T (2^63 bytes)");
+                l->memory_max = u;
+        }
+        v = json_object_get(req, "pids");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) < 8 || json_integer_value(v) > 1000000)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"pids\" must be an integer from 8 to 1000000");
+                l->pids_max = (uint64_t) json_integer_value(v);
+        }
+        v = json_object_get(req, "cpus");
+        if (v) {
+                double c = json_number_value(v);
+                if (!json_is_number(v) || !(c >= 0.01 && c <= 1024))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"cpus\" must be a number of CPUs from 0.01 to 1024, e.g. 1.5");
+                l->cpu_quota_us = (uint64_t) llround(c * (double) l->cpu_period_us);
+        }
+        return 0;
+}
+
+/* A string field that may be left out for its default; NULL when it is there but not a string. */
+static const char *string_or(json_t *req, const char *field, const char *def)
+{
+        json_t *v = json_object_get(req, field);
+
+        return v ? json_string_value(v) : def;
+}
+
+int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "name", "policy", "memory", "pids", "cpus", "network", "rootfs", NULL };
+        pc_sandbox_request s = {};
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        s.name = json_string_value(json_object_get(req, "name"));
+        if (!s.name || !name_is_valid(s.name))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"name\" must be a sandbox name: 1-63 lowercase letters, digits and "
+                                     "'-', not starting or ending with '-'");
+        s.policy = string_or(req, "policy", "default");
+        s.rootfs = string_or(req, "rootfs", "host");
+        if (!s.policy || !name_is_valid(s.policy))
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"policy\" must be a policy name");
+        r = pc_net_from_string(string_or(req, "network", "none"));
+        if (r < 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"network\" must be none, loopback or egress");
+        s.network = (isolate_net_mode) r;
+        if (!s.rootfs || !name_is_valid(s.rootfs))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"rootfs\" must be \"host\" or the name of a built image");
+        r = parse_limits(req, &s.limits, reterr);
+        if (r < 0)
+                return r;
+        *ret = s;
+        return 0;
+}
+
+int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "role", "sandbox", "label", NULL };
+        pc_token_request t = {};
+        json_t *v;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        t.role = pc_role_from_string(json_string_value(json_object_get(req, "role")));
+        if (t.role < 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"role\" must be one of admin, relay, agent");
+        v = json_object_get(req, "sandbox");
+        if (v && !json_is_null(v)) {
+                t.sandbox = json_string_value(v);
+                if (!t.sandbox || !name_is_valid(t.sandbox))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"sandbox\" must be a sandbox name (lowercase letters, "
+                                             "digits and '-', at most 63 characters)");
+        }
+        if (t.role == PC_ROLE_AGENT && !t.sandbox)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "an agent token is scoped to one sandbox: give \"sandbox\"");
+        if (t.role != PC_ROLE_AGENT && t.sandbox)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "only agent tokens take \"sandbox\"; %s tokens are not scoped",
+                                     pc_role_to_string(t.role));
+        v = json_object_get(req, "label");
+        if (v && !json_is_null(v)) {
+                t.label = json_string_value(v);
+                if (!t.label || strlen(t.label) > 200)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"label\" must be a string of at most 200 bytes");
+        }
+        *ret = t;
+        return 0;
+}
+
+int pc_decide_request_parse(json_t *req, const char **ret_command, size_t *ret_len, pc_error **reterr)
+{
+        static const char *const fields[] = { "command", NULL };
+        json_t *v;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "command");
+        if (!json_is_string(v))
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"command\" must be a string");
+        *ret_command = json_string_value(v);
+        *ret_len = json_string_length(v);
+        return 0;
+}
+
+int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr)
+{
+        static const char *const fields[] = { "kind", "argv", "root", NULL };
+        const char *kind;
+        json_t *argv, *v;
+        bool strings;
+        size_t i;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        kind = json_string_value(json_object_get(req, "kind"));
+        if (!kind || !(streq(kind, "enter") || streq(kind, "run")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"kind\" must be enter or run");
+        argv = json_object_get(req, "argv");
+        strings = !argv || json_is_array(argv);
+        json_array_foreach(argv, i, v)
+                strings = strings && json_is_string(v);
+        if (!strings)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"argv\" must be an array of strings");
+        v = json_object_get(req, "root");
+        if (v && !json_is_boolean(v))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"root\" must be true or false");
+        *ret_enter = streq(kind, "enter");
+        return 0;
+}

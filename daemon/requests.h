@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to daemon/: the API's request bodies, checked and read without touching any state, so that bad
+ * input is refused before anything is stored and the checks run alone (tests/fuzz/fuzz-api-request.c).
+ * Each refuses a body that is not an object or has unknown fields first; strings in the results point into
+ * the request, and the results are set only on success. */
+#pragma once
+
+#include "daemon.h"
+#include "isolate.h"
+
+/* POST /v1/sandboxes {"name", "policy", "memory", "pids", "cpus", "network", "rootfs"}: whether policy
+ * is loaded is for the caller to check. */
+typedef struct pc_sandbox_request {
+        const char *name, *policy, *rootfs;
+        isolate_net_mode network;
+        isolate_limits limits;
+} pc_sandbox_request;
+int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **reterr);
+
+/* POST /v1/tokens {"role", "sandbox", "label"} */
+typedef struct pc_token_request {
+        pc_role role;
+        const char *sandbox; /* agent tokens only */
+        const char *label;   /* NULL = none */
+} pc_token_request;
+int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr);
+
+/* POST /v1/policies/{name}/decide {"command"} */
+int pc_decide_request_parse(json_t *req, const char **ret_command, size_t *ret_len, pc_error **reterr);
+
+/* POST /v1/sandboxes/{name}/sessions {"kind", "argv", "root"}: *ret_enter tells enter from run. */
+int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr);
+
+/* A network mode's name in the API and the store ("none", "loopback", "egress"). */
+const char *pc_net_to_string(isolate_net_mode m);
+int pc_net_from_string(const char *s);

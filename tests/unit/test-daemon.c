@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemon's parsers that need no running daemon: the config file and the API's request bodies. */
+
+#include "daemon-internal.h"
+#include "requests.h"
+#include "tap.h"
+
+/* Parses TEXT (LEN bytes) over the defaults; returns the error message, or NULL when it loaded. */
+static char *parse(pc_config *c, const char *text, size_t len)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+
+        pc_config_init(c);
+        if (pc_config_parse(c, "t.conf", text, len, &e) >= 0)
+                return NULL;
+        return e ? strdup(e->message) : strdup("(no message)");
+}
+#define PARSE(c, s) parse((c), (s), STRLEN(s))
+
+/* An input that must be refused, and the exact message (or its start) it must be refused with. */
+typedef struct refusal {
+        const char *input, *message;
+} refusal;
+
+TEST(config_every_key_quoting_and_comments)
+{
+        pc_config c;
+        _cleanup_free_ char *err =
+                PARSE(&c, "listen = [::1]:7300\nallow_remote_listen = yes\n"
+                          "policy_dir=\"/p\"   # quoted, then a comment\n"
+                          "state_dir = \"/var/lib/pocket coder\"\r\nruntime_dir = /r\n"
+                          "socket_group = \"wheel\nmax_body_size = 2K\napi_threads = 3\n"
+                          "log_level = debug\nlog_file = \"\"\negress_subnet = 10.9.0.0/16\n"
+                          "uid_range_base = 131072\ncgroup_parent = pc-t\nnft_table = pc_t\n");
+
+        CHECK_STREQ(err ?: "loaded", "loaded");
+        CHECK_STREQ(c.listen, "[::1]:7300");
+        CHECK(c.allow_remote_listen);
+        CHECK_STREQ(c.policy_dir, "/p");
+        CHECK_STREQ(c.state_dir, "/var/lib/pocket coder");
+        CHECK_STREQ(c.runtime_dir, "/r");
+        CHECK_STREQ(c.socket_group, "\"wheel"); /* an unbalanced quote is part of the value */
+        CHECK_INTEQ(c.max_body_size, 2048);
+        CHECK_INTEQ(c.api_threads, 3);
+        CHECK_INTEQ(c.log_level, LOG_LEVEL_DEBUG);
+        CHECK_STREQ(c.log_file, "");
+        CHECK_STREQ(c.egress_subnet, "10.9.0.0/16");
+        CHECK_INTEQ(c.uid_range_base, 131072);
+        CHECK_STREQ(c.cgroup_parent, "pc-t");
+        CHECK_STREQ(c.nft_table, "pc_t");
+        CHECK(pc_config_validate(&c, NULL) == 0);
+        pc_config_done(&c);
+}
+
+TEST(config_errors_name_the_line)
+{
+        static const refusal cases[] = {
+                { "# comment\n\nlog_level = info\nbogus line\n",
+                  "config t.conf:4: expected \"key = value\", got \"bogus line\"" },
+                { "\n\ncolour = blue", "config t.conf:3: key \"colour\": unknown key" },
+                { "max_body_size = 1K\r\nmax_body_size = lots\r\n",
+                  "config t.conf:2: value for \"max_body_size\": expected a size between 1K and 64M" },
+                { "  uid_range_base = 65537  # not a multiple\n",
+                  "config t.conf:1: value for \"uid_range_base\": expected a multiple of 65536" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                pc_config c;
+                _cleanup_free_ char *err = parse(&c, cases[i].input, strlen(cases[i].input));
+
+                CHECK(err && startswith(err, cases[i].message));
+                if (err && !startswith(err, cases[i].message))
+                        printf("#   got: %s\n", err);
+                pc_config_done(&c);
+        }
+}
+
+TEST(config_nul_byte_is_refused_and_changes_nothing)
+{
+        pc_config c;
+        _cleanup_free_ char *err =
+                PARSE(&c, "state_dir = /changed\nlog_level = debug\0 junk\nmax_body_size = 2K\n");
+
+        CHECK_STREQ(err, "config t.conf:2: NUL byte (a config file is text)");
+        /* the valid line before it was not applied either */
+        CHECK_STREQ(c.state_dir, PC_DEFAULT_STATE_DIR);
+        CHECK_INTEQ(c.log_level, LOG_LEVEL_INFO);
+        pc_config_done(&c);
+        free(err);
+        err = PARSE(&c, "# a comment is no place for one either \0\n");
+        CHECK_STREQ(err, "config t.conf:1: NUL byte (a config file is text)");
+        pc_config_done(&c);
+}
+
+TEST(config_load_missing_file)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_config c;
+
+        pc_config_init(&c);
+        CHECK(pc_config_load(&c, "/nonexistent/pocketcoder.conf", false, &e) == 0);
+        CHECK(pc_config_load(&c, "/nonexistent/pocketcoder.conf", true, &e) == -ENOENT);
+        CHECK(e && startswith(e->message, "config /nonexistent/pocketcoder.conf: cannot read"));
+        pc_config_done(&c);
+}
+
+/* A request body parsed as the API parses it; kept until the next one, as results point into it. */
+static json_t *req;
+static json_t *body(const char *text)
+{
+        json_decref(req);
+        return req = text ? json_loads(text, PC_JSON_REQUEST_FLAGS, NULL) : NULL;
+}
+
+/* Runs CALL (which sets pc_error *e) and returns its refusal message, or NULL when it accepted. */
+#define REFUSAL(call)                                                                                     \
+        ({                                                                                                \
+                _cleanup_pc_error_ pc_error *e = NULL;                                                    \
+                (call) < 0 ? strdup(e ? e->message : "(no message)") : NULL;                              \
+        })
+
+TEST(request_bodies)
+{
+        static const refusal refused[] = {
+                { "{\"name\":\"dev\",\"memory\":\"8388608T\"}",
+                  "field \"memory\" must be less than 8388608T (2^63 bytes)" },
+                { "{\"name\":\"dev\",\"swap\":1}",
+                  "unknown field \"swap\" in request body (expected name, policy, memory, pids, cpus, network, "
+                  "rootfs)" },
+                { "[1]", "request body must be a JSON object" },
+        };
+        pc_sandbox_request s;
+        pc_token_request t;
+        bool enter = false;
+        char *err;
+
+        err = REFUSAL(pc_sandbox_request_parse(body("{\"name\":\"dev\",\"memory\":\"512M\",\"cpus\":1.5,"
+                                                    "\"network\":\"egress\"}"), &s, &e));
+        CHECK(!err && s.limits.memory_max == 512ULL << 20 && s.limits.cpu_quota_us == 150000 &&
+              s.network == ISOLATE_NET_EGRESS && streq(s.policy, "default") && streq(s.rootfs, "host"));
+        free(err);
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                err = REFUSAL(pc_sandbox_request_parse(body(refused[i].input), &s, &e));
+                CHECK_STREQ(err, refused[i].message);
+                free(err);
+        }
+        err = REFUSAL(pc_token_request_parse(body("{\"role\":\"agent\",\"sandbox\":\"dev\"}"), &t, &e));
+        CHECK(!err && t.role == PC_ROLE_AGENT && streq(t.sandbox, "dev") && !t.label);
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"enter\",\"argv\":[],\"root\":true}"),
+                                               &enter, &e));
+        CHECK(!err && enter);
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\",1]}"), &enter, &e));
+        CHECK_STREQ(err, "field \"argv\" must be an array of strings");
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"root\":\"yes\"}"), &enter, &e));
+        CHECK_STREQ(err, "field \"root\" must be true or false");
+        free(err);
+        body(NULL);
+}
+
+TAP_MAIN()
