@@ -294,6 +294,7 @@ class Daemon:
         # under its parent that it does not know, so daemons side by side must not share one.
         self.cgroup_parent = "pc-it-" + os.path.basename(self.tmp).split("-")[-1].lower().replace("_", "")
         self.nft_table = self.cgroup_parent.replace("-", "_")
+        self.sandboxes = []  # made with create_sandbox(), deleted (purged) by cleanup()
         self.config = f"cgroup_parent = {self.cgroup_parent}\nnft_table = {self.nft_table}\n" + (config or "")
         self.spec = spec
         self.pid = None
@@ -364,7 +365,23 @@ class Daemon:
     def kill9(self):
         self.stop(signal.SIGKILL)
 
+    def create_sandbox(self, name, **kw):
+        """POST /v1/sandboxes over the unix socket; a sandbox it made is deleted again by cleanup()."""
+        r = self.request("POST", "/v1/sandboxes", dict(name=name, **kw), via="unix")
+        if r.status == 201:
+            self.sandboxes.append(name)
+        return r
+
+    def sandbox_run(self, name, *cmd, timeout=120):
+        """`pocketcoder sandbox run NAME -- CMD...` against this daemon, text in and out."""
+        return self.cli("sandbox", "run", name, "--", *cmd, timeout=timeout)
+
     def cleanup(self):
+        for name in self.sandboxes:
+            try:
+                self.request("DELETE", f"/v1/sandboxes/{name}?purge=true", via="unix", check=False)
+            except Exception:  # noqa: BLE001 - cleanup goes on (the daemon may be gone)
+                pass
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
         # The nftables table of this daemon's egress sandboxes (teardown leaves the empty table).

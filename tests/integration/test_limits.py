@@ -6,7 +6,7 @@ memory (the hog dies, init and tmux live), fork past its pids limit, or touch cg
 import os
 import secrets
 
-from pclib import CLI, Daemon, Spec, Tap, run_cmd
+from pclib import Daemon, Spec, Tap
 
 t = Tap()
 if os.geteuid() != 0:
@@ -16,7 +16,6 @@ if os.geteuid() != 0:
 spec = Spec()
 P = "lim" + secrets.token_hex(3)
 d = Daemon(spec=spec, config="uid_range_base = 1879048192\n")
-made = []
 TMUX = ["tmux", "-S", "/run/tmux/agent.sock"]
 
 
@@ -24,19 +23,7 @@ def api(method, path, body=None):
     return d.request(method, path, body, via="unix")
 
 
-def run(n, *cmd, timeout=120):
-    env = dict(os.environ, POCKETCODER_SOCKET=d.socket)
-    env.pop("POCKETCODER_URL", None)
-    return run_cmd([CLI, "sandbox", "run", n, "--", *cmd], text=True, env=env, timeout=timeout)
-
-
-def create(n, **kw):
-    r = api("POST", "/v1/sandboxes", dict(name=n, **kw))
-    if r.status == 201:
-        made.append(n)
-    return r
-
-
+create, run = d.create_sandbox, d.sandbox_run
 try:
     d.start()
 
@@ -82,10 +69,5 @@ try:
 
     t.ok(not spec.errors, f"all {spec.checked} responses validate against api/openapi.yaml", "\n".join(spec.errors[:20]))
 finally:
-    for n in made:
-        try:
-            api("DELETE", f"/v1/sandboxes/{n}?purge=true")
-        except Exception:  # noqa: BLE001 - cleanup goes on
-            pass
     d.cleanup()
 t.done()

@@ -9,7 +9,7 @@ import secrets
 import socket
 import threading
 
-from pclib import CLI, Daemon, Spec, Tap, run_cmd
+from pclib import Daemon, Spec, Tap, run_cmd
 
 t = Tap()
 if os.geteuid() != 0:
@@ -19,26 +19,13 @@ if os.geteuid() != 0:
 spec = Spec()
 P = "net" + secrets.token_hex(3)
 d = Daemon(spec=spec, config="uid_range_base = 1946157056\negress_subnet = 10.231.0.0/16\n")
-made = []
 
 
 def api(method, path, body=None):
     return d.request(method, path, body, via="unix")
 
 
-def run(n, *cmd, timeout=120):
-    env = dict(os.environ, POCKETCODER_SOCKET=d.socket)
-    env.pop("POCKETCODER_URL", None)
-    return run_cmd([CLI, "sandbox", "run", n, "--", *cmd], text=True, env=env, timeout=timeout)
-
-
-def create(n, **kw):
-    r = api("POST", "/v1/sandboxes", dict(name=n, **kw))
-    if r.status == 201:
-        made.append(n)
-    return r
-
-
+create, run = d.create_sandbox, d.sandbox_run
 listener = None
 abstract = None
 try:
@@ -115,11 +102,6 @@ try:
 
     t.ok(not spec.errors, f"all {spec.checked} responses validate against api/openapi.yaml", "\n".join(spec.errors[:20]))
 finally:
-    for n in made:
-        try:
-            api("DELETE", f"/v1/sandboxes/{n}?purge=true")
-        except Exception:  # noqa: BLE001 - cleanup goes on
-            pass
     if listener:
         listener.close()
     if abstract:
