@@ -70,7 +70,7 @@ cleanup() {
 trap cleanup EXIT
 
 test_nspawn() {
-        local dir=/var/tmp/pc-nspawn console=/var/tmp/pc-nspawn.console rc=0 c
+        local dir=/var/tmp/pc-nspawn console=/var/tmp/pc-nspawn.console notify=/var/tmp/pc-nspawn.notify rc=0 c line
         say "nspawn: fresh Debian 12 with systemd as PID 1"
         make_rootfs "$dir"
         # systemd-nspawn splits its own cgroup into payload/ and supervisor/; when it runs in the root
@@ -79,27 +79,45 @@ test_nspawn() {
         for c in /sys/fs/cgroup/{systemd,unified,.}/{payload,supervisor}; do
                 [ -d "$(dirname "$c")" ] && [ ! -e "$c" ] && NSPAWN_CGROUPS+=("$c")
         done
+        # systemd-nspawn says READY=1 on its own NOTIFY_SOCKET once the container's systemd has finished
+        # booting (--notify-ready=yes): a small listener, bound before nspawn starts, turns that into a
+        # line to read. An event, no polling.
+        rm -f "$notify"
+        coproc NOTIFY { exec /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("bound", flush=True)
+s.settimeout(300)
+try:
+    while b"READY=1" not in s.recv(4096).split(b"\n"):
+        pass
+    print("READY", flush=True)
+except OSError:
+    print("TIMEOUT", flush=True)
+' "$notify"; }
+        read -r line <&"${NOTIFY[0]}" && [ "$line" = bound ] || { echo "cannot listen on $notify"; return 1; }
         # --register=no --keep-unit: this host's PID 1 is not systemd, so there is no machined to
         # register with; --capability=all: pocketcoderd needs what it would have on a real host.
-        systemd-nspawn -D "$dir" --register=no --keep-unit --boot --console=passive \
-                --capability=all --resolv-conf=copy-host --bind="$ARCHIVES:/var/cache/apt/archives" \
-                --machine=pc-install-test </dev/null >"$console" 2>&1 &
+        NOTIFY_SOCKET=$notify systemd-nspawn -D "$dir" --register=no --keep-unit --boot --console=passive \
+                --notify-ready=yes --capability=all --resolv-conf=copy-host \
+                --bind="$ARCHIVES:/var/cache/apt/archives" --machine=pc-install-test </dev/null >"$console" 2>&1 &
         NSPAWN_PID=$!
-        # The container's PID 1 is a child of systemd-nspawn; wait for it, then for the boot.
-        for _ in $(seq 100); do
-                CONTAINER_PID=$(awk '{print $1}' "/proc/$NSPAWN_PID/task/$NSPAWN_PID/children" 2>/dev/null)
-                [ -n "$CONTAINER_PID" ] && [ "$(cat "/proc/$CONTAINER_PID/comm" 2>/dev/null)" = systemd ] && break
-                kill -0 "$NSPAWN_PID" 2>/dev/null || { cat "$console"; echo "systemd-nspawn exited"; return 1; }
-                CONTAINER_PID=
-                sleep 0.1
-        done
-        [ -n "$CONTAINER_PID" ] || { cat "$console"; echo "no systemd in the container after 10 s"; return 1; }
+        read -r line <&"${NOTIFY[0]}"
+        rm -f "$notify"
+        if [ "$line" != READY ]; then
+                cat "$console"
+                echo "the container did not report a finished boot (${line:-no answer})"
+                return 1
+        fi
+        # The container's PID 1 is systemd-nspawn's child.
+        CONTAINER_PID=$(awk '{print $1}' "/proc/$NSPAWN_PID/task/$NSPAWN_PID/children" 2>/dev/null)
+        if [ -z "$CONTAINER_PID" ] || [ "$(cat "/proc/$CONTAINER_PID/comm" 2>/dev/null)" != systemd ]; then
+                cat "$console"
+                echo "no systemd in the container"
+                return 1
+        fi
         echo "    container PID 1 is host pid $CONTAINER_PID (systemd-nspawn pid $NSPAWN_PID)"
-        # is-system-running --wait needs systemd's bus socket, which appears early in the boot.
-        for _ in $(seq 300); do
-                nsenter -t "$CONTAINER_PID" -a test -S /run/systemd/private && break
-                sleep 0.1
-        done
         echo "    boot: $(timeout 120 nsenter -t "$CONTAINER_PID" -a "${CLEAN_ENV[@]}" systemctl is-system-running --wait)"
         nsenter -t "$CONTAINER_PID" -a "${CLEAN_ENV[@]}" bash /root/pocketcoder/tests/install/scenario.sh || rc=$?
         if [ $rc != 0 ]; then
