@@ -29,7 +29,7 @@ START_TIMEOUT=90
 # Build and runtime packages (Debian 12 names). procps gives /bin/kill for the unit's ExecReload.
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config
           libcap-dev libseccomp-dev libnl-3-dev libnl-route-3-dev libsqlite3-dev
-          libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev nettle-dev
+          libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev nettle-dev libsystemd-dev
           tmux nftables iproute2 procps ca-certificates curl debootstrap sqlite3)
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* Private to api/: the request, the route table and the reply helpers. Calls run one way: server.c
+ * (libmicrohttpd, authentication, dispatch) uses the route table of routes.c, whose handlers use reply.c;
+ * nothing calls back into server.c. */
 #pragma once
 
 #include <jansson.h>
@@ -8,15 +11,21 @@
 #include "common.h"
 #include "daemon.h"
 
-typedef struct api_listener {
-        struct api_server *server;
-        bool is_unix;
-} api_listener;
+typedef enum {
+        API_LISTENER_UNIX,  /* RUNTIME_DIR/api.sock: peer credentials or a token */
+        API_LISTENER_TCP,   /* tokens only */
+        API_LISTENER_AGENT, /* a sandbox's agent socket: the principal is fixed to that sandbox's agent */
+} api_listener_kind;
+
+typedef struct api_route api_route;
 
 typedef struct api_request {
         struct MHD_Connection *conn;
-        struct api_server *server;
-        api_listener *listener;
+        pc_daemon *daemon;
+        uint64_t max_body_size;
+        api_listener_kind listener;
+        gid_t socket_gid;       /* unix listener: members of this group are local admins */
+        const char *agent_sandbox; /* agent listener: whose agent this connection is */
         const char *method;
         const char *url;
         char *body;
@@ -29,6 +38,13 @@ typedef struct api_request {
         const char *params[4];  /* {name} segments of the matched route, in order */
         char path_buf[1024];    /* storage for params */
         const char *allow;      /* Allow header for 405 */
+        const api_route *route; /* the matched route, once dispatched */
+        /* The handler suspended (api_suspend_until_event): on resume it runs again, without routing and
+         * authentication again. */
+        bool suspended;
+        pc_event_waiter waiter;
+        uint64_t since;         /* GET /v1/events: the cursor */
+        bool wait_started;
 } api_request;
 
 /* Bit per role a route admits; API_NO_AUTH skips authentication entirely (health). */
@@ -36,20 +52,23 @@ typedef struct api_request {
 #define API_ANY_ROLE (API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY) | API_ROLE(PC_ROLE_AGENT))
 #define API_NO_AUTH  0u
 
-typedef struct api_route {
+struct api_route {
         const char *method;
         const char *pattern; /* "/v1/tokens/{id}" */
         unsigned roles;
-        int (*handler)(api_request *rq);
-} api_route;
+        int (*handler)(api_request *rq); /* returns an MHD_Result */
+};
 
-int api_dispatch(api_request *rq);
-int api_run_route(api_request *rq, const api_route *route);
+/* Every route served, in routes.c. */
+extern const api_route api_routes[];
+extern const size_t api_routes_n;
 
-/* Replies; each returns an MHD_Result. api_reply_json takes ownership of body (may be NULL). */
+/* Replies (reply.c); each returns an MHD_Result. api_reply_json takes ownership of body (may be NULL). */
 int api_reply_json(api_request *rq, unsigned status, json_t *body);
 int api_reply_error(api_request *rq, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 int api_reply_pc_error(api_request *rq, int r, pc_error *e);
 unsigned api_status_for_errno(int errnum);
-pc_daemon *api_request_daemon(api_request *rq);
+/* Suspends the request until an event matching rq->waiter's filter arrives after `seen`, its deadline
+ * passes or the daemon stops; the handler then runs again. Holds no thread meanwhile. */
+int api_suspend_until_event(api_request *rq, uint64_t seen);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -18,15 +19,19 @@ typedef struct api_options {
         const struct sockaddr *tcp_address; /* NULL = no TCP listener */
         socklen_t tcp_address_len;
         uint64_t max_body_size;
-        unsigned threads; /* 0 = one per CPU */
+        unsigned threads;      /* 0 = one per CPU */
+        unsigned idle_timeout; /* seconds an idle keep-alive connection is kept; 0 = 120 */
 } api_options;
 
 /* Binds and starts serving; returns once both listeners accept connections. */
 int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_error **reterr);
-/* Stops accepting, finishes in-flight requests, frees. Accepts NULL, returns NULL. */
+/* Serves a connection accepted on a sandbox's agent socket (fd, owned from here on) as that sandbox's
+ * agent. Any thread. The fit for pc_daemon_set_agent_handler(), which pocketcoderd wires. */
+int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox);
+/* Stops accepting, wakes suspended requests, finishes in-flight requests, joins the threads, frees:
+ * nothing calls into the daemon afterwards. Accepts NULL, returns NULL. */
 api_server *api_server_free(api_server *s);
 /* Prints "METHOD PATTERN" per served route (pocketcoderd --list-routes; tests compare with openapi.yaml). */
-#include <stdio.h>
 void api_routes_print(FILE *f);
 
 /* The TCP port actually bound (for "listen = 127.0.0.1:0"), 0 without TCP. */

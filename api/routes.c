@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: MIT */
+/* The routes: one handler per method and path, and the table server.c dispatches on. A handler
+ * translates HTTP to one call of the daemon's interface and its answer back. */
+#include <inttypes.h>
+
 #include "api-internal.h"
+
+/* GET /v1/events: a page is at most this many events; a long-poll waits at most this long. */
+#define EVENTS_PAGE     500u
+#define EVENTS_MAX_WAIT 3600u
 
 /* Handlers that answer with the daemon's JSON or its error: the shape of most routes. */
 static int reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e)
@@ -18,7 +26,7 @@ static int get_health(api_request *rq)
 static int get_status(api_request *rq)
 {
         json_t *j = NULL;
-        int r = pc_daemon_status(api_request_daemon(rq), &j);
+        int r = pc_daemon_status(rq->daemon, &j);
         return reply_result(rq, MHD_HTTP_OK, r, j, NULL);
 }
 
@@ -31,7 +39,7 @@ static int post_tokens(api_request *rq)
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"role\":\"relay\"}");
-        r = pc_tokens_create(api_request_daemon(rq), &rq->principal, rq->json, &j, &e);
+        r = pc_tokens_create(rq->daemon, &rq->principal, rq->json, &j, &e);
         return reply_result(rq, MHD_HTTP_CREATED, r, j, e);
 }
 
@@ -39,28 +47,28 @@ static int get_tokens(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
-        int r = pc_tokens_list(api_request_daemon(rq), &j, &e);
+        int r = pc_tokens_list(rq->daemon, &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
 static int delete_token(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
-        int r = pc_tokens_delete(api_request_daemon(rq), &rq->principal, rq->params[0], &e);
+        int r = pc_tokens_delete(rq->daemon, &rq->principal, rq->params[0], &e);
         return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
 }
 
 static int get_policies(api_request *rq)
 {
         json_t *j = NULL;
-        int r = pc_policies_list(api_request_daemon(rq), &j);
+        int r = pc_policies_list(rq->daemon, &j);
         return reply_result(rq, MHD_HTTP_OK, r, j, NULL);
 }
 
 static int post_policies_reload(api_request *rq)
 {
         json_t *j = NULL;
-        int r = pc_policies_reload(api_request_daemon(rq), &j);
+        int r = pc_policies_reload(rq->daemon, &j);
         return reply_result(rq, MHD_HTTP_OK, r, j, NULL);
 }
 
@@ -68,7 +76,7 @@ static int get_policy(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
-        int r = pc_policies_show(api_request_daemon(rq), rq->params[0], &j, &e);
+        int r = pc_policies_show(rq->daemon, rq->params[0], &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
@@ -81,7 +89,7 @@ static int post_policy_decide(api_request *rq)
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"command\":\"ls -la\"}");
-        r = pc_policies_decide(api_request_daemon(rq), rq->params[0], rq->json, &j, &e);
+        r = pc_policies_decide(rq->daemon, rq->params[0], rq->json, &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
@@ -94,7 +102,7 @@ static int post_sandboxes(api_request *rq)
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"name\":\"dev\"}");
-        r = pc_sandboxes_create(api_request_daemon(rq), &rq->principal, rq->json, &j, &e);
+        r = pc_sandboxes_create(rq->daemon, &rq->principal, rq->json, &j, &e);
         return reply_result(rq, MHD_HTTP_CREATED, r, j, e);
 }
 
@@ -102,7 +110,7 @@ static int get_sandboxes(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
-        int r = pc_sandboxes_list(api_request_daemon(rq), &rq->principal, &j, &e);
+        int r = pc_sandboxes_list(rq->daemon, &rq->principal, &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
@@ -112,7 +120,7 @@ static int sandbox_op(api_request *rq,
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
-        int r = op(api_request_daemon(rq), &rq->principal, rq->params[0], &j, &e);
+        int r = op(rq->daemon, &rq->principal, rq->params[0], &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
@@ -141,7 +149,7 @@ static int delete_sandbox(api_request *rq)
         if (purge && parse_bool(purge, &p) < 0)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
                                        "query parameter purge must be true or false");
-        r = pc_sandboxes_delete(api_request_daemon(rq), &rq->principal, rq->params[0], p, &e);
+        r = pc_sandboxes_delete(rq->daemon, &rq->principal, rq->params[0], p, &e);
         return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
 }
 
@@ -154,14 +162,98 @@ static int post_sandbox_session(api_request *rq)
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"kind\":\"enter\"}");
-        r = pc_sandboxes_session(api_request_daemon(rq), &rq->principal, rq->params[0], rq->json, &j, &e);
+        r = pc_sandboxes_session(rq->daemon, &rq->principal, rq->params[0], rq->json, &j, &e);
         return reply_result(rq, MHD_HTTP_OK, r, j, e);
 }
 
+static int get_whoami(api_request *rq)
+{
+        json_t *j = pc_principal_to_json(&rq->principal);
+        return j ? api_reply_json(rq, MHD_HTTP_OK, j) : MHD_NO;
+}
+
+static int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
+{
+        const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+        uint64_t u;
+
+        if (!v)
+                return 0;
+        if (parse_uint64(v, &u) < 0 || u > max)
+                return -EINVAL;
+        *ret = u;
+        return 0;
+}
+
+/* First call: the query becomes the waiter's filter and deadline. */
+static int events_begin(api_request *rq)
+{
+        const char *sandbox = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "sandbox");
+        const char *type = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "type");
+        pc_event_filter *f = &rq->waiter.filter;
+        uint64_t wait = 0;
+
+        if (query_uint(rq, "since", INT64_MAX, &rq->since) < 0)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
+                                       "query parameter since must be a sequence number (0 or more)");
+        if (query_uint(rq, "wait", EVENTS_MAX_WAIT, &wait) < 0)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
+                                       "query parameter wait must be seconds from 0 to %u", EVENTS_MAX_WAIT);
+        f->type = _PC_EVENT_TYPE_MAX;
+        if (type) {
+                f->type = pc_event_type_from_string(type);
+                if (f->type < 0)
+                        return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
+                                               "unknown event type \"%s\" (see GET /v1/events in api/openapi.yaml)",
+                                               type);
+        }
+        if (sandbox && !name_is_valid(sandbox))
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
+                                       "query parameter sandbox must be a sandbox name");
+        /* An agent sees its own sandbox's events only. */
+        if (rq->principal.role == PC_ROLE_AGENT) {
+                if (sandbox && !streq(sandbox, rq->principal.sandbox))
+                        return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
+                                               "this agent is scoped to sandbox \"%s\", not \"%s\"",
+                                               rq->principal.sandbox, sandbox);
+                sandbox = rq->principal.sandbox;
+        }
+        snprintf(f->sandbox, sizeof(f->sandbox), "%s", sandbox ?: "");
+        rq->waiter.deadline_usec = now_usec(CLOCK_MONOTONIC) + wait * 1000000u;
+        rq->wait_started = true;
+        return MHD_YES;
+}
+
+/* The long-poll: answers at once when events after `since` exist (or wait is 0), else suspends until
+ * one arrives or the wait bound passes (then the answer has no events). */
+static int get_events(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        uint64_t seen = 0;
+        json_t *j = NULL;
+        int r;
+
+        if (!rq->wait_started) {
+                r = events_begin(rq);
+                if (rq->replied || r != MHD_YES)
+                        return r;
+        }
+        r = pc_events_list(rq->daemon, &rq->waiter.filter, rq->since, EVENTS_PAGE, &j, &seen, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        if (json_array_size(json_object_get(j, "events")) > 0 || rq->waiter.stopping ||
+            now_usec(CLOCK_MONOTONIC) >= rq->waiter.deadline_usec)
+                return api_reply_json(rq, MHD_HTTP_OK, j);
+        json_decref(j);
+        return api_suspend_until_event(rq, seen);
+}
+
 /* Every route the server serves; tests/integration check this table against api/openapi.yaml. */
-static const api_route routes[] = {
+const api_route api_routes[] = {
         { "GET", "/v1/health", API_NO_AUTH, get_health },
         { "GET", "/v1/status", API_ANY_ROLE, get_status },
+        { "GET", "/v1/whoami", API_ANY_ROLE, get_whoami },
+        { "GET", "/v1/events", API_ANY_ROLE, get_events },
         { "POST", "/v1/tokens", API_ROLE(PC_ROLE_ADMIN), post_tokens },
         { "GET", "/v1/tokens", API_ROLE(PC_ROLE_ADMIN), get_tokens },
         { "DELETE", "/v1/tokens/{id}", API_ROLE(PC_ROLE_ADMIN), delete_token },
@@ -177,74 +269,4 @@ static const api_route routes[] = {
         { "POST", "/v1/sandboxes/{name}/stop", API_ROLE(PC_ROLE_ADMIN), post_sandbox_stop },
         { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), post_sandbox_session },
 };
-
-void api_routes_print(FILE *f)
-{
-        for (size_t i = 0; i < ELEMENTSOF(routes); i++)
-                fprintf(f, "%s %s\n", routes[i].method, routes[i].pattern);
-}
-
-/* Matches `path` against `pattern` segment by segment; {x} takes one non-empty segment. Parameters are
- * copied into rq->path_buf so handlers get NUL-terminated strings. */
-static bool match(api_request *rq, const char *pattern, const char *path)
-{
-        char *out = rq->path_buf, *end = rq->path_buf + sizeof(rq->path_buf);
-        size_t np = 0;
-
-        for (;;) {
-                if (*pattern == '{') {
-                        const char *seg_end = strchrnul(path, '/');
-                        size_t n = (size_t) (seg_end - path);
-
-                        if (n == 0 || np >= ELEMENTSOF(rq->params) || out + n + 1 > end)
-                                return false;
-                        memcpy(out, path, n);
-                        out[n] = 0;
-                        rq->params[np++] = out;
-                        out += n + 1;
-                        path = seg_end;
-                        pattern = strchr(pattern, '}') + 1;
-                        continue;
-                }
-                if (*pattern != *path)
-                        return false;
-                if (*pattern == 0)
-                        return true;
-                pattern++;
-                path++;
-        }
-}
-
-int api_dispatch(api_request *rq)
-{
-        char allow[128] = "";
-        const char *path = rq->url;
-        size_t n = strlen(path);
-
-        /* A trailing slash names the same resource. */
-        if (n > 1 && path[n - 1] == '/' && n < sizeof(rq->path_buf)) {
-                static __thread char trimmed[1024];
-                memcpy(trimmed, path, n - 1);
-                trimmed[n - 1] = 0;
-                path = trimmed;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!match(rq, routes[i].pattern, path))
-                        continue;
-                if (streq(routes[i].method, rq->method) ||
-                    (streq(rq->method, "HEAD") && streq(routes[i].method, "GET")))
-                        return api_run_route(rq, &routes[i]);
-                if (!strstr(allow, routes[i].method)) {
-                        if (allow[0])
-                                strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
-                        strncat(allow, routes[i].method, sizeof(allow) - strlen(allow) - 1);
-                }
-        }
-        if (allow[0]) {
-                rq->allow = allow;
-                return api_reply_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                                       "%s is not allowed on %s (allowed: %s)", rq->method, path, allow);
-        }
-        return api_reply_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint: %s %s", rq->method,
-                               path);
-}
+const size_t api_routes_n = ELEMENTSOF(api_routes);

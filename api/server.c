@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/* The HTTP server: libmicrohttpd daemons for the unix socket, TCP and the sandboxes' agent sockets,
+ * authentication, and dispatch on the route table (routes.c). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -12,15 +15,29 @@
 
 #include "api-internal.h"
 
+typedef struct api_listener {
+        struct api_server *server;
+        api_listener_kind kind;
+} api_listener;
+
+/* Agent connections handed over but not yet started by libmicrohttpd (which runs that in a pool
+ * thread): their fd says whose agent they are until the connection takes the name over. */
+typedef struct pending_agent {
+        int fd;
+        char sandbox[64];
+} pending_agent;
+
 struct api_server {
         pc_daemon *daemon;
         uint64_t max_body_size;
         gid_t socket_gid;
-        struct MHD_Daemon *unix_httpd;
-        struct MHD_Daemon *tcp_httpd;
-        api_listener unix_listener, tcp_listener;
+        struct MHD_Daemon *unix_httpd, *tcp_httpd, *agent_httpd;
+        api_listener unix_listener, tcp_listener, agent_listener;
         unsigned tcp_port;
         char *socket_path;
+        pthread_mutex_t pending_lock;
+        pending_agent *pending;
+        size_t n_pending;
 };
 
 static void request_free(api_request *rq)
@@ -28,113 +45,21 @@ static void request_free(api_request *rq)
         if (!rq)
                 return;
         free(rq->body);
+        json_decref(rq->json);
         free(rq);
 }
 
 static void on_request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                                  enum MHD_RequestTerminationCode toe)
 {
-        request_free(*con_cls);
+        api_request *rq = *con_cls;
+        api_listener *l = cls;
+
+        /* A request is only ever freed resumed, but never leave a waiter registered behind. */
+        if (rq && rq->suspended)
+                pc_event_wait_done(l->server->daemon, &rq->waiter);
+        request_free(rq);
         *con_cls = NULL;
-}
-
-int api_reply_json(api_request *rq, unsigned status, json_t *body)
-{
-        struct MHD_Response *resp;
-        char *text = NULL;
-        size_t len = 0;
-        enum MHD_Result ok;
-
-        if (body) {
-                text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
-                json_decref(body);
-                if (!text)
-                        return MHD_NO;
-                len = strlen(text);
-                /* Newline-terminated bodies read better with curl and in logs. */
-                char *t = realloc(text, len + 2);
-                if (!t) {
-                        free(text);
-                        return MHD_NO;
-                }
-                text = t;
-                text[len++] = '\n';
-                text[len] = 0;
-        }
-        resp = MHD_create_response_from_buffer(len, text ?: (char *) "", text ? MHD_RESPMEM_MUST_FREE
-                                                                              : MHD_RESPMEM_PERSISTENT);
-        if (!resp) {
-                free(text);
-                return MHD_NO;
-        }
-        if (text)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        if (rq->allow)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
-        if (status == MHD_HTTP_UNAUTHORIZED)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pocketcoder\"");
-        MHD_add_response_header(resp, "Cache-Control", "no-store");
-        ok = MHD_queue_response(rq->conn, status, resp);
-        MHD_destroy_response(resp);
-        rq->replied = true;
-        return ok;
-}
-
-int api_reply_error(api_request *rq, unsigned status, const char *code, const char *fmt, ...)
-{
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                return MHD_NO;
-        return api_reply_json(rq, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
-}
-
-unsigned api_status_for_errno(int errnum)
-{
-        switch (abs(errnum)) {
-        case EINVAL:
-        case EDOM:
-        case ERANGE:
-                return MHD_HTTP_BAD_REQUEST;
-        case EACCES:
-        case EPERM:
-                return MHD_HTTP_FORBIDDEN;
-        case ENOENT:
-        case ESRCH:
-                return MHD_HTTP_NOT_FOUND;
-        case EEXIST:
-        case EBUSY:
-        case EALREADY:
-        case ENOSPC:
-        case ENOTEMPTY:
-                return MHD_HTTP_CONFLICT;
-        case EFBIG:
-        case E2BIG:
-                return MHD_HTTP_CONTENT_TOO_LARGE;
-        case EBADMSG:
-                return MHD_HTTP_UNPROCESSABLE_CONTENT;
-        case EAGAIN:
-        case EOPNOTSUPP:
-        case ENOTCONN:
-        case ECONNREFUSED:
-                return MHD_HTTP_SERVICE_UNAVAILABLE;
-        default:
-                return MHD_HTTP_INTERNAL_SERVER_ERROR;
-        }
-}
-
-int api_reply_pc_error(api_request *rq, int r, pc_error *e)
-{
-        if (e)
-                return api_reply_error(rq, api_status_for_errno(e->errnum), e->code, "%s", e->message);
-        if (r == -ENOMEM)
-                return api_reply_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-        return api_reply_error(rq, api_status_for_errno(r), "internal", "%s", strerror(-r));
 }
 
 /* Who is on the other end of a unix-socket connection. */
@@ -150,9 +75,16 @@ static int peer_credentials(struct MHD_Connection *c, struct ucred *ret)
         return 0;
 }
 
+/* Called from pool threads: only the reentrant lookups (getpwuid() shares one static buffer between
+ * threads; getgrouplist() is thread-safe). Looked up per connection, so a user added to the group later
+ * needs no restart. */
 static bool uid_in_group(uid_t uid, gid_t peer_gid, gid_t group)
 {
-        struct passwd *pw;
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ gid_t *groups = NULL;
+        struct passwd pw, *res = NULL;
+        size_t bufsz = 1024;
+        int n = 32, r;
 
         if (group == (gid_t) -1)
                 return false;
@@ -160,13 +92,30 @@ static bool uid_in_group(uid_t uid, gid_t peer_gid, gid_t group)
                 return true;
         /* Supplementary groups: the socket's mode already admits only members, but a member's primary
          * group need not be pocketcoder. */
-        pw = getpwuid(uid);
-        if (!pw)
+        for (;;) {
+                free(buf);
+                buf = malloc(bufsz);
+                if (!buf)
+                        return false;
+                r = getpwuid_r(uid, &pw, buf, bufsz, &res);
+                if (r != ERANGE || bufsz >= 1024 * 1024)
+                        break;
+                bufsz *= 2;
+        }
+        if (r != 0 || !res)
                 return false;
-        int n = 64;
-        gid_t groups[64];
-        if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
-                return false;
+        for (;;) {
+                int want = n;
+                gid_t *g = realloc(groups, (size_t) n * sizeof(gid_t));
+
+                if (!g)
+                        return false;
+                groups = g;
+                if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) >= 0)
+                        break;
+                if (n <= want) /* no growth asked for: give up rather than loop */
+                        return false;
+        }
         for (int i = 0; i < n; i++)
                 if (groups[i] == group)
                         return true;
@@ -180,11 +129,22 @@ static int authenticate(api_request *rq)
         const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         int r;
 
+        /* The agent socket is reachable from inside one sandbox only: whoever connects is its agent,
+         * whatever they send (a token found inside changes nothing). */
+        if (rq->listener == API_LISTENER_AGENT) {
+                if (!rq->agent_sandbox)
+                        return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
+                                               "this agent connection belongs to no sandbox");
+                rq->principal = (pc_principal){ .role = PC_ROLE_AGENT, .agent_socket = true };
+                snprintf(rq->principal.sandbox, sizeof(rq->principal.sandbox), "%s", rq->agent_sandbox);
+                rq->authenticated = true;
+                return MHD_YES;
+        }
         if (h) {
                 if (strncasecmp(h, "Bearer ", 7) != 0)
                         return api_reply_error(rq, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                                                "Authorization header must be \"Bearer TOKEN\"");
-                r = pc_daemon_authenticate(rq->server->daemon, h + 7, &rq->principal);
+                r = pc_daemon_authenticate(rq->daemon, h + 7, &rq->principal);
                 if (r < 0)
                         return api_reply_error(rq, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                                                "the token is not valid (revoked, mistyped or from another "
@@ -192,11 +152,11 @@ static int authenticate(api_request *rq)
                 rq->authenticated = true;
                 return MHD_YES;
         }
-        if (rq->listener->is_unix) {
+        if (rq->listener == API_LISTENER_UNIX) {
                 struct ucred cred;
 
                 if (peer_credentials(rq->conn, &cred) >= 0 &&
-                    (cred.uid == 0 || uid_in_group(cred.uid, cred.gid, rq->server->socket_gid))) {
+                    (cred.uid == 0 || uid_in_group(cred.uid, cred.gid, rq->socket_gid))) {
                         rq->principal = (pc_principal){ .role = PC_ROLE_ADMIN, .local_peer = true, .uid = cred.uid };
                         rq->authenticated = true;
                         return MHD_YES;
@@ -231,61 +191,43 @@ static bool content_type_is_json(const char *ct)
         return ct && strncasecmp(ct, "application/json", n) == 0 && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                 const char *version, const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+/* Matches `path` against `pattern` segment by segment; {x} takes one non-empty segment. Parameters are
+ * copied into rq->path_buf so handlers get NUL-terminated strings. */
+static bool match(api_request *rq, const char *pattern, const char *path)
 {
-        api_listener *l = cls;
-        api_request *rq = *con_cls;
+        char *out = rq->path_buf, *end = rq->path_buf + sizeof(rq->path_buf);
+        size_t np = 0;
 
-        if (!rq) {
-                const char *cl;
+        for (;;) {
+                if (*pattern == '{') {
+                        const char *seg_end = strchrnul(path, '/');
+                        size_t n = (size_t) (seg_end - path);
 
-                rq = calloc(1, sizeof(*rq));
-                if (!rq)
-                        return MHD_NO;
-                rq->conn = conn;
-                rq->server = l->server;
-                rq->listener = l;
-                rq->method = method;
-                rq->url = url;
-                *con_cls = rq;
-                /* Refuse an announced oversized body before reading it. */
-                cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-                if (cl && strtoull(cl, NULL, 10) > l->server->max_body_size)
-                        rq->too_large = true;
-                return MHD_YES;
+                        if (n == 0 || np >= ELEMENTSOF(rq->params) || out + n + 1 > end)
+                                return false;
+                        memcpy(out, path, n);
+                        out[n] = 0;
+                        rq->params[np++] = out;
+                        out += n + 1;
+                        path = seg_end;
+                        pattern = strchr(pattern, '}') + 1;
+                        continue;
+                }
+                if (*pattern != *path)
+                        return false;
+                if (*pattern == 0)
+                        return true;
+                pattern++;
+                path++;
         }
-
-        if (*upload_data_size > 0) {
-                if (!rq->too_large && rq->body_len + *upload_data_size <= rq->server->max_body_size) {
-                        char *p = realloc(rq->body, rq->body_len + *upload_data_size + 1);
-                        if (!p)
-                                return MHD_NO;
-                        rq->body = p;
-                        memcpy(rq->body + rq->body_len, upload_data, *upload_data_size);
-                        rq->body_len += *upload_data_size;
-                        rq->body[rq->body_len] = 0;
-                } else
-                        rq->too_large = true;
-                *upload_data_size = 0;
-                return MHD_YES;
-        }
-
-        if (rq->replied)
-                return MHD_YES;
-        if (rq->too_large)
-                return api_reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
-                                       "request body is larger than %" PRIu64 " bytes",
-                                       rq->server->max_body_size);
-        return api_dispatch(rq);
 }
 
 /* Authentication, content type and body parsing, shared by every route; then the handler. */
-int api_run_route(api_request *rq, const api_route *route)
+static int run_route(api_request *rq, const api_route *route)
 {
         int r;
 
+        rq->route = route;
         if (route->roles != API_NO_AUTH) {
                 r = authenticate(rq);
                 if (!rq->authenticated)
@@ -305,10 +247,170 @@ int api_run_route(api_request *rq, const api_route *route)
                 if (r < 0)
                         return r == -EINVAL ? MHD_YES : MHD_NO;
         }
-        r = route->handler(rq);
-        json_decref(rq->json);
-        rq->json = NULL;
-        return r;
+        return route->handler(rq);
+}
+
+static int dispatch(api_request *rq)
+{
+        char allow[128] = "", trimmed[sizeof(rq->path_buf)];
+        const char *path = rq->url;
+        size_t n = strlen(path);
+
+        /* A trailing slash names the same resource. */
+        if (n > 1 && path[n - 1] == '/' && n < sizeof(trimmed)) {
+                memcpy(trimmed, path, n - 1);
+                trimmed[n - 1] = 0;
+                path = trimmed;
+        }
+        for (size_t i = 0; i < api_routes_n; i++) {
+                const api_route *route = &api_routes[i];
+
+                if (!match(rq, route->pattern, path))
+                        continue;
+                if (streq(route->method, rq->method) || (streq(rq->method, "HEAD") && streq(route->method, "GET")))
+                        return run_route(rq, route);
+                if (!strstr(allow, route->method)) {
+                        if (allow[0])
+                                strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);
+                        strncat(allow, route->method, sizeof(allow) - strlen(allow) - 1);
+                }
+        }
+        if (allow[0]) {
+                rq->allow = allow;
+                return api_reply_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                       "%s is not allowed on %s (allowed: %s)", rq->method, path, allow);
+        }
+        return api_reply_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint: %s %s", rq->method, path);
+}
+
+void api_routes_print(FILE *f)
+{
+        for (size_t i = 0; i < api_routes_n; i++)
+                fprintf(f, "%s %s\n", api_routes[i].method, api_routes[i].pattern);
+}
+
+static api_request *request_new(api_listener *l, struct MHD_Connection *conn, const char *url, const char *method)
+{
+        api_request *rq = calloc(1, sizeof(*rq));
+
+        if (!rq)
+                return NULL;
+        rq->conn = conn;
+        rq->daemon = l->server->daemon;
+        rq->max_body_size = l->server->max_body_size;
+        rq->listener = l->kind;
+        rq->socket_gid = l->server->socket_gid;
+        rq->method = method;
+        rq->url = url;
+        if (l->kind == API_LISTENER_AGENT) {
+                const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
+                                                                               MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                rq->agent_sandbox = info ? info->socket_context : NULL;
+        }
+        return rq;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+        api_listener *l = cls;
+        api_request *rq = *con_cls;
+
+        if (!rq) {
+                const char *cl;
+
+                rq = request_new(l, conn, url, method);
+                if (!rq)
+                        return MHD_NO;
+                *con_cls = rq;
+                /* Refuse an announced oversized body before reading it. */
+                cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if (cl && strtoull(cl, NULL, 10) > rq->max_body_size)
+                        rq->too_large = true;
+                return MHD_YES;
+        }
+
+        if (*upload_data_size > 0) {
+                if (!rq->too_large && rq->body_len + *upload_data_size <= rq->max_body_size) {
+                        char *p = realloc(rq->body, rq->body_len + *upload_data_size + 1);
+                        if (!p)
+                                return MHD_NO;
+                        rq->body = p;
+                        memcpy(rq->body + rq->body_len, upload_data, *upload_data_size);
+                        rq->body_len += *upload_data_size;
+                        rq->body[rq->body_len] = 0;
+                } else
+                        rq->too_large = true;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+
+        if (rq->replied)
+                return MHD_YES;
+        /* Resumed: the same handler looks again, as the same principal. */
+        if (rq->suspended) {
+                pc_event_wait_done(rq->daemon, &rq->waiter);
+                rq->suspended = false;
+                return rq->route->handler(rq);
+        }
+        if (rq->too_large)
+                return api_reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+                                       "request body is larger than %" PRIu64 " bytes", rq->max_body_size);
+        return dispatch(rq);
+}
+
+/* Agent connections: the name waiting for the fd becomes the connection's socket context. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+        api_listener *l = cls;
+        api_server *s = l->server;
+
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                free(*socket_context);
+                *socket_context = NULL;
+                return;
+        }
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info)
+                return;
+        LOCK_GUARD(&s->pending_lock);
+        for (size_t i = 0; i < s->n_pending; i++)
+                if (s->pending[i].fd == info->connect_fd) {
+                        *socket_context = strdup(s->pending[i].sandbox);
+                        s->pending[i] = s->pending[--s->n_pending];
+                        return;
+                }
+}
+
+int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t i;
+
+        {
+                LOCK_GUARD(&s->pending_lock);
+                /* A stale entry for a re-used fd number (a connection that never started) is replaced. */
+                for (i = 0; i < s->n_pending && s->pending[i].fd != fd; i++)
+                        ;
+                if (i == s->n_pending) {
+                        pending_agent *p = realloc(s->pending, (s->n_pending + 1) * sizeof(*p));
+                        if (!p) {
+                                safe_close(fd);
+                                return -ENOMEM;
+                        }
+                        s->pending = p;
+                        s->n_pending++;
+                }
+                s->pending[i].fd = fd;
+                snprintf(s->pending[i].sandbox, sizeof(s->pending[i].sandbox), "%s", sandbox);
+        }
+        /* libmicrohttpd closes fd on failure too. */
+        if (MHD_add_connection(s->agent_httpd, fd, (struct sockaddr *) &sa, sizeof(sa_family_t)) != MHD_YES)
+                return log_warning_errno(errno, "sandbox %s: cannot serve an agent connection: %m, ignoring",
+                                         sandbox);
+        return 0;
 }
 
 static int make_unix_socket(const char *path, gid_t gid, pc_error **reterr)
@@ -363,35 +465,42 @@ static int make_tcp_socket(const struct sockaddr *sa, socklen_t len, unsigned *r
         return TAKE_FD(fd);
 }
 
-static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads)
+/* libmicrohttpd's own epoll thread pool: each thread runs its own epoll loop over the shared listen socket
+ * (or the connections handed over with MHD_add_connection: fd < 0), so requests are served in parallel.
+ * A request that waits for an event is suspended: it holds no thread and is not subject to the idle
+ * timeout, which only closes idle keep-alive connections (see docs/architecture.md). */
+static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads, unsigned idle_timeout)
 {
-        /* libmicrohttpd's own epoll thread pool: each thread runs its own epoll loop over the shared listen
-         * socket, so requests are served in parallel without a hand-written event loop (see
-         * docs/architecture.md). */
-        return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC, 0, NULL, NULL,
-                                on_access, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
-                                threads, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, NULL,
-                                MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
-                                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC |
+                         MHD_ALLOW_SUSPEND_RESUME;
+        /* Without a listen socket (agent connections are handed over) the listener options are left out. */
+        struct MHD_OptionItem listen[] = {
+                { MHD_OPTION_LISTEN_SOCKET, fd, NULL },
+                { MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL },
+                { MHD_OPTION_END, 0, NULL },
+        };
+
+        if (fd < 0) {
+                flags |= MHD_USE_NO_LISTEN_SOCKET;
+                listen[0].option = MHD_OPTION_END;
+        }
+        return MHD_start_daemon(flags, 0, NULL, NULL, on_access, l, MHD_OPTION_THREAD_POOL_SIZE, threads,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
+                                on_connection, l, MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout,
+                                MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_ARRAY, listen, MHD_OPTION_END);
 }
 
 /* Quiescing hands the listen socket back to us (so it is closed exactly once) and stops new accepts
  * before in-flight requests are finished. */
-static void stop_httpd(struct MHD_Daemon *h)
+static int quiesce_httpd(struct MHD_Daemon *h)
 {
-        int fd;
-
-        if (!h)
-                return;
-        fd = MHD_quiesce_daemon(h);
-        MHD_stop_daemon(h);
-        safe_close(fd);
+        return h ? MHD_quiesce_daemon(h) : -EBADF;
 }
 
 int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_error **reterr)
 {
         api_server *s;
-        unsigned threads = o->threads;
+        unsigned threads = o->threads, idle = o->idle_timeout ?: 120;
         int fd;
 
         if (threads == 0) {
@@ -404,8 +513,10 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         s->daemon = d;
         s->max_body_size = o->max_body_size;
         s->socket_gid = o->socket_gid;
-        s->unix_listener = (api_listener){ .server = s, .is_unix = true };
-        s->tcp_listener = (api_listener){ .server = s, .is_unix = false };
+        pthread_mutex_init(&s->pending_lock, NULL);
+        s->unix_listener = (api_listener){ .server = s, .kind = API_LISTENER_UNIX };
+        s->tcp_listener = (api_listener){ .server = s, .kind = API_LISTENER_TCP };
+        s->agent_listener = (api_listener){ .server = s, .kind = API_LISTENER_AGENT };
         s->socket_path = strdup(o->socket_path);
         if (!s->socket_path) {
                 api_server_free(s);
@@ -417,7 +528,7 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
                 api_server_free(s);
                 return fd;
         }
-        s->unix_httpd = start_httpd(&s->unix_listener, fd, threads);
+        s->unix_httpd = start_httpd(&s->unix_listener, fd, threads, idle);
         if (!s->unix_httpd) {
                 safe_close(fd);
                 api_server_free(s);
@@ -429,12 +540,17 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
                         api_server_free(s);
                         return fd;
                 }
-                s->tcp_httpd = start_httpd(&s->tcp_listener, fd, threads);
+                s->tcp_httpd = start_httpd(&s->tcp_listener, fd, threads, idle);
                 if (!s->tcp_httpd) {
                         safe_close(fd);
                         api_server_free(s);
                         return pc_error_setf(reterr, EIO, "http", "cannot start the HTTP server on TCP");
                 }
+        }
+        s->agent_httpd = start_httpd(&s->agent_listener, -EBADF, threads, idle);
+        if (!s->agent_httpd) {
+                api_server_free(s);
+                return pc_error_setf(reterr, EIO, "http", "cannot start the HTTP server for agent sockets");
         }
         *ret = s;
         return 0;
@@ -442,13 +558,29 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
 
 api_server *api_server_free(api_server *s)
 {
+        int unix_fd, tcp_fd;
+
         if (!s)
                 return NULL;
-        stop_httpd(s->unix_httpd);
-        stop_httpd(s->tcp_httpd);
+        /* 1. No new connections. 2. Every suspended request is resumed (and none suspends any more):
+         * libmicrohttpd must not be stopped with suspended connections. 3. Stop, which finishes the
+         * requests in flight and joins the pool threads: after this nothing calls into the daemon. */
+        unix_fd = quiesce_httpd(s->unix_httpd);
+        tcp_fd = quiesce_httpd(s->tcp_httpd);
+        pc_event_waiters_stop(s->daemon);
+        if (s->unix_httpd)
+                MHD_stop_daemon(s->unix_httpd);
+        if (s->tcp_httpd)
+                MHD_stop_daemon(s->tcp_httpd);
+        if (s->agent_httpd)
+                MHD_stop_daemon(s->agent_httpd);
+        safe_close(unix_fd);
+        safe_close(tcp_fd);
         if (s->socket_path)
                 (void) unlink(s->socket_path);
         free(s->socket_path);
+        free(s->pending);
+        pthread_mutex_destroy(&s->pending_lock);
         free(s);
         return NULL;
 }
@@ -456,9 +588,4 @@ api_server *api_server_free(api_server *s)
 unsigned api_server_tcp_port(const api_server *s)
 {
         return s->tcp_port;
-}
-
-pc_daemon *api_request_daemon(api_request *rq)
-{
-        return rq->server->daemon;
 }

@@ -14,7 +14,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$build/daemon/pocketcoderd" --state-dir "$tmp/state" --runtime-dir "$tmp/run" --policy-dir "$tmp/pol" \
+"$build/pocketcoderd/pocketcoderd" --state-dir "$tmp/state" --runtime-dir "$tmp/run" --policy-dir "$tmp/pol" \
         --listen 127.0.0.1:0 --log-file "$tmp/log" --pid-file "$pidfile" --daemonize
 pid=$(cat "$pidfile")
 port=$(grep -o '(port [0-9]*)' "$tmp/log" | tail -1 | tr -dc 0-9)

@@ -109,7 +109,7 @@ echo "# $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg
 echo "# N=$N CONCURRENT=$CONCURRENT CLIENTS=$CLIENTS, build $build"
 
 mkdir -p "$tmp/ws"
-"$build/daemon/pocketcoderd" --state-dir "$tmp/state" --runtime-dir "$tmp/run" --policy-dir "$tmp/pol" \
+"$build/pocketcoderd/pocketcoderd" --state-dir "$tmp/state" --runtime-dir "$tmp/run" --policy-dir "$tmp/pol" \
         --log-file "$tmp/log" --pid-file "$pidfile" --daemonize
 dpid=$(cat "$pidfile")
 echo "# cgroup $(api http://localhost/v1/status | jq -r '.host.cgroup.version // .cgroup.version // "?"' 2>/dev/null), daemon idle RSS $(rss_kib "$dpid") KiB"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -153,3 +154,28 @@ static inline void closedirp(DIR **d)
         if (*d)
                 closedir(*d);
 }
+
+static inline void mutex_unlockp(pthread_mutex_t **m)
+{
+        if (*m)
+                pthread_mutex_unlock(*m);
+}
+/* Recursive: a function holding a lock may call another that takes it (e.g. the store's audit). */
+static inline void mutex_init_recursive(pthread_mutex_t *m)
+{
+        pthread_mutexattr_t attr;
+
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(m, &attr);
+        pthread_mutexattr_destroy(&attr);
+}
+
+/* Locks `m` until the end of the scope (several guards may share a scope). */
+#define LOCK_GUARD_CONCAT_(a, b) a##b
+#define LOCK_GUARD_NAME_(n)      LOCK_GUARD_CONCAT_(_guard_, n)
+#define LOCK_GUARD(m)                                                                                     \
+        _cleanup_(mutex_unlockp) _unused_ pthread_mutex_t *LOCK_GUARD_NAME_(__COUNTER__) = ({             \
+                pthread_mutex_lock(m);                                                                    \
+                (m);                                                                                      \
+        })

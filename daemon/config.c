@@ -13,6 +13,8 @@ void pc_config_init(pc_config *c)
                 .runtime_dir = strdup(PC_DEFAULT_RUNTIME_DIR),
                 .socket_group = strdup("pocketcoder"),
                 .max_body_size = 1024 * 1024,
+                .http_idle_timeout = 120,
+                .events_keep = 10000,
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
                 .cgroup_parent = strdup("pocketcoder"),
@@ -139,6 +141,22 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->api_threads = (unsigned) u;
                 return 0;
         }
+        if (streq(key, "http_idle_timeout")) {
+                if (parse_uint64(value, &u) < 0 || u < 1 || u > 3600) {
+                        *ret_why = "expected seconds from 1 to 3600";
+                        return -EINVAL;
+                }
+                c->http_idle_timeout = (unsigned) u;
+                return 0;
+        }
+        if (streq(key, "events_keep")) {
+                if (parse_uint64(value, &u) < 0 || u < 1 || u > 10000000) {
+                        *ret_why = "expected a number of events from 1 to 10000000";
+                        return -EINVAL;
+                }
+                c->events_keep = u;
+                return 0;
+        }
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -149,7 +167,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return 0;
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
-                   "socket_group, max_body_size, api_threads, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent, nft_table)";
+                   "socket_group, max_body_size, api_threads, http_idle_timeout, events_keep, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent, nft_table)";
         return -ENOKEY;
 }
 

@@ -9,41 +9,6 @@
 #include "common.h"
 #include "daemon.h"
 
-typedef struct pc_config {
-        char *config_path;
-        char *policy_dir;
-        char *state_dir;
-        char *runtime_dir;
-        char *listen;             /* "ADDR:PORT" for TCP, NULL = unix socket only */
-        bool allow_remote_listen; /* binding a non-loopback address needs this */
-        char *socket_group;       /* group that may use api.sock (mode 0660) */
-        uint64_t max_body_size;   /* bytes */
-        unsigned api_threads;     /* libmicrohttpd thread pool size, 0 = number of CPUs */
-        int log_level;
-        char *log_file;
-        char *pid_file;
-        char *egress_subnet;      /* private range veth /30s are cut from */
-        char *cgroup_parent;      /* group (under the daemon's own on v2) that holds the sandboxes' groups */
-        char *nft_table;          /* nftables inet table of the egress NAT and host-blocking rules */
-        uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
-} pc_config;
-
-void pc_config_init(pc_config *c);
-void pc_config_done(pc_config *c);
-/* Loads `path` over the defaults already in *c. A missing file is fine when `must_exist` is false.
- * Errors name FILE:LINE and the reason. */
-int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr);
-/* Parses the LEN bytes of TEXT ("key = value" lines, '#' comments, "quoted" values) over *c; errors
- * name ORIGIN:LINE. A NUL byte anywhere is an error, not the end of the text. On error *c is unchanged. */
-int pc_config_parse(pc_config *c, const char *origin, const char *text, size_t len, pc_error **reterr);
-/* Sets one key as if read from the file (used for command-line overrides). */
-int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error **reterr);
-/* Checks the combination (e.g. a non-loopback listen address without allow_remote_listen). */
-int pc_config_validate(const pc_config *c, pc_error **reterr);
-
-/* Parses "ADDR:PORT" / "[V6]:PORT" into a socket address; tells whether it is loopback. */
-struct sockaddr_storage;
-int pc_listen_address(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_loopback);
 
 /* sqlite store: WAL, versioned migrations applied in one transaction each at open. One connection,
  * serialised by a mutex: statements are short and this keeps the threading model obvious. */
@@ -83,47 +48,68 @@ static inline void sqlite3_finalizep(sqlite3_stmt **s)
 /* jansson ships json_decrefp() for exactly this. */
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
-static inline void mutex_unlockp(pthread_mutex_t **m)
-{
-        if (*m)
-                pthread_mutex_unlock(*m);
-}
-/* Recursive: a function holding a lock may call another that takes it (e.g. the store's audit). */
-static inline void mutex_init_recursive(pthread_mutex_t *m)
-{
-        pthread_mutexattr_t attr;
 
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(m, &attr);
-        pthread_mutexattr_destroy(&attr);
-}
-
-/* Locks `m` until the end of the scope (several guards may share a scope). */
-#define LOCK_GUARD_CONCAT_(a, b) a##b
-#define LOCK_GUARD_NAME_(n)      LOCK_GUARD_CONCAT_(_guard_, n)
-#define LOCK_GUARD(m)                                                                                     \
-        _cleanup_(mutex_unlockp) _unused_ pthread_mutex_t *LOCK_GUARD_NAME_(__COUNTER__) = ({             \
-                pthread_mutex_lock(m);                                                                    \
-                (m);                                                                                      \
-        })
+typedef struct sd_event sd_event;
+typedef struct sd_event_source sd_event_source;
+typedef struct pc_post pc_post;
+typedef struct pc_event_bus pc_event_bus;
 
 struct pc_daemon {
         pc_config config;
         pc_store store;
+        int lock_fd; /* flock on STATE_DIR/pocketcoderd.lock */
         uint64_t started_realtime_usec;
         uint64_t started_monotonic_usec;
         json_t *host_caps; /* probed once at start */
         struct pc_policy_manager *policies;
         struct pc_sandbox_manager *sandboxes;
-        int event_fd; /* the main thread's epoll: signals, policy directory, sandbox inits' pidfds */
+        pc_event_bus *bus;
+
+        /* The event loop (main thread only): signals, the policy directory, sandbox inits' pidfds, agent
+         * sockets, timers, and the queue other threads post to through post_fd (an eventfd). */
+        sd_event *event;
+        int post_fd;
+        pthread_mutex_t post_lock;
+        pc_post *posts_head, *posts_tail;
+
+        pc_agent_connection_fn agent_fn;
+        void *agent_userdata;
 };
+
+/* A one-shot watch of a readable fd on the loop (a sandbox init's pidfd: readable once it exited), made
+ * and freed from any thread. The fd is duplicated, so the caller may close its own at any time. fn gets
+ * no pointer to the watched thing on purpose: it may run once more after pc_watch_free() was called (if
+ * it was being dispatched), so it looks the state up itself. */
+typedef struct pc_watch pc_watch;
+int pc_watch_new(pc_daemon *d, int fd, pc_daemon_post_fn fn, pc_watch **ret);
+pc_watch *pc_watch_free(pc_watch *w);
+
+/* The event bus's state (events.c). */
+int pc_event_bus_new(pc_daemon *d);
+void pc_event_bus_free(pc_daemon *d);
+
+/* Policy reload with its event: rescans the directory and publishes policy.reloaded when something
+ * changed. `trigger` says why ("inotify", "signal", "api"). Returns what pc_policy_manager_reload() does. */
+int pc_daemon_reload_policies(pc_daemon *d, const char *trigger);
+
+/* The agent socket of one sandbox (agent-socket.c): RUNTIME_DIR/sandboxes/NAME/ (the directory is what
+ * the sandbox mounts at /run/pocketcoder, so a socket bound again after a daemon restart is seen inside)
+ * with api.sock in it, accepted on from the loop. */
+typedef struct pc_agent_socket pc_agent_socket;
+int pc_agent_socket_new(pc_daemon *d, const char *sandbox, pc_agent_socket **ret, pc_error **reterr);
+const char *pc_agent_socket_dir(const pc_agent_socket *s);
+/* Stops accepting. With `remove`, also removes the socket and its directory (the sandbox stopped); else
+ * the directory stays for the next daemon to bind again (the sandbox keeps running). */
+pc_agent_socket *pc_agent_socket_free(pc_agent_socket *s, bool remove);
+/* Removes what a sandbox that is no longer running left in RUNTIME_DIR/sandboxes (after a crash). */
+void pc_agent_socket_remove_stale(pc_daemon *d, const char *sandbox);
 
 typedef struct pc_sandbox_manager pc_sandbox_manager;
 /* Compiles the seccomp filter and re-adopts running sandboxes (cleaning leftovers of dead ones). */
 int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr);
-/* A sandbox init's pidfd became readable (it exited): record it as stopped and clean up after it. */
-void pc_sandboxes_reap(pc_daemon *d);
+/* A sandbox init's pidfd became readable (it exited): record it as stopped and clean up after it. Runs
+ * on the loop (a pc_watch's function). */
+void pc_sandboxes_reap(pc_daemon *d, void *userdata);
 /* Frees handles; sandboxes keep running. */
 void pc_sandbox_manager_free(pc_daemon *d);
 /* > 0 when a policy named NAME is loaded. */

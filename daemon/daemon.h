@@ -1,16 +1,90 @@
 /* SPDX-License-Identifier: MIT */
-/* pocketcoderd's public interface for the HTTP layer (api/). The daemon owns state (sqlite), policies and
- * sandboxes; api/ only translates HTTP to these calls. Resources cross this boundary as jansson objects
- * so the API never re-encodes them. */
+/* The daemon's public interface, for the HTTP layer (api/) and the composition root (pocketcoderd/). The
+ * daemon owns state (sqlite), policies, sandboxes and the event loop; api/ only translates HTTP to these
+ * calls. Resources cross this boundary as jansson objects so the API never re-encodes them. */
 #pragma once
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 typedef struct pc_error pc_error;
 typedef struct pc_daemon pc_daemon;
+
+/* ---- configuration (config.c) ---- */
+
+typedef struct pc_config {
+        char *config_path;
+        char *policy_dir;
+        char *state_dir;
+        char *runtime_dir;
+        char *listen;             /* "ADDR:PORT" for TCP, NULL = unix socket only */
+        bool allow_remote_listen; /* binding a non-loopback address needs this */
+        char *socket_group;       /* group that may use api.sock (mode 0660) */
+        uint64_t max_body_size;   /* bytes */
+        unsigned api_threads;     /* libmicrohttpd thread pool size, 0 = number of CPUs */
+        unsigned http_idle_timeout; /* seconds an idle keep-alive connection is kept */
+        uint64_t events_keep;     /* how many of the newest events the store keeps */
+        int log_level;
+        char *log_file;
+        char *pid_file;
+        char *egress_subnet;      /* private range veth /30s are cut from */
+        char *cgroup_parent;      /* group (under the daemon's own on v2) that holds the sandboxes' groups */
+        char *nft_table;          /* nftables inet table of the egress NAT and host-blocking rules */
+        uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
+} pc_config;
+
+void pc_config_init(pc_config *c);
+void pc_config_done(pc_config *c);
+/* Loads `path` over the defaults already in *c. A missing file is fine when `must_exist` is false.
+ * Errors name FILE:LINE and the reason. */
+int pc_config_load(pc_config *c, const char *path, bool must_exist, pc_error **reterr);
+/* Parses the LEN bytes of TEXT ("key = value" lines, '#' comments, "quoted" values) over *c; errors
+ * name ORIGIN:LINE. A NUL byte anywhere is an error, not the end of the text. On error *c is unchanged. */
+int pc_config_parse(pc_config *c, const char *origin, const char *text, size_t len, pc_error **reterr);
+/* Sets one key as if read from the file (used for command-line overrides). */
+int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error **reterr);
+/* Checks the combination (e.g. a non-loopback listen address without allow_remote_listen). */
+int pc_config_validate(const pc_config *c, pc_error **reterr);
+
+
+/* Parses "ADDR:PORT" / "[V6]:PORT" into a socket address; tells whether it is loopback. */
+int pc_listen_address(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_loopback);
+
+/* ---- lifecycle and the event loop (daemon.c) ---- */
+
+/* Builds the daemon from *config (whose contents it takes over, leaving *config empty): state and
+ * runtime directories, the state-directory lock, the store, policies, host probe, the sd-event loop with
+ * its signal (SIGTERM, SIGINT, SIGHUP) and inotify sources, and the sandbox manager (which re-adopts
+ * running sandboxes). Blocks those signals and SIGPIPE in the calling thread, so call it before any other
+ * thread starts: threads inherit the mask and no handler ever runs in them. */
+int pc_daemon_new(pc_config *config, pc_daemon **ret, pc_error **reterr);
+/* Runs the event loop on the calling thread until SIGTERM or SIGINT. Returns 0 or negative errno. */
+int pc_daemon_run(pc_daemon *d);
+/* Frees everything (sandboxes keep running). Only once nothing else calls into d: stop the HTTP server
+ * first. Accepts NULL, returns NULL. */
+pc_daemon *pc_daemon_free(pc_daemon *d);
+const pc_config *pc_daemon_config(const pc_daemon *d);
+
+/* Runs fn(d, userdata) on the event loop's thread, soon; callable from any thread. Posted functions run
+ * in the order they were posted; ones still queued when the loop has stopped run in pc_daemon_free().
+ * This is how threads that are not the loop's add or remove loop sources (sd-event is single-threaded). */
+typedef void (*pc_daemon_post_fn)(pc_daemon *d, void *userdata);
+int pc_daemon_post(pc_daemon *d, pc_daemon_post_fn fn, void *userdata);
+
+/* Each running sandbox has an agent socket (RUNTIME_DIR/sandboxes/NAME/api.sock, bound inside it at
+ * /run/pocketcoder/api.sock). The daemon accepts on it from the loop and hands each connection (fd,
+ * O_CLOEXEC|O_NONBLOCK, owned by the handler from then on) to this handler, with the sandbox's name: the
+ * connection is that sandbox's agent, no token involved. Set by the composition root (pocketcoderd/),
+ * which gives it to the HTTP server: the daemon never calls api/. Without a handler connections are
+ * closed. */
+typedef void (*pc_agent_connection_fn)(void *userdata, int fd, const char *sandbox);
+void pc_daemon_set_agent_handler(pc_daemon *d, pc_agent_connection_fn fn, void *userdata);
+
+/* ---- principals and roles ---- */
 
 typedef enum {
         PC_ROLE_ADMIN,
@@ -29,8 +103,12 @@ typedef struct pc_principal {
         char token_id[32]; /* empty for a local peer authenticated by credentials */
         char sandbox[64];  /* agent tokens: the one sandbox they may touch */
         bool local_peer;   /* unix socket peer credentials (uid 0 or group pocketcoder) */
+        bool agent_socket; /* a connection on a sandbox's agent socket: role agent, no token */
         uid_t uid;
 } pc_principal;
+
+/* GET /v1/whoami: {"role", "sandbox", "token_id", "uid", "via"}. */
+json_t *pc_principal_to_json(const pc_principal *p);
 
 /* Authenticates "Bearer <token>" (the part after "Bearer "). Returns 0 and fills *ret, -EACCES for an
  * unknown/revoked token, -EINVAL for a malformed one. Constant-time compare of the hash. */
@@ -72,3 +150,76 @@ int pc_daemon_status(pc_daemon *d, json_t **ret);
 /* Request-body validation shared by every resource: rejects keys not in `allowed` (NULL-terminated) with
  * a message naming them. */
 int pc_json_check_fields(json_t *obj, const char *const *allowed, pc_error **reterr);
+
+/* ---- the event bus (events.c) ---- */
+
+/* Everything that happens is an event with a sequence number that only grows, also across restarts
+ * (stored with the event in the `events` table; the newest `events_keep` are kept). Add a type here and
+ * to the name table in events.c; names are "resource.verb". */
+typedef enum {
+        PC_EVENT_SANDBOX_CREATED,
+        PC_EVENT_SANDBOX_STARTED,
+        PC_EVENT_SANDBOX_STOPPED,
+        PC_EVENT_SANDBOX_DELETED,
+        PC_EVENT_POLICY_RELOADED,
+        _PC_EVENT_TYPE_MAX,
+        PC_EVENT_TYPE_INVALID = -EINVAL,
+} pc_event_type;
+
+const char *pc_event_type_to_string(pc_event_type t);
+pc_event_type pc_event_type_from_string(const char *s);
+
+typedef struct pc_event {
+        uint64_t seq;
+        pc_event_type type;
+        const char *sandbox; /* NULL: not about one sandbox */
+        int64_t at;          /* unix seconds */
+        json_t *data;        /* an object, borrowed */
+} pc_event;
+
+/* Records an event (taking over `data`, an object or NULL) and notifies subscribers and waiters, in the
+ * calling thread. Call it after the change it reports is committed. Returns the sequence number (> 0) or
+ * negative errno; a failure is logged and changes nothing else. */
+int64_t pc_event_publish(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data);
+
+/* In-process subscribers: fn runs in the publishing thread, with the bus lock held, for every event in
+ * order. It must be quick and must not publish or wait: post real work to the loop (pc_daemon_post). */
+typedef struct pc_event_subscription pc_event_subscription;
+typedef void (*pc_event_fn)(const pc_event *e, void *userdata);
+int pc_event_subscribe(pc_daemon *d, pc_event_fn fn, void *userdata, pc_event_subscription **ret);
+pc_event_subscription *pc_event_unsubscribe(pc_daemon *d, pc_event_subscription *s);
+
+typedef struct pc_event_filter {
+        char sandbox[64];    /* "" = any */
+        pc_event_type type;  /* _PC_EVENT_TYPE_MAX = any */
+} pc_event_filter;
+
+/* Events with seq > since matching f, oldest first, at most `limit`, as {"events": [...], "next": N,
+ * "oldest": N|null}: "next" is the cursor to pass as `since` next time. *ret_seen is the bus position the
+ * answer is complete up to, for pc_event_wait(). */
+int pc_events_list(pc_daemon *d, const pc_event_filter *f, uint64_t since, unsigned limit, json_t **ret,
+                   uint64_t *ret_seen, pc_error **reterr);
+
+/* A one-shot waiter for something that must not hold a thread (a suspended HTTP request). The caller
+ * fills the first four fields and keeps the waiter alive until pc_event_wait_done(). wake(w) is called
+ * exactly once, from any thread (the loop's at the deadline, a publisher's on an event), with the bus
+ * lock held: it must only resume the request, which then looks again (pc_events_list). */
+typedef struct pc_event_waiter pc_event_waiter;
+struct pc_event_waiter {
+        pc_event_filter filter;
+        uint64_t seen;           /* *ret_seen of the caller's last pc_events_list() */
+        uint64_t deadline_usec;  /* CLOCK_MONOTONIC */
+        void (*wake)(pc_event_waiter *w);
+        /* the bus's */
+        pc_event_waiter *prev, *next;
+        bool registered;
+        bool stopping; /* woken because the daemon is stopping: answer now, do not wait again */
+};
+/* Registers w; wakes it at once when an event arrived after w->seen, the deadline has passed or the
+ * daemon is stopping. */
+void pc_event_wait(pc_daemon *d, pc_event_waiter *w);
+/* Unregisters w if it is still waiting. */
+void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
+/* Wakes every waiter with `stopping` set and refuses new ones (their wake runs at once). Before the HTTP
+ * server stops: libmicrohttpd must have no suspended connection left then. */
+void pc_event_waiters_stop(pc_daemon *d);

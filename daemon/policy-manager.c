@@ -285,7 +285,7 @@ int pc_policies_list(pc_daemon *d, json_t **ret)
 int pc_policies_reload(pc_daemon *d, json_t **ret)
 {
         LOCK_GUARD(&d->policies->lock);
-        int r = pc_policy_manager_reload(d->policies);
+        int r = pc_daemon_reload_policies(d, "api");
 
         if (r < 0)
                 return r;

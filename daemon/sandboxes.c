@@ -4,7 +4,6 @@
  * the live handles (pidfd, cgroup). A per-sandbox "busy" flag lets slow work (starting takes
  * milliseconds, stopping up to seconds) run without holding the manager lock. */
 #include <fcntl.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
 
 #include "daemon-internal.h"
@@ -19,6 +18,8 @@ typedef struct sandbox_entry {
         char name[64];
         isolate_sandbox *sb; /* NULL when stopped */
         isolate_cgroup *cg;  /* NULL when stopped */
+        pc_watch *watch;     /* the loop's watch of init's pidfd, while running */
+        pc_agent_socket *agent; /* while running */
         bool busy;           /* a lifecycle operation is in progress */
 } sandbox_entry;
 
@@ -73,6 +74,8 @@ static void entry_remove(pc_sandbox_manager *m, const char *name)
                 return;
         isolate_sandbox_free(e->sb);
         isolate_cgroup_free(e->cg);
+        pc_watch_free(e->watch);
+        pc_agent_socket_free(e->agent, true);
         *e = m->entries[--m->n_entries];
 }
 
@@ -227,8 +230,9 @@ static int check_host(pc_daemon *d, const sandbox_row *row, pc_error **reterr)
 /* Brings a stored sandbox up: cgroup, namespaces, rootfs, tmux. Called without the manager lock, with
  * the entry marked busy. */
 static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_sb, isolate_cgroup **ret_cg,
-                    pc_error **reterr)
+                    pc_agent_socket **ret_agent, pc_error **reterr)
 {
+        pc_agent_socket *agent = NULL;
         _cleanup_free_ char *ws = workspace_path(d, row->name), *image = NULL, *overlay = NULL;
         isolate_cgroup *cg = NULL;
         isolate_sandbox *sb = NULL;
@@ -255,9 +259,14 @@ static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_
         r = workspace_prepare(ws, row->uid_base, reterr);
         if (r < 0)
                 return r;
-        r = isolate_cgroup_new(d->config.cgroup_parent, row->name, &row->limits, &cg, reterr);
+        r = pc_agent_socket_new(d, row->name, &agent, reterr);
         if (r < 0)
                 return r;
+        r = isolate_cgroup_new(d->config.cgroup_parent, row->name, &row->limits, &cg, reterr);
+        if (r < 0) {
+                pc_agent_socket_free(agent, true);
+                return r;
+        }
         net_config_for(d, row, &net);
         r = isolate_sandbox_start(&(isolate_sandbox_config){
                                           .name = row->name,
@@ -269,9 +278,11 @@ static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_
                                           .cgroup = cg,
                                           .net = &net,
                                           .seccomp_fd = d->sandboxes->seccomp_fd,
+                                          .api_socket_dir = pc_agent_socket_dir(agent),
                                   },
                                   &sb, reterr);
         if (r < 0) {
+                pc_agent_socket_free(agent, true);
                 (void) isolate_cgroup_kill(cg);
                 (void) isolate_cgroup_destroy(cg);
                 isolate_cgroup_free(cg);
@@ -280,6 +291,7 @@ static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_
         }
         *ret_sb = sb;
         *ret_cg = cg;
+        *ret_agent = agent;
         return 0;
 }
 
@@ -360,18 +372,27 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
         return j;
 }
 
-/* Lets the main loop hear when init exits (EPOLLONESHOT: one wake-up per init; a busy entry's stop or
- * delete handles the exit itself, and the pidfd's close removes the watch). */
-static void watch_init(pc_daemon *d, sandbox_entry *e)
+/* A sandbox is up: its handles, the loop's watch of its init (so an exit is recorded at once, not at the
+ * next request) and its agent socket. */
+static void entry_up(pc_daemon *d, sandbox_entry *e, isolate_sandbox *sb, isolate_cgroup *cg,
+                     pc_agent_socket *agent)
 {
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT };
+        int r;
 
-        if (d->event_fd < 0 || !e->sb)
-                return;
-        ev.data.fd = isolate_sandbox_pidfd(e->sb);
-        if (epoll_ctl(d->event_fd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
-                log_warning_errno(errno, "sandbox %s: cannot watch its init: %m; its exit is noticed at the next "
-                                         "request, ignoring", e->name);
+        e->sb = sb;
+        e->cg = cg;
+        e->agent = agent;
+        r = pc_watch_new(d, isolate_sandbox_pidfd(sb), pc_sandboxes_reap, &e->watch);
+        if (r < 0)
+                log_warning_errno(r, "sandbox %s: cannot watch its init: %m; its exit is noticed at the next "
+                                     "request, ignoring", e->name);
+}
+
+/* The loop-side companions of a sandbox that stopped: the watch, and the agent socket with its path. */
+static void entry_down(sandbox_entry *e)
+{
+        e->watch = pc_watch_free(e->watch);
+        e->agent = pc_agent_socket_free(e->agent, true);
 }
 
 /* Notices sandboxes whose init died since we last looked (the agent cannot kill it, but the OOM killer
@@ -392,12 +413,15 @@ static void reap_dead(pc_daemon *d)
                         bring_down(d, &row, e->sb, e->cg);
                 e->sb = isolate_sandbox_free(e->sb);
                 e->cg = isolate_cgroup_free(e->cg);
+                entry_down(e);
                 (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
                 log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
+                (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, e->name,
+                                        json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
         }
 }
 
-void pc_sandboxes_reap(pc_daemon *d)
+void pc_sandboxes_reap(pc_daemon *d, void *userdata)
 {
         LOCK_GUARD(&d->sandboxes->lock);
         reap_dead(d);
@@ -489,6 +513,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         char actor[128];
         isolate_sandbox *sb = NULL;
         isolate_cgroup *cg = NULL;
+        pc_agent_socket *agent = NULL;
         uint64_t slot, net_index;
         sandbox_entry *e;
         int r;
@@ -550,7 +575,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 e->busy = true;
         }
 
-        r = bring_up(d, &row, &sb, &cg, reterr);
+        r = bring_up(d, &row, &sb, &cg, &agent, reterr);
 
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
@@ -575,13 +600,15 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 log_warning("sandbox %s: creation failed: %s", name, reterr && *reterr ? (*reterr)->message : strerror(-r));
                 return r;
         }
-        e->sb = sb;
-        e->cg = cg;
         e->busy = false;
-        watch_init(d, e);
+        entry_up(d, e, sb, cg, agent);
         r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
         if (r < 0)
                 log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
+        (void) pc_event_publish(d, PC_EVENT_SANDBOX_CREATED, name,
+                                json_pack("{s:s, s:s, s:s, s:s, s:i}", "actor", actor, "policy", row.policy,
+                                          "network", network, "rootfs", row.rootfs, "init_pid",
+                                          (int) isolate_sandbox_pid(sb)));
         log_info("sandbox %s: created (init pid %d, uid base %u, policy %s, network %s)", name,
                  isolate_sandbox_pid(sb), (unsigned) row.uid_base, row.policy, network);
         r = row_load(d, name, &row);
@@ -596,6 +623,7 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
         pc_sandbox_manager *m = d->sandboxes;
         isolate_sandbox *sb = NULL;
         isolate_cgroup *cg = NULL;
+        pc_agent_socket *agent = NULL;
         sandbox_entry *e;
         sandbox_row row;
         char actor[128];
@@ -613,16 +641,16 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
                         return *ret ? 0 : -ENOMEM; /* already running: starting is idempotent */
                 }
         }
-        r = bring_up(d, &row, &sb, &cg, reterr);
+        r = bring_up(d, &row, &sb, &cg, &agent, reterr);
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         e->busy = false;
         if (r < 0)
                 return r;
-        e->sb = sb;
-        e->cg = cg;
-        watch_init(d, e);
+        entry_up(d, e, sb, cg, agent);
         (void) row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.start");
+        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STARTED, name,
+                                json_pack("{s:s, s:i}", "actor", actor, "init_pid", (int) isolate_sandbox_pid(sb)));
         log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
         if (row_load(d, name, &row) < 0)
                 return -EIO;
@@ -647,6 +675,7 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                         return r;
                 sb = TAKE_PTR(e->sb);
                 cg = TAKE_PTR(e->cg);
+                entry_down(e);
         }
         /* Also a stopped sandbox may have leftovers from a crash: bring_down is idempotent. */
         if (!cg)
@@ -681,13 +710,21 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                     pc_txn_commit(&txn) < 0)
                         return pc_store_error(&d->store, reterr);
                 log_info("sandbox %s: deleted%s", name, purge ? " with its workspace" : " (workspace kept)");
+                if (row.running)
+                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
+                                                json_pack("{s:s, s:s}", "reason", "delete", "actor", actor));
+                (void) pc_event_publish(d, PC_EVENT_SANDBOX_DELETED, name,
+                                        json_pack("{s:s, s:b}", "actor", actor, "purge", purge));
                 return 0;
         }
         e = entry_find(m, name);
         if (e)
                 e->busy = false;
-        if (row.running)
+        if (row.running) {
                 (void) row_set_state(d, name, false, 0, 0, actor, action);
+                (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
+                                        json_pack("{s:s, s:s}", "reason", "stop", "actor", actor));
+        }
         log_info("sandbox %s: stopped", name);
         if (row_load(d, name, &row) < 0)
                 return -EIO;
@@ -748,6 +785,7 @@ static int adopt_all(pc_daemon *d)
                          * sandbox as running leaves a veth behind; teardown is idempotent. */
                         if (row->network == ISOLATE_NET_EGRESS)
                                 (void) isolate_net_teardown(row->name, &net);
+                        pc_agent_socket_remove_stale(d, row->name);
                         continue;
                 }
                 (void) isolate_cgroup_open(d->config.cgroup_parent, row->name, &cg);
@@ -765,15 +803,24 @@ static int adopt_all(pc_daemon *d)
                         log_notice("sandbox %s: init (pid %d) is gone; recording it as stopped", row->name, row->init_pid);
                         bring_down(d, row, NULL, cg);
                         isolate_cgroup_free(cg);
+                        pc_agent_socket_remove_stale(d, row->name);
                         (void) row_set_state(d, row->name, false, 0, 0, "daemon", "sandbox.exited");
+                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, row->name,
+                                                json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
                         continue;
                 }
                 sandbox_entry *e = entry_add(m, row->name);
+                pc_agent_socket *agent = NULL;
+                _cleanup_pc_error_ pc_error *err = NULL;
+
                 if (!e)
                         return -ENOMEM;
-                e->sb = sb;
-                e->cg = cg;
-                watch_init(d, e);
+                /* Bound again in the directory the running sandbox has mounted. */
+                r = pc_agent_socket_new(d, row->name, &agent, &err);
+                if (r < 0)
+                        log_warning_errno(r, "sandbox %s: no agent socket: %s, ignoring", row->name,
+                                          err ? err->message : strerror(-r));
+                entry_up(d, e, sb, cg, agent);
                 adopted++;
                 log_info("sandbox %s: re-adopted (init pid %d)", row->name, row->init_pid);
         }
@@ -827,6 +874,9 @@ void pc_sandbox_manager_free(pc_daemon *d)
         for (size_t i = 0; i < m->n_entries; i++) {
                 isolate_sandbox_free(m->entries[i].sb);
                 isolate_cgroup_free(m->entries[i].cg);
+                pc_watch_free(m->entries[i].watch);
+                /* The directory stays: the running sandbox has it mounted. */
+                pc_agent_socket_free(m->entries[i].agent, false);
         }
         free(m->entries);
         safe_close(m->seccomp_fd);

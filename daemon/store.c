@@ -47,6 +47,15 @@ static const char *const migrations[] = {
         "  started_at INTEGER,"
         "  stopped_at INTEGER"
         ");",
+        /* 3: the event bus's log. AUTOINCREMENT: a sequence number is never handed out twice, also after
+         * old events were deleted, so it is a cursor a client can resume from across restarts. */
+        "CREATE TABLE events ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  at INTEGER NOT NULL,"
+        "  type TEXT NOT NULL,"
+        "  sandbox TEXT,"
+        "  data TEXT NOT NULL"
+        ");",
 };
 
 int pc_store_schema_version(pc_store *s)

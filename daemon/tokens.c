@@ -17,10 +17,21 @@
 
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n)
 {
-        if (p->local_peer && !p->token_id[0])
+        if (p->agent_socket)
+                snprintf(buf, n, "agent-socket:%s", p->sandbox);
+        else if (p->local_peer && !p->token_id[0])
                 snprintf(buf, n, "local:uid=%u", (unsigned) p->uid);
         else
                 snprintf(buf, n, "token:%s(%s)", p->token_id, pc_role_to_string(p->role));
+}
+
+json_t *pc_principal_to_json(const pc_principal *p)
+{
+        return json_pack("{s:s, s:o, s:o, s:o, s:s}", "role", pc_role_to_string(p->role), "sandbox",
+                         p->role == PC_ROLE_AGENT ? json_string(p->sandbox) : json_null(), "token_id",
+                         p->token_id[0] ? json_string(p->token_id) : json_null(), "uid",
+                         p->local_peer ? json_integer((json_int_t) p->uid) : json_null(), "via",
+                         p->agent_socket ? "agent_socket" : p->token_id[0] ? "token" : "peer_credentials");
 }
 
 static void hex(const uint8_t *in, size_t n, char *out)

@@ -151,6 +151,9 @@ typedef struct isolate_sandbox_config {
         const isolate_net_config *net; /* NULL: own netns with lo only, nobody configures it */
         int seccomp_fd;           /* from isolate_seccomp_compile(); negative: compile here */
         uint64_t ready_timeout_usec; /* bound on waiting for tmux; 0: 10 s */
+        const char *api_socket_dir; /* host directory bound at /run/pocketcoder (the daemon's agent socket
+                                     * lives in it); NULL: none. A directory, not the socket: a socket
+                                     * bound again later (daemon restart) is then seen inside. */
 } isolate_sandbox_config;
 
 typedef struct isolate_sandbox isolate_sandbox;

@@ -383,7 +383,7 @@ static int setup_proc(int rootfd, int devnull, char *step, size_t stepsz)
         return 0;
 }
 
-int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, char *step, size_t stepsz)
+int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_dir, char *step, size_t stepsz)
 {
         static const char *const root_opts[] = { "mode", "0755", "size", "1m", NULL };
         static const char *const tmp_opts[] = { "mode", "01777", NULL };
@@ -448,6 +448,16 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, char *s
         r = attach(run, root, "run", true);
         if (r < 0)
                 return FAIL(r, "attach /run");
+        /* The daemon's agent socket directory at /run/pocketcoder. */
+        if (api_dir >= 0) {
+                _cleanup_close_ int api = clone_tree(api_dir, "", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                                                          MOUNT_ATTR_NOEXEC);
+                if (api < 0)
+                        return FAIL(api, "clone %s", plan->api_socket_dir);
+                r = attach(api, root, "run/pocketcoder", true);
+                if (r < 0)
+                        return FAIL(r, "attach /run/pocketcoder");
+        }
 
         r = setup_dev(root, step, stepsz);
         if (r < 0)

@@ -319,7 +319,7 @@ typedef struct init_ctx {
 /* The privilege sequence of the sandbox's PID 1, in order. Each step returns on failure; *ret_step names
  * it for the parent's error message. */
 static int init_privilege_sequence(const init_ctx *c, const char **ret_step, char *detail, size_t detailsz,
-                                   int *ret_workspace_fd)
+                                   int *ret_workspace_fd, int *ret_api_dir_fd)
 {
         const char *step = NULL;
         sync_msg go;
@@ -359,6 +359,14 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
         if (*ret_workspace_fd < 0) {
                 r = -errno;
                 goto fail;
+        }
+        if (c->plan->api_socket_dir) {
+                STEP("open the agent socket directory");
+                *ret_api_dir_fd = open(c->plan->api_socket_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (*ret_api_dir_fd < 0) {
+                        r = -errno;
+                        goto fail;
+                }
         }
 
         /* 2. Namespaces exist (clone3). Wait for the parent: uid/gid maps written, network
@@ -403,7 +411,7 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
 
         /* 6. Mounts and pivot_root: the new root is assembled through fds (rootfs.c). */
         step = detail;
-        r = isolate_rootfs_setup(c->plan, *ret_workspace_fd, detail, detailsz);
+        r = isolate_rootfs_setup(c->plan, *ret_workspace_fd, *ret_api_dir_fd, detail, detailsz);
         if (r < 0)
                 goto fail;
 
@@ -536,12 +544,13 @@ _noreturn_ static void init_child(const init_ctx *c)
         char detail[160] = "";
         int r;
 
-        int workspace_fd = -EBADF;
+        int workspace_fd = -EBADF, api_dir_fd = -EBADF;
 
-        r = init_privilege_sequence(c, &step, detail, sizeof(detail), &workspace_fd);
+        r = init_privilege_sequence(c, &step, detail, sizeof(detail), &workspace_fd, &api_dir_fd);
         if (r < 0)
                 child_fail(c->sync_fd, step, r);
         safe_close(workspace_fd);
+        safe_close(api_dir_fd);
         init_main(c);
 }
 
@@ -757,6 +766,7 @@ int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **r
         if (r < 0)
                 return pc_error_setf(reterr, r, "rootfs", "sandbox %s: cannot prepare /etc: %s", cfg->name,
                                      strerror(-r));
+        plan.api_socket_dir = cfg->api_socket_dir;
         if (cfg->rootfs_image) {
                 r = isolate_rootfs_make_overlay(cfg->rootfs_image, cfg->overlay_dir, cfg->uid_base, cfg->uid_count,
                                                 &plan.image_mount_fd);

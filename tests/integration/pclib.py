@@ -19,7 +19,7 @@ import time
 
 BUILD = os.environ.get("POCKETCODER_BUILD_DIR") or os.path.join(os.path.dirname(__file__), "../../build")
 SOURCE = os.environ.get("POCKETCODER_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "../..")
-DAEMON = os.path.join(BUILD, "daemon/pocketcoderd")
+DAEMON = os.path.join(BUILD, "pocketcoderd/pocketcoderd")
 CLI = os.path.join(BUILD, "cli/pocketcoder")
 MUST_WORK = os.environ.get("POCKETCODER_TESTS_MUST_WORK") == "1"
 

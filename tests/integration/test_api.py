@@ -48,6 +48,8 @@ try:
     ADMIN, RELAY, AGENT = "admin", "relay", "agent"
     allowed = {
         ("GET", "/v1/status"): ({ADMIN, RELAY, AGENT}, "/v1/status", None, 200),
+        ("GET", "/v1/whoami"): ({ADMIN, RELAY, AGENT}, "/v1/whoami", None, 200),
+        ("GET", "/v1/events"): ({ADMIN, RELAY, AGENT}, "/v1/events", None, 200),
         ("POST", "/v1/tokens"): ({ADMIN}, "/v1/tokens", {"role": "relay"}, 201),
         ("GET", "/v1/tokens"): ({ADMIN}, "/v1/tokens", None, 200),
         ("DELETE", "/v1/tokens/{id}"): ({ADMIN}, "/v1/tokens/000000000000", None, 404),

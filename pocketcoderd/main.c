@@ -1,19 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* pocketcoderd: configuration, state, the API server and the signal loop. */
+/* pocketcoderd, the composition root: flags, the daemon (daemon/) and its HTTP surface (api/), wired
+ * together here so that neither knows the other's insides: api/ calls the daemon's interface, and the
+ * daemon reaches api/ only through the agent-connection callback set below. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/file.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
+#include <systemd/sd-daemon.h>
 
 #include "api.h"
-#include "daemon-internal.h"
-#include "policy-manager.h"
+#include "common.h"
+#include "daemon.h"
 
 static void help(void)
 {
@@ -146,28 +142,6 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
         return 1;
 }
 
-/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. Only used when systemd set it. */
-static void notify(const char *state)
-{
-        const char *path = getenv("NOTIFY_SOCKET");
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -EBADF;
-        size_t n;
-
-        if (isempty(path) || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
-                return;
-        n = strlen(path);
-        memcpy(sa.sun_path, path, n);
-        if (sa.sun_path[0] == '@')
-                sa.sun_path[0] = 0;
-        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return;
-        if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *) &sa,
-                   offsetof(struct sockaddr_un, sun_path) + n) < 0)
-                log_debug_errno(errno, "sd_notify(\"%s\") failed: %m", state);
-}
-
 /* Forks; the parent waits until the child reports readiness over a pipe and exits with its verdict, so
  * "pocketcoderd --daemonize && pocketcoder status" never races. Returns the write end in the child. */
 static int daemonize(const char *log_file)
@@ -217,213 +191,124 @@ static int write_pid_file(const char *path)
         return write_file_atomic(path, buf, (size_t) n, 0644);
 }
 
-/* One daemon per state directory: a second one would corrupt nothing (sqlite locks) but would fight over
- * sandboxes and the socket. The lock dies with the process, so kill -9 never leaves it stale. */
-static int lock_state_dir(const char *state_dir)
+/* The gid of the socket group, looked up before any thread exists; (gid_t) -1 when there is none. */
+static gid_t socket_gid(const char *group)
 {
-        _cleanup_free_ char *path = strjoin(state_dir, "/pocketcoderd.lock");
-        _cleanup_close_ int fd = -EBADF;
+        struct group gr, *res = NULL;
+        char buf[4096];
 
-        if (!path)
-                return -ENOMEM;
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return log_error_errno(errno, "cannot open %s: %m", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-                return log_error_errno(errno,
-                                       "another pocketcoderd is using %s (lock %s held); stop it first or "
-                                       "use another --state-dir",
-                                       state_dir, path);
-        return TAKE_FD(fd);
+        if (!group || getgrnam_r(group, &gr, buf, sizeof(buf), &res) != 0 || !res)
+                return (gid_t) -1;
+        return res->gr_gid;
 }
 
-static int run(pc_daemon *d, int ready_fd)
+static void on_agent_connection(void *userdata, int fd, const char *sandbox)
+{
+        (void) api_server_add_agent_connection(userdata, fd, sandbox);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(pc_daemon *, pc_daemon_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(api_server *, api_server_free);
+
+/* The order matters at both ends: the daemon exists before the HTTP threads start (they inherit its
+ * signal mask and call into it) and outlives them: api_server_free() joins every HTTP thread before
+ * pc_daemon_free() closes the store. The cleanups run in reverse order of declaration. */
+static int run(pc_config *config, int ready_fd)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
-        _cleanup_free_ char *socket_path = NULL, *db_path = NULL;
-        _cleanup_close_ int lock_fd = -EBADF, sfd = -EBADF;
+        _cleanup_free_ char *socket_path = NULL;
+        _cleanup_(pc_daemon_freep) pc_daemon *d = NULL;
+        _cleanup_(api_server_freep) api_server *srv = NULL;
         struct sockaddr_storage tcp;
         socklen_t tcp_len = 0;
-        api_server *srv = NULL;
-        struct group *gr;
-        sigset_t mask;
         bool loopback;
         int r;
 
-        r = mkdir_p(d->config.state_dir, 0700);
+        r = pc_daemon_new(config, &d, &e);
         if (r < 0)
-                return log_error_errno(r, "cannot create state directory %s: %m", d->config.state_dir);
-        r = mkdir_p(d->config.runtime_dir, 0755);
-        if (r < 0)
-                return log_error_errno(r, "cannot create runtime directory %s: %m", d->config.runtime_dir);
-        lock_fd = lock_state_dir(d->config.state_dir);
-        if (lock_fd < 0)
-                return lock_fd;
-
-        db_path = strjoin(d->config.state_dir, "/state.db");
-        socket_path = strjoin(d->config.runtime_dir, "/api.sock");
-        if (!db_path || !socket_path)
+                return log_error_errno(r, "%s", e ? e->message : "cannot start: %m");
+        const pc_config *c = pc_daemon_config(d);
+        socket_path = strjoin(c->runtime_dir, "/api.sock");
+        if (!socket_path)
                 return log_oom();
-        r = pc_store_open(&d->store, db_path, &e);
-        if (r < 0)
-                return log_error_errno(r, "%s", e ? e->message : "cannot open the state database");
-        r = mkdir_p(d->config.policy_dir, 0755);
-        if (r < 0)
-                log_warning_errno(r, "cannot create policy directory %s: %m, ignoring", d->config.policy_dir);
-        r = pc_policy_manager_new(d->config.policy_dir, &d->policies);
-        if (r < 0)
-                return log_oom();
-        r = pc_policy_manager_reload(d->policies);
-        if (r < 0)
-                return log_error_errno(r, "cannot load policies: %m");
-        r = pc_daemon_probe_host(d);
-        if (r < 0)
-                log_warning_errno(r, "cannot probe host capabilities: %m, ignoring");
-        d->event_fd = epoll_create1(EPOLL_CLOEXEC);
-        if (d->event_fd < 0)
-                return log_error_errno(errno, "epoll_create1(): %m");
-        r = pc_sandbox_manager_new(d, &e);
-        if (r < 0)
-                return log_error_errno(r, "%s", e ? e->message : "cannot start the sandbox manager");
-
-        /* Signals are read from a signalfd in this loop; block them first so no handler runs in the
-         * API's threads (they inherit the mask). */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        sigaddset(&mask, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &mask, NULL);
-        sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-        if (sfd < 0)
-                return log_error_errno(errno, "signalfd(): %m");
-
-        if (d->config.listen) {
-                r = pc_listen_address(d->config.listen, &tcp, &tcp_len, &loopback);
+        if (c->listen) {
+                r = pc_listen_address(c->listen, &tcp, &tcp_len, &loopback);
                 if (r < 0)
-                        return log_error_errno(r, "invalid listen address \"%s\"", d->config.listen);
+                        return log_error_errno(r, "invalid listen address \"%s\"", c->listen);
         }
-        gr = d->config.socket_group ? getgrnam(d->config.socket_group) : NULL;
         r = api_server_start(d,
                              &(api_options){
                                      .socket_path = socket_path,
-                                     .socket_gid = gr ? gr->gr_gid : (gid_t) -1,
-                                     .tcp_address = d->config.listen ? (struct sockaddr *) &tcp : NULL,
+                                     .socket_gid = socket_gid(c->socket_group),
+                                     .tcp_address = c->listen ? (struct sockaddr *) &tcp : NULL,
                                      .tcp_address_len = tcp_len,
-                                     .max_body_size = d->config.max_body_size,
-                                     .threads = d->config.api_threads,
+                                     .max_body_size = c->max_body_size,
+                                     .threads = c->api_threads,
+                                     .idle_timeout = c->http_idle_timeout,
                              },
                              &srv, &e);
         if (r < 0)
                 return log_error_errno(r, "%s", e ? e->message : "cannot start the API");
+        pc_daemon_set_agent_handler(d, on_agent_connection, srv);
 
         log_info("pocketcoderd %s ready on %s", PACKAGE_VERSION, socket_path);
-        if (d->config.listen)
-                log_info("also serving HTTP on %s (port %u)", d->config.listen, api_server_tcp_port(srv));
-        if (d->config.pid_file) {
-                r = write_pid_file(d->config.pid_file);
+        if (c->listen)
+                log_info("also serving HTTP on %s (port %u)", c->listen, api_server_tcp_port(srv));
+        if (c->pid_file) {
+                r = write_pid_file(c->pid_file);
                 if (r < 0)
-                        log_warning_errno(r, "cannot write pid file %s: %m, ignoring", d->config.pid_file);
+                        log_warning_errno(r, "cannot write pid file %s: %m, ignoring", c->pid_file);
         }
         if (ready_fd >= 0) {
                 (void) write_all(ready_fd, "R", 1);
                 safe_close(ready_fd);
         }
-        notify("READY=1");
+        (void) sd_notify(0, "READY=1");
 
-        /* The main thread waits on host events only: signals and policy-directory changes. */
-        if (epoll_ctl(d->event_fd, EPOLL_CTL_ADD, sfd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = sfd }) < 0)
-                return log_error_errno(errno, "epoll: %m");
-        int ifd = pc_policy_manager_inotify_fd(d->policies);
-        if (ifd >= 0 && epoll_ctl(d->event_fd, EPOLL_CTL_ADD, ifd, &(struct epoll_event){ .events = EPOLLIN, .data.fd = ifd }) < 0)
-                return log_error_errno(errno, "epoll: %m");
-
-        for (bool running = true; running;) {
-                struct epoll_event ev;
-                struct signalfd_siginfo si;
-                int n = epoll_wait(d->event_fd, &ev, 1, -1);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = log_error_errno(errno, "epoll_wait: %m");
-                        break;
-                }
-                if (ev.data.fd == ifd) {
-                        if (pc_policy_manager_process_inotify(d->policies) > 0)
-                                (void) pc_policy_manager_reload(d->policies);
-                        continue;
-                }
-                if (ev.data.fd != sfd) {
-                        pc_sandboxes_reap(d); /* a sandbox init's pidfd */
-                        continue;
-                }
-                if (read(sfd, &si, sizeof(si)) != sizeof(si))
-                        continue;
-                switch (si.ssi_signo) {
-                case SIGHUP:
-                        notify("RELOADING=1");
-                        log_info("SIGHUP: reloading policies");
-                        (void) pc_policy_manager_reload(d->policies);
-                        notify("READY=1");
-                        break;
-                case SIGTERM:
-                case SIGINT:
-                        log_info("%s: stopping (sandboxes keep running)", strsignal((int) si.ssi_signo));
-                        r = 0;
-                        running = false;
-                        break;
-                }
-        }
-        notify("STOPPING=1");
+        r = pc_daemon_run(d);
+        if (r < 0)
+                log_error_errno(r, "event loop failed: %m");
+        (void) sd_notify(0, "STOPPING=1");
+        pc_daemon_set_agent_handler(d, NULL, NULL);
         srv = api_server_free(srv);
-        if (d->config.pid_file)
-                (void) unlink(d->config.pid_file);
+        if (c->pid_file)
+                (void) unlink(c->pid_file);
         return r;
 }
 
 int main(int argc, char **argv)
 {
         _cleanup_fclose_ FILE *log_file = NULL;
-        pc_daemon d = { .event_fd = -EBADF };
+        pc_config config;
         bool daemon_mode = false;
         int ready_fd = -EBADF, r;
 
-        pc_config_init(&d.config);
-        r = parse_argv(argc, argv, &d.config, &daemon_mode);
+        pc_config_init(&config);
+        r = parse_argv(argc, argv, &config, &daemon_mode);
         if (r <= 0) {
-                pc_config_done(&d.config);
+                pc_config_done(&config);
                 return r < 0 ? 2 : 0;
         }
-        log_max_level = d.config.log_level;
-        if (d.config.log_file) {
-                int fd = open(d.config.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+        log_max_level = config.log_level;
+        if (config.log_file) {
+                int fd = open(config.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
                 if (fd < 0 || !(log_file = fdopen(fd, "a"))) {
-                        fprintf(stderr, "pocketcoderd: cannot open log file %s: %m\n", d.config.log_file);
+                        fprintf(stderr, "pocketcoderd: cannot open log file %s: %m\n", config.log_file);
                         safe_close(fd);
-                        pc_config_done(&d.config);
+                        pc_config_done(&config);
                         return 1;
                 }
                 log_set_target_file(log_file);
         }
         if (daemon_mode) {
-                ready_fd = daemonize(d.config.log_file);
+                ready_fd = daemonize(config.log_file);
                 if (ready_fd < 0) {
-                        pc_config_done(&d.config);
+                        pc_config_done(&config);
                         return 1;
                 }
         }
-        d.started_realtime_usec = now_usec(CLOCK_REALTIME);
-        d.started_monotonic_usec = now_usec(CLOCK_MONOTONIC);
-
-        r = run(&d, ready_fd);
-
-        pc_store_close(&d.store);
-        pc_sandbox_manager_free(&d);
-        d.event_fd = safe_close(d.event_fd);
-        d.policies = pc_policy_manager_free(d.policies);
-        json_decref(d.host_caps);
-        pc_config_done(&d.config);
+        r = run(&config, ready_fd);
+        pc_config_done(&config);
         log_set_target_file(NULL);
         return r < 0 ? 1 : 0;
 }

@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: MIT */
+/* The event bus: every event is stored (table `events`, its seq the cursor clients resume from) and then
+ * handed to in-process subscribers and to waiters (suspended HTTP requests) in the publishing thread.
+ * Waiters' deadlines are one timer on the event loop, armed at the earliest. */
+#include <inttypes.h>
+#include <systemd/sd-event.h>
+
+#include "daemon-internal.h"
+
+static const char *const event_type_table[_PC_EVENT_TYPE_MAX] = {
+        [PC_EVENT_SANDBOX_CREATED] = "sandbox.created",
+        [PC_EVENT_SANDBOX_STARTED] = "sandbox.started",
+        [PC_EVENT_SANDBOX_STOPPED] = "sandbox.stopped",
+        [PC_EVENT_SANDBOX_DELETED] = "sandbox.deleted",
+        [PC_EVENT_POLICY_RELOADED] = "policy.reloaded",
+};
+
+const char *pc_event_type_to_string(pc_event_type t)
+{
+        return t >= 0 && t < _PC_EVENT_TYPE_MAX ? event_type_table[t] : NULL;
+}
+
+pc_event_type pc_event_type_from_string(const char *s)
+{
+        for (size_t i = 0; s && i < _PC_EVENT_TYPE_MAX; i++)
+                if (streq(event_type_table[i], s))
+                        return (pc_event_type) i;
+        return PC_EVENT_TYPE_INVALID;
+}
+
+struct pc_event_subscription {
+        pc_event_fn fn;
+        void *userdata;
+        pc_event_subscription *next;
+};
+
+struct pc_event_bus {
+        pthread_mutex_t lock; /* taken after the store's, never before it */
+        uint64_t last_seq;    /* every event up to it is committed */
+        pc_event_subscription *subscriptions;
+        pc_event_waiter *waiters;
+        bool stopping;
+        uint64_t armed_usec;  /* the deadline the timer is (about to be) set to; UINT64_MAX: none */
+        sd_event_source *timer; /* loop thread only */
+};
+
+int pc_event_bus_new(pc_daemon *d)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        pc_event_bus *b = calloc(1, sizeof(*b));
+
+        if (!b)
+                return -ENOMEM;
+        pthread_mutex_init(&b->lock, NULL);
+        b->armed_usec = UINT64_MAX;
+        d->bus = b;
+        /* sqlite_sequence holds the largest seq ever handed out, also when that event was deleted. */
+        LOCK_GUARD(&d->store.lock);
+        if (sqlite3_prepare_v2(d->store.db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'", -1, &st,
+                               NULL) != SQLITE_OK)
+                return -EIO;
+        if (sqlite3_step(st) == SQLITE_ROW)
+                b->last_seq = (uint64_t) sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+void pc_event_bus_free(pc_daemon *d)
+{
+        pc_event_bus *b = d->bus;
+
+        if (!b)
+                return;
+        while (b->subscriptions) {
+                pc_event_subscription *s = b->subscriptions;
+                b->subscriptions = s->next;
+                free(s);
+        }
+        sd_event_source_disable_unref(b->timer);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+        d->bus = NULL;
+}
+
+static bool filter_matches(const pc_event_filter *f, pc_event_type type, const char *sandbox)
+{
+        if (f->type != _PC_EVENT_TYPE_MAX && f->type != type)
+                return false;
+        return isempty(f->sandbox) || streq_ptr(f->sandbox, sandbox);
+}
+
+static void waiter_unlink(pc_event_bus *b, pc_event_waiter *w)
+{
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                b->waiters = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        w->prev = w->next = NULL;
+        w->registered = false;
+}
+
+/* Called with the bus lock held; w is not registered afterwards. */
+static void waiter_fire(pc_event_bus *b, pc_event_waiter *w)
+{
+        if (w->registered)
+                waiter_unlink(b, w);
+        w->wake(w);
+}
+
+static int64_t store_event(pc_daemon *d, pc_event_type type, const char *sandbox, int64_t at, const char *text)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_txn_ pc_txn txn = {};
+        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *del = NULL;
+        int64_t seq;
+
+        if (pc_txn_begin(&d->store, &txn) < 0 ||
+            sqlite3_prepare_v2(d->store.db, "INSERT INTO events (at, type, sandbox, data) VALUES (?, ?, ?, ?)", -1,
+                               &ins, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_int64(ins, 1, at);
+        sqlite3_bind_text(ins, 2, pc_event_type_to_string(type), -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 3, sandbox, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+                return -EIO;
+        seq = sqlite3_last_insert_rowid(d->store.db);
+        /* Bounded retention: a range delete on the primary key, cheap at every insert. */
+        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM events WHERE seq <= ?", -1, &del, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_int64(del, 1, seq - (int64_t) d->config.events_keep);
+        if (sqlite3_step(del) != SQLITE_DONE || pc_txn_commit(&txn) < 0)
+                return -EIO;
+        return seq;
+}
+
+int64_t pc_event_publish(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data)
+{
+        _cleanup_json_ json_t *j = data ?: json_object();
+        _cleanup_free_ char *text = NULL;
+        pc_event_bus *b = d->bus;
+        pc_event e = { .type = type, .sandbox = sandbox, .data = j };
+        int64_t seq;
+
+        if (!j || !json_is_object(j) || !pc_event_type_to_string(type))
+                return log_error_errno(EINVAL, "event %s for %s: invalid, not recorded",
+                                       strna(pc_event_type_to_string(type)), strna(sandbox));
+        text = json_dumps(j, JSON_COMPACT);
+        if (!text)
+                return log_oom();
+        e.at = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        seq = store_event(d, type, sandbox, e.at, text);
+        if (seq < 0)
+                return log_error_errno((int) -seq, "event %s for %s: cannot record it: %m",
+                                       pc_event_type_to_string(type), strna(sandbox));
+        e.seq = (uint64_t) seq;
+
+        LOCK_GUARD(&b->lock);
+        if (e.seq > b->last_seq)
+                b->last_seq = e.seq;
+        for (pc_event_subscription *s = b->subscriptions; s; s = s->next)
+                s->fn(&e, s->userdata);
+        for (pc_event_waiter *w = b->waiters, *next; w; w = next) {
+                next = w->next;
+                if (filter_matches(&w->filter, type, sandbox))
+                        waiter_fire(b, w);
+        }
+        log_debug("event %" PRIu64 ": %s %s", e.seq, pc_event_type_to_string(type), strna(sandbox));
+        return seq;
+}
+
+int pc_event_subscribe(pc_daemon *d, pc_event_fn fn, void *userdata, pc_event_subscription **ret)
+{
+        pc_event_subscription *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        s->fn = fn;
+        s->userdata = userdata;
+        LOCK_GUARD(&d->bus->lock);
+        s->next = d->bus->subscriptions;
+        d->bus->subscriptions = s;
+        *ret = s;
+        return 0;
+}
+
+pc_event_subscription *pc_event_unsubscribe(pc_daemon *d, pc_event_subscription *s)
+{
+        if (!s)
+                return NULL;
+        LOCK_GUARD(&d->bus->lock);
+        for (pc_event_subscription **p = &d->bus->subscriptions; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        free(s);
+        return NULL;
+}
+
+static json_t *event_json(sqlite3_stmt *st)
+{
+        const char *sandbox = (const char *) sqlite3_column_text(st, 3);
+        json_t *data = json_loads((const char *) sqlite3_column_text(st, 4), 0, NULL);
+
+        return json_pack("{s:I, s:s, s:o, s:I, s:o}", "seq", (json_int_t) sqlite3_column_int64(st, 0), "type",
+                         (const char *) sqlite3_column_text(st, 2), "sandbox",
+                         sandbox ? json_string(sandbox) : json_null(), "at",
+                         (json_int_t) sqlite3_column_int64(st, 1), "data", data ?: json_object());
+}
+
+int pc_events_list(pc_daemon *d, const pc_event_filter *f, uint64_t since, unsigned limit, json_t **ret,
+                   uint64_t *ret_seen, pc_error **reterr)
+{
+        _cleanup_json_ json_t *arr = json_array();
+        uint64_t seen, next = since;
+        json_t *oldest = json_null();
+        int k;
+
+        if (!arr)
+                return -ENOMEM;
+        /* Read the bus position first: every event up to it is committed, so the answer below is complete
+         * up to it, and a waiter registered with it misses nothing published later. */
+        {
+                LOCK_GUARD(&d->bus->lock);
+                seen = d->bus->last_seq;
+        }
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL, *min = NULL;
+
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "SELECT seq, at, type, sandbox, data FROM events WHERE seq > ?1 AND seq <= ?2 "
+                                       "AND (?3 IS NULL OR sandbox = ?3) AND (?4 IS NULL OR type = ?4) "
+                                       "ORDER BY seq LIMIT ?5",
+                                       -1, &st, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(d->store.db, "SELECT min(seq) FROM events", -1, &min, NULL) != SQLITE_OK)
+                        return pc_store_error(&d->store, reterr);
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) MIN(since, (uint64_t) INT64_MAX));
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) seen);
+                if (!isempty(f->sandbox))
+                        sqlite3_bind_text(st, 3, f->sandbox, -1, SQLITE_STATIC);
+                if (f->type != _PC_EVENT_TYPE_MAX)
+                        sqlite3_bind_text(st, 4, pc_event_type_to_string(f->type), -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 5, limit);
+                while ((k = sqlite3_step(st)) == SQLITE_ROW) {
+                        next = (uint64_t) sqlite3_column_int64(st, 0);
+                        if (json_array_append_new(arr, event_json(st)) < 0)
+                                return -ENOMEM;
+                }
+                if (k != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
+                if (sqlite3_step(min) == SQLITE_ROW && sqlite3_column_type(min, 0) != SQLITE_NULL)
+                        oldest = json_integer(sqlite3_column_int64(min, 0));
+        }
+        /* A full page may have more behind it: resume after its last event. Otherwise everything up to
+         * `seen` was looked at. */
+        if (json_array_size(arr) < limit)
+                next = MAX(next, seen);
+        *ret = json_pack("{s:O, s:I, s:o}", "events", arr, "next", (json_int_t) next, "oldest", oldest);
+        if (!*ret)
+                return -ENOMEM;
+        *ret_seen = seen;
+        return 0;
+}
+
+/* ---- waiters' deadlines: one timer on the loop, at the earliest ---- */
+
+static void arm_timer(pc_daemon *d);
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        pc_daemon *d = userdata;
+
+        arm_timer(d);
+        return 0;
+}
+
+/* Loop thread: fires waiters whose deadline passed and sets the timer to the next one. */
+static void arm_timer(pc_daemon *d)
+{
+        pc_event_bus *b = d->bus;
+        uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
+        int r;
+
+        LOCK_GUARD(&b->lock);
+        for (pc_event_waiter *w = b->waiters, *n; w; w = n) {
+                n = w->next;
+                if (w->deadline_usec <= now)
+                        waiter_fire(b, w);
+                else
+                        next = MIN(next, w->deadline_usec);
+        }
+        b->armed_usec = next;
+        if (next == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!b->timer) {
+                r = sd_event_add_time(d->event, &b->timer, CLOCK_MONOTONIC, next, 1000, on_timer, d);
+                if (r < 0) {
+                        log_error_errno(r, "cannot arm the waiters' timer: %m; waiters wake at the next event");
+                        return;
+                }
+        } else
+                (void) sd_event_source_set_time(b->timer, next);
+        (void) sd_event_source_set_enabled(b->timer, SD_EVENT_ONESHOT);
+}
+
+static void arm_timer_posted(pc_daemon *d, void *userdata)
+{
+        arm_timer(d);
+}
+
+void pc_event_wait(pc_daemon *d, pc_event_waiter *w)
+{
+        pc_event_bus *b = d->bus;
+        bool rearm = false;
+
+        {
+                LOCK_GUARD(&b->lock);
+                w->prev = w->next = NULL;
+                w->registered = false;
+                if (b->stopping) {
+                        w->stopping = true;
+                        w->wake(w);
+                        return;
+                }
+                if (b->last_seq > w->seen || w->deadline_usec <= now_usec(CLOCK_MONOTONIC)) {
+                        w->wake(w);
+                        return;
+                }
+                w->next = b->waiters;
+                if (b->waiters)
+                        b->waiters->prev = w;
+                b->waiters = w;
+                w->registered = true;
+                if (w->deadline_usec < b->armed_usec) {
+                        b->armed_usec = w->deadline_usec;
+                        rearm = true;
+                }
+        }
+        if (rearm && pc_daemon_post(d, arm_timer_posted, NULL) < 0)
+                log_error("cannot arm a waiter's deadline (out of memory): it wakes at the next event");
+}
+
+void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w)
+{
+        LOCK_GUARD(&d->bus->lock);
+        if (w->registered)
+                waiter_unlink(d->bus, w);
+}
+
+void pc_event_waiters_stop(pc_daemon *d)
+{
+        pc_event_bus *b = d->bus;
+
+        LOCK_GUARD(&b->lock);
+        b->stopping = true;
+        while (b->waiters) {
+                b->waiters->stopping = true;
+                waiter_fire(b, b->waiters);
+        }
+}
