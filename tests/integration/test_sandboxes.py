@@ -313,7 +313,11 @@ try:
     p = run(A, "touch", "/usr/pwned", root=True)
     t.ok(p.returncode != 0 and b"Read-only file system" in p.stderr, "even sandbox root cannot write /usr", p.stderr)
     t.ok(not os.path.exists("/usr/pwned"), "nothing appeared in the host's /usr")
-    for path in ("/run/pocketcoder", d.state, d.run, d.tmp, os.path.join(d.state, "state.db"), "/root"):
+    # The host's /run/pocketcoder is not there: /run/pocketcoder inside is the sandbox's own agent socket
+    # directory (test_agent_socket.py), with nothing of the daemon's runtime directory in it.
+    p = run(A, "ls", "-A", "/run/pocketcoder", root=True)
+    t.eq(p.stdout, b"api.sock\n", "/run/pocketcoder inside holds only the sandbox's agent socket")
+    for path in (d.state, d.run, d.tmp, os.path.join(d.state, "state.db"), "/root"):
         p = run(A, "ls", "-d", path, root=True)
         t.ok(p.returncode != 0, f"{path} is absent inside", p.stdout)
     p = run(A, "sh", "-c", "ls /dev")
