@@ -31,7 +31,8 @@ TEST(config_every_key_quoting_and_comments)
                           "state_dir = \"/var/lib/pocket coder\"\r\nruntime_dir = /r\n"
                           "socket_group = \"wheel\nmax_body_size = 2K\napi_threads = 3\n"
                           "log_level = debug\nlog_file = \"\"\negress_subnet = 10.9.0.0/16\n"
-                          "uid_range_base = 131072\ncgroup_parent = pc-t\nnft_table = pc_t\n");
+                          "uid_range_base = 131072\ncgroup_parent = pc-t\nnft_table = pc_t\n"
+                          "http_idle_timeout = 7\nevents_keep = 42\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -48,6 +49,8 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_INTEQ(c.uid_range_base, 131072);
         CHECK_STREQ(c.cgroup_parent, "pc-t");
         CHECK_STREQ(c.nft_table, "pc_t");
+        CHECK_INTEQ(c.http_idle_timeout, 7);
+        CHECK_INTEQ(c.events_keep, 42);
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
 }
@@ -62,6 +65,10 @@ TEST(config_errors_name_the_line)
                   "config t.conf:2: value for \"max_body_size\": expected a size between 1K and 64M" },
                 { "  uid_range_base = 65537  # not a multiple\n",
                   "config t.conf:1: value for \"uid_range_base\": expected a multiple of 65536" },
+                { "http_idle_timeout = 0\n",
+                  "config t.conf:1: value for \"http_idle_timeout\": expected seconds from 1 to 3600" },
+                { "events_keep = 0\n",
+                  "config t.conf:1: value for \"events_keep\": expected a number of events from 1 to 10000000" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
