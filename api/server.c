@@ -27,6 +27,14 @@ typedef struct pending_agent {
         char sandbox[64];
 } pending_agent;
 
+/* Open agent connections per sandbox: one sandbox must not use up the connections every sandbox's agent
+ * shares (libmicrohttpd's limit is per daemon). */
+#define AGENT_CONNECTIONS_MAX 64u
+typedef struct agent_count {
+        char sandbox[64];
+        unsigned n;
+} agent_count;
+
 struct api_server {
         pc_daemon *daemon;
         uint64_t max_body_size;
@@ -35,10 +43,30 @@ struct api_server {
         api_listener unix_listener, tcp_listener, agent_listener;
         unsigned tcp_port;
         char *socket_path;
-        pthread_mutex_t pending_lock;
+        pthread_mutex_t pending_lock; /* guards pending and counts */
         pending_agent *pending;
         size_t n_pending;
+        agent_count *counts;
+        size_t n_counts;
 };
+
+/* The count of SANDBOX's agent connections (created at 0), or NULL without memory. With pending_lock. */
+static agent_count *agent_count_get(api_server *s, const char *sandbox)
+{
+        agent_count *c;
+
+        for (size_t i = 0; i < s->n_counts; i++)
+                if (streq(s->counts[i].sandbox, sandbox))
+                        return &s->counts[i];
+        c = realloc(s->counts, (s->n_counts + 1) * sizeof(*c));
+        if (!c)
+                return NULL;
+        s->counts = c;
+        c = &s->counts[s->n_counts++];
+        *c = (agent_count){};
+        snprintf(c->sandbox, sizeof(c->sandbox), "%s", sandbox);
+        return c;
+}
 
 static void request_free(api_request *rq)
 {
@@ -367,7 +395,15 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         api_listener *l = cls;
         api_server *s = l->server;
 
+        if (l->kind != API_LISTENER_AGENT)
+                return;
         if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                if (*socket_context) {
+                        LOCK_GUARD(&s->pending_lock);
+                        agent_count *n = agent_count_get(s, *socket_context);
+                        if (n && n->n > 0)
+                                n->n--;
+                }
                 free(*socket_context);
                 *socket_context = NULL;
                 return;
@@ -379,6 +415,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         for (size_t i = 0; i < s->n_pending; i++)
                 if (s->pending[i].fd == info->connect_fd) {
                         *socket_context = strdup(s->pending[i].sandbox);
+                        if (!*socket_context) { /* refused as no one's (403): not counted */
+                                agent_count *n = agent_count_get(s, s->pending[i].sandbox);
+                                if (n && n->n > 0)
+                                        n->n--;
+                        }
                         s->pending[i] = s->pending[--s->n_pending];
                         return;
                 }
@@ -391,6 +432,14 @@ int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox)
 
         {
                 LOCK_GUARD(&s->pending_lock);
+                agent_count *n = agent_count_get(s, sandbox);
+
+                if (!n || n->n >= AGENT_CONNECTIONS_MAX) {
+                        safe_close(fd);
+                        return log_warning_errno(n ? EMFILE : ENOMEM,
+                                                 "sandbox %s: refusing an agent connection (%u open), ignoring",
+                                                 sandbox, n ? n->n : 0);
+                }
                 /* A stale entry for a re-used fd number (a connection that never started) is replaced. */
                 for (i = 0; i < s->n_pending && s->pending[i].fd != fd; i++)
                         ;
@@ -405,6 +454,7 @@ int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox)
                 }
                 s->pending[i].fd = fd;
                 snprintf(s->pending[i].sandbox, sizeof(s->pending[i].sandbox), "%s", sandbox);
+                n->n++;
         }
         /* libmicrohttpd closes fd on failure too. */
         if (MHD_add_connection(s->agent_httpd, fd, (struct sockaddr *) &sa, sizeof(sa_family_t)) != MHD_YES)
@@ -580,6 +630,7 @@ api_server *api_server_free(api_server *s)
                 (void) unlink(s->socket_path);
         free(s->socket_path);
         free(s->pending);
+        free(s->counts);
         pthread_mutex_destroy(&s->pending_lock);
         free(s);
         return NULL;

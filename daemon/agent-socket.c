@@ -84,6 +84,9 @@ static int bind_socket(pc_agent_socket *s, const char *parent, pc_error **reterr
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot open %s: %m", s->dir);
         if (fstat(s->dir_fd, &st) < 0 || st.st_uid != 0)
                 return pc_error_setf(reterr, EPERM, "agent_socket", "%s is not owned by root", s->dir);
+        /* Whatever the umask: the agent's uid inside must be able to search it. */
+        if (chmod(s->dir, 0755) < 0)
+                return pc_error_setf(reterr, errno, "agent_socket", "cannot set the mode of %s: %m", s->dir);
         /* A stale socket of a previous daemon (this one's inode cannot be re-used: bind makes a new one). */
         if (unlinkat(s->dir_fd, AGENT_SOCKET_NAME, 0) < 0 && errno != ENOENT)
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot remove the old %s/%s: %m", s->dir,

@@ -7,7 +7,9 @@ without restarting the sandbox, and goes with the sandbox. Sandbox lifecycle eve
 import json
 import os
 import secrets
+import signal
 import stat
+import subprocess
 
 from pclib import CLI, Daemon, Spec, Tap, run_cmd
 
@@ -36,6 +38,32 @@ c.request(method, path, headers=headers)
 r = c.getresponse()
 body = r.read().decode()
 print(json.dumps({"status": r.status, "body": json.loads(body) if body else None}))
+"""
+
+
+# Opens 80 connections on the agent socket and sends a request on each: how many were answered, and how
+# many closed unanswered; holds them until stdin closes.
+HOG = r"""
+import socket, sys
+socks = []
+for i in range(80):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect("/run/pocketcoder/api.sock")
+    socks.append(s)
+answered = closed = 0
+for s in socks:
+    try:
+        s.sendall(b"GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(4096)
+    except OSError:
+        data = b""
+    if data.startswith(b"HTTP/1.1 200"):
+        answered += 1
+    else:
+        closed += 1
+print("answered", answered, "closed", closed, flush=True)
+sys.stdin.read()
 """
 
 
@@ -98,6 +126,25 @@ try:
     r = inside(A, "GET", "/v1/events?since=0")
     t.ok(r["status"] == 200 and [(e["type"], e["sandbox"]) for e in r["body"]["events"]] == [("sandbox.created", A)],
          "the agent sees its own sandbox's events only", r)
+
+    # ---- one sandbox cannot use up the connections every sandbox's agent shares ----
+    hog = subprocess.Popen([CLI, "sandbox", "run", A, "--", "python3", "-c", HOG], env=d.cli_env(),
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        line = hog.stdout.readline().split()
+        t.ok(line[:1] == ["answered"] and int(line[1]) == 64 and int(line[3]) == 16,
+             "a sandbox gets 64 agent connections at once, the rest are closed", line)
+        r = inside(B, "GET", "/v1/whoami")
+        t.ok(r["status"] == 200 and r["body"]["sandbox"] == B, "meanwhile another sandbox's agent is served", r)
+        hog.stdin.close()
+        t.eq(hog.wait(60), 0, "the sandbox that held them exits cleanly")
+    finally:
+        if hog.poll() is None:
+            os.killpg(hog.pid, signal.SIGKILL)
+            hog.wait()
+    r = inside(A, "GET", "/v1/whoami")
+    t.ok(r["status"] == 200 and r["body"]["sandbox"] == A, "once they are closed it is served again", r)
 
     # ---- from the host ----
     st = os.stat(os.path.join(d.run, "sandboxes"))
