@@ -103,7 +103,7 @@ static int bind_socket(pc_agent_socket *s, const char *parent, pc_error **reterr
         if (fchmodat(s->dir_fd, AGENT_SOCKET_NAME, 0666, 0) < 0)
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot set the mode of %s/%s: %m", s->dir,
                                      AGENT_SOCKET_NAME);
-        if (listen(s->fd, 64) < 0)
+        if (listen(s->fd, SOMAXCONN) < 0)
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot listen on %s/%s: %m", s->dir,
                                      AGENT_SOCKET_NAME);
         return 0;

@@ -48,8 +48,8 @@ import socket, sys
 socks = []
 for i in range(80):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect("/run/pocketcoder/api.sock")  # blocking: waits for room in the backlog
     s.settimeout(30)
-    s.connect("/run/pocketcoder/api.sock")
     socks.append(s)
 answered = closed = 0
 for s in socks:
