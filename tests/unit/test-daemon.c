@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The daemon's parsers that need no running daemon: the config file and the API's request bodies. */
+/* The daemon's parts that need no running daemon: the config file, the API's request bodies and the event
+ * bus over a store of its own. */
 
 #include "daemon-internal.h"
 #include "requests.h"
@@ -165,6 +166,108 @@ TEST(request_bodies)
         CHECK_STREQ(err, "field \"root\" must be true or false");
         free(err);
         body(NULL);
+}
+
+static unsigned n_seen, n_woken;
+static uint64_t last_seen_seq;
+
+static void count_event(const pc_event *e, void *userdata)
+{
+        n_seen++;
+        last_seen_seq = e->seq;
+}
+
+static void count_wake(pc_event_waiter *w)
+{
+        n_woken++;
+}
+
+static uint64_t json_seq(json_t *list, size_t i)
+{
+        return (uint64_t) json_integer_value(json_object_get(json_array_get(json_object_get(list, "events"), i), "seq"));
+}
+
+TEST(event_bus_publish_subscribe_wait_retention)
+{
+        char dir[] = "/tmp/pc-test-events-XXXXXX";
+        _cleanup_free_ char *db = NULL;
+        pc_event_subscription *sub = NULL;
+        pc_daemon d = {};
+        json_t *j = NULL;
+        uint64_t seen = 0;
+
+        CHECK(mkdtemp(dir));
+        db = strjoin(dir, "/state.db");
+        pc_config_init(&d.config);
+        d.config.events_keep = 3;
+        CHECK(pc_store_open(&d.store, db, NULL) == 0);
+        CHECK(pc_event_bus_new(&d) == 0);
+        CHECK(pc_event_subscribe(&d, count_event, NULL, &sub) == 0);
+
+        /* A waiter for sandbox.deleted of "x" sleeps through other events and wakes once on its own. */
+        pc_event_waiter w = { .filter = { .sandbox = "x", .type = PC_EVENT_SANDBOX_DELETED },
+                              .deadline_usec = UINT64_MAX, .wake = count_wake };
+        pc_event_wait(&d, &w);
+        CHECK(w.registered && n_woken == 0);
+        CHECK_INTEQ(pc_event_publish(&d, PC_EVENT_POLICY_RELOADED, NULL, NULL), 1);
+        CHECK_INTEQ(pc_event_publish(&d, PC_EVENT_SANDBOX_DELETED, "y", json_pack("{s:b}", "purge", 1)), 2);
+        CHECK(n_woken == 0 && n_seen == 2 && last_seen_seq == 2);
+        CHECK_INTEQ(pc_event_publish(&d, PC_EVENT_SANDBOX_DELETED, "x", NULL), 3);
+        CHECK(n_woken == 1 && !w.registered && !w.stopping);
+        CHECK_INTEQ(pc_event_publish(&d, PC_EVENT_SANDBOX_CREATED, "x", NULL), 4);
+        CHECK(n_woken == 1);
+        CHECK(pc_event_publish(&d, _PC_EVENT_TYPE_MAX, "x", NULL) < 0);
+        CHECK(pc_event_publish(&d, PC_EVENT_SANDBOX_CREATED, "x", json_string("not an object")) < 0);
+
+        /* Retention keeps the newest three; the cursor is complete up to the bus position. */
+        CHECK_INTEQ(pc_event_publish(&d, PC_EVENT_SANDBOX_STOPPED, "x", NULL), 5);
+        CHECK(pc_events_list(&d, &(pc_event_filter){ .type = _PC_EVENT_TYPE_MAX }, 0, 100, &j, &seen, NULL) == 0);
+        CHECK(json_array_size(json_object_get(j, "events")) == 3 && json_seq(j, 0) == 3 && json_seq(j, 2) == 5);
+        CHECK(json_integer_value(json_object_get(j, "oldest")) == 3 && json_integer_value(json_object_get(j, "next")) == 5);
+        CHECK_INTEQ(seen, 5);
+        json_decref(j);
+        /* A page that is full resumes after its last event; a filter narrows. */
+        CHECK(pc_events_list(&d, &(pc_event_filter){ .type = _PC_EVENT_TYPE_MAX }, 0, 1, &j, &seen, NULL) == 0);
+        CHECK(json_integer_value(json_object_get(j, "next")) == 3);
+        json_decref(j);
+        CHECK(pc_events_list(&d, &(pc_event_filter){ .sandbox = "x", .type = PC_EVENT_SANDBOX_CREATED }, 0, 100, &j,
+                             &seen, NULL) == 0);
+        CHECK(json_array_size(json_object_get(j, "events")) == 1 && json_seq(j, 0) == 4);
+        json_decref(j);
+
+        /* A waiter that has not seen the newest event wakes at once (no lost wake-up). */
+        w = (pc_event_waiter){ .filter = { .type = _PC_EVENT_TYPE_MAX }, .seen = 4, .deadline_usec = UINT64_MAX,
+                               .wake = count_wake };
+        pc_event_wait(&d, &w);
+        CHECK(n_woken == 2 && !w.registered);
+        /* Stopping wakes the registered ones and every later one at once. */
+        w.seen = 5;
+        pc_event_wait(&d, &w);
+        CHECK(n_woken == 2 && w.registered);
+        pc_event_waiters_stop(&d);
+        CHECK(n_woken == 3 && w.stopping && !w.registered);
+        w = (pc_event_waiter){ .filter = { .type = _PC_EVENT_TYPE_MAX }, .seen = 5, .deadline_usec = UINT64_MAX,
+                               .wake = count_wake };
+        pc_event_wait(&d, &w);
+        CHECK(n_woken == 4 && w.stopping);
+
+        /* The sequence survives a restart, also past deleted events. */
+        sub = pc_event_unsubscribe(&d, sub);
+        pc_event_bus_free(&d);
+        pc_store_close(&d.store);
+        CHECK(pc_store_open(&d.store, db, NULL) == 0);
+        CHECK(pc_event_bus_new(&d) == 0);
+        CHECK_INTEQ(pc_event_publish(&d, PC_EVENT_POLICY_RELOADED, NULL, NULL), 6);
+        CHECK(n_seen == 5);
+
+        pc_event_bus_free(&d);
+        pc_store_close(&d.store);
+        pc_config_done(&d.config);
+        (void) unlink(db);
+        _cleanup_free_ char *wal = strjoin(db, "-wal"), *shm = strjoin(db, "-shm");
+        (void) unlink(wal);
+        (void) unlink(shm);
+        CHECK(rmdir(dir) == 0);
 }
 
 TAP_MAIN()
