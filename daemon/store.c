@@ -47,6 +47,11 @@ static const char *const migrations[] = {
         "  started_at INTEGER,"
         "  stopped_at INTEGER"
         ");",
+        /* 3: daemon-wide settings, e.g. the daemon id in every host-side name of its sandboxes. */
+        "CREATE TABLE settings ("
+        "  key TEXT PRIMARY KEY,"
+        "  value TEXT NOT NULL"
+        ");",
 };
 
 int pc_store_schema_version(pc_store *s)

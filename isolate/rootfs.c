@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "isolate-private.h"
+#include "isolate-internal.h"
 #include "isolate.h"
 
 #define RESOLVE_SAFE (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
@@ -383,7 +383,7 @@ static int setup_proc(int rootfd, int devnull, char *step, size_t stepsz)
         return 0;
 }
 
-int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, char *step, size_t stepsz)
+int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_socket, char *step, size_t stepsz)
 {
         static const char *const root_opts[] = { "mode", "0755", "size", "1m", NULL };
         static const char *const tmp_opts[] = { "mode", "01777", NULL };
@@ -436,7 +436,9 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, char *s
         if (r < 0)
                 return FAIL(r, "attach /tmp");
 
-        /* /run holds tmux's socket directory, owned by the agent and private to it. */
+        /* /run holds tmux's socket directory, owned by the agent and private to it, and the daemon's API
+         * socket in /run/pocketcoder, which belongs to sandbox root: the agent can neither remove nor
+         * replace the socket, only connect to it. */
         _cleanup_close_ int run = new_mount("tmpfs", run_opts,
                                             MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
         if (run < 0)
@@ -445,9 +447,22 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, char *s
                 return FAIL(-errno, "mkdir /run/tmux");
         if (fchownat(run, "tmux", ISOLATE_AGENT_UID, ISOLATE_AGENT_GID, AT_SYMLINK_NOFOLLOW) < 0)
                 return FAIL(-errno, "chown /run/tmux to the agent");
+        if (mkdirat(run, "pocketcoder", 0755) < 0)
+                return FAIL(-errno, "mkdir /run/pocketcoder");
         r = attach(run, root, "run", true);
         if (r < 0)
                 return FAIL(r, "attach /run");
+        if (api_socket >= 0) {
+                /* Read-only: connect() needs no write access to the mount, and nothing else is allowed. */
+                _cleanup_close_ int sock = clone_tree(api_socket, "",
+                                                      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                                              MOUNT_ATTR_NOEXEC);
+                if (sock < 0)
+                        return FAIL(sock, "clone API socket %s", plan->api_socket);
+                r = attach(sock, root, ISOLATE_API_SOCKET + 1, false);
+                if (r < 0)
+                        return FAIL(r, "attach " ISOLATE_API_SOCKET);
+        }
 
         r = setup_dev(root, step, stepsz);
         if (r < 0)
