@@ -147,7 +147,10 @@ isolate_sandbox *isolate_sandbox_free(isolate_sandbox *sb)
         return NULL;
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_sandbox *, isolate_sandbox_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_cgroup *, isolate_cgroup_free);
+static inline void isolate_cgroup_freep(isolate_cgroup **p)
+{
+        isolate_cgroup_free(*p);
+}
 
 /* The handle both create and adopt fill in: name, ids, the loaded seccomp filter (exec installs it in
  * every command) and the host's last capability. */
