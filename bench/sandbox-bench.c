@@ -3,8 +3,8 @@
  * latency percentiles (nearest rank) of each step. Several drivers, so that the same run compares them:
  *
  *   sandbox-bench lib   --runs N --dir DIR [--parent NAME]
- *       isolate_sandbox_start() directly, as the daemon does it (workspace, cgroup, namespaces, rootfs,
- *       seccomp, tmux), then isolate_sandbox_stop() + cgroup removal: the library's own cost.
+ *       isolate_sandbox_create() directly, as the daemon does it (workspace, cgroup, namespaces, rootfs,
+ *       seccomp, tmux), then isolate_sandbox_destroy() (processes, cgroup): the library's own cost.
  *   sandbox-bench bwrap --runs N --dir DIR [--seccomp] [--cgroup NAME]
  *       bubblewrap with comparable isolation running `tmux new-session -d` (bwrap returns when tmux's
  *       client does, i.e. when the session exists); optionally our seccomp filter and a per-sandbox
@@ -113,15 +113,14 @@ static int make_workspace(const char *dir, const char *name, uid_t owner, char *
 
 typedef struct lib_slot {
         isolate_sandbox *sb;
-        isolate_cgroup *cg;
         char *ws;
+        char name[32];
 } lib_slot;
 
 static int run_lib(unsigned runs, const char *dir, const char *parent)
 {
         _cleanup_free_ lib_slot *slots = calloc(runs, sizeof(lib_slot));
-        _cleanup_free_ uint64_t *create = calloc(runs, sizeof(uint64_t)), *cgroup = calloc(runs, sizeof(uint64_t)),
-                                *stop = calloc(runs, sizeof(uint64_t));
+        _cleanup_free_ uint64_t *create = calloc(runs, sizeof(uint64_t)), *stop = calloc(runs, sizeof(uint64_t));
         _cleanup_close_ int seccomp_fd = -EBADF;
         const isolate_limits limits = { .memory_max = MEMORY_MAX, .pids_max = PIDS_MAX, .cpu_period_us = 100000 };
         const isolate_net_config net = { .mode = ISOLATE_NET_NONE };
@@ -129,7 +128,7 @@ static int run_lib(unsigned runs, const char *dir, const char *parent)
         size_t started = 0, stopped = 0;
         int ret = 0, r;
 
-        if (!slots || !create || !cgroup || !stop)
+        if (!slots || !create || !stop)
                 return -ENOMEM;
         {
                 _cleanup_pc_error_ pc_error *err = NULL;
@@ -140,37 +139,33 @@ static int run_lib(unsigned runs, const char *dir, const char *parent)
                 }
         }
 
+#define LIB_CONFIG(i)                                                                                     \
+        ((isolate_sandbox_config){ .name = slots[i].name,                                                 \
+                                   .workspace = slots[i].ws,                                              \
+                                   .uid_base = UID_BASE_LIB + (uid_t) (i) * UID_COUNT,                    \
+                                   .uid_count = UID_COUNT,                                                \
+                                   .cgroup_parent = parent,                                               \
+                                   .limits = &limits,                                                     \
+                                   .net = &net,                                                           \
+                                   .seccomp_fd = seccomp_fd })
         for (unsigned i = 0; i < runs && !interrupted; i++) {
                 _cleanup_pc_error_ pc_error *err = NULL;
-                char name[32];
-                uid_t base = UID_BASE_LIB + i * UID_COUNT;
-                uint64_t t0, t1, t2;
+                uint64_t t0, t1;
 
-                snprintf(name, sizeof(name), "bl-%u", i);
+                snprintf(slots[i].name, sizeof(slots[i].name), "bl-%u", i);
+                slots[i].ws = strjoin(dir, "/", slots[i].name);
+                if (!slots[i].ws)
+                        return -ENOMEM;
+                /* The daemon's bring_up(): one call makes the workspace, the cgroup and the sandbox. */
                 t0 = now_ns();
-                /* The daemon's bring_up(): workspace owned by the agent, cgroup, then the sandbox. */
-                r = make_workspace(dir, name, base + ISOLATE_AGENT_UID, &slots[i].ws);
-                if (r >= 0)
-                        r = isolate_cgroup_new(parent, name, &limits, &slots[i].cg, &err);
+                r = isolate_sandbox_create(&LIB_CONFIG(i), &slots[i].sb, &err);
                 t1 = now_ns();
-                if (r >= 0)
-                        r = isolate_sandbox_start(&(isolate_sandbox_config){ .name = name,
-                                                                             .workspace = slots[i].ws,
-                                                                             .uid_base = base,
-                                                                             .uid_count = UID_COUNT,
-                                                                             .cgroup = slots[i].cg,
-                                                                             .net = &net,
-                                                                             .seccomp_fd = seccomp_fd },
-                                                  &slots[i].sb, &err);
-                t2 = now_ns();
                 if (r < 0) {
-                        fprintf(stderr, "lib create %s: %s\n", name, err ? err->message : strerror(-r));
+                        fprintf(stderr, "lib create %s: %s\n", slots[i].name, err ? err->message : strerror(-r));
                         ret = r;
                         break;
                 }
-                create[started] = t2 - t0;
-                cgroup[started] = t1 - t0;
-                started++;
+                create[started++] = t1 - t0;
         }
 
         /* Idle memory as the cgroups account it, once tmux and its shell have settled. */
@@ -178,40 +173,31 @@ static int run_lib(unsigned runs, const char *dir, const char *parent)
                 (void) usleep(500 * 1000);
                 for (size_t i = 0; i < started; i++) {
                         isolate_usage u = {};
-                        if (isolate_cgroup_usage(slots[i].cg, &u) >= 0)
+                        if (isolate_sandbox_usage(slots[i].sb, &u) >= 0)
                                 mem_sum += u.memory_current;
                 }
         }
 
         for (size_t i = 0; i < runs; i++) {
                 uint64_t t0 = now_ns();
-                bool ok = true;
 
-                if (slots[i].sb && isolate_sandbox_stop(slots[i].sb, 0) < 0)
-                        ok = false;
-                if (slots[i].cg) {
-                        if (!slots[i].sb)
-                                (void) isolate_cgroup_kill(slots[i].cg);
-                        if (isolate_cgroup_destroy(slots[i].cg) < 0)
-                                ok = false;
-                }
-                if (slots[i].sb)
-                        stop[stopped++] = now_ns() - t0;
-                if (!ok) {
+                if (!slots[i].ws)
+                        continue;
+                if (isolate_sandbox_destroy(&LIB_CONFIG(i), slots[i].sb, 0, NULL) < 0) {
                         fprintf(stderr, "lib stop bl-%zu failed\n", i);
                         ret = -EIO;
                 }
+                if (slots[i].sb)
+                        stop[stopped++] = now_ns() - t0;
                 slots[i].sb = isolate_sandbox_free(slots[i].sb);
-                slots[i].cg = isolate_cgroup_free(slots[i].cg);
-                if (slots[i].ws)
-                        (void) rmdir(slots[i].ws);
+                (void) rmdir(slots[i].ws);
                 free(slots[i].ws);
         }
+#undef LIB_CONFIG
         (void) isolate_cgroup_destroy_parent(parent);
 
         print_stats("lib create->tmux ready", create, started);
-        print_stats("  of which workspace+cgroup", cgroup, started);
-        print_stats("lib stop+cgroup removal", stop, stopped);
+        print_stats("lib destroy (stop+cgroup removal)", stop, stopped);
         if (mem_sum > 0)
                 printf("%-34s %.2f MiB per sandbox (%zu sandboxes, cgroup memory usage)\n", "lib idle memory",
                        (double) mem_sum / (double) started / 1048576.0, started);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The sandbox manager: the sandboxes table, uid-range and subnet allocation, lifecycle through isolate/,
  * re-adoption after a daemon restart. The store is the truth for what exists; the in-memory entries hold
- * the live handles (pidfd, cgroup). A per-sandbox "busy" flag lets slow work (starting takes
- * milliseconds, stopping up to seconds) run without holding the manager lock. */
+ * the live handles. isolate/ owns each sandbox's whole host footprint: a row becomes one
+ * isolate_sandbox_config (sandbox_spec_init), and starting, stopping, deleting and cleaning up after a
+ * crash are isolate_sandbox_create() and isolate_sandbox_destroy(). A per-sandbox "busy" flag lets slow
+ * work (starting takes milliseconds, stopping up to seconds) run without holding the manager lock. */
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -17,7 +19,6 @@
 typedef struct sandbox_entry {
         char name[64];
         isolate_sandbox *sb; /* NULL when stopped */
-        isolate_cgroup *cg;  /* NULL when stopped */
         pc_watch *watch;     /* the loop's watch of init's pidfd, while running */
         pc_agent_socket *agent; /* while running */
         bool busy;           /* a lifecycle operation is in progress */
@@ -28,6 +29,8 @@ struct pc_sandbox_manager {
         sandbox_entry *entries;
         size_t n_entries;
         int seccomp_fd; /* compiled once: every sandbox and exec loads the same filter */
+        char daemon_id[ISOLATE_DAEMON_ID_LEN + 1]; /* in every host-side name (see daemon_id_load) */
+        char *cgroup_parent; /* the group that holds our sandboxes' groups: cgroup_parent-daemon_id */
 };
 
 /* One row, as stored. */
@@ -73,7 +76,6 @@ static void entry_remove(pc_sandbox_manager *m, const char *name)
         if (!e)
                 return;
         isolate_sandbox_free(e->sb);
-        isolate_cgroup_free(e->cg);
         pc_watch_free(e->watch);
         pc_agent_socket_free(e->agent, true);
         *e = m->entries[--m->n_entries];
@@ -167,32 +169,56 @@ static char *image_path(pc_daemon *d, const char *rootfs)
         return strjoin(d->config.state_dir, "/images/", rootfs);
 }
 
-/* Creates the workspace for the agent (uid_base + agent uid inside). Existing workspaces (a sandbox
- * re-created with the same name) are kept, re-owned at the top only. */
-static int workspace_prepare(const char *path, uid_t uid_base, pc_error **reterr)
-{
-        _cleanup_close_ int fd = -EBADF;
-        int r;
+/* Everything isolate/ needs to know about one sandbox, derived from its row. */
+typedef struct sandbox_spec {
+        isolate_sandbox_config cfg;
+        isolate_net_config net;
+        char *workspace, *image, *overlay;
+} sandbox_spec;
 
-        r = mkdir_p(path, 0750);
-        if (r < 0)
-                return pc_error_setf(reterr, -r, "workspace", "cannot create workspace %s: %s", path, strerror(-r));
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return pc_error_setf(reterr, errno, "workspace", "cannot open workspace %s: %m", path);
-        if (fchown(fd, uid_base + ISOLATE_AGENT_UID, uid_base + ISOLATE_AGENT_GID) < 0 || fchmod(fd, 0750) < 0)
-                return pc_error_setf(reterr, errno, "workspace", "cannot hand workspace %s to the agent: %m", path);
-        return 0;
+static void sandbox_spec_done(sandbox_spec *s)
+{
+        free(s->workspace);
+        free(s->image);
+        free(s->overlay);
+        *s = (sandbox_spec){};
 }
 
-static void net_config_for(pc_daemon *d, const sandbox_row *row, isolate_net_config *ret)
+static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec *ret)
 {
-        *ret = (isolate_net_config){
-                .mode = row->network,
-                .index = row->net_index,
-                .subnet = d->config.egress_subnet,
-                .nft_table = d->config.nft_table,
+        pc_sandbox_manager *m = d->sandboxes;
+
+        *ret = (sandbox_spec){
+                .net = {
+                        .mode = row->network,
+                        .index = row->net_index,
+                        .subnet = d->config.egress_subnet,
+                        .nft_table = d->config.nft_table,
+                },
+                .workspace = workspace_path(d, row->name),
         };
+        if (!streq(row->rootfs, "host")) {
+                ret->image = image_path(d, row->rootfs);
+                ret->overlay = overlay_path(d, row->name);
+        }
+        if (!ret->workspace || (!streq(row->rootfs, "host") && (!ret->image || !ret->overlay))) {
+                sandbox_spec_done(ret);
+                return -ENOMEM;
+        }
+        ret->cfg = (isolate_sandbox_config){
+                .name = row->name,
+                .daemon_id = m->daemon_id,
+                .workspace = ret->workspace,
+                .uid_base = row->uid_base,
+                .uid_count = UID_COUNT,
+                .rootfs_image = ret->image,
+                .overlay_dir = ret->overlay,
+                .cgroup_parent = d->config.cgroup_parent,
+                .limits = &row->limits,
+                .net = &ret->net,
+                .seccomp_fd = m->seccomp_fd,
+        };
+        return 0;
 }
 
 /* Missing kernel features are errors that name them, never a silently weaker sandbox. */
@@ -227,87 +253,52 @@ static int check_host(pc_daemon *d, const sandbox_row *row, pc_error **reterr)
         return 0;
 }
 
-/* Brings a stored sandbox up: cgroup, namespaces, rootfs, tmux. Called without the manager lock, with
- * the entry marked busy. */
-static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_sb, isolate_cgroup **ret_cg,
-                    pc_agent_socket **ret_agent, pc_error **reterr)
+/* Brings a stored sandbox up (isolate/ builds all of it) with its agent socket. Called without the
+ * manager lock, with the entry marked busy. */
+static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_sb, pc_agent_socket **ret_agent,
+                    pc_error **reterr)
 {
+        _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
         pc_agent_socket *agent = NULL;
-        _cleanup_free_ char *ws = workspace_path(d, row->name), *image = NULL, *overlay = NULL;
-        isolate_cgroup *cg = NULL;
-        isolate_sandbox *sb = NULL;
-        isolate_net_config net;
+        struct stat st;
         int r;
 
-        if (!ws)
-                return -ENOMEM;
         r = check_host(d, row, reterr);
         if (r < 0)
                 return r;
-        if (!streq(row->rootfs, "host")) {
-                struct stat st;
-
-                image = image_path(d, row->rootfs);
-                overlay = overlay_path(d, row->name);
-                if (!image || !overlay)
-                        return -ENOMEM;
-                if (stat(image, &st) < 0 || !S_ISDIR(st.st_mode))
-                        return pc_error_setf(reterr, ENOENT, "not_found",
-                                             "image \"%s\" does not exist; build it with 'pocketcoder image build %s'",
-                                             row->rootfs, row->rootfs);
-        }
-        r = workspace_prepare(ws, row->uid_base, reterr);
+        r = sandbox_spec_init(d, row, &spec);
         if (r < 0)
                 return r;
+        if (spec.image && (stat(spec.image, &st) < 0 || !S_ISDIR(st.st_mode)))
+                return pc_error_setf(reterr, ENOENT, "not_found",
+                                     "image \"%s\" does not exist; build it with 'pocketcoder image build %s'",
+                                     row->rootfs, row->rootfs);
         r = pc_agent_socket_new(d, row->name, &agent, reterr);
         if (r < 0)
                 return r;
-        r = isolate_cgroup_new(d->config.cgroup_parent, row->name, &row->limits, &cg, reterr);
+        spec.cfg.api_socket_dir = pc_agent_socket_dir(agent);
+        r = isolate_sandbox_create(&spec.cfg, ret_sb, reterr);
         if (r < 0) {
                 pc_agent_socket_free(agent, true);
                 return r;
         }
-        net_config_for(d, row, &net);
-        r = isolate_sandbox_start(&(isolate_sandbox_config){
-                                          .name = row->name,
-                                          .workspace = ws,
-                                          .uid_base = row->uid_base,
-                                          .uid_count = UID_COUNT,
-                                          .rootfs_image = image,
-                                          .overlay_dir = overlay,
-                                          .cgroup = cg,
-                                          .net = &net,
-                                          .seccomp_fd = d->sandboxes->seccomp_fd,
-                                          .api_socket_dir = pc_agent_socket_dir(agent),
-                                  },
-                                  &sb, reterr);
-        if (r < 0) {
-                pc_agent_socket_free(agent, true);
-                (void) isolate_cgroup_kill(cg);
-                (void) isolate_cgroup_destroy(cg);
-                isolate_cgroup_free(cg);
-                (void) isolate_net_teardown(row->name, &net);
-                return r;
-        }
-        *ret_sb = sb;
-        *ret_cg = cg;
         *ret_agent = agent;
         return 0;
 }
 
-/* Tears a sandbox down to "stopped": processes, cgroup, host side of the network. Idempotent. */
-static void bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb, isolate_cgroup *cg)
+/* Tears a sandbox down to "stopped" (flags: also its data, see isolate_sandbox_destroy()). Idempotent;
+ * `sb` may be NULL (leftovers of a crash). */
+static void bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb, unsigned flags)
 {
-        isolate_net_config net;
+        _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
+        _cleanup_pc_error_ pc_error *err = NULL;
+        int r;
 
-        if (sb)
-                (void) isolate_sandbox_stop(sb, 0);
-        if (cg) {
-                (void) isolate_cgroup_kill(cg);
-                (void) isolate_cgroup_destroy(cg);
-        }
-        net_config_for(d, row, &net);
-        (void) isolate_net_teardown(row->name, &net);
+        r = sandbox_spec_init(d, row, &spec);
+        if (r >= 0)
+                r = isolate_sandbox_destroy(&spec.cfg, sb, flags, &err);
+        if (r < 0)
+                log_warning("sandbox %s: %s, ignoring", row->name, err ? err->message : strerror(-r));
 }
 
 /* Smallest free slot among those the table uses (EXPR over its rows), so ranges are reused after
@@ -345,7 +336,7 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
         json_t *usage = json_null(), *j;
         bool running = e && e->sb;
 
-        if (running && e->cg && isolate_cgroup_usage(e->cg, &u) >= 0)
+        if (running && isolate_sandbox_usage(e->sb, &u) >= 0)
                 usage = json_pack("{s:I, s:I, s:I, s:I, s:I}", "memory_current", (json_int_t) u.memory_current,
                                   "memory_peak", (json_int_t) u.memory_peak, "pids_current",
                                   (json_int_t) u.pids_current, "cpu_usage_usec", (json_int_t) u.cpu_usage_usec,
@@ -359,14 +350,15 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
                                                : json_null(),
                       "network", pc_net_to_string(row->network), "rootfs", row->rootfs, "init_pid",
                       running ? json_integer(isolate_sandbox_pid(e->sb)) : json_null(), "cgroup_path",
-                      running && e->cg ? json_string(isolate_cgroup_path(e->cg)) : json_null(), "usage", usage,
+                      running && isolate_sandbox_cgroup_path(e->sb) ? json_string(isolate_sandbox_cgroup_path(e->sb))
+                                                                    : json_null(), "usage", usage,
                       "workspace_host_path", ws ?: "", "uid_base", (json_int_t) row->uid_base, "created_at",
                       (json_int_t) row->created_at, "started_at",
                       row->started_at >= 0 ? json_integer(row->started_at) : json_null(), "stopped_at",
                       row->stopped_at >= 0 ? json_integer(row->stopped_at) : json_null(), "tmux_session",
                       running ? json_string(row->name) : json_null());
         if (j)
-                json_object_set_new(j, "cgroup_parent", json_string(d->config.cgroup_parent));
+                json_object_set_new(j, "cgroup_parent", json_string(d->sandboxes->cgroup_parent));
         if (j && running)
                 json_object_set_new(j, "init_starttime", json_integer((json_int_t) isolate_sandbox_starttime(e->sb)));
         return j;
@@ -374,13 +366,11 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
 
 /* A sandbox is up: its handles, the loop's watch of its init (so an exit is recorded at once, not at the
  * next request) and its agent socket. */
-static void entry_up(pc_daemon *d, sandbox_entry *e, isolate_sandbox *sb, isolate_cgroup *cg,
-                     pc_agent_socket *agent)
+static void entry_up(pc_daemon *d, sandbox_entry *e, isolate_sandbox *sb, pc_agent_socket *agent)
 {
         int r;
 
         e->sb = sb;
-        e->cg = cg;
         e->agent = agent;
         r = pc_watch_new(d, isolate_sandbox_pidfd(sb), pc_sandboxes_reap, &e->watch);
         if (r < 0)
@@ -410,9 +400,8 @@ static void reap_dead(pc_daemon *d)
                 pid_t pid = isolate_sandbox_pid(e->sb);
 
                 if (row_load(d, e->name, &row) >= 0)
-                        bring_down(d, &row, e->sb, e->cg);
+                        bring_down(d, &row, e->sb, 0);
                 e->sb = isolate_sandbox_free(e->sb);
-                e->cg = isolate_cgroup_free(e->cg);
                 entry_down(e);
                 (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
                 log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
@@ -512,7 +501,6 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         const char *name, *network;
         char actor[128];
         isolate_sandbox *sb = NULL;
-        isolate_cgroup *cg = NULL;
         pc_agent_socket *agent = NULL;
         uint64_t slot, net_index;
         sandbox_entry *e;
@@ -575,13 +563,12 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 e->busy = true;
         }
 
-        r = bring_up(d, &row, &sb, &cg, &agent, reterr);
+        r = bring_up(d, &row, &sb, &agent, reterr);
 
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         if (r < 0) {
-                /* Nothing left behind: the reservation goes, and so does an empty new workspace. */
-                _cleanup_free_ char *ws = workspace_path(d, name);
+                /* isolate/ removed what it made; the reservation goes too. */
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
@@ -589,19 +576,12 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
                         (void) sqlite3_step(st);
                 }
-                if (ws)
-                        (void) rmdir(ws);
-                if (!streq(row.rootfs, "host")) {
-                        _cleanup_free_ char *ov = overlay_path(d, name);
-                        if (ov)
-                                (void) isolate_sandbox_remove_overlay(ov);
-                }
                 entry_remove(m, name);
                 log_warning("sandbox %s: creation failed: %s", name, reterr && *reterr ? (*reterr)->message : strerror(-r));
                 return r;
         }
         e->busy = false;
-        entry_up(d, e, sb, cg, agent);
+        entry_up(d, e, sb, agent);
         r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
         if (r < 0)
                 log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
@@ -622,7 +602,6 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
 {
         pc_sandbox_manager *m = d->sandboxes;
         isolate_sandbox *sb = NULL;
-        isolate_cgroup *cg = NULL;
         pc_agent_socket *agent = NULL;
         sandbox_entry *e;
         sandbox_row row;
@@ -641,13 +620,13 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
                         return *ret ? 0 : -ENOMEM; /* already running: starting is idempotent */
                 }
         }
-        r = bring_up(d, &row, &sb, &cg, &agent, reterr);
+        r = bring_up(d, &row, &sb, &agent, reterr);
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         e->busy = false;
         if (r < 0)
                 return r;
-        entry_up(d, e, sb, cg, agent);
+        entry_up(d, e, sb, agent);
         (void) row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.start");
         (void) pc_event_publish(d, PC_EVENT_SANDBOX_STARTED, name,
                                 json_pack("{s:s, s:i}", "actor", actor, "init_pid", (int) isolate_sandbox_pid(sb)));
@@ -663,7 +642,6 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
 {
         pc_sandbox_manager *m = d->sandboxes;
         isolate_sandbox *sb;
-        isolate_cgroup *cg;
         sandbox_entry *e;
         sandbox_row row;
         int r;
@@ -674,27 +652,11 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                 if (r < 0)
                         return r;
                 sb = TAKE_PTR(e->sb);
-                cg = TAKE_PTR(e->cg);
                 entry_down(e);
         }
         /* Also a stopped sandbox may have leftovers from a crash: bring_down is idempotent. */
-        if (!cg)
-                (void) isolate_cgroup_open(d->config.cgroup_parent, name, &cg);
-        bring_down(d, &row, sb, cg);
+        bring_down(d, &row, sb, (remove ? ISOLATE_DESTROY_ROOTFS : 0) | (purge ? ISOLATE_DESTROY_PURGE_WORKSPACE : 0));
         isolate_sandbox_free(sb);
-        isolate_cgroup_free(cg);
-        if (remove && !streq(row.rootfs, "host")) {
-                _cleanup_free_ char *ov = overlay_path(d, name);
-                if (ov)
-                        (void) isolate_sandbox_remove_overlay(ov);
-        }
-        if (purge) {
-                _cleanup_free_ char *ws = workspace_path(d, name);
-                /* The workspace was written by the agent: removed without following its symlinks. */
-                r = ws ? isolate_sandbox_remove_overlay(ws) : -ENOMEM;
-                if (r < 0 && r != -ENOENT)
-                        log_warning_errno(r, "sandbox %s: cannot remove workspace %s: %m", name, ws);
-        }
 
         LOCK_GUARD(&m->lock);
         if (remove) {
@@ -772,37 +734,25 @@ static int adopt_all(pc_daemon *d)
                 }
         }
         for (size_t i = 0; i < n; i++) {
+                _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
                 sandbox_row *row = &rows[i];
-                _cleanup_free_ char *ws = workspace_path(d, row->name);
-                isolate_cgroup *cg = NULL;
                 isolate_sandbox *sb = NULL;
-                isolate_net_config net;
                 int r;
 
-                net_config_for(d, row, &net);
                 if (!row->running) {
-                        /* A crash between creating the host side of the network and recording the
-                         * sandbox as running leaves a veth behind; teardown is idempotent. */
-                        if (row->network == ISOLATE_NET_EGRESS)
-                                (void) isolate_net_teardown(row->name, &net);
+                        /* A crash between creating the host side and recording the sandbox as running
+                         * leaves objects behind; destroying is idempotent. */
+                        bring_down(d, row, NULL, 0);
                         pc_agent_socket_remove_stale(d, row->name);
                         continue;
                 }
-                (void) isolate_cgroup_open(d->config.cgroup_parent, row->name, &cg);
-                r = isolate_sandbox_adopt(&(isolate_sandbox_config){
-                                                  .name = row->name,
-                                                  .workspace = ws,
-                                                  .uid_base = row->uid_base,
-                                                  .uid_count = UID_COUNT,
-                                                  .cgroup = cg,
-                                                  .net = &net,
-                                                  .seccomp_fd = m->seccomp_fd,
-                                          },
-                                          row->init_pid, row->init_starttime, &sb);
+                r = sandbox_spec_init(d, row, &spec);
+                if (r < 0)
+                        return r;
+                r = isolate_sandbox_adopt(&spec.cfg, row->init_pid, row->init_starttime, &sb);
                 if (r < 0) {
                         log_notice("sandbox %s: init (pid %d) is gone; recording it as stopped", row->name, row->init_pid);
-                        bring_down(d, row, NULL, cg);
-                        isolate_cgroup_free(cg);
+                        bring_down(d, row, NULL, 0);
                         pc_agent_socket_remove_stale(d, row->name);
                         (void) row_set_state(d, row->name, false, 0, 0, "daemon", "sandbox.exited");
                         (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, row->name,
@@ -820,21 +770,24 @@ static int adopt_all(pc_daemon *d)
                 if (r < 0)
                         log_warning_errno(r, "sandbox %s: no agent socket: %s, ignoring", row->name,
                                           err ? err->message : strerror(-r));
-                entry_up(d, e, sb, cg, agent);
+                entry_up(d, e, sb, agent);
                 adopted++;
                 log_info("sandbox %s: re-adopted (init pid %d)", row->name, row->init_pid);
         }
-        /* Leftovers: cgroups of sandboxes that are not running according to the store. */
-        if (isolate_cgroup_list(d->config.cgroup_parent, &leftover) >= 0 && leftover) {
+        /* Leftovers: groups under our parent of sandboxes that are not running according to the store
+         * (the parent is this daemon's own: another daemon's groups are never in it). */
+        if (isolate_cgroup_list(m->cgroup_parent, &leftover) >= 0 && leftover) {
                 for (char **l = leftover; *l; l++) {
                         sandbox_entry *e = entry_find(m, *l);
-                        isolate_cgroup *cg = NULL;
 
-                        if (!(e && e->sb) && isolate_cgroup_open(d->config.cgroup_parent, *l, &cg) >= 0) {
+                        if (!(e && e->sb)) {
+                                isolate_sandbox_config cfg = {
+                                        .name = *l,
+                                        .daemon_id = m->daemon_id,
+                                        .cgroup_parent = d->config.cgroup_parent,
+                                };
                                 log_notice("cleaning leftover cgroup of sandbox %s", *l);
-                                (void) isolate_cgroup_kill(cg);
-                                (void) isolate_cgroup_destroy(cg);
-                                isolate_cgroup_free(cg);
+                                (void) isolate_sandbox_destroy(&cfg, NULL, 0, NULL);
                         }
                         free(*l);
                 }
@@ -842,6 +795,40 @@ static int adopt_all(pc_daemon *d)
         }
         if (n > 0)
                 log_info("%zu sandboxes recorded, %zu running and re-adopted", n, adopted);
+        return 0;
+}
+
+/* The per-daemon id: generated at the first start and kept in the store, so it survives restarts (the
+ * names of running sandboxes' host objects contain it). */
+static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 1], pc_error **reterr)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const char *v;
+        int r;
+
+        if (sqlite3_prepare_v2(d->store.db, "SELECT value FROM settings WHERE key = 'daemon_id'", -1, &st, NULL) !=
+            SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                v = (const char *) sqlite3_column_text(st, 0);
+                if (!isolate_daemon_id_is_valid(v))
+                        return pc_error_setf(reterr, EINVAL, "store_error",
+                                             "state database: stored daemon id \"%s\" is invalid", strna(v));
+                memcpy(ret, v, ISOLATE_DAEMON_ID_LEN + 1);
+                return 0;
+        }
+        if (r != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_finalize(TAKE_PTR(st));
+        r = isolate_daemon_id_new(ret);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "internal", "cannot generate a daemon id: %s", strerror(-r));
+        if (sqlite3_prepare_v2(d->store.db, "INSERT INTO settings (key, value) VALUES ('daemon_id', ?)", -1, &st,
+                               NULL) != SQLITE_OK ||
+            sqlite3_bind_text(st, 1, ret, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
         return 0;
 }
 
@@ -858,6 +845,15 @@ int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
         r = isolate_seccomp_compile(&m->seccomp_fd, reterr);
         if (r < 0)
                 return r;
+        r = daemon_id_load(d, m->daemon_id, reterr);
+        if (r < 0)
+                return r;
+        r = isolate_cgroup_parent_name(d->config.cgroup_parent, m->daemon_id, &m->cgroup_parent);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "invalid_config", "cgroup_parent \"%s\" is invalid",
+                                     d->config.cgroup_parent);
+        log_info("daemon id %s: sandboxes' cgroups under %s, host interfaces pc%s-*", m->daemon_id,
+                 m->cgroup_parent, m->daemon_id);
         return adopt_all(d);
 }
 
@@ -870,15 +866,15 @@ void pc_sandbox_manager_free(pc_daemon *d)
         /* Frees handles only: the sandboxes keep running for the next daemon to adopt. With none left,
          * the parent group goes too (-EBUSY otherwise: fine). */
         if (m->n_entries == 0)
-                (void) isolate_cgroup_destroy_parent(d->config.cgroup_parent);
+                (void) isolate_cgroup_destroy_parent(m->cgroup_parent);
         for (size_t i = 0; i < m->n_entries; i++) {
                 isolate_sandbox_free(m->entries[i].sb);
-                isolate_cgroup_free(m->entries[i].cg);
                 pc_watch_free(m->entries[i].watch);
                 /* The directory stays: the running sandbox has it mounted. */
                 pc_agent_socket_free(m->entries[i].agent, false);
         }
         free(m->entries);
+        free(m->cgroup_parent);
         safe_close(m->seccomp_fd);
         pthread_mutex_destroy(&m->lock);
         free(m);

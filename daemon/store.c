@@ -56,6 +56,11 @@ static const char *const migrations[] = {
         "  sandbox TEXT,"
         "  data TEXT NOT NULL"
         ");",
+        /* 4: daemon-wide settings, e.g. the daemon id in every host-side name of its sandboxes. */
+        "CREATE TABLE settings ("
+        "  key TEXT PRIMARY KEY,"
+        "  value TEXT NOT NULL"
+        ");",
 };
 
 int pc_store_schema_version(pc_store *s)

@@ -31,23 +31,21 @@
  * wait (D state, e.g. on a stuck NFS mount) only dies when its I/O returns. */
 #define CGROUP_KILL_TIMEOUT_USEC (30ULL * 1000000ULL)
 
-static const char *const v1_controller_name[_CGROUP_V1_MAX] = {
+const char *const cgroup_v1_controller_name[_CGROUP_V1_MAX] = {
         [CGROUP_V1_MEMORY] = "memory",
         [CGROUP_V1_PIDS] = "pids",
         [CGROUP_V1_CPU] = "cpu",
         [CGROUP_V1_CPUACCT] = "cpuacct",
 };
 
-struct isolate_cgroup {
-        isolate_cgroup_version version;
-        char *path;                   /* v2: the leaf; v1: the leaf in the memory hierarchy */
-        int fd;                       /* v2: O_DIRECTORY fd of the leaf; -EBADF on v1 */
-        char *v1_dir[_CGROUP_V1_MAX]; /* v1: the leaf in each controller's hierarchy, or NULL */
-};
+static const cgroup_ops *ops_for(isolate_cgroup_version v)
+{
+        return v == ISOLATE_CGROUP_V2 ? &cgroup_v2_ops : &cgroup_v1_ops;
+}
 
-/* ---- small file helpers; cgroup files want one write() per value ---- */
+/* ---- small file helpers ---- */
 
-static int cg_write(int dirfd, const char *file, const char *value)
+int cg_write(int dirfd, const char *file, const char *value)
 {
         _cleanup_close_ int fd = openat(dirfd, file, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         size_t n = strlen(value);
@@ -61,7 +59,7 @@ static int cg_write(int dirfd, const char *file, const char *value)
         return (size_t)k == n ? 0 : -EIO;
 }
 
-static int cg_write_u64(int dirfd, const char *file, uint64_t v, bool zero_is_max, const char *max_word)
+int cg_write_u64(int dirfd, const char *file, uint64_t v, bool zero_is_max, const char *max_word)
 {
         char buf[32];
 
@@ -71,7 +69,7 @@ static int cg_write_u64(int dirfd, const char *file, uint64_t v, bool zero_is_ma
         return cg_write(dirfd, file, buf);
 }
 
-static int cg_read(int dirfd, const char *file, char **ret)
+int cg_read(int dirfd, const char *file, char **ret)
 {
         _cleanup_close_ int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 
@@ -80,7 +78,7 @@ static int cg_read(int dirfd, const char *file, char **ret)
         return read_full_fd(fd, 4 << 20, ret, NULL);
 }
 
-static int cg_read_u64(int dirfd, const char *file, uint64_t *ret)
+int cg_read_u64(int dirfd, const char *file, uint64_t *ret)
 {
         _cleanup_free_ char *s = NULL;
         char *v;
@@ -98,7 +96,7 @@ static int cg_read_u64(int dirfd, const char *file, uint64_t *ret)
 }
 
 /* Reads "KEY VALUE" out of a flat-keyed file such as cpu.stat or memory.events. */
-static int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
+int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
 {
         _cleanup_free_ char *s = NULL;
         size_t kl = strlen(key);
@@ -117,7 +115,7 @@ static int cg_read_key(int dirfd, const char *file, const char *key, uint64_t *r
         return -ENODATA;
 }
 
-static bool word_in_list(const char *list, const char *word, const char *seps)
+bool word_in_list(const char *list, const char *word, const char *seps)
 {
         size_t wl = strlen(word);
 
@@ -131,7 +129,7 @@ static bool word_in_list(const char *list, const char *word, const char *seps)
         return false;
 }
 
-static int open_dir(const char *path)
+int open_dir(const char *path)
 {
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         return fd < 0 ? -errno : fd;
@@ -261,7 +259,7 @@ int cgroup_layout_detect(cgroup_layout *ret)
                         v2_mounts[v2_len] = 0;
                 } else if (streq(type, "cgroup")) {
                         for (size_t i = 0; i < _CGROUP_V1_MAX; i++)
-                                if (!l.v1_mount[i] && word_in_list(opts, v1_controller_name[i], ",")) {
+                                if (!l.v1_mount[i] && word_in_list(opts, cgroup_v1_controller_name[i], ",")) {
                                         l.v1_mount[i] = strdup(mnt);
                                         if (!l.v1_mount[i])
                                                 return -ENOMEM;
@@ -311,6 +309,17 @@ int cgroup_layout_detect(cgroup_layout *ret)
 
 /* ---- object ---- */
 
+isolate_cgroup *cgroup_new(const cgroup_ops *ops)
+{
+        isolate_cgroup *cg = calloc(1, sizeof(*cg));
+
+        if (!cg)
+                return NULL;
+        cg->ops = ops;
+        cg->fd = -EBADF;
+        return cg;
+}
+
 isolate_cgroup *isolate_cgroup_free(isolate_cgroup *cg)
 {
         if (!cg)
@@ -322,7 +331,7 @@ isolate_cgroup *isolate_cgroup_free(isolate_cgroup *cg)
         free(cg);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_cgroup *, isolate_cgroup_free);
+
 
 const char *isolate_cgroup_path(const isolate_cgroup *cg)
 {
@@ -331,22 +340,12 @@ const char *isolate_cgroup_path(const isolate_cgroup *cg)
 
 isolate_cgroup_version isolate_cgroup_get_version(const isolate_cgroup *cg)
 {
-        return cg->version;
+        return cg->ops->version;
 }
 
 int isolate_cgroup_fd(isolate_cgroup *cg)
 {
-        return cg->version == ISOLATE_CGROUP_V2 ? cg->fd : -EOPNOTSUPP;
-}
-
-/* v1: cpu and cpuacct are often co-mounted, so two controllers may share one directory; everything
- * that acts per directory skips the repeats. */
-static bool v1_dir_is_repeat(const isolate_cgroup *cg, size_t i)
-{
-        for (size_t j = 0; j < i; j++)
-                if (cg->v1_dir[j] && streq(cg->v1_dir[j], cg->v1_dir[i]))
-                        return true;
-        return false;
+        return cg->ops->clone_fd(cg);
 }
 
 static int pid_list_has_any(int dirfd)
@@ -360,7 +359,7 @@ static int pid_list_has_any(int dirfd)
 }
 
 /* mkdirat that accepts an existing, empty group (a leftover of a crash between create and destroy). */
-static int mkdir_group(int dirfd, const char *name, bool must_be_empty)
+int mkdir_group(int dirfd, const char *name, bool must_be_empty)
 {
         _cleanup_close_ int fd = -EBADF;
         int r;
@@ -378,174 +377,6 @@ static int mkdir_group(int dirfd, const char *name, bool must_be_empty)
         if (r < 0)
                 return r;
         return r ? -EBUSY : 0;
-}
-
-/* v2: enable our controllers for the children of `dirfd`. Writing "+x" for an enabled controller is a
- * no-op, but checking first avoids a write that could fail for unrelated reasons. */
-static int v2_enable_controllers(int dirfd)
-{
-        _cleanup_free_ char *s = NULL;
-        int r;
-
-        r = cg_read(dirfd, "cgroup.subtree_control", &s);
-        if (r < 0)
-                return r;
-        if (word_in_list(s, "memory", " \n") && word_in_list(s, "pids", " \n") &&
-            word_in_list(s, "cpu", " \n"))
-                return 0;
-        return cg_write(dirfd, "cgroup.subtree_control", "+memory +pids +cpu");
-}
-
-/* v2 "no internal processes": a non-root group with controllers enabled for its children may hold no
- * processes itself. Our delegated group holds the daemon, so move it into the leaf CGROUP_DAEMON_LEAF
- * first, as systemd's Delegate=yes services are expected to. Only the daemon moves: anything else in the
- * group (say, the admin's shell when the daemon was started by hand inside a session scope) is not ours,
- * and enabling the controllers then fails with EBUSY, reported with a hint. */
-static int v2_evacuate(int base_fd)
-{
-        _cleanup_free_ char *procs = NULL;
-        _cleanup_close_ int leaf_fd = -EBADF;
-        char self[24];
-        int r;
-
-        r = cg_read(base_fd, "cgroup.procs", &procs);
-        if (r < 0)
-                return r;
-        snprintf(self, sizeof(self), "%d", (int)getpid());
-        if (!word_in_list(procs, self, "\n"))
-                return 0;
-        r = mkdir_group(base_fd, CGROUP_DAEMON_LEAF, false);
-        if (r < 0)
-                return r;
-        leaf_fd = openat(base_fd, CGROUP_DAEMON_LEAF, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (leaf_fd < 0)
-                return -errno;
-        /* Moves the whole thread group. */
-        return cg_write(leaf_fd, "cgroup.procs", self);
-}
-
-static int v2_make(const cgroup_layout *l, const char *parent_name, const char *sandbox_name, bool create,
-                   isolate_cgroup **ret, pc_error **reterr)
-{
-        _cleanup_(isolate_cgroup_freep) isolate_cgroup *cg = NULL;
-        _cleanup_close_ int base_fd = -EBADF, parent_fd = -EBADF;
-        int r;
-
-        base_fd = open_dir(l->v2_base);
-        if (base_fd < 0)
-                return pc_error_setf(reterr, -base_fd, "cgroup_failed", "cgroup: cannot open \"%s\": %s",
-                                     l->v2_base, strerror(-base_fd));
-        if (create) {
-                if (!l->v2_base_is_root) {
-                        r = v2_evacuate(base_fd);
-                        if (r < 0)
-                                return pc_error_setf(reterr, r, "cgroup_failed",
-                                                     "cgroup: cannot move the daemon into \"%s/%s\": %s",
-                                                     l->v2_base, CGROUP_DAEMON_LEAF, strerror(-r));
-                }
-                r = v2_enable_controllers(base_fd);
-                if (r == -EBUSY)
-                        return pc_error_setf(
-                                reterr, r, "cgroup_failed",
-                                "cgroup: \"%s\" holds processes other than the daemon, so it cannot "
-                                "delegate controllers; run the daemon in a cgroup of its own "
-                                "(systemd: Delegate=yes)",
-                                l->v2_base);
-                if (r < 0)
-                        return pc_error_setf(reterr, r, "cgroup_failed",
-                                             "cgroup: cannot enable memory, pids, cpu in "
-                                             "\"%s/cgroup.subtree_control\": %s",
-                                             l->v2_base, strerror(-r));
-                r = mkdir_group(base_fd, parent_name, false);
-                if (r < 0)
-                        return pc_error_setf(reterr, r, "cgroup_failed",
-                                             "cgroup: cannot create \"%s/%s\": %s", l->v2_base, parent_name,
-                                             strerror(-r));
-        }
-        parent_fd = openat(base_fd, parent_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (parent_fd < 0)
-                return pc_error_setf(reterr, errno, "cgroup_failed", "cgroup: cannot open \"%s/%s\": %m",
-                                     l->v2_base, parent_name);
-        if (create) {
-                r = v2_enable_controllers(parent_fd);
-                if (r < 0)
-                        return pc_error_setf(reterr, r, "cgroup_failed",
-                                             "cgroup: cannot enable memory, pids, cpu in "
-                                             "\"%s/%s/cgroup.subtree_control\": %s",
-                                             l->v2_base, parent_name, strerror(-r));
-                r = mkdir_group(parent_fd, sandbox_name, true);
-                if (r < 0)
-                        return pc_error_setf(reterr, r, r == -EBUSY ? "cgroup_busy" : "cgroup_failed",
-                                             "cgroup: cannot create \"%s/%s/%s\": %s", l->v2_base,
-                                             parent_name, sandbox_name,
-                                             r == -EBUSY ? "it exists and holds processes" : strerror(-r));
-        }
-
-        cg = calloc(1, sizeof(*cg));
-        if (!cg)
-                return -ENOMEM;
-        cg->version = ISOLATE_CGROUP_V2;
-        cg->fd = openat(parent_fd, sandbox_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (cg->fd < 0)
-                return -errno;
-        cg->path = strjoin(l->v2_base, "/", parent_name, "/", sandbox_name);
-        if (!cg->path)
-                return -ENOMEM;
-        *ret = TAKE_PTR(cg);
-        return 0;
-}
-
-static int v1_make(const cgroup_layout *l, const char *parent_name, const char *sandbox_name, bool create,
-                   isolate_cgroup **ret, pc_error **reterr)
-{
-        _cleanup_(isolate_cgroup_freep) isolate_cgroup *cg = NULL;
-        int r;
-
-        cg = calloc(1, sizeof(*cg));
-        if (!cg)
-                return -ENOMEM;
-        cg->version = ISOLATE_CGROUP_V1;
-        cg->fd = -EBADF;
-        for (size_t i = 0; i < _CGROUP_V1_MAX; i++) {
-                _cleanup_close_ int mnt_fd = -EBADF, parent_fd = -EBADF;
-
-                if (!l->v1_mount[i])
-                        continue;
-                cg->v1_dir[i] = strjoin(l->v1_mount[i], "/", parent_name, "/", sandbox_name);
-                if (!cg->v1_dir[i])
-                        return -ENOMEM;
-                if (v1_dir_is_repeat(cg, i))
-                        continue;
-                if (!create) {
-                        if (access(cg->v1_dir[i], F_OK) < 0)
-                                return -errno;
-                        continue;
-                }
-                mnt_fd = open_dir(l->v1_mount[i]);
-                if (mnt_fd < 0)
-                        return pc_error_setf(reterr, -mnt_fd, "cgroup_failed",
-                                             "cgroup: cannot open \"%s\": %s", l->v1_mount[i],
-                                             strerror(-mnt_fd));
-                r = mkdir_group(mnt_fd, parent_name, false);
-                if (r >= 0) {
-                        parent_fd =
-                                openat(mnt_fd, parent_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-                        r = parent_fd < 0 ? -errno : mkdir_group(parent_fd, sandbox_name, true);
-                }
-                if (r < 0) {
-                        pc_error_setf(reterr, r, r == -EBUSY ? "cgroup_busy" : "cgroup_failed",
-                                      "cgroup: cannot create \"%s\": %s", cg->v1_dir[i],
-                                      r == -EBUSY ? "it exists and holds processes" : strerror(-r));
-                        (void)isolate_cgroup_destroy(cg);
-                        return r;
-                }
-        }
-        /* The memory hierarchy names the group: all three controllers are required to get here. */
-        cg->path = strdup(cg->v1_dir[CGROUP_V1_MEMORY]);
-        if (!cg->path)
-                return -ENOMEM;
-        *ret = TAKE_PTR(cg);
-        return 0;
 }
 
 static int detect_usable(cgroup_layout *l, pc_error **reterr)
@@ -588,10 +419,7 @@ int isolate_cgroup_new(const char *parent_name, const char *sandbox_name, const 
         r = detect_usable(&l, reterr);
         if (r < 0)
                 return r;
-        if (l.version == ISOLATE_CGROUP_V2)
-                r = v2_make(&l, parent_name, sandbox_name, true, &cg, reterr);
-        else
-                r = v1_make(&l, parent_name, sandbox_name, true, &cg, reterr);
+        r = ops_for(l.version)->make(&l, parent_name, sandbox_name, true, &cg, reterr);
         if (r < 0)
                 return pc_error_setf(reterr, r, "cgroup_failed",
                                      "cgroup: cannot create group for \"%s\": %s", sandbox_name,
@@ -619,32 +447,7 @@ int isolate_cgroup_open(const char *parent_name, const char *sandbox_name, isola
         r = detect_usable(&l, NULL);
         if (r < 0)
                 return r;
-        if (l.version == ISOLATE_CGROUP_V2)
-                return v2_make(&l, parent_name, sandbox_name, false, ret, NULL);
-        return v1_make(&l, parent_name, sandbox_name, false, ret, NULL);
-}
-
-/* Runs f on an O_DIRECTORY fd of every distinct directory of the group. */
-static int for_each_dir(isolate_cgroup *cg, int (*f)(int dirfd, const char *path, void *userdata),
-                        void *userdata)
-{
-        int r;
-
-        if (cg->version == ISOLATE_CGROUP_V2)
-                return f(cg->fd, cg->path, userdata);
-        for (size_t i = 0; i < _CGROUP_V1_MAX; i++) {
-                _cleanup_close_ int fd = -EBADF;
-
-                if (!cg->v1_dir[i] || v1_dir_is_repeat(cg, i))
-                        continue;
-                fd = open_dir(cg->v1_dir[i]);
-                if (fd < 0)
-                        return fd;
-                r = f(fd, cg->v1_dir[i], userdata);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return ops_for(l.version)->make(&l, parent_name, sandbox_name, false, ret, NULL);
 }
 
 static int attach_one(int dirfd, const char *path, void *userdata)
@@ -659,21 +462,7 @@ int isolate_cgroup_attach(isolate_cgroup *cg, pid_t pid)
         if (pid <= 0)
                 return -EINVAL;
         snprintf(buf, sizeof(buf), "%d", (int)pid);
-        return for_each_dir(cg, attach_one, buf);
-}
-
-_Static_assert(_CGROUP_V1_MAX <= ISOLATE_CGROUP_JOIN_MAX, "one join file per v1 hierarchy");
-
-static int open_tasks(int dirfd, const char *path, void *userdata)
-{
-        isolate_cgroup_join *j = userdata;
-        int fd = openat(dirfd, "tasks", O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-
-        (void)path;
-        if (fd < 0)
-                return -errno;
-        j->fd[j->n++] = fd;
-        return 0;
+        return cg->ops->for_each_dir(cg, attach_one, buf);
 }
 
 int isolate_cgroup_join_open(isolate_cgroup *cg, isolate_cgroup_join *ret)
@@ -681,9 +470,7 @@ int isolate_cgroup_join_open(isolate_cgroup *cg, isolate_cgroup_join *ret)
         int r;
 
         *ret = (isolate_cgroup_join){};
-        if (cg->version == ISOLATE_CGROUP_V2)
-                return -EOPNOTSUPP;
-        r = for_each_dir(cg, open_tasks, ret);
+        r = cg->ops->join_open(cg, ret);
         if (r < 0)
                 isolate_cgroup_join_close(ret);
         return r;
@@ -707,209 +494,25 @@ void isolate_cgroup_join_close(isolate_cgroup_join *j)
         j->n = 0;
 }
 
-static int v1_dir_fd(const isolate_cgroup *cg, cgroup_v1_controller c)
-{
-        return cg->v1_dir[c] ? open_dir(cg->v1_dir[c]) : -ENOENT;
-}
-
 int isolate_cgroup_set_limits(isolate_cgroup *cg, const isolate_limits *limits)
 {
-        uint64_t period = limits->cpu_period_us ?: 100000;
-        char buf[64];
-        int r;
-
-        if (cg->version == ISOLATE_CGROUP_V2) {
-                r = cg_write_u64(cg->fd, "memory.max", limits->memory_max, true, "max");
-                if (r < 0)
-                        return r;
-                /* Swap is bounded only together with memory: an unlimited group may swap freely. The file
-                 * is missing when the kernel does no swap accounting (then there is no swap to bound). */
-                r = cg_write_u64(cg->fd, "memory.swap.max", limits->memory_max ? limits->swap_max : 0,
-                                 limits->memory_max == 0, "max");
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                /* 0: an OOM kill takes the biggest task (the hog), not the whole group with the
-                 * sandbox's init and tmux. */
-                r = cg_write(cg->fd, "memory.oom.group", "0");
-                if (r < 0)
-                        return r;
-                r = cg_write_u64(cg->fd, "pids.max", limits->pids_max, true, "max");
-                if (r < 0)
-                        return r;
-                if (limits->cpu_quota_us)
-                        snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, limits->cpu_quota_us, period);
-                else
-                        snprintf(buf, sizeof(buf), "max %" PRIu64, period);
-                return cg_write(cg->fd, "cpu.max", buf);
-        }
-
-        {
-                _cleanup_close_ int fd = v1_dir_fd(cg, CGROUP_V1_MEMORY);
-                bool have_memsw;
-
-                if (fd < 0)
-                        return fd;
-                /* memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: lift memsw first,
-                 * set the limit, then bound memsw. */
-                r = cg_write(fd, "memory.memsw.limit_in_bytes", "-1");
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                have_memsw = r >= 0;
-                r = cg_write_u64(fd, "memory.limit_in_bytes", limits->memory_max, true, "-1");
-                if (r < 0)
-                        return r;
-                if (have_memsw && limits->memory_max) {
-                        r = cg_write_u64(fd, "memory.memsw.limit_in_bytes",
-                                         limits->memory_max + limits->swap_max, false, NULL);
-                        if (r < 0)
-                                return r;
-                } else if (!have_memsw && limits->memory_max && limits->swap_max == 0)
-                        /* No swap accounting: the best available bound is not to swap at all. */
-                        (void)cg_write(fd, "memory.swappiness", "0");
-                /* Keep the OOM killer enabled for the group (a disabled one would freeze the hog). */
-                r = cg_write(fd, "memory.oom_control", "0");
-                if (r < 0)
-                        return r;
-        }
-        {
-                _cleanup_close_ int fd = v1_dir_fd(cg, CGROUP_V1_PIDS);
-
-                if (fd < 0)
-                        return fd;
-                r = cg_write_u64(fd, "pids.max", limits->pids_max, true, "max");
-                if (r < 0)
-                        return r;
-        }
-        {
-                _cleanup_close_ int fd = v1_dir_fd(cg, CGROUP_V1_CPU);
-
-                if (fd < 0)
-                        return fd;
-                /* Lift the quota first: a quota is validated against the period in force. */
-                r = cg_write(fd, "cpu.cfs_quota_us", "-1");
-                if (r < 0)
-                        return r;
-                r = cg_write_u64(fd, "cpu.cfs_period_us", period, false, NULL);
-                if (r < 0)
-                        return r;
-                if (limits->cpu_quota_us)
-                        return cg_write_u64(fd, "cpu.cfs_quota_us", limits->cpu_quota_us, false, NULL);
-        }
-        return 0;
+        return cg->ops->set_limits(cg, limits);
 }
 
 int isolate_cgroup_usage(isolate_cgroup *cg, isolate_usage *ret)
 {
-        isolate_usage u = {};
-        int r;
-
-        if (cg->version == ISOLATE_CGROUP_V2) {
-                r = cg_read_u64(cg->fd, "memory.current", &u.memory_current);
-                if (r < 0)
-                        return r;
-                /* memory.peak appeared in Linux 5.19. */
-                r = cg_read_u64(cg->fd, "memory.peak", &u.memory_peak);
-                if (r == -ENOENT)
-                        u.memory_peak = u.memory_current;
-                else if (r < 0)
-                        return r;
-                r = cg_read_u64(cg->fd, "pids.current", &u.pids_current);
-                if (r < 0)
-                        return r;
-                r = cg_read_key(cg->fd, "cpu.stat", "usage_usec", &u.cpu_usage_usec);
-                if (r < 0)
-                        return r;
-                r = cg_read_key(cg->fd, "memory.events", "oom_kill", &u.oom_kills);
-                if (r < 0)
-                        return r;
-                *ret = u;
-                return 0;
-        }
-
-        {
-                _cleanup_close_ int fd = v1_dir_fd(cg, CGROUP_V1_MEMORY);
-
-                if (fd < 0)
-                        return fd;
-                r = cg_read_u64(fd, "memory.usage_in_bytes", &u.memory_current);
-                if (r < 0)
-                        return r;
-                r = cg_read_u64(fd, "memory.max_usage_in_bytes", &u.memory_peak);
-                if (r < 0)
-                        return r;
-                /* The oom_kill counter appeared in Linux 4.13; older kernels report none. */
-                r = cg_read_key(fd, "memory.oom_control", "oom_kill", &u.oom_kills);
-                if (r < 0 && r != -ENODATA)
-                        return r;
-        }
-        {
-                _cleanup_close_ int fd = v1_dir_fd(cg, CGROUP_V1_PIDS);
-
-                if (fd < 0)
-                        return fd;
-                r = cg_read_u64(fd, "pids.current", &u.pids_current);
-                if (r < 0)
-                        return r;
-        }
-        if (cg->v1_dir[CGROUP_V1_CPUACCT]) {
-                _cleanup_close_ int fd = v1_dir_fd(cg, CGROUP_V1_CPUACCT);
-                uint64_t ns;
-
-                if (fd < 0)
-                        return fd;
-                r = cg_read_u64(fd, "cpuacct.usage", &ns);
-                if (r < 0)
-                        return r;
-                u.cpu_usage_usec = ns / 1000;
-        }
-        *ret = u;
-        return 0;
+        return cg->ops->usage(cg, ret);
 }
 
 /* ---- kill ---- */
 
-static int usec_left_ms(uint64_t deadline)
+int usec_left_ms(uint64_t deadline)
 {
         uint64_t now = now_usec(CLOCK_MONOTONIC);
 
         if (now >= deadline)
                 return 0;
         return (int)MIN((deadline - now + 999) / 1000, (uint64_t)INT32_MAX);
-}
-
-/* v2: the kernel flips "populated" in cgroup.events and reports a modification through inotify when the
- * last task has exited; wait for that event rather than polling. */
-static int v2_wait_empty(isolate_cgroup *cg, uint64_t deadline)
-{
-        _cleanup_free_ char *events = strjoin(cg->path, "/cgroup.events");
-        _cleanup_close_ int ifd = -EBADF;
-        uint64_t populated;
-        int r;
-
-        if (!events)
-                return -ENOMEM;
-        ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-        if (ifd < 0)
-                return -errno;
-        if (inotify_add_watch(ifd, events, IN_MODIFY) < 0)
-                return -errno;
-        for (;;) {
-                struct pollfd p = {.fd = ifd, .events = POLLIN};
-                char buf[sizeof(struct inotify_event) + 256];
-
-                r = cg_read_key(cg->fd, "cgroup.events", "populated", &populated);
-                if (r < 0)
-                        return r;
-                if (populated == 0)
-                        return 0;
-                r = poll(&p, 1, usec_left_ms(deadline));
-                if (r < 0 && errno != EINTR)
-                        return -errno;
-                if (r == 0)
-                        return -ETIMEDOUT;
-                while (read(ifd, buf, sizeof(buf)) > 0)
-                        ;
-        }
 }
 
 static int collect_pids(int dirfd, const char *path, void *userdata)
@@ -932,7 +535,7 @@ static int collect_pids(int dirfd, const char *path, void *userdata)
 /* Without cgroup.kill (v1, or v2 before Linux 5.14): read the member list, SIGKILL each through a pidfd
  * (no pid-reuse race) and wait for the pidfds to report the exits; repeat, since a task may have forked
  * between the read and the kill. The pids limit bounds how often a fork bomb can outrun us. */
-static int kill_loop(isolate_cgroup *cg, uint64_t deadline)
+int kill_loop(isolate_cgroup *cg, uint64_t deadline)
 {
         for (;;) {
                 _cleanup_free_ char *pids = NULL;
@@ -941,7 +544,7 @@ static int kill_loop(isolate_cgroup *cg, uint64_t deadline)
                 bool any = false;
                 int r = 0;
 
-                r = for_each_dir(cg, collect_pids, &pids);
+                r = cg->ops->for_each_dir(cg, collect_pids, &pids);
                 if (r < 0)
                         return r;
                 for (char *line = pids, *next; line && *line; line = next) {
@@ -1013,35 +616,14 @@ static int kill_loop(isolate_cgroup *cg, uint64_t deadline)
 
 int isolate_cgroup_kill(isolate_cgroup *cg)
 {
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + CGROUP_KILL_TIMEOUT_USEC;
-        int r;
-
-        if (cg->version == ISOLATE_CGROUP_V2) {
-                r = cg_write(cg->fd, "cgroup.kill", "1");
-                if (r >= 0)
-                        return v2_wait_empty(cg, deadline);
-                if (r != -ENOENT)
-                        return r;
-        }
-        return kill_loop(cg, deadline);
+        return cg->ops->kill(cg, now_usec(CLOCK_MONOTONIC) + CGROUP_KILL_TIMEOUT_USEC);
 }
 
 /* ---- removal and listing ---- */
 
 int isolate_cgroup_destroy(isolate_cgroup *cg)
 {
-        int ret = 0;
-
-        if (cg->version == ISOLATE_CGROUP_V2) {
-                if (rmdir(cg->path) < 0 && errno != ENOENT)
-                        return -errno;
-                return 0;
-        }
-        for (size_t i = 0; i < _CGROUP_V1_MAX; i++)
-                if (cg->v1_dir[i] && !v1_dir_is_repeat(cg, i) && rmdir(cg->v1_dir[i]) < 0 &&
-                    errno != ENOENT && ret == 0)
-                        ret = -errno;
-        return ret;
+        return cg->ops->destroy(cg);
 }
 
 static int list_dir_into(const char *path, char ***names, size_t *n)
@@ -1095,10 +677,19 @@ static void strv_freep(char ***p)
         free(*p);
 }
 
+static void parent_dirs_free(char *dirs[_CGROUP_V1_MAX + 1])
+{
+        for (size_t i = 0; dirs[i]; i++) {
+                free(dirs[i]);
+                dirs[i] = NULL;
+        }
+}
+
 int isolate_cgroup_list(const char *parent_name, char ***ret_names)
 {
         _cleanup_(cgroup_layout_donep) cgroup_layout l = {};
         _cleanup_(strv_freep) char **names = NULL;
+        char *dirs[_CGROUP_V1_MAX + 1] = {};
         size_t n = 0;
         int r;
 
@@ -1110,26 +701,12 @@ int isolate_cgroup_list(const char *parent_name, char ***ret_names)
         names = calloc(1, sizeof(char *));
         if (!names)
                 return -ENOMEM;
-        if (l.version == ISOLATE_CGROUP_V2) {
-                _cleanup_free_ char *p = strjoin(l.v2_base, "/", parent_name);
-                if (!p)
-                        return -ENOMEM;
-                r = list_dir_into(p, &names, &n);
-                if (r < 0)
-                        return r;
-        } else
-                for (size_t i = 0; i < _CGROUP_V1_MAX; i++) {
-                        _cleanup_free_ char *p = NULL;
-
-                        if (!l.v1_mount[i])
-                                continue;
-                        p = strjoin(l.v1_mount[i], "/", parent_name);
-                        if (!p)
-                                return -ENOMEM;
-                        r = list_dir_into(p, &names, &n);
-                        if (r < 0)
-                                return r;
-                }
+        r = ops_for(l.version)->parent_dirs(&l, parent_name, dirs);
+        for (size_t i = 0; r >= 0 && dirs[i]; i++)
+                r = list_dir_into(dirs[i], &names, &n);
+        parent_dirs_free(dirs);
+        if (r < 0)
+                return r;
         *ret_names = TAKE_PTR(names);
         return 0;
 }
@@ -1137,6 +714,7 @@ int isolate_cgroup_list(const char *parent_name, char ***ret_names)
 int isolate_cgroup_destroy_parent(const char *parent_name)
 {
         _cleanup_(cgroup_layout_donep) cgroup_layout l = {};
+        char *dirs[_CGROUP_V1_MAX + 1] = {};
         int r, ret = 0;
 
         if (!name_is_valid(parent_name))
@@ -1144,29 +722,10 @@ int isolate_cgroup_destroy_parent(const char *parent_name)
         r = cgroup_layout_detect(&l);
         if (r < 0)
                 return r;
-        if (l.version == ISOLATE_CGROUP_V2) {
-                _cleanup_free_ char *p = strjoin(l.v2_base, "/", parent_name);
-                if (!p)
-                        return -ENOMEM;
-                if (rmdir(p) < 0 && errno != ENOENT)
-                        return errno == ENOTEMPTY ? -EBUSY : -errno;
-                return 0;
-        }
-        for (size_t i = 0; i < _CGROUP_V1_MAX; i++) {
-                _cleanup_free_ char *p = NULL;
-                bool repeat = false;
-
-                if (!l.v1_mount[i])
-                        continue;
-                for (size_t j = 0; j < i; j++)
-                        repeat = repeat || (l.v1_mount[j] && streq(l.v1_mount[j], l.v1_mount[i]));
-                if (repeat)
-                        continue;
-                p = strjoin(l.v1_mount[i], "/", parent_name);
-                if (!p)
-                        return -ENOMEM;
-                if (rmdir(p) < 0 && errno != ENOENT && ret == 0)
+        r = ops_for(l.version)->parent_dirs(&l, parent_name, dirs);
+        for (size_t i = 0; r >= 0 && dirs[i]; i++)
+                if (rmdir(dirs[i]) < 0 && errno != ENOENT && ret == 0)
                         ret = errno == ENOTEMPTY ? -EBUSY : -errno;
-        }
-        return ret;
+        parent_dirs_free(dirs);
+        return r < 0 ? r : ret;
 }

@@ -92,6 +92,18 @@ int isolate_cgroup_list(const char *parent_name, char ***ret_names);
 /* Removes the (empty) parent group in every hierarchy; -EBUSY while sandboxes remain. Idempotent. */
 int isolate_cgroup_destroy_parent(const char *parent_name);
 
+/* ---- the per-daemon id (daemon-id.c) ---- */
+
+/* Every host-side name of a sandbox (cgroup group, veth, nftables set elements) contains the id of the
+ * daemon that made it, so two daemons on one host, even with the same sandbox names, never touch each
+ * other's objects. A daemon generates it once (6 random hex digits) and stores it. */
+#define ISOLATE_DAEMON_ID_LEN 6
+int isolate_daemon_id_new(char ret[static ISOLATE_DAEMON_ID_LEN + 1]);
+bool isolate_daemon_id_is_valid(const char *id); /* exactly ISOLATE_DAEMON_ID_LEN of [0-9a-f] */
+/* The cgroup group that holds one daemon's sandboxes: "PARENT-ID" (just PARENT without an id), in the
+ * delegated subtree on v2, at the top of every hierarchy on v1. */
+int isolate_cgroup_parent_name(const char *parent, const char *daemon_id, char **ret);
+
 /* ---- network (net.c, libnl) ---- */
 
 typedef enum {
@@ -106,6 +118,8 @@ typedef struct isolate_net_config {
         const char *subnet;        /* e.g. "10.88.0.0/16" (configurable private range) */
         const char *host_ifname;   /* e.g. "pc-NAME" truncated to 15 chars; NULL = derived */
         const char *nft_table;     /* nftables inet table; NULL = "pocketcoder" (tests use their own) */
+        const char *daemon_id;     /* isolate_daemon_id_is_valid() or NULL; names the host veth (see below);
+                                    * isolate_sandbox_create() fills it in from its own config */
 } isolate_net_config;
 
 /* Configures the network of the netns `netns_fd` (an fd of /proc/PID/ns/net). For EGRESS creates the
@@ -114,8 +128,10 @@ typedef struct isolate_net_config {
 int isolate_net_setup(int netns_fd, const char *sandbox_name, const isolate_net_config *cfg, pc_error **reterr);
 /* Removes the host side (veth, NAT rules) of a sandbox; idempotent. */
 int isolate_net_teardown(const char *sandbox_name, const isolate_net_config *cfg);
-/* The host-side veth name: cfg->host_ifname if set, "pc-NAME" when it fits in 15 chars, else "pc_" + 12
- * hex digits of a hash of NAME ('_' never occurs in sandbox names, so the two forms cannot collide). */
+/* The host-side veth name: cfg->host_ifname if set. With a daemon id ID: "pcID-NAME" when it fits in 15
+ * chars, else "pcID_" + cfg->index in hex (unique among one daemon's sandboxes). Without one: "pc-NAME"
+ * when it fits, else "pc_" + 12 hex digits of a hash of NAME. '_' never occurs in sandbox names, so the
+ * forms cannot collide, and two daemons with different ids never name the same interface. */
 int isolate_net_host_ifname(const char *sandbox_name, const isolate_net_config *cfg, char ret[static 16]);
 /* Contents for the sandbox's /etc/resolv.conf: for EGRESS the host's non-loopback IPv4 nameservers
  * (falling back to systemd-resolved's upstream list), since the host itself is unreachable; for the other
@@ -137,43 +153,79 @@ int isolate_seccomp_compile(int *ret_memfd, pc_error **reterr);
  * never opens it by path: it runs tmux inside with isolate_sandbox_tmux()/isolate_sandbox_exec(). */
 #define ISOLATE_TMUX_SOCKET "/run/tmux/agent.sock"
 
+/* Inside every sandbox: the daemon's API socket for the agent (in a read-only bind mount of the daemon's
+ * host directory for this sandbox at /run/pocketcoder). */
+#define ISOLATE_API_SOCKET  "/run/pocketcoder/api.sock"
+
 typedef struct isolate_sandbox_config {
         const char *name;      /* name_is_valid(); the hostname and the tmux session name */
-        const char *workspace; /* absolute host directory, bound read-write at /workspace (nosuid,nodev);
-                                * should be owned by uid_base + ISOLATE_AGENT_UID */
+        const char *daemon_id; /* isolate_daemon_id_is_valid(), or NULL (tests, tools): host-side names
+                                * (cgroup group, veth, nftables elements) contain it */
+        const char *workspace; /* absolute host directory, bound read-write at /workspace (nosuid,nodev).
+                                * create() makes it when missing (parents 0750 root) and hands its top to
+                                * uid_base + ISOLATE_AGENT_UID, mode 0750; its last component must not be
+                                * a symlink. Kept by destroy() unless ISOLATE_DESTROY_PURGE_WORKSPACE */
         uid_t uid_base;        /* host uid and gid that sandbox uid/gid 0 maps to; never 0 */
         uint32_t uid_count;    /* size of the range (65536 recommended); must exceed ISOLATE_AGENT_UID */
         const char *rootfs_image; /* NULL: the "host" layout; else an image directory used read-only as
                                    * the lower layer of an overlay (image mode) */
-        const char *overlay_dir;  /* image mode: per-sandbox directory for upper/ and work/ */
+        const char *overlay_dir;  /* image mode: per-sandbox directory for upper/ and work/ (the sandbox's
+                                   * changes to its root: kept by destroy() unless ISOLATE_DESTROY_ROOTFS) */
         const char *resolv_conf;  /* contents of /etc/resolv.conf; NULL: copy the host's */
-        isolate_cgroup *cgroup;   /* borrowed, may be NULL (no limits); the sandbox starts inside it */
+        const char *cgroup_parent; /* name_is_valid(): the sandbox's group is
+                                    * isolate_cgroup_parent_name(cgroup_parent, daemon_id)/NAME, created
+                                    * with `limits`; NULL: no cgroup of its own (no limits) */
+        const isolate_limits *limits; /* with cgroup_parent; NULL: unlimited */
+        isolate_cgroup *cgroup;   /* borrowed, overrides cgroup_parent: a group the caller opened itself
+                                   * (adopt/exec by a tool); create() and destroy() never remove it */
         const isolate_net_config *net; /* NULL: own netns with lo only, nobody configures it */
+        const char *api_socket_dir; /* host directory (root's, not writable by the sandbox) holding the
+                                     * daemon's listening socket "api.sock", bind-mounted read-only at
+                                     * /run/pocketcoder: the socket is ISOLATE_API_SOCKET inside. A
+                                     * directory, not the socket: one bound again after a daemon restart is
+                                     * seen inside. The agent needs write permission on the socket file
+                                     * itself. NULL: none */
         int seccomp_fd;           /* from isolate_seccomp_compile(); negative: compile here */
         uint64_t ready_timeout_usec; /* bound on waiting for tmux; 0: 10 s */
-        const char *api_socket_dir; /* host directory bound at /run/pocketcoder (the daemon's agent socket
-                                     * lives in it); NULL: none. A directory, not the socket: a socket
-                                     * bound again later (daemon restart) is then seen inside. */
 } isolate_sandbox_config;
 
 typedef struct isolate_sandbox isolate_sandbox;
 
-/* Creates the sandbox: a child in new user, mount, pid, net, uts, ipc and cgroup namespaces that builds
- * its root, drops privileges, becomes PID 1 (a small init that reaps and forwards signals) and starts
- * tmux as the agent with a session named cfg->name in /workspace. Returns once the tmux session exists.
- * On failure nothing is left running and *reterr names the failed step ("sandbox foo: attach /usr:
- * ..."). The sandbox does not depend on the caller: it is in its own session, without parent-death
- * signal, and keeps running when the daemon exits. */
-int isolate_sandbox_start(const isolate_sandbox_config *cfg, isolate_sandbox **ret, pc_error **reterr);
+/* Builds the whole sandbox, in this order: workspace, cgroup with its limits, overlay (image mode), then a
+ * child in new user, mount, pid, net, uts, ipc and cgroup namespaces; its network (veth + nftables
+ * elements for EGRESS) is configured from outside while it waits; it builds its root, drops privileges,
+ * becomes PID 1 (a small init that reaps and forwards signals) and starts tmux as the agent with a session
+ * named cfg->name in /workspace. Returns once the tmux session exists. On failure everything this call
+ * made is removed again (a workspace or overlay that existed before is kept) and *reterr names the failed
+ * step ("sandbox foo: attach /usr: ..."). The sandbox does not depend on the caller: it is in its own
+ * session, without parent-death signal, and keeps running when the daemon exits. */
+int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **ret, pc_error **reterr);
+
+/* What isolate_sandbox_destroy() removes besides the runtime objects. */
+enum {
+        ISOLATE_DESTROY_ROOTFS = 1 << 0,            /* the overlay directory (image mode) */
+        ISOLATE_DESTROY_PURGE_WORKSPACE = 1 << 1,   /* the workspace, without following its symlinks */
+};
+
+/* Stop and delete, one idempotent call that needs no handle (a daemon that crashed has none): kills
+ * every process of the sandbox (gracefully through `sb`'s init when given: SIGTERM, up to 5 s, SIGKILL;
+ * then whatever is left in its cgroup), removes its cgroup group, host veth and nftables elements, and,
+ * with `flags`, its root overlay and workspace. Without flags it is "stopped": nothing runs and no runtime
+ * object is left on the host, and create() with the same config brings it back with its data. Objects
+ * already gone are fine; the first real failure is returned (the rest is still attempted). */
+int isolate_sandbox_destroy(const isolate_sandbox_config *cfg, isolate_sandbox *sb, unsigned flags,
+                            pc_error **reterr);
 
 /* Re-attaches to a running sandbox (daemon restart): opens a pidfd for `pid` and checks that its start
  * time (field 22 of /proc/PID/stat) is `starttime`, so a reused pid is never adopted. -ESRCH when the
- * sandbox is gone. cfg supplies name, uid range, cgroup and seccomp filter for later execs. */
+ * sandbox is gone. cfg supplies name, uid range, cgroup (re-opened, never re-created) and seccomp filter
+ * for later execs; nothing on the host changes. */
 int isolate_sandbox_adopt(const isolate_sandbox_config *cfg, pid_t pid, uint64_t starttime,
                           isolate_sandbox **ret);
 
-/* SIGTERM to init (which forwards it and exits when its children are gone), wait up to timeout_usec
- * (0: 5 s) on the pidfd, then SIGKILL; then kills what is left in the cgroup. Idempotent. */
+/* Processes only: SIGTERM to init (which forwards it and exits when its children are gone), wait up to
+ * timeout_usec (0: 5 s) on the pidfd, then SIGKILL; then kills what is left in the cgroup. Host objects
+ * stay (see isolate_sandbox_destroy()). Idempotent. */
 int isolate_sandbox_stop(isolate_sandbox *sb, uint64_t timeout_usec);
 /* Frees memory and closes the pidfd; does not stop the sandbox. */
 isolate_sandbox *isolate_sandbox_free(isolate_sandbox *sb);
@@ -184,6 +236,9 @@ pid_t isolate_sandbox_pid(const isolate_sandbox *sb);     /* init, host pid name
 int isolate_sandbox_pidfd(const isolate_sandbox *sb);     /* owned by sb */
 uint64_t isolate_sandbox_starttime(const isolate_sandbox *sb); /* record it for isolate_sandbox_adopt() */
 uid_t isolate_sandbox_uid_base(const isolate_sandbox *sb);
+/* The sandbox's cgroup (NULL without one): its path, and what it uses. */
+const char *isolate_sandbox_cgroup_path(const isolate_sandbox *sb);
+int isolate_sandbox_usage(isolate_sandbox *sb, isolate_usage *ret);
 
 /* Field 22 of /proc/PID/stat (clock ticks since boot). */
 int isolate_pid_starttime(pid_t pid, uint64_t *ret);

@@ -7,8 +7,8 @@
  *    127.0.0.1 included: there is nothing to reach and nothing that could be mistaken for the host's
  *    loopback. Programs that need a loopback (language servers, test suites) ask for LOOPBACK.
  *  - LOOPBACK: `lo` up; the sandbox can talk to itself only.
- *  - EGRESS: a veth pair, host side "pc-NAME" (or "pc_HASH" when the name is too long), sandbox side
- *    eth0. Each sandbox gets the /30 number cfg->index of cfg->subnet: .1 on the host side, .2 in the
+ *  - EGRESS: a veth pair, host side "pcID-NAME" (ID: the daemon's, see isolate_net_host_ifname()), sandbox
+ *    side eth0. Each sandbox gets the /30 number cfg->index of cfg->subnet: .1 on the host side, .2 in the
  *    sandbox, default route via .1. The host forwards and masquerades the sandbox's traffic; the
  *    nftables table "pocketcoder" (inet) makes the host itself unreachable from any sandbox veth:
  *    every packet that arrives on one and is addressed to the host (any of its addresses, so also
@@ -170,6 +170,19 @@ int isolate_net_host_ifname(const char *sandbox_name, const isolate_net_config *
         }
         if (!name_is_valid(sandbox_name))
                 return -EINVAL;
+        if (cfg && cfg->daemon_id) {
+                /* "pcID-" + name when it fits; otherwise "pcID_" + the sandbox's index, unique among the
+                 * daemon's sandboxes. The id keeps two daemons' interfaces apart. */
+                if (!isolate_daemon_id_is_valid(cfg->daemon_id))
+                        return -EINVAL;
+                if (STRLEN("pc-") + ISOLATE_DAEMON_ID_LEN + strlen(sandbox_name) < IFNAMSIZ)
+                        snprintf(ret, IFNAMSIZ, "pc%s-%s", cfg->daemon_id, sandbox_name);
+                else if (cfg->index <= 0xffffff)
+                        snprintf(ret, IFNAMSIZ, "pc%s_%" PRIx32, cfg->daemon_id, cfg->index);
+                else
+                        return -ERANGE;
+                return 0;
+        }
         /* "pc-" + name when it fits; otherwise "pc_" + 48 bits of a hash. '_' never occurs in sandbox
          * names, so a hashed name cannot collide with a short one. */
         if (STRLEN("pc-") + strlen(sandbox_name) < IFNAMSIZ)

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "isolate-private.h"
+#include "isolate-internal.h"
 #include "isolate.h"
 
 #define RESOLVE_SAFE (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
@@ -383,7 +383,8 @@ static int setup_proc(int rootfd, int devnull, char *step, size_t stepsz)
         return 0;
 }
 
-int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_dir, char *step, size_t stepsz)
+int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_socket_dir, char *step,
+                         size_t stepsz)
 {
         static const char *const root_opts[] = { "mode", "0755", "size", "1m", NULL };
         static const char *const tmp_opts[] = { "mode", "01777", NULL };
@@ -436,7 +437,9 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
         if (r < 0)
                 return FAIL(r, "attach /tmp");
 
-        /* /run holds tmux's socket directory, owned by the agent and private to it. */
+        /* /run holds tmux's socket directory, owned by the agent and private to it, and the daemon's API
+         * socket in /run/pocketcoder, which belongs to sandbox root: the agent can neither remove nor
+         * replace the socket, only connect to it. */
         _cleanup_close_ int run = new_mount("tmpfs", run_opts,
                                             MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
         if (run < 0)
@@ -445,16 +448,20 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
                 return FAIL(-errno, "mkdir /run/tmux");
         if (fchownat(run, "tmux", ISOLATE_AGENT_UID, ISOLATE_AGENT_GID, AT_SYMLINK_NOFOLLOW) < 0)
                 return FAIL(-errno, "chown /run/tmux to the agent");
+        if (mkdirat(run, "pocketcoder", 0755) < 0)
+                return FAIL(-errno, "mkdir /run/pocketcoder");
         r = attach(run, root, "run", true);
         if (r < 0)
                 return FAIL(r, "attach /run");
-        /* The daemon's agent socket directory at /run/pocketcoder. */
-        if (api_dir >= 0) {
-                _cleanup_close_ int api = clone_tree(api_dir, "", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                                                          MOUNT_ATTR_NOEXEC);
-                if (api < 0)
-                        return FAIL(api, "clone %s", plan->api_socket_dir);
-                r = attach(api, root, "run/pocketcoder", true);
+        if (api_socket_dir >= 0) {
+                /* Read-only: connect() needs no write access to the mount (sockets are exempt from
+                 * EROFS), and nothing else is allowed. */
+                _cleanup_close_ int dir = clone_tree(api_socket_dir, "",
+                                                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                                             MOUNT_ATTR_NOEXEC);
+                if (dir < 0)
+                        return FAIL(dir, "clone API socket directory %s", plan->api_socket_dir);
+                r = attach(dir, root, "run/pocketcoder", true);
                 if (r < 0)
                         return FAIL(r, "attach /run/pocketcoder");
         }

@@ -14,7 +14,7 @@
 #include <sys/ioctl.h>
 
 #include "common.h"
-#include "isolate-private.h"
+#include "isolate-internal.h"
 #include "isolate.h"
 
 static void seccomp_releasep(scmp_filter_ctx *ctx)

@@ -320,6 +320,10 @@ try:
     for path in (d.state, d.run, d.tmp, os.path.join(d.state, "state.db"), "/root"):
         p = run(A, "ls", "-d", path, root=True)
         t.ok(p.returncode != 0, f"{path} is absent inside", p.stdout)
+    # /run/pocketcoder inside is the sandbox's own: at most the agent's API socket, nothing of the host's.
+    p = run(A, "ls", "-A", "/run/pocketcoder", root=True)
+    t.ok(p.returncode == 0 and set(p.stdout.split()) <= {b"api.sock"}, "/run/pocketcoder inside holds at most api.sock",
+         p.stdout)
     p = run(A, "sh", "-c", "ls /dev")
     t.ok(not any(x.startswith(("sd", "vd", "nvme", "loop")) for x in p.stdout.decode().split()),
          "no block devices in /dev", p.stdout)
@@ -449,7 +453,7 @@ try:
     # ---- leftovers: a stray cgroup under our parent is removed at start ----
     s = show(A).json
     # Every hierarchy the daemon uses (v1: memory, pids, cpu, cpuacct, each possibly its own mount).
-    parents = {os.path.dirname(x) for x in cgroup_dirs(s["init_pid"]) if x.endswith(f"/{d.cgroup_parent}/{A}")}
+    parents = {os.path.dirname(x) for x in cgroup_dirs(s["init_pid"]) if x.endswith(f"/{s['cgroup_parent']}/{A}")}
     stray = name("stray")
     d.stop()
     for parent in sorted(parents):

@@ -561,6 +561,14 @@ TEST(egress_config_validation)
         CHECK_INTEQ(isolate_net_host_ifname("short", NULL, ifname), 0);
         CHECK_STREQ(ifname, "pc-short");
         CHECK_INTEQ(isolate_net_host_ifname("Bad/Name", NULL, ifname), -EINVAL);
+        /* With a daemon id: "pcID-NAME", or "pcID_INDEX" (unique within the daemon) when too long. */
+        isolate_net_config idcfg = { .daemon_id = "0a1b2c", .index = 4095 };
+        CHECK_INTEQ(isolate_net_host_ifname("short", &idcfg, ifname), 0);
+        CHECK_STREQ(ifname, "pc0a1b2c-short");
+        CHECK_INTEQ(isolate_net_host_ifname("a-very-long-sandbox-name", &idcfg, ifname), 0);
+        CHECK_STREQ(ifname, "pc0a1b2c_fff");
+        idcfg.daemon_id = "0A1B2C";
+        CHECK_INTEQ(isolate_net_host_ifname("short", &idcfg, ifname), -EINVAL);
         CHECK_INTEQ(isolate_net_resolv_conf(&(isolate_net_config){.mode = ISOLATE_NET_NONE}, &resolv), 0);
         CHECK(resolv && !strstr(resolv, "nameserver"));
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Real sandboxes: start one, check tmux inside, run the static probe (tests/probe) in it as the agent and
- * as sandbox root, exec, adopt, stop. Needs root, user namespaces and tmux; skips otherwise. */
+/* Real sandboxes: create one, check tmux inside, run the static probe (tests/probe) in it as the agent and
+ * as sandbox root, exec, adopt, stop; the API socket inside; what create() leaves behind when it fails.
+ * Needs root, user namespaces and tmux; skips otherwise. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -159,37 +160,71 @@ TEST(start_rejects_bad_config)
         isolate_sandbox_config c;
 
         c = config("Bad_Name");
-        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e1), -EINVAL);
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &e1), -EINVAL);
         CHECK(e1 && streq(e1->code, "invalid_name"));
         c = config("ok");
         c.uid_base = 0; /* host root must never be mapped */
-        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e2), -EINVAL);
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &e2), -EINVAL);
         c = config("ok");
         c.uid_count = 1000; /* the agent (1000) would be unmapped */
-        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e3), -EINVAL);
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &e3), -EINVAL);
         c = config("ok");
         c.workspace = "relative/ws";
-        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &e4), -EINVAL);
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &e4), -EINVAL);
         CHECK(s == NULL);
 }
 
-TEST(start_names_failed_step)
+TEST(create_names_failed_step_and_leaves_nothing)
 {
         _cleanup_(pc_error_freep) pc_error *err = NULL;
-        _cleanup_free_ char *missing = NULL;
+        _cleanup_free_ char *fresh = NULL, *cg = NULL;
+        isolate_limits limits = { .pids_max = 64 };
         isolate_sandbox *s = NULL;
         isolate_sandbox_config c;
+        char parent[64];
 
         if (skip_reason())
                 SKIP(skip_reason());
-        missing = strjoin(tmpdir, "/does-not-exist");
-        c = config("pc-missing");
-        c.workspace = missing;
-        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &err), -ENOENT);
-        CHECK(err && strstr(err->message, "open the workspace"));
+        /* The API socket directory is a regular file: the child refuses it after the workspace and the
+         * cgroup were made; both go again. */
+        snprintf(parent, sizeof(parent), "pc-isotest-f%d", (int) getpid());
+        fresh = strjoin(tmpdir, "/fresh-ws");
+        c = config("pc-fail");
+        c.workspace = fresh;
+        c.api_socket_dir = secret;
+        c.cgroup_parent = parent;
+        c.limits = &limits;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), -ENOTDIR);
+        CHECK(err && strstr(err->message, "open the API socket directory"));
         if (err)
                 printf("# %s\n", err->message);
         CHECK(s == NULL);
+        CHECK(access(fresh, F_OK) < 0 && errno == ENOENT);
+        CHECK_INTEQ(isolate_cgroup_open(parent, "pc-fail", &(isolate_cgroup *){ NULL }), -ENOENT);
+        (void) isolate_cgroup_destroy_parent(parent);
+}
+
+TEST(create_refuses_symlinked_workspace)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *link = NULL, *target = NULL;
+        isolate_sandbox *s = NULL;
+        isolate_sandbox_config c;
+        struct stat st;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        /* Whoever could plant a symlink must not get create() to hand its target to the agent. */
+        link = strjoin(tmpdir, "/ws-link");
+        target = strjoin(tmpdir, "/not-a-workspace");
+        CHECK(link && target && mkdir(target, 0700) == 0 && symlink(target, link) == 0);
+        c = config("pc-link");
+        c.workspace = link;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), -ELOOP);
+        CHECK(err && strstr(err->message, "symlink"));
+        CHECK(s == NULL);
+        CHECK(stat(target, &st) == 0 && st.st_uid == 0 && (st.st_mode & 07777) == 0700);
+        CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
 }
 
 TEST(start)
@@ -202,7 +237,7 @@ TEST(start)
         if (skip_reason())
                 SKIP(skip_reason());
         t0 = now_usec(CLOCK_MONOTONIC);
-        r = isolate_sandbox_start(&c, &sb, &err);
+        r = isolate_sandbox_create(&c, &sb, &err);
         t1 = now_usec(CLOCK_MONOTONIC);
         if (err)
                 printf("# %s\n", err->message);
@@ -363,7 +398,7 @@ TEST(start_latency)
                 isolate_sandbox *s = NULL;
                 uint64_t t0 = now_usec(CLOCK_MONOTONIC);
 
-                if (isolate_sandbox_start(&c, &s, &err) < 0) {
+                if (isolate_sandbox_create(&c, &s, &err) < 0) {
                         printf("# %s\n", err ? err->message : "start failed");
                         continue;
                 }
@@ -386,51 +421,129 @@ TEST(start_latency)
 TEST(cgroup_and_network)
 {
         _cleanup_(pc_error_freep) pc_error *err = NULL;
-        _cleanup_free_ char *out = NULL, *procs = NULL, *path = NULL;
+        _cleanup_free_ char *out = NULL, *procs = NULL, *path = NULL, *cgpath = NULL;
         isolate_limits limits = { .memory_max = 256ULL << 20, .pids_max = 64 };
         isolate_net_config net = { .mode = ISOLATE_NET_LOOPBACK };
         isolate_sandbox_config c = config("pc-test-cg");
-        isolate_cgroup *cg = NULL;
         isolate_sandbox *s = NULL;
         char parent[64], pidstr[16];
         const char *const lo[] = { "cat", "/proc/net/if_inet6", NULL };
         const char *const self_cg[] = { "cat", "/proc/self/cgroup", NULL };
+        bool v2 = false;
 
         if (skip_reason())
                 SKIP(skip_reason());
         snprintf(parent, sizeof(parent), "pc-isotest-%d", (int) getpid());
-        if (isolate_cgroup_new(parent, "pc-test-cg", &limits, &cg, &err) < 0) {
-                printf("# %s\n", err ? err->message : "cgroup failed");
-                CHECK(false);
-                return;
-        }
-        c.cgroup = cg;
+        c.cgroup_parent = parent;
+        c.limits = &limits;
+        c.daemon_id = "0a1b2c";
         c.net = &net;
-        CHECK_INTEQ(isolate_sandbox_start(&c, &s, &err), 0);
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
         if (err)
                 printf("# %s\n", err->message);
         if (s) {
-                /* init is in the sandbox's cgroup, and so is every exec'd process. */
-                path = strjoin(isolate_cgroup_path(cg), "/cgroup.procs");
+                /* init is in the sandbox's cgroup PARENT-ID/NAME, and so is every exec'd process. */
+                cgpath = strdup(isolate_sandbox_cgroup_path(s));
+                CHECK(cgpath && strstr(cgpath, "-0a1b2c/pc-test-cg"));
+                v2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) >= 0 && !strstr(cgpath, "/memory/");
+                path = strjoin(cgpath, "/cgroup.procs");
                 snprintf(pidstr, sizeof(pidstr), "%d\n", (int) isolate_sandbox_pid(s));
                 CHECK(path && read_full_file(path, 65536, &procs, NULL) >= 0 && procs && strstr(procs, pidstr));
                 /* The cgroup namespace is rooted at the sandbox's group: it sees "/" and nothing above
                  * (v2: the one line "0::/"; v1: the memory hierarchy's line). */
                 CHECK_INTEQ(run(s, self_cg, false, &out), 0);
-                CHECK(out && (isolate_cgroup_get_version(cg) == ISOLATE_CGROUP_V2 ? streq(out, "0::/\n")
-                                                                                   : !!strstr(out, ":memory:/\n")));
-                if (out && isolate_cgroup_get_version(cg) == ISOLATE_CGROUP_V2 && !streq(out, "0::/\n"))
+                CHECK(out && (v2 ? streq(out, "0::/\n") : !!strstr(out, ":memory:/\n")));
+                if (out && v2 && !streq(out, "0::/\n"))
                         printf("# /proc/self/cgroup inside: %s", out);
                 out = mfree_str(out);
                 /* loopback mode: lo is up, so it has ::1 (absent while lo is down). */
                 CHECK_INTEQ(run(s, lo, false, &out), 0);
                 CHECK(out && strstr(out, " lo"));
-                CHECK_INTEQ(isolate_sandbox_stop(s, 0), 0);
-                s = isolate_sandbox_free(s);
         }
-        CHECK_INTEQ(isolate_cgroup_destroy(cg), 0);
-        cg = isolate_cgroup_free(cg);
-        (void) isolate_cgroup_destroy_parent(parent);
+        /* destroy: processes, then the group; twice is fine, and so is without a handle. */
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, &err), 0);
+        CHECK(s && !isolate_sandbox_is_running(s));
+        CHECK(cgpath && access(cgpath, F_OK) < 0 && errno == ENOENT);
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, NULL, 0, &err), 0);
+        s = isolate_sandbox_free(s);
+        CHECK_INTEQ(isolate_cgroup_destroy_parent(parent), 0);
+        CHECK(access(workspace, F_OK) == 0); /* kept without ISOLATE_DESTROY_PURGE_WORKSPACE */
+}
+
+/* The daemon's socket for the agent: bound on the host, reachable inside at ISOLATE_API_SOCKET, also
+ * with no network at all; the agent cannot remove or replace it. */
+static void api_socket_check(isolate_net_mode mode)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *sockpath = NULL, *sockdir = NULL, *out = NULL, *out2 = NULL;
+        _cleanup_close_ int lfd = -EBADF, cfd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        isolate_net_config net = { .mode = mode };
+        isolate_sandbox_config c = config("pc-test-api");
+        isolate_sandbox *s = NULL;
+        struct pollfd p;
+        char buf[64] = "";
+        ssize_t n;
+        const char *const client[] = {
+                "python3", "-c",
+                "import socket; s = socket.socket(socket.AF_UNIX); s.connect('" ISOLATE_API_SOCKET "'); "
+                "s.sendall(b'hello from the agent'); s.close()",
+                NULL
+        };
+        const char *const tamper[] = {
+                "sh", "-c",
+                "stat -c '%u %a' /run/pocketcoder; rm -f " ISOLATE_API_SOCKET " 2>/dev/null && echo removed; "
+                "{ echo x > /run/pocketcoder/other; } 2>/dev/null && echo wrote; test -S " ISOLATE_API_SOCKET " && echo socket",
+                NULL
+        };
+
+        /* The daemon's layout: a root-owned 0755 directory per sandbox, its socket "api.sock" in it. */
+        sockdir = strjoin(tmpdir, "/api");
+        CHECK(sockdir && (mkdir(sockdir, 0755) == 0 || errno == EEXIST));
+        sockpath = strjoin(tmpdir, "/api/api.sock");
+        (void) unlink(sockpath);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(lfd >= 0 && sockpath && strlen(sockpath) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, sockpath);
+        CHECK(bind(lfd, (struct sockaddr *) &sa, sizeof(sa)) == 0 && listen(lfd, 4) == 0);
+        CHECK(chmod(sockpath, 0666) == 0); /* the agent's uid needs write permission to connect */
+        c.api_socket_dir = sockdir;
+        c.net = &net;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                return;
+        CHECK_INTEQ(run(s, client, false, &out), 0);
+        if (out && *out)
+                printf("# client: %s", out);
+        p = (struct pollfd){ .fd = lfd, .events = POLLIN };
+        CHECK(poll(&p, 1, 5000) == 1);
+        cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        CHECK(cfd >= 0);
+        n = cfd >= 0 ? read(cfd, buf, sizeof(buf) - 1) : -1;
+        CHECK(n == (ssize_t) strlen("hello from the agent") && streq(buf, "hello from the agent"));
+        CHECK_INTEQ(run(s, tamper, false, &out2), 0);
+        /* Host root owns the directory: unmapped inside, so neither the agent nor sandbox root can write. */
+        CHECK_STREQ(out2, "65534 755\nsocket\n");
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
+        (void) unlink(sockpath);
+        (void) rmdir(sockdir);
+}
+
+TEST(api_socket_loopback)
+{
+        if (skip_reason())
+                SKIP(skip_reason());
+        api_socket_check(ISOLATE_NET_LOOPBACK);
+}
+
+TEST(api_socket_network_none)
+{
+        if (skip_reason())
+                SKIP(skip_reason());
+        api_socket_check(ISOLATE_NET_NONE);
 }
 
 TEST(cleanup)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* isolate: internals shared between the sandbox files; not part of the public API. */
+/* Private to isolate/: the seccomp program and the rootfs plan, shared between seccomp.c, rootfs.c and the
+ * sandbox files. */
 #pragma once
 
 #include <stdbool.h>
@@ -25,15 +26,17 @@ typedef struct isolate_rootfs_plan {
         const char *name;             /* hostname */
         const char *workspace;        /* host path, opened by the child while it still owns host root's files */
         const char *image;            /* NULL = host layout */
-        const char *api_socket_dir;   /* host directory for /run/pocketcoder, NULL = none */
         int image_mount_fd;           /* image mode: detached overlay mount made by the parent */
+        const char *api_socket_dir;   /* host directory bound at /run/pocketcoder, or NULL */
         char *etc_passwd, *etc_group, *etc_hosts, *etc_hostname, *etc_resolv, *etc_nsswitch;
         char localtime_target[256];   /* readlink of the host's /etc/localtime, "" when none */
 } isolate_rootfs_plan;
 
 /* Child side: builds the new root and pivots into it; `workspace` is an O_PATH fd of the host workspace
- * directory. On failure returns negative errno and writes what failed into step (e.g. "attach /usr"). */
-int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_dir, char *step, size_t stepsz);
+ * directory, `api_socket_dir` one of plan->api_socket_dir (negative: none). On failure returns negative errno and
+ * writes what failed into step (e.g. "attach /usr"). */
+int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_socket_dir, char *step,
+                         size_t stepsz);
 /* Parent side: fills the generated /etc contents. */
 int isolate_rootfs_plan_init(isolate_rootfs_plan *plan, const char *name, const char *workspace,
                              const char *image, const char *resolv_conf);
