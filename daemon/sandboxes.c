@@ -29,7 +29,7 @@ struct pc_sandbox_manager {
         sandbox_entry *entries;
         size_t n_entries;
         int seccomp_fd; /* compiled once: every sandbox and exec loads the same filter */
-        char daemon_id[ISOLATE_DAEMON_ID_LEN + 1]; /* in every host-side name (see daemon_id_load) */
+        char daemon_id[ISOLATE_DAEMON_ID_LEN + 1]; /* in every host-side name (see daemon_id_load); "": none */
         char *cgroup_parent; /* the group that holds our sandboxes' groups: cgroup_parent-daemon_id */
 };
 
@@ -47,6 +47,11 @@ typedef struct sandbox_row {
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
 } sandbox_row;
+
+static const char *daemon_id_or_null(const pc_sandbox_manager *m)
+{
+        return m->daemon_id[0] ? m->daemon_id : NULL;
+}
 
 static sandbox_entry *entry_find(pc_sandbox_manager *m, const char *name)
 {
@@ -207,7 +212,7 @@ static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec 
         }
         ret->cfg = (isolate_sandbox_config){
                 .name = row->name,
-                .daemon_id = m->daemon_id,
+                .daemon_id = daemon_id_or_null(m),
                 .workspace = ret->workspace,
                 .uid_base = row->uid_base,
                 .uid_count = UID_COUNT,
@@ -783,7 +788,7 @@ static int adopt_all(pc_daemon *d)
                         if (!(e && e->sb)) {
                                 isolate_sandbox_config cfg = {
                                         .name = *l,
-                                        .daemon_id = m->daemon_id,
+                                        .daemon_id = daemon_id_or_null(m),
                                         .cgroup_parent = d->config.cgroup_parent,
                                 };
                                 log_notice("cleaning leftover cgroup of sandbox %s", *l);
@@ -799,7 +804,9 @@ static int adopt_all(pc_daemon *d)
 }
 
 /* The per-daemon id: generated at the first start and kept in the store, so it survives restarts (the
- * names of running sandboxes' host objects contain it). */
+ * names of running sandboxes' host objects contain it). A database that already holds sandboxes made
+ * before ids existed keeps the unprefixed names ("" is stored), so its running sandboxes are re-adopted
+ * and cleaned up under the names they have. */
 static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 1], pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
@@ -813,18 +820,28 @@ static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 
         r = sqlite3_step(st);
         if (r == SQLITE_ROW) {
                 v = (const char *) sqlite3_column_text(st, 0);
-                if (!isolate_daemon_id_is_valid(v))
+                if (!isempty(v) && !isolate_daemon_id_is_valid(v))
                         return pc_error_setf(reterr, EINVAL, "store_error",
                                              "state database: stored daemon id \"%s\" is invalid", strna(v));
-                memcpy(ret, v, ISOLATE_DAEMON_ID_LEN + 1);
+                snprintf(ret, ISOLATE_DAEMON_ID_LEN + 1, "%s", v);
                 return 0;
         }
         if (r != SQLITE_DONE)
                 return pc_store_error(&d->store, reterr);
         sqlite3_finalize(TAKE_PTR(st));
-        r = isolate_daemon_id_new(ret);
-        if (r < 0)
-                return pc_error_setf(reterr, -r, "internal", "cannot generate a daemon id: %s", strerror(-r));
+        if (sqlite3_prepare_v2(d->store.db, "SELECT count(*) FROM sandboxes", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW)
+                return pc_store_error(&d->store, reterr);
+        if (sqlite3_column_int64(st, 0) > 0) {
+                log_notice("the state database predates daemon ids: host-side names stay without one, so another "
+                           "daemon on this host needs a different cgroup_parent");
+                ret[0] = 0;
+        } else {
+                r = isolate_daemon_id_new(ret);
+                if (r < 0)
+                        return pc_error_setf(reterr, -r, "internal", "cannot generate a daemon id: %s", strerror(-r));
+        }
+        sqlite3_finalize(TAKE_PTR(st));
         if (sqlite3_prepare_v2(d->store.db, "INSERT INTO settings (key, value) VALUES ('daemon_id', ?)", -1, &st,
                                NULL) != SQLITE_OK ||
             sqlite3_bind_text(st, 1, ret, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
@@ -848,12 +865,12 @@ int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
         r = daemon_id_load(d, m->daemon_id, reterr);
         if (r < 0)
                 return r;
-        r = isolate_cgroup_parent_name(d->config.cgroup_parent, m->daemon_id, &m->cgroup_parent);
+        r = isolate_cgroup_parent_name(d->config.cgroup_parent, daemon_id_or_null(m), &m->cgroup_parent);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "invalid_config", "cgroup_parent \"%s\" is invalid",
                                      d->config.cgroup_parent);
-        log_info("daemon id %s: sandboxes' cgroups under %s, host interfaces pc%s-*", m->daemon_id,
-                 m->cgroup_parent, m->daemon_id);
+        log_info("daemon id %s: sandboxes' cgroups under %s, host interfaces pc%s-*",
+                 strna(daemon_id_or_null(m)), m->cgroup_parent, m->daemon_id);
         return adopt_all(d);
 }
 

@@ -8,6 +8,7 @@ first one's host veth.) Needs nftables: host only."""
 import os
 import re
 import secrets
+import sqlite3
 
 from pclib import Daemon, Spec, Tap, run_cmd
 
@@ -106,6 +107,20 @@ try:
     t.eq(veth_of("10.233."), [], "b's restart removed the dead sandbox's veth")
     s2, a_if2 = a_state("after b's crash and restart")
     t.ok(s2["init_pid"] == s0["init_pid"] and a_if2 == a_if, "a's sandbox was never touched")
+
+    # A state database from before daemon ids, with a sandbox in it, keeps the names its sandboxes have.
+    b.stop()
+    db = sqlite3.connect(os.path.join(b.state, "state.db"))
+    db.executescript("DROP TABLE settings; PRAGMA user_version = 2;")
+    db.close()
+    b.start()
+    t.ok("predates daemon ids" in b.logtext(), "an old state database with sandboxes gets no daemon id")
+    r = b.request("POST", f"/v1/sandboxes/{NAME}/start", via="unix")
+    t.ok(r.status == 200 and r.json["cgroup_parent"] == b.cgroup_parent and
+         r.json["cgroup_path"].endswith(f"/{b.cgroup_parent}/{NAME}"),
+         "its sandboxes keep the unprefixed cgroup names", r.json)
+    b.request("POST", f"/v1/sandboxes/{NAME}/stop", via="unix")
+    a_state("after b's legacy start and stop")
 
     t.ok(not spec.errors, "all responses validate against api/openapi.yaml", "\n".join(spec.errors[:20]))
 finally:
