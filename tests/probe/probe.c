@@ -251,6 +251,15 @@ static void check_processes(pid_t host_pid)
         EXPECT_ERRNO(EPERM, ptrace(PTRACE_ATTACH, 1, NULL, NULL), "ptrace init");
 }
 
+
+/* Exit status of a child whose int 0x80 faulted in the kernel's entry instead of reaching seccomp. */
+#define I386_NO_ENTRY 42
+
+static void i386_fault(int sig, siginfo_t *si, void *ctx)
+{
+        _exit(si->si_code == SI_KERNEL ? I386_NO_ENTRY : 1);
+}
+
 static void check_syscalls(void)
 {
         struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
@@ -312,16 +321,34 @@ static void check_syscalls(void)
                 close(m);
         }
 
-        /* A 32-bit syscall (int 0x80) must kill the process: the filter only allows the native ABI. */
+        /* Only the native ABI is in the filter: an x32 syscall (the x32 bit in the number, which seccomp
+         * sees on every x86-64 kernel) must kill the process. */
         pid_t pid = fork();
         if (pid == 0) {
-                long ret;
-                __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L /* i386 getpid */) : "memory");
+                syscall(0x40000000L /* __X32_SYSCALL_BIT */ | SYS_getpid);
                 _exit(0);
         }
         int st = 0;
         waitpid(pid, &st, 0);
-        result(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "i386 syscall kills with SIGSYS (status %#x)", st);
+        result(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "x32 syscall kills with SIGSYS (status %#x)", st);
+
+        /* So must a 32-bit syscall (int 0x80). Some kernels have no i386 entry at all (a guest kernel
+         * of this project's test machine faults on int 0x80 outside any sandbox too): the CPU raises a
+         * general protection fault, SIGSEGV from the kernel (SI_KERNEL), and no i386 syscall can run. */
+        pid = fork();
+        if (pid == 0) {
+                struct sigaction sa = { .sa_sigaction = i386_fault, .sa_flags = SA_SIGINFO };
+                long ret;
+                sigaction(SIGSEGV, &sa, NULL);
+                __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L /* i386 getpid */) : "memory");
+                _exit(0);
+        }
+        st = 0;
+        waitpid(pid, &st, 0);
+        result((WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) || (WIFEXITED(st) && WEXITSTATUS(st) == I386_NO_ENTRY),
+               "i386 syscall kills with SIGSYS%s (status %#x)",
+               WIFEXITED(st) && WEXITSTATUS(st) == I386_NO_ENTRY ? ", or the kernel has no i386 entry (int 0x80 faults)" : "",
+               st);
 }
 
 static void check_env_fds_dev(void)
