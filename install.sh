@@ -134,7 +134,10 @@ setup_dirs_and_config() {
         install -d -m 0750 -g "$GROUP" "$RUNDIR"
         chmod 0700 "$STATEDIR"
         chgrp "$GROUP" "$RUNDIR" && chmod 0750 "$RUNDIR"
-        # /run is a tmpfs: recreate the runtime directory at every boot with the same owner and mode.
+        # /run is a tmpfs: recreate the runtime directory at every boot with the same owner and mode. A
+        # system without systemd (a minimal container) has no /etc/tmpfiles.d yet: systemd-tmpfiles reads
+        # the entry once systemd is installed there.
+        install -d -m 0755 "$(dirname "$TMPFILES_PATH")"
         printf '# installed by PocketCoder install.sh\nd %s 0750 root %s -\n' "$RUNDIR" "$GROUP" >"$TMPFILES_PATH"
 
         conf=$SHAREDIR/pocketcoder.conf

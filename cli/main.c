@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* pocketcoder: the command-line client of pocketcoderd. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,7 +26,7 @@ static void help(void)
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
-               "Global options:\n"
+               "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
                "  --socket PATH   daemon socket (default $POCKETCODER_SOCKET or %s/api.sock)\n"
                "  --url URL       talk to the daemon over HTTP instead (or $POCKETCODER_URL)\n"
                "  --token TOKEN   bearer token (or $POCKETCODER_TOKEN); root needs none on the socket\n"
@@ -70,9 +72,127 @@ static const struct {
         { "daemon", cmd_daemon },
 };
 
+enum { ARG_SOCKET = 0x100, ARG_URL, ARG_TOKEN, ARG_JSON, ARG_VERSION };
+
+/* The global options that may also follow the command ("sandbox show NAME --json"). */
+static const struct option global_options[] = {
+        { "socket", required_argument, NULL, ARG_SOCKET },
+        { "url", required_argument, NULL, ARG_URL },
+        { "token", required_argument, NULL, ARG_TOKEN },
+        { "json", no_argument, NULL, ARG_JSON },
+        {},
+};
+
+/* Where a command's words stop being options and operands and become someone else's: after OPERANDS
+ * operands (its subcommand counted), the rest is left as it is, "--json" included. ARG_OPTIONS are the
+ * command's options that take the next word as their argument (not an operand). "--" always ends the
+ * search. A command not listed here has no such words. */
+static const struct {
+        const char *command, *sub; /* sub NULL: any subcommand */
+        unsigned operands;
+        const char *const *arg_options;
+} verbatim_words[] = {
+        /* sandbox run NAME COMMAND...: COMMAND's own words, with or without "--" */
+        { "sandbox", "run", 2, NULL },
+        /* policy decide --policy FILE COMMAND STRING: the command string decided */
+        { "policy", "decide", 1, (const char *const[]){ "--policy", "-p", NULL } },
+        /* pocketcoderd's own flags */
+        { "daemon", NULL, 0, NULL },
+};
+
+static void apply_global_option(cli_global *g, int opt, const char *arg)
+{
+        switch (opt) {
+        case ARG_SOCKET:
+                g->socket = arg;
+                g->url = NULL;
+                break;
+        case ARG_URL:
+                g->url = arg;
+                break;
+        case ARG_TOKEN:
+                g->token = arg;
+                break;
+        case ARG_JSON:
+                g->json = true;
+                break;
+        }
+}
+
+static bool strv_contains(const char *const *l, const char *s)
+{
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+/* Takes the global options out of a command's words ARGV[1..*ARGC-1] (ARGV[0] is the command) and
+ * applies them, so that every command sees only its own. Returns 0, or -EINVAL after saying which
+ * option lacks its argument. */
+static int take_global_options(int *argc, char **argv, cli_global *g)
+{
+        unsigned limit = UINT_MAX, operands = 0;
+        const char *const *arg_options = NULL;
+        int n = 1;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbatim_words); i++)
+                if (streq(argv[0], verbatim_words[i].command) &&
+                    (!verbatim_words[i].sub || (*argc > 1 && streq(argv[1], verbatim_words[i].sub)))) {
+                        limit = verbatim_words[i].operands;
+                        arg_options = verbatim_words[i].arg_options;
+                }
+
+        for (int i = 1; i < *argc; i++) {
+                const struct option *o = NULL;
+                const char *w = argv[i], *value = NULL;
+                size_t len = 0;
+
+                if (operands >= limit || streq(w, "--")) {
+                        /* The rest is not ours: keep it as it is. */
+                        memmove(argv + n, argv + i, (*argc - i) * sizeof(char *));
+                        n += *argc - i;
+                        break;
+                }
+                if (startswith(w, "--")) {
+                        len = strcspn(w + 2, "=");
+                        for (o = global_options; o->name; o++)
+                                if (strlen(o->name) == len && strneq(w + 2, o->name, len))
+                                        break;
+                        if (!o->name)
+                                o = NULL;
+                }
+                if (!o) {
+                        argv[n++] = argv[i];
+                        if (w[0] != '-')
+                                operands++;
+                        else if (strv_contains(arg_options, w) && i + 1 < *argc)
+                                argv[n++] = argv[++i];
+                        continue;
+                }
+                if (o->has_arg == required_argument) {
+                        if (w[2 + len] == '=')
+                                value = w + 2 + len + 1;
+                        else if (i + 1 < *argc)
+                                value = argv[++i];
+                        else {
+                                fprintf(stderr, "pocketcoder %s: option --%s requires an argument\n", argv[0],
+                                        o->name);
+                                return -EINVAL;
+                        }
+                } else if (w[2 + len] == '=') {
+                        fprintf(stderr, "pocketcoder %s: option --%s takes no argument\n", argv[0], o->name);
+                        return -EINVAL;
+                }
+                apply_global_option(g, o->val, value);
+        }
+        argv[n] = NULL;
+        *argc = n;
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
-        enum { ARG_SOCKET = 0x100, ARG_URL, ARG_TOKEN, ARG_JSON, ARG_VERSION };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "url", required_argument, NULL, ARG_URL },
@@ -93,17 +213,10 @@ int main(int argc, char **argv)
         while ((opt = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
                 switch (opt) {
                 case ARG_SOCKET:
-                        g.socket = optarg;
-                        g.url = NULL;
-                        break;
                 case ARG_URL:
-                        g.url = optarg;
-                        break;
                 case ARG_TOKEN:
-                        g.token = optarg;
-                        break;
                 case ARG_JSON:
-                        g.json = true;
+                        apply_global_option(&g, opt, optarg);
                         break;
                 case 'h':
                         help();
@@ -116,12 +229,6 @@ int main(int argc, char **argv)
                         return CLI_EXIT_USAGE;
                 }
         }
-        if (isempty(g.socket))
-                g.socket = PC_DEFAULT_RUNTIME_DIR "/api.sock";
-        if (isempty(g.url))
-                g.url = NULL;
-        if (isempty(g.token))
-                g.token = NULL;
         if (optind >= argc) {
                 help();
                 return CLI_EXIT_USAGE;
@@ -133,10 +240,18 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
                 if (!streq(argv[optind], commands[i].name))
                         continue;
-                curl_global_init(CURL_GLOBAL_DEFAULT);
-                /* Reset getopt for the command's own parsing. */
                 int cargc = argc - optind;
                 char **cargv = argv + optind;
+                if (take_global_options(&cargc, cargv, &g) < 0)
+                        return CLI_EXIT_USAGE;
+                if (isempty(g.socket))
+                        g.socket = PC_DEFAULT_RUNTIME_DIR "/api.sock";
+                if (isempty(g.url))
+                        g.url = NULL;
+                if (isempty(g.token))
+                        g.token = NULL;
+                curl_global_init(CURL_GLOBAL_DEFAULT);
+                /* Reset getopt for the command's own parsing. */
                 optind = 0;
                 r = commands[i].fn(cargc, cargv, &g);
                 curl_global_cleanup();

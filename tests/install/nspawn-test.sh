@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # nspawn-test.sh — test install.sh for real on fresh Debian 12 systems, as root:
 #
-#   tests/install/nspawn-test.sh [nspawn|chroot]...     (default: both)
+#   tests/install/nspawn-test.sh [nspawn|chroot|minbase]...     (default: all three)
 #
-# nspawn: boots a debootstrapped Debian 12 with systemd as PID 1 in systemd-nspawn and runs
-#         tests/install/scenario.sh in it (install, checks, upgrade, uninstall, purge).
-# chroot: the same scenario in a plain chroot of the same system, where systemd is not PID 1, so
-#         install.sh starts the daemon directly. Runs in a private mount namespace: its /proc, /sys,
-#         /dev and /run mounts go away with it.
-# The debootstrap base is cached in /var/tmp/pc-debootstrap-cache (about 250 MB, 1 minute to make);
-# downloaded .debs are cached there too. Each run copies the base, so it starts from a fresh system,
-# and removes its copy at the end. tests/run runs both modes as its `install` suite.
+# nspawn:  boots a debootstrapped Debian 12 with systemd as PID 1 in systemd-nspawn and runs
+#          tests/install/scenario.sh in it (install, checks, upgrade, uninstall, purge).
+# chroot:  the same scenario in a plain chroot of the same system, where systemd is not PID 1, so
+#          install.sh starts the daemon directly. Runs in a private mount namespace: its /proc, /sys,
+#          /dev and /run mounts go away with it.
+# minbase: the smallest Debian 12 (debootstrap --variant=minbase: no systemd, no /etc/tmpfiles.d) as a
+#          container without systemd: the root of its own mount and pid namespaces (pivot_root, not
+#          chroot, so the kernel lets it create user namespaces, and sandboxes work), the scenario as
+#          its PID 1. There the scenario also runs the project's own `tests/run debug` with
+#          POCKETCODER_TESTS_MUST_WORK=1, each of its cases one check.
+# The debootstrap bases are cached in /var/tmp/pc-debootstrap-cache (about 250 and 210 MB, 1 minute
+# each to make); downloaded .debs are cached there too. Each run copies a base, so it starts from a fresh
+# system, and removes its copy at the end. tests/run runs all three modes as its `install` suite.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=/var/tmp/pc-debootstrap-cache
 BASE=$CACHE/bookworm
+MINBASE=$CACHE/bookworm-minbase
 ARCHIVES=$CACHE/archives
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ROOTFS='' NSPAWN_PID='' CONTAINER_PID=''
@@ -25,23 +31,26 @@ CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 
 say() { printf '==> %s\n' "$*"; }
 
+# ensure_base DIR [DEBOOTSTRAP OPTIONS...]: a Debian 12 base system in DIR, made once.
 ensure_base() {
-        [ -f "$BASE/.pc-base-ok" ] && return
-        say "debootstrap bookworm into $BASE (cached for later runs)"
-        rm -rf "$BASE.tmp"
+        local base=$1
+        shift
+        [ -f "$base/.pc-base-ok" ] && return
+        say "debootstrap bookworm into $base (cached for later runs)"
+        rm -rf "$base.tmp"
         mkdir -p "$CACHE"
-        debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,ca-certificates \
-                bookworm "$BASE.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+        debootstrap --variant=minbase "$@" bookworm "$base.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
                 { tail -n 20 "$CACHE/debootstrap.log"; exit 1; }
-        touch "$BASE.tmp/.pc-base-ok"
-        mv "$BASE.tmp" "$BASE"
+        touch "$base.tmp/.pc-base-ok"
+        mv "$base.tmp" "$base"
 }
 
-# A fresh system in ROOTFS with the source tree (no build dirs, no .git) in /root/pocketcoder.
+# make_rootfs DIR [BASE]: a fresh system in DIR (ROOTFS) with the source tree (no build dirs, no .git)
+# in /root/pocketcoder.
 make_rootfs() {
         ROOTFS=$1
         rm -rf "$ROOTFS"
-        cp -a "$BASE" "$ROOTFS"
+        cp -a "${2:-$BASE}" "$ROOTFS"
         rm -f "$ROOTFS/.pc-base-ok"
         mkdir -p "$ROOTFS/root/pocketcoder" "$ARCHIVES/partial"
         tar -C "$SRC" --exclude='./build*' --exclude=./.git -cf - . | tar -C "$ROOTFS/root/pocketcoder" -xf -
@@ -158,14 +167,46 @@ test_chroot() {
         return $rc
 }
 
+test_minbase() {
+        local dir=/var/tmp/pc-minbase rc=0
+        say "minbase: minimal Debian 12, a container without systemd (own mount and pid namespaces)"
+        make_rootfs "$dir" "$MINBASE"
+        # The scenario is PID 1 of a new pid namespace: when it ends, the kernel ends whatever it left
+        # behind (the daemon, sandboxes), and the mount namespace with its mounts goes too.
+        # shellcheck disable=SC2016 # the script's variables are its own positional parameters
+        unshare --mount --pid --fork --propagation private -- bash -euc '
+                dir=$1; archives=$2; shift 2
+                mount --bind "$dir" "$dir"
+                mount -t proc proc "$dir/proc"
+                mount --rbind /sys "$dir/sys"
+                mount --rbind /dev "$dir/dev"
+                mount -t tmpfs -o mode=0755 tmpfs "$dir/run"
+                mount -t tmpfs -o mode=1777 tmpfs "$dir/tmp"
+                mount --bind "$archives" "$dir/var/cache/apt/archives"
+                cd "$dir"
+                mkdir .old-root
+                pivot_root . .old-root
+                umount -l /.old-root
+                rmdir /.old-root
+                cd /
+                exec "$@"
+        ' minbase-test "$dir" "$ARCHIVES" "${CLEAN_ENV[@]}" POCKETCODER_SCENARIO_TESTS=debug \
+                bash /root/pocketcoder/tests/install/scenario.sh || rc=$?
+        cleanup
+        return $rc
+}
+
 main() {
         local modes=("$@") m failed=()
         [ "$(id -u)" = 0 ] || { echo "nspawn-test.sh: run as root" >&2; exit 2; }
-        [ ${#modes[@]} -gt 0 ] || modes=(nspawn chroot)
+        [ ${#modes[@]} -gt 0 ] || modes=(nspawn chroot minbase)
         for m in "${modes[@]}"; do
-                case $m in nspawn | chroot) ;; *) echo "nspawn-test.sh: unknown mode '$m' (nspawn, chroot)" >&2; exit 2 ;; esac
+                case $m in
+                nspawn | chroot) ensure_base "$BASE" --include=systemd,systemd-sysv,dbus,ca-certificates ;;
+                minbase) ensure_base "$MINBASE" ;;
+                *) echo "nspawn-test.sh: unknown mode '$m' (nspawn, chroot, minbase)" >&2; exit 2 ;;
+                esac
         done
-        ensure_base
         for m in "${modes[@]}"; do
                 "test_$m" || failed+=("$m")
         done

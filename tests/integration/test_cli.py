@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 """pocketcoder as a person or a script uses it: help, exit codes, tables, --json, errors that say what to do."""
 import json
+import os
 
 from pclib import CLI, Daemon, Tap, run_cmd
 
@@ -24,6 +25,35 @@ try:
          "status prints health and capabilities", p.stdout + p.stderr)
     p = d.cli("--json", "status")
     t.ok(p.returncode == 0 and json.loads(p.stdout)["status"] == "ok", "status --json is the API's JSON", p.stdout)
+
+    # Global options also follow the command, as people type them ("sandbox show NAME --json").
+    p = d.cli("status", "--json")
+    t.ok(p.returncode == 0 and json.loads(p.stdout)["status"] == "ok", "status --json after the command", p.stdout + p.stderr)
+    p = d.cli("policy", "list", "--json")
+    t.ok(p.returncode == 0 and "default" in {x["name"] for x in json.loads(p.stdout)["policies"]},
+         "policy list --json after the subcommand", p.stdout + p.stderr)
+    p = d.cli("sandbox", "list", "--json")
+    t.ok(p.returncode == 0 and isinstance(json.loads(p.stdout)["sandboxes"], list), "sandbox list --json", p.stdout + p.stderr)
+    p = d.cli("status", "--socket", "/nonexistent/api.sock")
+    t.ok(p.returncode == 1 and "/nonexistent/api.sock" in p.stderr, "--socket PATH after the command is used", p.stderr)
+    p = d.cli("status", "--socket=" + d.socket, "--json")
+    t.ok(p.returncode == 0 and json.loads(p.stdout)["status"] == "ok", "--socket=PATH after the command", p.stdout + p.stderr)
+    p = d.cli("status", "--socket")
+    t.ok(p.returncode == 2 and "--socket requires an argument" in p.stderr, "--socket without PATH is a usage error", p.stderr)
+    p = d.cli("status", "--json=yes")
+    t.ok(p.returncode == 2 and "--json takes no argument" in p.stderr, "--json=VALUE is a usage error", p.stderr)
+    # Words that belong to a command being decided (or run) are left alone, "--json" included.
+    pol = os.path.join(d.tmp, "cli-global.policy")
+    with open(pol, "w") as f:
+        f.write("version 1\ndefault deny\nallow exec git status\n")
+    p = d.cli("policy", "decide", "--policy", pol, "git", "status", "--json")
+    t.ok(p.returncode == 0 and p.stdout.splitlines()[0] == "deny" and "--json" in p.stdout,
+         "policy decide: --json among the decided words is a word of the command", p.stdout + p.stderr)
+    p = d.cli("policy", "decide", "--policy", pol, "--", "git", "status", "--json")
+    t.ok(p.returncode == 0 and p.stdout.splitlines()[0] == "deny", "policy decide: --json after -- is a word of the command",
+         p.stdout + p.stderr)
+    p = d.cli("policy", "decide", "--policy", pol, "--json", "--", "git", "status")
+    t.ok(p.returncode == 0 and json.loads(p.stdout)["decision"] == "allow", "policy decide --json before --", p.stdout + p.stderr)
 
     p = d.cli("token", "create", "--role", "relay", "--label", "phone")
     tok = p.stdout.strip()

@@ -159,8 +159,8 @@ static void check_files(const char *secret)
         for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
                 EXPECT_ERRNO(ENOENT, access(absent[i], F_OK), absent[i]);
         EXPECT_ERRNO(ENOENT, access(secret, F_OK), "host /tmp file");
-        /* /run/pocketcoder is the sandbox's own (sandbox root's, 0755): at most the agent's API socket, never
-         * the host's runtime directory (daemon socket, pid file). */
+        /* /run/pocketcoder holds at most the agent's API socket, never the host's runtime directory (daemon
+         * socket, pid file). */
         {
                 DIR *d = opendir("/run/pocketcoder");
                 struct dirent *de;
@@ -171,9 +171,11 @@ static void check_files(const char *secret)
                                                 strcmp(de->d_name, "api.sock") == 0);
                 if (d)
                         closedir(d);
-                result(only_api && stat("/run/pocketcoder", &st) == 0 && st.st_uid == 0 &&
+                /* Without an agent socket it is the mount point in /run's tmpfs (sandbox root's); with one,
+                 * the daemon's directory, owned by host root and so unmapped (65534) inside. */
+                result(only_api && stat("/run/pocketcoder", &st) == 0 && (st.st_uid == 0 || st.st_uid == 65534) &&
                                (st.st_mode & 07777) == 0755,
-                       "/run/pocketcoder is sandbox root's (0755) and holds at most api.sock");
+                       "/run/pocketcoder is not the agent's (0755) and holds at most api.sock");
         }
 
         EXPECT_ERRNO(EROFS, open("/usr/probe-write", O_WRONLY | O_CREAT | O_CLOEXEC, 0644), "create in /usr");
@@ -267,6 +269,15 @@ static void check_processes(pid_t host_pid)
         EXPECT_ERRNO(EPERM, ptrace(PTRACE_ATTACH, 1, NULL, NULL), "ptrace init");
 }
 
+
+/* Exit status of a child whose int 0x80 faulted in the kernel's entry instead of reaching seccomp. */
+#define I386_NO_ENTRY 42
+
+static void i386_fault(int sig, siginfo_t *si, void *ctx)
+{
+        _exit(si->si_code == SI_KERNEL ? I386_NO_ENTRY : 1);
+}
+
 static void check_syscalls(void)
 {
         struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
@@ -328,19 +339,34 @@ static void check_syscalls(void)
                 close(m);
         }
 
-        /* A 32-bit syscall (int 0x80) must kill the process: the filter only allows the native ABI. */
+        /* Only the native ABI is in the filter: an x32 syscall (the x32 bit in the number, which seccomp
+         * sees on every x86-64 kernel) must kill the process. */
         pid_t pid = fork();
         if (pid == 0) {
-                long ret;
-                __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L /* i386 getpid */) : "memory");
+                syscall(0x40000000L /* __X32_SYSCALL_BIT */ | SYS_getpid);
                 _exit(0);
         }
         int st = 0;
         waitpid(pid, &st, 0);
-        /* SIGSEGV: a kernel without IA32 emulation (CONFIG_IA32_EMULATION=n, ia32_emulation=0) refuses int
-         * 0x80 itself, before the filter; the syscall does not run either way. */
-        result(WIFSIGNALED(st) && (WTERMSIG(st) == SIGSYS || WTERMSIG(st) == SIGSEGV),
-               "i386 syscall kills with SIGSYS, or SIGSEGV without IA32 emulation (status %#x)", st);
+        result(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "x32 syscall kills with SIGSYS (status %#x)", st);
+
+        /* So must a 32-bit syscall (int 0x80). Some kernels have no i386 entry at all (a guest kernel
+         * of this project's test machine faults on int 0x80 outside any sandbox too): the CPU raises a
+         * general protection fault, SIGSEGV from the kernel (SI_KERNEL), and no i386 syscall can run. */
+        pid = fork();
+        if (pid == 0) {
+                struct sigaction sa = { .sa_sigaction = i386_fault, .sa_flags = SA_SIGINFO };
+                long ret;
+                sigaction(SIGSEGV, &sa, NULL);
+                __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L /* i386 getpid */) : "memory");
+                _exit(0);
+        }
+        st = 0;
+        waitpid(pid, &st, 0);
+        result((WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) || (WIFEXITED(st) && WEXITSTATUS(st) == I386_NO_ENTRY),
+               "i386 syscall kills with SIGSYS%s (status %#x)",
+               WIFEXITED(st) && WEXITSTATUS(st) == I386_NO_ENTRY ? ", or the kernel has no i386 entry (int 0x80 faults)" : "",
+               st);
 }
 
 static void check_env_fds_dev(void)
