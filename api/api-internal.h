@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 
 #include "api.h"
 #include "common.h"
@@ -29,6 +30,7 @@ typedef struct api_request {
         const char *params[4];  /* {name} segments of the matched route, in order */
         char path_buf[1024];    /* storage for params */
         const char *allow;      /* Allow header for 405 */
+        struct api_session *session; /* a session between its 101 and the upgrade (session.c) */
 } api_request;
 
 /* Bit per role a route admits; API_NO_AUTH skips authentication entirely (health). */
@@ -53,3 +55,19 @@ int api_reply_error(api_request *rq, unsigned status, const char *code, const ch
 int api_reply_pc_error(api_request *rq, int r, pc_error *e);
 unsigned api_status_for_errno(int errnum);
 pc_daemon *api_request_daemon(api_request *rq);
+
+/* Sessions (session.c): the upgraded connections of POST /v1/sandboxes/{name}/sessions, each served by a
+ * thread of its own; done() ends them all and waits before libmicrohttpd stops. */
+typedef struct api_session api_session;
+typedef struct api_sessions {
+        pthread_mutex_t lock;
+        pthread_cond_t empty;
+        api_session *list;
+        bool stopping;
+} api_sessions;
+void api_sessions_init(api_sessions *r);
+void api_sessions_done(api_sessions *r);
+api_sessions *api_server_sessions(struct api_server *s);
+int api_post_sandbox_session(api_request *rq);
+/* Frees a session whose upgrade never happened (the request ended first). */
+void api_session_abandon(api_request *rq);

@@ -145,19 +145,6 @@ static int delete_sandbox(api_request *rq)
         return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
 }
 
-static int post_sandbox_session(api_request *rq)
-{
-        _cleanup_pc_error_ pc_error *e = NULL;
-        json_t *j = NULL;
-        int r;
-
-        if (!rq->json)
-                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
-                                       "request body must be a JSON object such as {\"kind\":\"enter\"}");
-        r = pc_sandboxes_session(api_request_daemon(rq), &rq->principal, rq->params[0], rq->json, &j, &e);
-        return reply_result(rq, MHD_HTTP_OK, r, j, e);
-}
-
 /* Every route the server serves; tests/integration check this table against api/openapi.yaml. */
 static const api_route routes[] = {
         { "GET", "/v1/health", API_NO_AUTH, get_health },
@@ -175,7 +162,7 @@ static const api_route routes[] = {
         { "DELETE", "/v1/sandboxes/{name}", API_ROLE(PC_ROLE_ADMIN), delete_sandbox },
         { "POST", "/v1/sandboxes/{name}/start", API_ROLE(PC_ROLE_ADMIN), post_sandbox_start },
         { "POST", "/v1/sandboxes/{name}/stop", API_ROLE(PC_ROLE_ADMIN), post_sandbox_stop },
-        { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), post_sandbox_session },
+        { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), api_post_sandbox_session },
 };
 
 void api_routes_print(FILE *f)

@@ -21,12 +21,14 @@ struct api_server {
         api_listener unix_listener, tcp_listener;
         unsigned tcp_port;
         char *socket_path;
+        api_sessions sessions;
 };
 
 static void request_free(api_request *rq)
 {
         if (!rq)
                 return;
+        api_session_abandon(rq);
         free(rq->body);
         free(rq);
 }
@@ -368,7 +370,8 @@ static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads)
         /* libmicrohttpd's own epoll thread pool: each thread runs its own epoll loop over the shared listen
          * socket, so requests are served in parallel without a hand-written event loop (see
          * docs/architecture.md). */
-        return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC, 0, NULL, NULL,
+        return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC |
+                                        (l->is_unix ? MHD_ALLOW_UPGRADE : 0), 0, NULL, NULL,
                                 on_access, l, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
                                 threads, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, NULL,
                                 MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 4096u,
@@ -402,6 +405,7 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         if (!s)
                 return -ENOMEM;
         s->daemon = d;
+        api_sessions_init(&s->sessions);
         s->max_body_size = o->max_body_size;
         s->socket_gid = o->socket_gid;
         s->unix_listener = (api_listener){ .server = s, .is_unix = true };
@@ -444,6 +448,7 @@ api_server *api_server_free(api_server *s)
 {
         if (!s)
                 return NULL;
+        api_sessions_done(&s->sessions);
         stop_httpd(s->unix_httpd);
         stop_httpd(s->tcp_httpd);
         if (s->socket_path)
@@ -456,6 +461,11 @@ api_server *api_server_free(api_server *s)
 unsigned api_server_tcp_port(const api_server *s)
 {
         return s->tcp_port;
+}
+
+api_sessions *api_server_sessions(api_server *s)
+{
+        return &s->sessions;
 }
 
 pc_daemon *api_request_daemon(api_request *rq)

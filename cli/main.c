@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* pocketcoder: the command-line client of pocketcoderd. */
-#include <curl/curl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +19,7 @@ static void help(void)
                "  policy check|decide         validate a policy file, decide a command (offline)\n"
                "  policy list|show|reload     policies loaded by the daemon\n"
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
-               "  enter NAME                  attach to a sandbox's tmux session (root on the daemon's host)\n"
+               "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
@@ -87,7 +86,7 @@ int main(int argc, char **argv)
                 .url = getenv("POCKETCODER_URL"),
                 .token = getenv("POCKETCODER_TOKEN"),
         };
-        int opt, r;
+        int opt;
 
         /* '+': stop at the command name; its options are its own. */
         while ((opt = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
@@ -133,14 +132,11 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
                 if (!streq(argv[optind], commands[i].name))
                         continue;
-                curl_global_init(CURL_GLOBAL_DEFAULT);
                 /* Reset getopt for the command's own parsing. */
                 int cargc = argc - optind;
                 char **cargv = argv + optind;
                 optind = 0;
-                r = commands[i].fn(cargc, cargv, &g);
-                curl_global_cleanup();
-                return r;
+                return commands[i].fn(cargc, cargv, &g);
         }
         fprintf(stderr, "pocketcoder: unknown command \"%s\". Try 'pocketcoder --help'.\n", argv[optind]);
         return CLI_EXIT_USAGE;

@@ -57,10 +57,30 @@ int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, j
 int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
 int pc_sandboxes_stop(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
 int pc_sandboxes_delete(pc_daemon *d, const pc_principal *who, const char *name, bool purge, pc_error **reterr);
-/* Records an admin's interactive session (enter/run) in the audit ledger and returns what the CLI needs
- * to join the sandbox itself: init pid and start time, uid base, cgroup. */
-int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, json_t **ret,
-                         pc_error **reterr);
+/* Sessions (`pocketcoder enter`, `sandbox run`): an admin's process in a sandbox whose stdio the client gives
+ * (pipes of its own) or takes (a pty allocated inside the sandbox). The daemon starts it, records its start
+ * and end in the audit ledger and keeps no copy of its stdio once it runs.
+ * new: validates the request and checks that the sandbox runs; nothing is recorded yet.
+ * record_start: the audit row "sandbox.run"/"sandbox.enter" (who, argv); a session without it never starts.
+ * start: without tty, stdio[3] are the client's descriptors (always consumed); with tty, *ret_master gets the
+ *        pty's master. The process' pidfd (owned by the session) polls readable when it exits.
+ * signal: forwards a signal the client got. wait: reaps it and records "sandbox.session-end" with the status
+ *        (exit code, or 128+N for signal N), which it returns. free: kills a process still running. */
+typedef struct pc_session pc_session;
+int pc_session_new(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, pc_session **ret,
+                   pc_error **reterr);
+int pc_session_record_start(pc_session *s, pc_error **reterr);
+bool pc_session_is_tty(const pc_session *s);
+int pc_session_start(pc_session *s, int stdio[3], int *ret_master, pc_error **reterr);
+int pc_session_pidfd(const pc_session *s);
+int pc_session_signal(pc_session *s, int sig);
+int pc_session_wait(pc_session *s);
+pc_session *pc_session_free(pc_session *s);
+static inline void pc_session_freep(pc_session **s)
+{
+        if (*s)
+                pc_session_free(*s);
+}
 
 /* Daemon status: version, uptime, host capabilities. */
 int pc_daemon_status(pc_daemon *d, json_t **ret);

@@ -216,11 +216,27 @@ int pc_decide_request_parse(json_t *req, const char **ret_command, size_t *ret_l
         return 0;
 }
 
-int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr)
+/* A small whole number in [lo, hi] or absent (0). */
+static int session_uint(json_t *req, const char *key, unsigned lo, unsigned hi, unsigned *ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "kind", "argv", "root", NULL };
+        json_t *v = json_object_get(req, key);
+
+        *ret = 0;
+        if (!v)
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"%s\" must be an integer from %u to %u",
+                                     key, lo, hi);
+        *ret = (unsigned) json_integer_value(v);
+        return 0;
+}
+
+int pc_session_request_parse(json_t *req, pc_session_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "kind", "argv", "root", "tty", "cwd", "term", "rows", "cols", NULL };
+        pc_session_request s = {};
         const char *kind;
-        json_t *argv, *v;
+        json_t *v;
         bool strings;
         size_t i;
         int r;
@@ -231,17 +247,49 @@ int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr)
         kind = json_string_value(json_object_get(req, "kind"));
         if (!kind || !(streq(kind, "enter") || streq(kind, "run")))
                 return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"kind\" must be enter or run");
-        argv = json_object_get(req, "argv");
-        strings = !argv || json_is_array(argv);
-        json_array_foreach(argv, i, v)
+        s.enter = streq(kind, "enter");
+        s.argv = json_object_get(req, "argv");
+        strings = !s.argv || json_is_array(s.argv);
+        json_array_foreach(s.argv, i, v)
                 strings = strings && json_is_string(v);
         if (!strings)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
                                      "field \"argv\" must be an array of strings");
-        v = json_object_get(req, "root");
-        if (v && !json_is_boolean(v))
+        if (!s.enter && json_array_size(s.argv) == 0)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "field \"root\" must be true or false");
-        *ret_enter = streq(kind, "enter");
+                                     "field \"argv\" must name the command to run");
+        if (json_array_size(s.argv) > 4096)
+                return pc_error_setf(reterr, E2BIG, "invalid_field", "field \"argv\" has too many words");
+        for (const char *const *k = (const char *const[]){ "root", "tty", NULL }; *k; k++) {
+                v = json_object_get(req, *k);
+                if (v && !json_is_boolean(v))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"%s\" must be true or false",
+                                             *k);
+        }
+        s.as_root = json_is_true(json_object_get(req, "root"));
+        v = json_object_get(req, "tty");
+        s.tty = v ? json_is_true(v) : s.enter;
+        s.cwd = json_string_value(json_object_get(req, "cwd"));
+        if (json_object_get(req, "cwd") && (!s.cwd || s.cwd[0] != '/' || strlen(s.cwd) >= 4096))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"cwd\" must be an absolute path inside the sandbox");
+        s.term = json_string_value(json_object_get(req, "term"));
+        if (json_object_get(req, "term")) {
+                /* It becomes an environment variable: a terminal type's name, nothing else. */
+                bool ok = s.term && *s.term && strlen(s.term) < 64;
+                for (const char *c = s.term; ok && *c; c++)
+                        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                             strchr("-_.+", *c);
+                if (!ok)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"term\" must be a terminal type such as xterm-256color");
+        }
+        r = session_uint(req, "rows", 1, 10000, &s.rows, reterr);
+        if (r < 0)
+                return r;
+        r = session_uint(req, "cols", 1, 10000, &s.cols, reterr);
+        if (r < 0)
+                return r;
+        *ret = s;
         return 0;
 }
