@@ -39,6 +39,12 @@ int cli_send_request(int fd, const cli_global *g, const char *prefix, const char
 int cli_read_response(int fd, bool upgrade, long *ret_status, json_t **ret_json);
 void cli_print_unreachable(const cli_global *g, int r);
 
+/* METHOD PATH whose 200 answer is newline-delimited JSON that arrives over time (an image build's progress):
+ * calls on_event for each line as it comes; stops when on_event returns non-zero (returned) or at the end
+ * (0). Any other status: prints the API's error and returns -EIO. */
+int cli_stream(const cli_global *g, const char *method, const char *path, json_t *body,
+               int (*on_event)(json_t *event, void *userdata), void *userdata);
+
 /* cli_request() that expects status WANT: on anything else prints the API's error (or the transport
  * failure) and returns negative errno; on WANT sets *ret_json (may be NULL for an empty body). */
 int cli_call(const cli_global *g, const char *method, const char *path, json_t *body, long want,

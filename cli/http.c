@@ -249,6 +249,163 @@ int cli_read_response(int fd, bool upgrade, long *ret_status, json_t **ret_json)
         return 0;
 }
 
+/* A buffered reader over the connection, for a body that arrives over time. */
+typedef struct reader {
+        int fd;
+        char buf[65536];
+        size_t len, off;
+} reader;
+
+static int reader_fill(reader *r)
+{
+        ssize_t k;
+
+        if (r->off > 0) {
+                memmove(r->buf, r->buf + r->off, r->len - r->off);
+                r->len -= r->off;
+                r->off = 0;
+        }
+        if (r->len == sizeof(r->buf))
+                return -E2BIG;
+        do
+                k = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        r->len += (size_t) k;
+        return (int) k;
+}
+
+/* The next line ending in '\n' (without it, and without a '\r' before it), NUL-terminated in place; NULL at
+ * the end of the stream (a last line without '\n' is still a line). */
+static char *reader_line(reader *r, int *ret_error)
+{
+        char *nl;
+        int k;
+
+        *ret_error = 0;
+        while (!(nl = memchr(r->buf + r->off, '\n', r->len - r->off))) {
+                k = reader_fill(r);
+                if (k < 0) {
+                        *ret_error = k;
+                        return NULL;
+                }
+                if (k == 0) {
+                        if (r->off == r->len || r->len == sizeof(r->buf))
+                                return NULL;
+                        r->buf[r->len] = 0; /* room: len < sizeof(buf) */
+                        char *line = r->buf + r->off;
+                        r->off = r->len;
+                        return line;
+                }
+        }
+        char *line = r->buf + r->off;
+        *nl = 0;
+        if (nl > line && nl[-1] == '\r')
+                nl[-1] = 0;
+        r->off = (size_t) (nl - r->buf) + 1;
+        return line;
+}
+
+int cli_stream(const cli_global *g, const char *method, const char *path, json_t *body,
+               int (*on_event)(json_t *event, void *userdata), void *userdata)
+{
+        _cleanup_free_ char *head = NULL, *chunks = NULL, *event_line = NULL;
+        _cleanup_free_ reader *r = calloc(1, sizeof(reader));
+        size_t chunk_left = 0;
+        _cleanup_close_ int fd = -EBADF;
+        const char *prefix, *v;
+        size_t len = 0, vlen, chunks_len = 0;
+        int k, hl, status;
+        bool chunked;
+
+        if (!r)
+                return -ENOMEM;
+        if (g->url && startswith(g->url, "https://")) {
+                fprintf(stderr, "pocketcoder: progress streams need the unix socket or an http:// URL\n");
+                return -EOPNOTSUPP;
+        }
+        fd = cli_connect(g, &prefix);
+        if (fd < 0) {
+                cli_print_unreachable(g, fd);
+                return -ECONNREFUSED;
+        }
+        k = cli_send_request(fd, g, prefix, method, path, body, NULL);
+        if (k >= 0)
+                k = hl = read_head(fd, &head, &len, false);
+        if (k < 0) {
+                cli_print_unreachable(g, k);
+                return -ECONNREFUSED;
+        }
+        if (sscanf(head, "HTTP/1.%*d %d", &status) != 1)
+                return -EBADMSG;
+        r->fd = fd;
+        r->len = len - (size_t) hl;
+        memcpy(r->buf, head + hl, r->len);
+        head[hl] = 0;
+        v = head_value(head, "Transfer-Encoding", &vlen);
+        chunked = v && vlen == 7 && strncasecmp(v, "chunked", 7) == 0;
+
+        /* Undo the chunking into a second stream of lines: each chunk's data is appended to `chunks`, whose
+         * whole lines are events. Without chunking the lines are the body's. */
+        for (;;) {
+                char *line;
+                int err;
+
+                if (!chunked) {
+                        line = reader_line(r, &err);
+                        if (!line && status != 200)
+                                return cli_print_api_error(status, NULL), -EIO;
+                        if (!line)
+                                return err;
+                } else {
+                        char *nl = chunks ? memchr(chunks, '\n', chunks_len) : NULL;
+                        if (!nl) {
+                                /* More of the body: the rest of this chunk (as much as has arrived), or the
+                                 * next chunk's size line. */
+                                if (chunk_left == 0) {
+                                        char *size_line = reader_line(r, &err);
+                                        if (size_line && !*size_line) /* the CRLF after a chunk's data */
+                                                size_line = reader_line(r, &err);
+                                        if (!size_line)
+                                                return err < 0 ? err : -EBADMSG;
+                                        chunk_left = strtoul(size_line, NULL, 16);
+                                        if (chunk_left == 0)
+                                                return 0;
+                                }
+                                if (r->off == r->len && (k = reader_fill(r)) <= 0)
+                                        return k < 0 ? k : -EBADMSG;
+                                size_t n = MIN(chunk_left, r->len - r->off);
+                                char *c = realloc(chunks, chunks_len + n + 1);
+                                if (!c)
+                                        return -ENOMEM;
+                                chunks = c;
+                                memcpy(chunks + chunks_len, r->buf + r->off, n);
+                                chunks_len += n;
+                                r->off += n;
+                                chunk_left -= n;
+                                continue;
+                        }
+                        *nl = 0;
+                        free(event_line);
+                        event_line = strdup(chunks);
+                        if (!event_line)
+                                return -ENOMEM;
+                        line = event_line;
+                        chunks_len -= (size_t) (nl + 1 - chunks);
+                        memmove(chunks, nl + 1, chunks_len);
+                }
+                _cleanup_json_ json_t *j = json_loads(line, 0, NULL);
+                if (status != 200)
+                        return cli_print_api_error(status, j), -EIO;
+                if (!j)
+                        continue;
+                k = on_event(j, userdata);
+                if (k != 0)
+                        return k;
+        }
+}
+
 void cli_print_unreachable(const cli_global *g, int r)
 {
         if (g->url)

@@ -82,6 +82,20 @@ static inline void pc_session_freep(pc_session **s)
                 pc_session_free(*s);
 }
 
+/* Images (STATE_DIR/images): list; delete (refused while a sandbox uses it); build, which runs
+ * rootfs/build-image.sh and returns a handle whose read() yields the build's events as newline-delimited JSON
+ * ({"event":"progress","stream":"stdout|stderr","line":...}, then {"event":"done","image":...} or
+ * {"event":"failed","status":N}), waiting for them; 0 at the end. Freeing a build that still runs stops it
+ * (SIGTERM to its process group: the script removes what it made). */
+typedef struct pc_image_build pc_image_build;
+int pc_images_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_images_delete(pc_daemon *d, const pc_principal *who, const char *name, pc_error **reterr);
+int pc_images_build(pc_daemon *d, const pc_principal *who, json_t *req, pc_image_build **ret, pc_error **reterr);
+ssize_t pc_image_build_read(pc_image_build *b, char *out, size_t max);
+pc_image_build *pc_image_build_free(pc_image_build *b);
+/* Every build event also goes here: the hook the event bus connects to (images.c). */
+void pc_images_progress(pc_daemon *d, const char *image, json_t *event);
+
 /* Daemon status: version, uptime, host capabilities. */
 int pc_daemon_status(pc_daemon *d, json_t **ret);
 

@@ -293,3 +293,79 @@ int pc_session_request_parse(json_t *req, pc_session_request *ret, pc_error **re
         *ret = s;
         return 0;
 }
+
+/* Every byte of s is in `set` or an ASCII alphanumeric of the allowed case; length in [min, max]. */
+static bool word_ok(const char *s, size_t min, size_t max, bool upper, const char *set)
+{
+        size_t n = s ? strlen(s) : 0;
+
+        if (n < min || n > max)
+                return false;
+        for (const char *c = s; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || (upper && *c >= 'A' && *c <= 'Z') ||
+                      strchr(set, *c)))
+                        return false;
+        return true;
+}
+
+/* A Debian package name (policy 5.6.1), optionally with =version or /release: what build-image.sh takes. */
+static bool package_ok(const char *p)
+{
+        size_t n = strcspn(p, "=/");
+
+        if (n < 2 || !((p[0] >= 'a' && p[0] <= 'z') || (p[0] >= '0' && p[0] <= '9')))
+                return false;
+        char name[128];
+        if (n >= sizeof(name))
+                return false;
+        memcpy(name, p, n);
+        name[n] = 0;
+        return word_ok(name, 2, 127, false, "+.-") && (!p[n] || word_ok(p + n + 1, 1, 127, true, ".+~:-"));
+}
+
+int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "name", "suite", "packages", "mirror", "variant", NULL };
+        pc_image_request im = {};
+        json_t *v;
+        size_t i;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        im.name = json_string_value(json_object_get(req, "name"));
+        if (!im.name || !name_is_valid(im.name) || streq(im.name, "host"))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"name\" must be an image name (lowercase letters, digits and '-', "
+                                     "at most 63 characters; \"host\" is reserved)");
+        for (const char *const *k = (const char *const[]){ "suite", "mirror", "variant", NULL }; *k; k++) {
+                v = json_object_get(req, *k);
+                if (v && !json_is_string(v))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"%s\" must be a string", *k);
+        }
+        im.suite = json_string_value(json_object_get(req, "suite"));
+        if (im.suite && (!word_ok(im.suite, 1, 32, false, ".-") || !(im.suite[0] >= 'a' && im.suite[0] <= 'z')))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"suite\" must be a Debian suite such as bookworm or trixie");
+        im.variant = json_string_value(json_object_get(req, "variant"));
+        if (im.variant && !(streq(im.variant, "minbase") || streq(im.variant, "buildd") || streq(im.variant, "default")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"variant\" must be minbase, buildd or default");
+        im.mirror = json_string_value(json_object_get(req, "mirror"));
+        if (im.mirror && (!(startswith(im.mirror, "http://") || startswith(im.mirror, "https://")) ||
+                          !word_ok(im.mirror, 8, 1024, true, ":/.-_~%?&=+@[]!$'()*,;")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"mirror\" must be an http:// or https:// URL");
+        im.packages = json_object_get(req, "packages");
+        if (im.packages && (!json_is_array(im.packages) || json_array_size(im.packages) > 256))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"packages\" must be an array of at most 256 package names");
+        json_array_foreach(im.packages, i, v)
+                if (!json_is_string(v) || !package_ok(json_string_value(v)))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"packages\": \"%s\" is not a Debian package name",
+                                             json_is_string(v) ? json_string_value(v) : "(not a string)");
+        *ret = im;
+        return 0;
+}

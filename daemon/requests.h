@@ -38,6 +38,14 @@ typedef struct pc_session_request {
 } pc_session_request;
 int pc_session_request_parse(json_t *req, pc_session_request *ret, pc_error **reterr);
 
+/* POST /v1/images {"name", "suite", "packages", "mirror", "variant"}: the same rules as
+ * rootfs/build-image.sh, so that a bad request is refused before the build starts. */
+typedef struct pc_image_request {
+        const char *name, *suite, *mirror, *variant; /* NULL when absent (the script's defaults) */
+        json_t *packages;                            /* array of package names, NULL when absent */
+} pc_image_request;
+int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr);
+
 /* A network mode's name in the API and the store ("none", "loopback", "egress"). */
 const char *pc_net_to_string(isolate_net_mode m);
 int pc_net_from_string(const char *s);
