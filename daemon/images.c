@@ -291,8 +291,35 @@ static int queue(pc_image_build *b, json_t *event)
         return 0;
 }
 
+/* JSON strings are UTF-8: a byte that does not belong to a valid sequence (apt and debootstrap print what
+ * package maintainers wrote, in whatever encoding) becomes '?'. */
+static void utf8_sanitize(char *s, size_t n)
+{
+        for (size_t i = 0; i < n;) {
+                unsigned char c = (unsigned char) s[i];
+                size_t len = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3 :
+                             (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+                bool ok = len > 0 && i + len <= n;
+                uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+
+                for (size_t k = 1; ok && k < len; k++) {
+                        ok = ((unsigned char) s[i + k] & 0xc0) == 0x80;
+                        cp = (cp << 6) | ((unsigned char) s[i + k] & 0x3f);
+                }
+                /* Overlong forms, surrogates, beyond U+10FFFF. */
+                ok = ok && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
+                     !(cp >= 0xd800 && cp <= 0xdfff);
+                if (!ok) {
+                        s[i++] = '?';
+                        continue;
+                }
+                i += len;
+        }
+}
+
 static int queue_line(pc_image_build *b, int stream)
 {
+        utf8_sanitize(b->partial[stream], b->partial_len[stream]);
         int r = queue(b, json_pack("{s:s, s:s, s:s%}", "event", "progress", "stream", stream ? "stderr" : "stdout",
                                    "line", b->partial[stream], b->partial_len[stream]));
         b->partial_len[stream] = 0;
@@ -358,7 +385,7 @@ ssize_t pc_image_build_read(pc_image_build *b, char *out, size_t max)
                         return 0;
                 r = collect(b);
                 if (r < 0)
-                        return r;
+                        return log_warning_errno(r, "image %s: cannot read the build's progress: %m", b->name);
         }
         n = MIN(max, b->pending_len - b->pending_off);
         memcpy(out, b->pending + b->pending_off, n);

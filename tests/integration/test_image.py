@@ -49,6 +49,27 @@ if os.geteuid() != 0 or not shutil.which("debootstrap"):
     t.skip("image build and sandboxes on it", "needs root and debootstrap")
     t.done()
 
+# ---- the progress stream, with a stand-in for build-image.sh (fast, and bytes debootstrap may print) ----
+fake = Daemon()
+fake_dir = os.path.join(fake.tmp, "fake-rootfs")
+os.makedirs(fake_dir)
+with open(os.path.join(fake_dir, "build-image.sh"), "w") as f:
+    f.write("#!/bin/sh\necho '==> fake build'\nprintf 'caf\\351 \\377 ok\\n'\necho 'to stderr' >&2\n"
+            "i=0; while [ $i -lt 5000 ]; do echo \"  [$i] Extracting package-$i...\"; i=$((i+1)); done\nexit 3\n")
+os.chmod(os.path.join(fake_dir, "build-image.sh"), 0o755)
+os.environ["POCKETCODER_ROOTFS_DIR"] = fake_dir
+try:
+    fake.start()
+    p = cli("image", "build", "fake", daemon=fake, timeout=120)
+    lines = p.stdout.splitlines()
+    t.ok(p.returncode == 3 and lines[:2] == ["==> fake build", "caf? ? ok"] and lines[-1] == "  [4999] Extracting package-4999..."
+         and len(lines) == 5002 and p.stderr == "to stderr\n",
+         "image build streams every line to stdout or stderr as printed (invalid UTF-8 as '?') and exits with the "
+         "build's status", (p.returncode, lines[:3], lines[-1:], len(lines), p.stderr))
+finally:
+    os.environ["POCKETCODER_ROOTFS_DIR"] = ROOTFS_DIR
+    fake.cleanup()
+
 d = Daemon()
 images = os.path.join(d.state, "images")
 image = os.path.join(images, "base")
