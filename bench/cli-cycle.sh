@@ -8,7 +8,8 @@
 # With BASE_BUILD (a build of an earlier commit, e.g. the one before this change) steps 1-3 run against it
 # too, with its own daemon, for a before/after comparison on the same machine state.
 #   RUNS=30 bench/cli-cycle.sh BUILD_DIR [BASE_BUILD_DIR]
-# Needs root and hyperfine and bwrap (apt-get install hyperfine bubblewrap). Everything it starts is removed
+# hyperfine prints means; the p50 table at the end is computed from its JSON exports. Needs root and
+# hyperfine and bwrap (apt-get install hyperfine bubblewrap). Everything it starts is removed
 # again (trap).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
@@ -56,16 +57,18 @@ measure() {
         sock=$tmp/$label/run/api.sock
         export POCKETCODER_SOCKET=$sock
         echo "## $label: $b ($(ldd "$cli" | wc -l) shared objects in ldd pocketcoder)"
-        hyperfine -N -w 5 -r "$RUNS" --export-markdown "$tmp/$label-start.md" \
+        hyperfine -N -w 5 -r "$RUNS" --export-json "$tmp/$label-start.json" \
                 -n "/bin/true" "/bin/true" -n "pocketcoder --version ($label)" "$cli --version"
         "$cli" sandbox create "$name" >/dev/null
-        hyperfine -N -w 3 -r "$RUNS" --export-markdown "$tmp/$label-run.md" \
+        hyperfine -N -w 3 -r "$RUNS" --export-json "$tmp/$label-run.json" \
                 -n "sandbox run X -- true ($label)" "$cli sandbox run $name -- true"
-        hyperfine -w 1 -r "$RUNS" --export-markdown "$tmp/$label-create.md" \
+        hyperfine -w 1 -r "$RUNS" --export-json "$tmp/$label-create.json" \
                 --prepare "$cli sandbox rm $name >/dev/null 2>&1 || true" \
                 -n "sandbox create X ($label)" "$cli sandbox create $name >/dev/null"
         "$cli" sandbox rm "$name" >/dev/null
-        cat "$tmp/$label"-*.md
+        for i in 1 2 3; do
+                LD_DEBUG=statistics "$cli" --version 2>&1 >/dev/null | sed -n 's/.*total startup time in dynamic loader: /# loader ('"$label"'): /p'
+        done
 }
 
 echo "# $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(tmux -V), bubblewrap $(bwrap --version | cut -d' ' -f2), RUNS=$RUNS"
@@ -87,8 +90,17 @@ bwrap_cycle="bwrap --unshare-user --unshare-pid --unshare-net --unshare-uts --un
 --setenv PATH /usr/bin:/bin --setenv HOME /workspace --setenv TERM xterm-256color -- \
 sh -c 'tmux -S /run/tmux.sock new-session -d -s $name bash && tmux -S /run/tmux.sock kill-server'"
 cli=$build/cli/pocketcoder
-hyperfine -w 3 -r "$RUNS" --export-markdown "$tmp/cycle.md" \
+hyperfine -w 3 -r "$RUNS" --export-json "$tmp/cycle.json" \
         -n "pocketcoder sandbox create X && pocketcoder sandbox rm X" \
         "$cli sandbox create $name >/dev/null && $cli sandbox rm $name >/dev/null" \
         -n "bwrap: tmux + bash started, then killed" "$bwrap_cycle"
-cat "$tmp/cycle.md"
+# p50, p95 and mean of every command, from the JSON exports.
+python3 - "$tmp"/*.json <<'PY'
+import json, statistics, sys
+print("| command | p50 | p95 | mean | runs |\n|---|---:|---:|---:|---:|")
+for path in sys.argv[1:]:
+    for r in json.load(open(path))["results"]:
+        t = sorted(r["times"])
+        p95 = t[min(len(t) - 1, int(0.95 * len(t)))]
+        print(f"| {r['command']} | {statistics.median(t) * 1e3:.1f} ms | {p95 * 1e3:.1f} ms | {r['mean'] * 1e3:.1f} ms | {len(t)} |")
+PY

@@ -29,6 +29,9 @@ int cli_request(const cli_global *g, const char *method, const char *path, json_
 int cli_curl_request(const cli_global *g, const char *method, const char *path, json_t *body, long *ret_status,
                      json_t **ret_json);
 
+/* Parses a response body (empty: *ret_json NULL); says so when it is not JSON. */
+int cli_parse_body(long status, const char *body, size_t len, json_t **ret_json);
+
 /* The pieces of cli_request() for the session upgrade (session.c): a connected socket to the daemon (unix
  * socket, or the host of an http:// URL, whose path becomes *ret_prefix), an HTTP/1.1 request on it
  * ("Connection: Upgrade, Upgrade: UPGRADE" when upgrade is set, else "Connection: close"), and the response

@@ -117,15 +117,5 @@ int cli_curl_request(const cli_global *g, const char *method, const char *path, 
                 return -ECONNREFUSED;
         }
         *ret_status = status;
-        *ret_json = NULL;
-        if (resp.len > 0) {
-                json_error_t jerr;
-                *ret_json = json_loadb(resp.data, resp.len, 0, &jerr);
-                if (!*ret_json) {
-                        fprintf(stderr, "pocketcoder: the daemon answered %ld with a body that is not JSON: %s\n",
-                                status, jerr.text);
-                        return -EBADMSG;
-                }
-        }
-        return 0;
+        return cli_parse_body(status, resp.data, resp.len, ret_json);
 }

@@ -237,14 +237,21 @@ int cli_read_response(int fd, bool upgrade, long *ret_status, json_t **ret_json)
         v = head_value(buf, "Transfer-Encoding", &vlen);
         if (v && vlen == 7 && strncasecmp(v, "chunked", 7) == 0 && dechunk(body, blen, &blen) < 0)
                 return -EBADMSG;
-        if (blen > 0) {
-                json_error_t jerr;
-                *ret_json = json_loadb(body, blen, 0, &jerr);
-                if (!*ret_json) {
-                        fprintf(stderr, "pocketcoder: the daemon answered %d with a body that is not JSON: %s\n",
-                                status, jerr.text);
-                        return -EBADMSG;
-                }
+        return cli_parse_body(status, body, blen, ret_json);
+}
+
+int cli_parse_body(long status, const char *body, size_t len, json_t **ret_json)
+{
+        json_error_t jerr;
+
+        *ret_json = NULL;
+        if (len == 0)
+                return 0;
+        *ret_json = json_loadb(body, len, 0, &jerr);
+        if (!*ret_json) {
+                fprintf(stderr, "pocketcoder: the daemon answered %ld with a body that is not JSON: %s\n", status,
+                        jerr.text);
+                return -EBADMSG;
         }
         return 0;
 }

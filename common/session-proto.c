@@ -8,11 +8,15 @@
 #include "common.h"
 #include "session-proto.h"
 
-static int wait_fd(int fd, short events)
+/* After a failed send/recv on a possibly non-blocking socket: 0 when it is worth another try (EINTR, or
+ * EAGAIN and the socket became ready), else the error. */
+static int retry_wait(int fd, short events)
 {
         struct pollfd p = { .fd = fd, .events = events };
 
-        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+        if (errno != EAGAIN && errno != EINTR)
+                return -errno;
+        if (errno == EAGAIN && poll(&p, 1, -1) < 0 && errno != EINTR)
                 return -errno;
         return 0;
 }
@@ -43,22 +47,15 @@ int pc_frame_send(int sock, pc_frame_type type, int32_t value, const int *fds, s
                 memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
         }
         /* The frame and its fds in one sendmsg (a unix stream socket takes 8 bytes whole); then the rest. */
-        while ((k = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0) {
-                if (errno != EAGAIN && errno != EINTR)
-                        return -errno;
-                r = wait_fd(sock, POLLOUT);
-                if (r < 0)
+        while ((k = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0)
+                if ((r = retry_wait(sock, POLLOUT)) < 0)
                         return r;
-        }
         if ((size_t) k != sizeof(f))
                 return -EIO;
         while (extra_len > 0) {
                 k = send(sock, p, extra_len, MSG_NOSIGNAL);
                 if (k < 0) {
-                        if (errno != EAGAIN && errno != EINTR)
-                                return -errno;
-                        r = wait_fd(sock, POLLOUT);
-                        if (r < 0)
+                        if ((r = retry_wait(sock, POLLOUT)) < 0)
                                 return r;
                         continue;
                 }
@@ -85,10 +82,7 @@ int pc_frame_recv(int sock, pc_frame *ret, int *fds, size_t max_fds, size_t *ret
                 ssize_t k = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 
                 if (k < 0) {
-                        if (errno != EAGAIN && errno != EINTR)
-                                return -errno;
-                        r = wait_fd(sock, POLLIN);
-                        if (r < 0)
+                        if ((r = retry_wait(sock, POLLIN)) < 0)
                                 return r;
                         continue;
                 }
@@ -125,10 +119,7 @@ int pc_frame_recv_bytes(int sock, void *buf, size_t n)
         while (n > 0) {
                 ssize_t k = recv(sock, p, n, 0);
                 if (k < 0) {
-                        if (errno != EAGAIN && errno != EINTR)
-                                return -errno;
-                        r = wait_fd(sock, POLLIN);
-                        if (r < 0)
+                        if ((r = retry_wait(sock, POLLIN)) < 0)
                                 return r;
                         continue;
                 }
