@@ -192,6 +192,8 @@ static int post_images(api_request *rq)
                 pc_image_build_free(b);
                 return MHD_NO;
         }
+        /* debootstrap may be quiet for minutes (downloads): no idle timeout for this answer. */
+        MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         ok = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
