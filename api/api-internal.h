@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 
 #include "api.h"
 #include "common.h"
@@ -45,6 +46,8 @@ typedef struct api_request {
         pc_event_waiter waiter;
         uint64_t since;         /* GET /v1/events: the cursor */
         bool wait_started;
+        struct api_session *session; /* a session between its 101 and the upgrade (session.c) */
+        struct api_sessions *sessions; /* the server's registry of upgraded sessions (session.c) */
 } api_request;
 
 /* Bit per role a route admits; API_NO_AUTH skips authentication entirely (health). */
@@ -72,3 +75,18 @@ unsigned api_status_for_errno(int errnum);
 /* Suspends the request until an event matching rq->waiter's filter arrives after `seen`, its deadline
  * passes or the daemon stops; the handler then runs again. Holds no thread meanwhile. */
 int api_suspend_until_event(api_request *rq, uint64_t seen);
+
+/* Sessions (session.c): the upgraded connections of POST /v1/sandboxes/{name}/sessions, each served by a
+ * thread of its own; done() ends them all and waits before libmicrohttpd stops. */
+typedef struct api_session api_session;
+typedef struct api_sessions {
+        pthread_mutex_t lock;
+        pthread_cond_t empty;
+        api_session *list;
+        bool stopping;
+} api_sessions;
+void api_sessions_init(api_sessions *r);
+void api_sessions_done(api_sessions *r);
+int api_post_sandbox_session(api_request *rq);
+/* Frees a session whose upgrade never happened (the request ended first). */
+void api_session_abandon(api_request *rq);

@@ -153,17 +153,61 @@ static int delete_sandbox(api_request *rq)
         return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
 }
 
-static int post_sandbox_session(api_request *rq)
+static int get_images(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
+        int r = pc_images_list(rq->daemon, &j, &e);
+        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+}
+
+static int delete_image(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        int r = pc_images_delete(rq->daemon, &rq->principal, rq->params[0], &e);
+        return reply_result(rq, MHD_HTTP_NO_CONTENT, r, NULL, e);
+}
+
+/* The build's events as the response body, read as libmicrohttpd sends it (blocking this pool thread while
+ * the script is quiet; a build is rare and admin-only). */
+static ssize_t image_build_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        ssize_t n = pc_image_build_read(cls, buf, max);
+        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void image_build_done(void *cls)
+{
+        pc_image_build_free(cls);
+}
+
+static int post_images(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        struct MHD_Response *resp;
+        pc_image_build *b = NULL;
+        enum MHD_Result ok;
         int r;
 
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
-                                       "request body must be a JSON object such as {\"kind\":\"enter\"}");
-        r = pc_sandboxes_session(rq->daemon, &rq->principal, rq->params[0], rq->json, &j, &e);
-        return reply_result(rq, MHD_HTTP_OK, r, j, e);
+                                       "request body must be a JSON object such as {\"name\":\"base\"}");
+        r = pc_images_build(rq->daemon, &rq->principal, rq->json, &b, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, image_build_reader, b, image_build_done);
+        if (!resp) {
+                pc_image_build_free(b);
+                return MHD_NO;
+        }
+        /* debootstrap may be quiet for minutes (downloads): no idle timeout for this answer. */
+        MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ok = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        rq->replied = true;
+        return ok;
 }
 
 static int get_whoami(api_request *rq)
@@ -267,6 +311,9 @@ const api_route api_routes[] = {
         { "DELETE", "/v1/sandboxes/{name}", API_ROLE(PC_ROLE_ADMIN), delete_sandbox },
         { "POST", "/v1/sandboxes/{name}/start", API_ROLE(PC_ROLE_ADMIN), post_sandbox_start },
         { "POST", "/v1/sandboxes/{name}/stop", API_ROLE(PC_ROLE_ADMIN), post_sandbox_stop },
-        { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), post_sandbox_session },
+        { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), api_post_sandbox_session },
+        { "GET", "/v1/images", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_images },
+        { "POST", "/v1/images", API_ROLE(PC_ROLE_ADMIN), post_images },
+        { "DELETE", "/v1/images/{name}", API_ROLE(PC_ROLE_ADMIN), delete_image },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

@@ -48,6 +48,7 @@ struct api_server {
         size_t n_pending;
         agent_count *counts;
         size_t n_counts;
+        api_sessions sessions;
 };
 
 /* The count of SANDBOX's agent connections (created at 0), or NULL without memory. With pending_lock. */
@@ -72,6 +73,7 @@ static void request_free(api_request *rq)
 {
         if (!rq)
                 return;
+        api_session_abandon(rq);
         free(rq->body);
         json_decref(rq->json);
         free(rq);
@@ -327,6 +329,7 @@ static api_request *request_new(api_listener *l, struct MHD_Connection *conn, co
         rq->daemon = l->server->daemon;
         rq->max_body_size = l->server->max_body_size;
         rq->listener = l->kind;
+        rq->sessions = &l->server->sessions;
         rq->socket_gid = l->server->socket_gid;
         rq->method = method;
         rq->url = url;
@@ -521,8 +524,9 @@ static int make_tcp_socket(const struct sockaddr *sa, socklen_t len, unsigned *r
  * timeout, which only closes idle keep-alive connections (see docs/architecture.md). */
 static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads, unsigned idle_timeout)
 {
+        /* Upgrades (sessions: descriptors over SCM_RIGHTS) only on the admins' unix socket. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC |
-                         MHD_ALLOW_SUSPEND_RESUME;
+                         MHD_ALLOW_SUSPEND_RESUME | (l->kind == API_LISTENER_UNIX ? MHD_ALLOW_UPGRADE : 0);
         /* Without a listen socket (agent connections are handed over) the listener options are left out. */
         struct MHD_OptionItem listen[] = {
                 { MHD_OPTION_LISTEN_SOCKET, fd, NULL },
@@ -561,6 +565,7 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         if (!s)
                 return -ENOMEM;
         s->daemon = d;
+        api_sessions_init(&s->sessions);
         s->max_body_size = o->max_body_size;
         s->socket_gid = o->socket_gid;
         pthread_mutex_init(&s->pending_lock, NULL);
@@ -618,6 +623,7 @@ api_server *api_server_free(api_server *s)
         unix_fd = quiesce_httpd(s->unix_httpd);
         tcp_fd = quiesce_httpd(s->tcp_httpd);
         pc_event_waiters_stop(s->daemon);
+        api_sessions_done(&s->sessions);
         if (s->unix_httpd)
                 MHD_stop_daemon(s->unix_httpd);
         if (s->tcp_httpd)
@@ -640,3 +646,5 @@ unsigned api_server_tcp_port(const api_server *s)
 {
         return s->tcp_port;
 }
+
+

@@ -25,6 +25,29 @@ typedef struct cli_global {
 int cli_request(const cli_global *g, const char *method, const char *path, json_t *body, long *ret_status,
                 json_t **ret_json);
 
+/* The same over https:// with libcurl, loaded on first use (http-curl.c). */
+int cli_curl_request(const cli_global *g, const char *method, const char *path, json_t *body, long *ret_status,
+                     json_t **ret_json);
+
+/* Parses a response body (empty: *ret_json NULL); says so when it is not JSON. */
+int cli_parse_body(long status, const char *body, size_t len, json_t **ret_json);
+
+/* The pieces of cli_request() for the session upgrade (session.c): a connected socket to the daemon (unix
+ * socket, or the host of an http:// URL, whose path becomes *ret_prefix), an HTTP/1.1 request on it
+ * ("Connection: Upgrade, Upgrade: UPGRADE" when upgrade is set, else "Connection: close"), and the response
+ * (with upgrade: read byte by byte up to the end of the head, so that nothing after a 101 is consumed). */
+int cli_connect(const cli_global *g, const char **ret_prefix);
+int cli_send_request(int fd, const cli_global *g, const char *prefix, const char *method, const char *path,
+                     json_t *body, const char *upgrade);
+int cli_read_response(int fd, bool upgrade, long *ret_status, json_t **ret_json);
+void cli_print_unreachable(const cli_global *g, int r);
+
+/* METHOD PATH whose 200 answer is newline-delimited JSON that arrives over time (an image build's progress):
+ * calls on_event for each line as it comes; stops when on_event returns non-zero (returned) or at the end
+ * (0). Any other status: prints the API's error and returns -EIO. */
+int cli_stream(const cli_global *g, const char *method, const char *path, json_t *body,
+               int (*on_event)(json_t *event, void *userdata), void *userdata);
+
 /* cli_request() that expects status WANT: on anything else prints the API's error (or the transport
  * failure) and returns negative errno; on WANT sets *ret_json (may be NULL for an empty body). */
 int cli_call(const cli_global *g, const char *method, const char *path, json_t *body, long want,
@@ -44,6 +67,10 @@ int cmd_policy(int argc, char **argv, const cli_global *g);
 int cmd_sandbox(int argc, char **argv, const cli_global *g);
 int cmd_enter(int argc, char **argv, const cli_global *g);
 int cmd_image(int argc, char **argv, const cli_global *g);
+
+/* A session (enter, sandbox run; session.c): POSTs req to /v1/sandboxes/NAME/sessions with the upgrade,
+ * relays until the process exits and returns its status (or CLI_EXIT_FAILED after saying why). */
+int cli_session(const cli_global *g, const char *name, json_t *req, bool tty);
 
 /* A Unix time from the API as "2026-11-25 12:45:00Z" in buf, or "-" when absent. */
 const char *cli_format_time(json_t *t, char buf[static 32]);

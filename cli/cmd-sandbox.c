@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* pocketcoder sandbox create|list|show|stop|start|rm|run, and pocketcoder enter.
  *
- * Lifecycle commands only talk to the daemon. `run` and `enter` ask the daemon to record the session and
- * tell where the sandbox is (init pid + start time, uid base), then join the sandbox from this very
- * process with libisolate: the command's stdin/stdout/stderr are the admin's own, which a daemon-side
- * exec could not give without copying every byte over HTTP. That is why they need root on the daemon's
- * host. */
+ * Every subcommand only talks to the daemon. `run` and `enter` are sessions (cli/session.c): the daemon
+ * starts the command inside the sandbox; this process gives it pipes of its own (run) or takes the master of
+ * a pty allocated inside (enter), and relays. They work for any local admin on the unix socket. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,13 +24,10 @@
 
 #include "cli.h"
 #include "common.h"
-#include "isolate.h"
 
-/* The daemon's top-level cgroup name (daemon/sandboxes.c). */
-#define UID_COUNT     65536u
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_cgroup *, isolate_cgroup_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_sandbox *, isolate_sandbox_free);
+/* The agent's uid inside every sandbox (isolate/isolate.h's ISOLATE_AGENT_UID, which the API does not
+ * report): `show` prints which host uid it is. */
+#define AGENT_UID 1000u
 
 static const char usage_text[] =
         "Usage: pocketcoder sandbox create NAME [--policy P] [--memory 512M] [--pids 256] [--cpus 1.5]\n"
@@ -46,8 +41,8 @@ static const char usage_text[] =
         "\n"
         "Kernel-isolated sandboxes, each with a workspace at /workspace, an agent user and a tmux session\n"
         "named after it. 'create' returns when the tmux session is ready. 'rm' stops a running sandbox\n"
-        "first and keeps its workspace unless --purge. 'run' (root on the daemon's host only; recorded in\n"
-        "the audit log) runs COMMAND inside as the agent, or as sandbox root with --root, with exactly the\n"
+        "first and keeps its workspace unless --purge. 'run' (a local admin on the daemon's socket; recorded\n"
+        "in the audit log) runs COMMAND inside as the agent, or as sandbox root with --root, with exactly the\n"
         "restrictions agent commands get; it pipes stdin/stdout/stderr and exits with COMMAND's status\n"
         "(128+N when killed by signal N). --json prints the API's JSON. 'pocketcoder sandbox SUBCOMMAND\n"
         "--help' shows one subcommand.\n";
@@ -135,7 +130,7 @@ static void print_sandbox(json_t *s)
         kv("cpus", format_cpus(json_object_get(limits, "cpus"), a));
         kv("init pid", format_int(json_object_get(s, "init_pid"), "-", a));
         snprintf(line, sizeof(line), "%" PRIu64 " (agent is host uid %" PRIu64 ")", juint(s, "uid_base"),
-                 juint(s, "uid_base") + ISOLATE_AGENT_UID);
+                 juint(s, "uid_base") + AGENT_UID);
         kv("uid base", line);
         kv("tmux session", jstr(s, "tmux_session"));
         kv("workspace", jstr(s, "workspace_host_path"));
@@ -464,261 +459,27 @@ static int sandbox_rm(int argc, char **argv, cli_global *g)
 
 /* ---- joining a sandbox: run and enter ---- */
 
-typedef struct term_state {
-        int fd;
-        bool saved;
-        struct termios tio;
-} term_state;
-
-static void term_restore(term_state *t)
+/* A session (cli/session.c): the daemon starts the command inside; this process relays. */
+static int session(const cli_global *g, const char *cmd, const char *name, const char *kind,
+                   const char *const *argv, bool as_root, bool tty)
 {
-        if (t->saved)
-                (void)tcsetattr(t->fd, TCSADRAIN, &t->tio);
-}
+        _cleanup_json_ json_t *req = json_pack("{s:s, s:b}", "kind", kind, "root", as_root);
+        json_t *jargv = json_array();
 
-static int pidfd_signal(int pidfd, int sig)
-{
-        return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
-}
-
-/* The command's exit status as ours: its own code, or 128+N when killed by signal N (as shells do). */
-static int wait_status(int pidfd)
-{
-        siginfo_t si = {};
-
-        for (;;) {
-                if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) >= 0)
-                        break;
-                if (errno != EINTR) {
-                        fprintf(stderr, "pocketcoder: cannot wait for the command: %m\n");
-                        return CLI_EXIT_FAILED;
-                }
-        }
-        return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
-}
-
-/* Copies one read's worth from `from` (poll said it is readable) to `to`. Returns > 0 when something was
- * copied or the read was interrupted, 0 at EOF or EIO (a pty whose other side is closed), else -errno. */
-static int pump(int from, int to)
-{
-        char buf[8192];
-        ssize_t n = read(from, buf, sizeof(buf));
-
-        if (n < 0)
-                return errno == EINTR ? 1 : errno == EIO ? 0 : -errno;
-        if (n > 0 && write_all(to, buf, (size_t)n) < 0)
-                return -EIO;
-        return n > 0;
-}
-
-/* What the command wrote before it exited may still be in the pty: copy it without waiting for more. */
-static void drain(int master)
-{
-        for (;;) {
-                struct pollfd p = {.fd = master, .events = POLLIN};
-
-                if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)) ||
-                    pump(master, STDOUT_FILENO) <= 0)
-                        return;
-        }
-}
-
-/* Until the command exits: forwards termination signals to it and, with a pty (`master` >= 0), copies the
- * terminal's bytes both ways and window-size changes. */
-static int supervise(int pidfd, int sigfd, int master)
-{
-        bool in_open = master >= 0, out_open = master >= 0;
-
-        for (;;) {
-                struct pollfd p[4] = {
-                        {.fd = pidfd, .events = POLLIN},
-                        {.fd = sigfd, .events = POLLIN},
-                        {.fd = in_open ? STDIN_FILENO : -1, .events = POLLIN},
-                        {.fd = out_open ? master : -1, .events = POLLIN},
-                };
-
-                if (poll(p, ELEMENTSOF(p), -1) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (p[1].revents & POLLIN) {
-                        struct signalfd_siginfo si;
-
-                        if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
-                                struct winsize ws;
-
-                                if (si.ssi_signo == SIGWINCH) {
-                                        if (master >= 0 && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) >= 0)
-                                                (void)ioctl(master, TIOCSWINSZ, &ws);
-                                } else
-                                        (void)pidfd_signal(pidfd, (int)si.ssi_signo);
-                        }
-                }
-                if (p[2].revents & (POLLIN | POLLHUP | POLLERR) && pump(STDIN_FILENO, master) <= 0)
-                        in_open = false;
-                if (p[3].revents & (POLLIN | POLLHUP | POLLERR) && pump(master, STDOUT_FILENO) <= 0)
-                        out_open = false;
-                if (p[0].revents & POLLIN) {
-                        if (out_open)
-                                drain(master);
-                        return 0;
-                }
-        }
-}
-
-/* A fresh pty whose slave becomes the command's controlling terminal. The admin's own terminal cannot:
- * it already is the controlling terminal of the admin's session, which the kernel never hands to a
- * process in another session without CAP_SYS_ADMIN in the host's user namespace. */
-static int open_pty(int *ret_master, int *ret_slave)
-{
-        _cleanup_close_ int master = -EBADF, slave = -EBADF;
-        struct winsize ws;
-        char name[64];
-
-        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (master < 0)
-                return -errno;
-        if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
-                return -errno;
-        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (slave < 0)
-                return -errno;
-        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) >= 0)
-                (void)ioctl(master, TIOCSWINSZ, &ws);
-        *ret_master = TAKE_FD(master);
-        *ret_slave = TAKE_FD(slave);
-        return 0;
-}
-
-static int join_sandbox(const cli_global *g, const char *cmd, const char *name, const char *kind,
-                        const char *const *argv, bool as_root, bool interactive)
-{
-        static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
-        _cleanup_json_ json_t *req = NULL, *sbj = NULL, *jargv = json_array();
-        _cleanup_(isolate_cgroup_freep) isolate_cgroup *cg = NULL;
-        _cleanup_(isolate_sandbox_freep) isolate_sandbox *sb = NULL;
-        _cleanup_pc_error_ pc_error *err = NULL;
-        _cleanup_close_ int seccomp_fd = -EBADF, pidfd = -EBADF, sigfd = -EBADF, master = -EBADF,
-                            slave = -EBADF;
-        _cleanup_(term_restore) term_state term = {.fd = STDIN_FILENO};
-        json_int_t init_pid, starttime, uid_base;
-        sigset_t mask;
-        pid_t pid;
-        int r;
-
-        if (geteuid() != 0) {
-                fprintf(stderr,
-                        "pocketcoder %s must run as root on the daemon's host: it joins the sandbox's "
-                        "namespaces "
-                        "from this process.\n",
-                        cmd);
+        if (!req || !jargv || json_object_set_new(req, "argv", jargv) < 0)
                 return CLI_EXIT_FAILED;
-        }
-        if (interactive && !isatty(STDIN_FILENO)) {
+        for (size_t i = 0; argv && argv[i]; i++)
+                json_array_append_new(jargv, json_string(argv[i]));
+        if (!argv)
+                json_object_del(req, "argv");
+        if (tty && !isatty(STDIN_FILENO)) {
                 fprintf(stderr,
                         "pocketcoder %s: standard input is not a terminal; tmux needs one to attach. Use "
                         "'pocketcoder sandbox run %s -- COMMAND' for commands.\n",
                         cmd, name);
                 return CLI_EXIT_FAILED;
         }
-        if (!jargv)
-                return CLI_EXIT_FAILED;
-        for (size_t i = 0; argv[i]; i++)
-                json_array_append_new(jargv, json_string(argv[i]));
-        req = json_pack("{s:s, s:O, s:b}", "kind", kind, "argv", jargv, "root", as_root);
-        if (!req)
-                return CLI_EXIT_FAILED;
-        /* The daemon records the session in the audit log and says where the sandbox's init is. */
-        if (sandbox_request(g, "POST", name, "/sessions", req, 200, &sbj) < 0)
-                return CLI_EXIT_FAILED;
-        init_pid = json_integer_value(json_object_get(sbj, "init_pid"));
-        starttime = json_integer_value(json_object_get(sbj, "init_starttime"));
-        uid_base = json_integer_value(json_object_get(sbj, "uid_base"));
-        if (init_pid <= 1 || starttime <= 0 || uid_base <= 0) {
-                fprintf(stderr,
-                        "pocketcoder %s: the daemon did not say where sandbox %s runs (init pid, start "
-                        "time, uid base)\n",
-                        cmd, name);
-                return CLI_EXIT_FAILED;
-        }
-
-        /* Without its cgroup a process would escape the sandbox's limits: no cgroup, no run. */
-        r = isolate_cgroup_open(json_string_value(json_object_get(sbj, "cgroup_parent")) ?: "pocketcoder", name,
-                                &cg);
-        if (r < 0) {
-                fprintf(stderr, "pocketcoder %s: cannot open the cgroup of sandbox %s: %s\n", cmd, name,
-                        strerror(-r));
-                return CLI_EXIT_FAILED;
-        }
-        r = isolate_seccomp_compile(&seccomp_fd, &err);
-        if (r < 0) {
-                fprintf(stderr, "pocketcoder %s: %s\n", cmd, err ? err->message : strerror(-r));
-                return CLI_EXIT_FAILED;
-        }
-        r = isolate_sandbox_adopt(
-                &(isolate_sandbox_config){
-                        .name = name,
-                        .uid_base = (uid_t)uid_base,
-                        .uid_count = UID_COUNT,
-                        .cgroup = cg,
-                        .seccomp_fd = seccomp_fd,
-                },
-                (pid_t)init_pid, (uint64_t)starttime, &sb);
-        if (r < 0) {
-                fprintf(stderr, "pocketcoder %s: sandbox %s %s\n", cmd, name,
-                        r == -ESRCH ? "stopped meanwhile" : strerror(-r));
-                return CLI_EXIT_FAILED;
-        }
-
-        if (interactive) {
-                r = open_pty(&master, &slave);
-                if (r < 0) {
-                        fprintf(stderr, "pocketcoder %s: cannot allocate a terminal: %s\n", cmd,
-                                strerror(-r));
-                        return CLI_EXIT_FAILED;
-                }
-        }
-
-        /* Signals become events from here on; the command's process starts with them unblocked. */
-        sigemptyset(&mask);
-        for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
-                sigaddset(&mask, forwarded[i]);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 || (sigfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
-                fprintf(stderr, "pocketcoder %s: cannot set up signal forwarding: %m\n", cmd);
-                return CLI_EXIT_FAILED;
-        }
-
-        r = isolate_sandbox_exec(sb,
-                                 &(isolate_exec_options){
-                                         .argv = argv,
-                                         .as_root = as_root,
-                                         .tty = interactive,
-                                         .term = getenv("TERM"),
-                                         .stdin_fd = interactive ? slave : STDIN_FILENO,
-                                         .stdout_fd = interactive ? slave : STDOUT_FILENO,
-                                         .stderr_fd = interactive ? slave : STDERR_FILENO,
-                                 },
-                                 &pid, &pidfd, &err);
-        if (r < 0) {
-                fprintf(stderr, "pocketcoder %s: %s\n", cmd, err ? err->message : strerror(-r));
-                return CLI_EXIT_FAILED;
-        }
-        /* The command holds the slave now; ours would keep the pty open after it exits. */
-        slave = safe_close(slave);
-
-        if (interactive && tcgetattr(STDIN_FILENO, &term.tio) >= 0) {
-                struct termios raw = term.tio;
-
-                term.saved = true;
-                /* Every key (Ctrl-C included) goes to tmux, which has its own terminal handling. */
-                cfmakeraw(&raw);
-                (void)tcsetattr(STDIN_FILENO, TCSANOW, &raw);
-        }
-        r = supervise(pidfd, sigfd, master);
-        if (r < 0)
-                fprintf(stderr, "pocketcoder %s: %s; waiting for the command to exit\n", cmd, strerror(-r));
-        return wait_status(pidfd);
+        return cli_session(g, name, req, tty);
 }
 
 static int sandbox_run(int argc, char **argv, cli_global *g)
@@ -758,7 +519,7 @@ static int sandbox_run(int argc, char **argv, cli_global *g)
         }
         if (check_name("sandbox run", name) < 0)
                 return CLI_EXIT_USAGE;
-        return join_sandbox(g, "sandbox run", name, "run", (const char *const *)argv + i, as_root, false);
+        return session(g, "sandbox run", name, "run", (const char *const *)argv + i, as_root, false);
 }
 
 int cmd_sandbox(int argc, char **argv, const cli_global *gg)
@@ -799,9 +560,10 @@ int cmd_enter(int argc, char **argv, const cli_global *g)
                        "agent's\n"
                        "restrictions: you see and type into what the AI sees. Detach with the tmux prefix "
                        "and d\n"
-                       "(Ctrl-b d); the sandbox keeps running. Admin only: must run as root on the daemon's "
-                       "host,\n"
-                       "and is recorded in the audit log.\n");
+                       "(Ctrl-b d); the sandbox keeps running. Admin only: root or a member of the daemon's socket\n"
+                       "group, on its unix socket. The terminal inside is a pty the daemon allocates in the sandbox;\n"
+                       "what it prints reaches yours through a filter that drops control strings (OSC, DCS, ...).\n"
+                       "Recorded in the audit log.\n");
                 return CLI_EXIT_OK;
         }
         if (argc != 2) {
@@ -811,8 +573,5 @@ int cmd_enter(int argc, char **argv, const cli_global *g)
         name = argv[1];
         if (check_name("enter", name) < 0)
                 return CLI_EXIT_USAGE;
-        return join_sandbox(
-                g, "enter", name, "enter",
-                (const char *const[]){"tmux", "-S", ISOLATE_TMUX_SOCKET, "attach", "-t", name, NULL}, false,
-                true);
+        return session(g, "enter", name, "enter", NULL, false, true);
 }

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* pocketcoder: the command-line client of pocketcoderd. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -22,7 +21,7 @@ static void help(void)
                "  policy check|decide         validate a policy file, decide a command (offline)\n"
                "  policy list|show|reload     policies loaded by the daemon\n"
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
-               "  enter NAME                  attach to a sandbox's tmux session (root on the daemon's host)\n"
+               "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
@@ -207,7 +206,7 @@ int main(int argc, char **argv)
                 .url = getenv("POCKETCODER_URL"),
                 .token = getenv("POCKETCODER_TOKEN"),
         };
-        int opt, r;
+        int opt;
 
         /* '+': stop at the command name; its options are its own. */
         while ((opt = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
@@ -250,12 +249,9 @@ int main(int argc, char **argv)
                         g.url = NULL;
                 if (isempty(g.token))
                         g.token = NULL;
-                curl_global_init(CURL_GLOBAL_DEFAULT);
                 /* Reset getopt for the command's own parsing. */
                 optind = 0;
-                r = commands[i].fn(cargc, cargv, &g);
-                curl_global_cleanup();
-                return r;
+                return commands[i].fn(cargc, cargv, &g);
         }
         fprintf(stderr, "pocketcoder: unknown command \"%s\". Try 'pocketcoder --help'.\n", argv[optind]);
         return CLI_EXIT_USAGE;

@@ -112,6 +112,11 @@ int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr);
 void pc_sandboxes_reap(pc_daemon *d, void *userdata);
 /* Frees handles; sandboxes keep running. */
 void pc_sandbox_manager_free(pc_daemon *d);
+/* Starts o->argv in running sandbox NAME (isolate_sandbox_exec()). With ret_master, on a pty allocated inside the
+ * sandbox (its slave is the process' stdio and controlling terminal), whose master is returned. */
+struct isolate_exec_options;
+int pc_sandboxes_exec(pc_daemon *d, const char *name, struct isolate_exec_options *o, int *ret_master,
+                      pid_t *ret_pid, int *ret_pidfd, pc_error **reterr);
 /* > 0 when a policy named NAME is loaded. */
 int pc_policies_exists(pc_daemon *d, const char *name);
 

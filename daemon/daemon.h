@@ -135,10 +135,44 @@ int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, j
 int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
 int pc_sandboxes_stop(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr);
 int pc_sandboxes_delete(pc_daemon *d, const pc_principal *who, const char *name, bool purge, pc_error **reterr);
-/* Records an admin's interactive session (enter/run) in the audit ledger and returns what the CLI needs
- * to join the sandbox itself: init pid and start time, uid base, cgroup. */
-int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, json_t **ret,
-                         pc_error **reterr);
+/* Sessions (`pocketcoder enter`, `sandbox run`): an admin's process in a sandbox whose stdio the client gives
+ * (pipes of its own) or takes (a pty allocated inside the sandbox). The daemon starts it, records its start
+ * and end in the audit ledger and keeps no copy of its stdio once it runs.
+ * new: validates the request and checks that the sandbox runs; nothing is recorded yet.
+ * record_start: the audit row "sandbox.run"/"sandbox.enter" (who, argv); a session without it never starts.
+ * start: without tty, stdio[3] are the client's descriptors (always consumed); with tty, *ret_master gets the
+ *        pty's master. The process' pidfd (owned by the session) polls readable when it exits.
+ * signal: forwards a signal the client got. wait: reaps it and records "sandbox.session-end" with the status
+ *        (exit code, or 128+N for signal N), which it returns. free: kills a process still running. */
+typedef struct pc_session pc_session;
+int pc_session_new(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, pc_session **ret,
+                   pc_error **reterr);
+int pc_session_record_start(pc_session *s, pc_error **reterr);
+bool pc_session_is_tty(const pc_session *s);
+int pc_session_start(pc_session *s, int stdio[3], int *ret_master, pc_error **reterr);
+int pc_session_pidfd(const pc_session *s);
+int pc_session_signal(pc_session *s, int sig);
+int pc_session_wait(pc_session *s);
+pc_session *pc_session_free(pc_session *s);
+static inline void pc_session_freep(pc_session **s)
+{
+        if (*s)
+                pc_session_free(*s);
+}
+
+/* Images (STATE_DIR/images): list; delete (refused while a sandbox uses it); build, which runs
+ * rootfs/build-image.sh and returns a handle whose read() yields the build's events as newline-delimited JSON
+ * ({"event":"progress","stream":"stdout|stderr","line":...}, then {"event":"done","image":...} or
+ * {"event":"failed","status":N}), waiting for them; 0 at the end. Freeing a build that still runs stops it
+ * (SIGTERM to its process group: the script removes what it made). */
+typedef struct pc_image_build pc_image_build;
+int pc_images_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_images_delete(pc_daemon *d, const pc_principal *who, const char *name, pc_error **reterr);
+int pc_images_build(pc_daemon *d, const pc_principal *who, json_t *req, pc_image_build **ret, pc_error **reterr);
+ssize_t pc_image_build_read(pc_image_build *b, char *out, size_t max);
+pc_image_build *pc_image_build_free(pc_image_build *b);
+/* Every build event also goes here: the hook the event bus connects to (images.c). */
+void pc_images_progress(pc_daemon *d, const char *image, json_t *event);
 
 /* Daemon status: version, uptime, host capabilities. */
 int pc_daemon_status(pc_daemon *d, json_t **ret);

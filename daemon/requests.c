@@ -216,11 +216,27 @@ int pc_decide_request_parse(json_t *req, const char **ret_command, size_t *ret_l
         return 0;
 }
 
-int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr)
+/* A small whole number in [lo, hi] or absent (0). */
+static int session_uint(json_t *req, const char *key, unsigned lo, unsigned hi, unsigned *ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "kind", "argv", "root", NULL };
+        json_t *v = json_object_get(req, key);
+
+        *ret = 0;
+        if (!v)
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"%s\" must be an integer from %u to %u",
+                                     key, lo, hi);
+        *ret = (unsigned) json_integer_value(v);
+        return 0;
+}
+
+int pc_session_request_parse(json_t *req, pc_session_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "kind", "argv", "root", "tty", "cwd", "term", "rows", "cols", NULL };
+        pc_session_request s = {};
         const char *kind;
-        json_t *argv, *v;
+        json_t *v;
         bool strings;
         size_t i;
         int r;
@@ -231,17 +247,125 @@ int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr)
         kind = json_string_value(json_object_get(req, "kind"));
         if (!kind || !(streq(kind, "enter") || streq(kind, "run")))
                 return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"kind\" must be enter or run");
-        argv = json_object_get(req, "argv");
-        strings = !argv || json_is_array(argv);
-        json_array_foreach(argv, i, v)
+        s.enter = streq(kind, "enter");
+        s.argv = json_object_get(req, "argv");
+        strings = !s.argv || json_is_array(s.argv);
+        json_array_foreach(s.argv, i, v)
                 strings = strings && json_is_string(v);
         if (!strings)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
                                      "field \"argv\" must be an array of strings");
-        v = json_object_get(req, "root");
-        if (v && !json_is_boolean(v))
+        if (!s.enter && json_array_size(s.argv) == 0)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
-                                     "field \"root\" must be true or false");
-        *ret_enter = streq(kind, "enter");
+                                     "field \"argv\" must name the command to run");
+        if (json_array_size(s.argv) > 4096)
+                return pc_error_setf(reterr, E2BIG, "invalid_field", "field \"argv\" has too many words");
+        for (const char *const *k = (const char *const[]){ "root", "tty", NULL }; *k; k++) {
+                v = json_object_get(req, *k);
+                if (v && !json_is_boolean(v))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"%s\" must be true or false",
+                                             *k);
+        }
+        s.as_root = json_is_true(json_object_get(req, "root"));
+        v = json_object_get(req, "tty");
+        s.tty = v ? json_is_true(v) : s.enter;
+        s.cwd = json_string_value(json_object_get(req, "cwd"));
+        if (json_object_get(req, "cwd") && (!s.cwd || s.cwd[0] != '/' || strlen(s.cwd) >= 4096))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"cwd\" must be an absolute path inside the sandbox");
+        s.term = json_string_value(json_object_get(req, "term"));
+        if (json_object_get(req, "term")) {
+                /* It becomes an environment variable: a terminal type's name, nothing else. */
+                bool ok = s.term && *s.term && strlen(s.term) < 64;
+                for (const char *c = s.term; ok && *c; c++)
+                        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                             strchr("-_.+", *c);
+                if (!ok)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"term\" must be a terminal type such as xterm-256color");
+        }
+        r = session_uint(req, "rows", 1, 10000, &s.rows, reterr);
+        if (r < 0)
+                return r;
+        r = session_uint(req, "cols", 1, 10000, &s.cols, reterr);
+        if (r < 0)
+                return r;
+        *ret = s;
+        return 0;
+}
+
+/* Every byte of s is in `set` or an ASCII alphanumeric of the allowed case; length in [min, max]. */
+static bool word_ok(const char *s, size_t min, size_t max, bool upper, const char *set)
+{
+        size_t n = s ? strlen(s) : 0;
+
+        if (n < min || n > max)
+                return false;
+        for (const char *c = s; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || (upper && *c >= 'A' && *c <= 'Z') ||
+                      strchr(set, *c)))
+                        return false;
+        return true;
+}
+
+/* A Debian package name (policy 5.6.1), optionally with =version or /release: what build-image.sh takes. */
+static bool package_ok(const char *p)
+{
+        size_t n = strcspn(p, "=/");
+
+        if (n < 2 || !((p[0] >= 'a' && p[0] <= 'z') || (p[0] >= '0' && p[0] <= '9')))
+                return false;
+        char name[128];
+        if (n >= sizeof(name))
+                return false;
+        memcpy(name, p, n);
+        name[n] = 0;
+        return word_ok(name, 2, 127, false, "+.-") && (!p[n] || word_ok(p + n + 1, 1, 127, true, ".+~:-"));
+}
+
+int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "name", "suite", "packages", "mirror", "variant", NULL };
+        pc_image_request im = {};
+        json_t *v;
+        size_t i;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        im.name = json_string_value(json_object_get(req, "name"));
+        if (!im.name || !name_is_valid(im.name) || streq(im.name, "host"))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"name\" must be an image name (lowercase letters, digits and '-', "
+                                     "at most 63 characters; \"host\" is reserved)");
+        for (const char *const *k = (const char *const[]){ "suite", "mirror", "variant", NULL }; *k; k++) {
+                v = json_object_get(req, *k);
+                if (v && !json_is_string(v))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"%s\" must be a string", *k);
+        }
+        im.suite = json_string_value(json_object_get(req, "suite"));
+        if (im.suite && (!word_ok(im.suite, 1, 32, false, ".-") || !(im.suite[0] >= 'a' && im.suite[0] <= 'z')))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"suite\" must be a Debian suite such as bookworm or trixie");
+        im.variant = json_string_value(json_object_get(req, "variant"));
+        if (im.variant && !(streq(im.variant, "minbase") || streq(im.variant, "buildd") || streq(im.variant, "default")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"variant\" must be minbase, buildd or default");
+        im.mirror = json_string_value(json_object_get(req, "mirror"));
+        if (im.mirror && (!(startswith(im.mirror, "http://") || startswith(im.mirror, "https://")) ||
+                          !word_ok(im.mirror, 8, 1024, true, ":/.-_~%?&=+@[]!$'()*,;")))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"mirror\" must be an http:// or https:// URL");
+        im.packages = json_object_get(req, "packages");
+        if (im.packages && (!json_is_array(im.packages) || json_array_size(im.packages) > 256))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"packages\" must be an array of at most 256 package names");
+        json_array_foreach(im.packages, i, v)
+                if (!json_is_string(v) || !package_ok(json_string_value(v)))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"packages\": \"%s\" is not a Debian package name",
+                                             json_is_string(v) ? json_string_value(v) : "(not a string)");
+        *ret = im;
         return 0;
 }

@@ -28,8 +28,23 @@ int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr
 /* POST /v1/policies/{name}/decide {"command"} */
 int pc_decide_request_parse(json_t *req, const char **ret_command, size_t *ret_len, pc_error **reterr);
 
-/* POST /v1/sandboxes/{name}/sessions {"kind", "argv", "root"}: *ret_enter tells enter from run. */
-int pc_session_request_parse(json_t *req, bool *ret_enter, pc_error **reterr);
+/* POST /v1/sandboxes/{name}/sessions {"kind", "argv", "root", "tty", "cwd", "term", "rows", "cols"}: run needs
+ * argv; enter without argv attaches to the sandbox's tmux session; tty defaults to true for enter only. */
+typedef struct pc_session_request {
+        bool enter, as_root, tty;
+        json_t *argv;            /* array of strings, NULL when absent */
+        const char *cwd, *term;  /* NULL when absent */
+        unsigned rows, cols;     /* 0 when absent */
+} pc_session_request;
+int pc_session_request_parse(json_t *req, pc_session_request *ret, pc_error **reterr);
+
+/* POST /v1/images {"name", "suite", "packages", "mirror", "variant"}: the same rules as
+ * rootfs/build-image.sh, so that a bad request is refused before the build starts. */
+typedef struct pc_image_request {
+        const char *name, *suite, *mirror, *variant; /* NULL when absent (the script's defaults) */
+        json_t *packages;                            /* array of package names, NULL when absent */
+} pc_image_request;
+int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr);
 
 /* A network mode's name in the API and the store ("none", "loopback", "egress"). */
 const char *pc_net_to_string(isolate_net_mode m);

@@ -898,30 +898,35 @@ void pc_sandbox_manager_free(pc_daemon *d)
         d->sandboxes = NULL;
 }
 
-int pc_sandboxes_session(pc_daemon *d, const pc_principal *who, const char *name, json_t *req, json_t **ret,
-                         pc_error **reterr)
+int pc_sandboxes_exec(pc_daemon *d, const char *name, isolate_exec_options *o, int *ret_master, pid_t *ret_pid,
+                      int *ret_pidfd, pc_error **reterr)
 {
-        _cleanup_free_ char *detail = NULL;
-        json_t *j = NULL;
-        char actor[128];
-        bool enter;
+        LOCK_GUARD(&d->sandboxes->lock);
+        _cleanup_close_ int master = -EBADF, slave = -EBADF;
+        sandbox_entry *e;
         int r;
 
-        r = pc_session_request_parse(req, &enter, reterr);
-        if (r < 0)
-                return r;
-        r = pc_sandboxes_show(d, who, name, &j, reterr);
-        if (r < 0)
-                return r;
-        if (!json_is_integer(json_object_get(j, "init_pid"))) {
-                json_decref(j);
+        /* Under the manager lock: a stop or delete waits until the process is started (and then kills it). */
+        reap_dead(d);
+        e = entry_find(d->sandboxes, name);
+        if (!e || !e->sb || e->busy)
                 return pc_error_setf(reterr, EBUSY, "not_running",
                                      "sandbox \"%s\" is not running; start it with 'pocketcoder sandbox start %s'",
                                      name, name);
+        if (ret_master) {
+                r = isolate_sandbox_openpt(e->sb, &master, reterr);
+                if (r < 0)
+                        return r;
+                slave = isolate_pty_peer(master);
+                if (slave < 0)
+                        return pc_error_setf(reterr, -slave, "pty", "sandbox %s: cannot open the terminal's slave: %s",
+                                             name, strerror(-slave));
+                o->stdin_fd = o->stdout_fd = o->stderr_fd = slave;
         }
-        detail = json_dumps(req, JSON_COMPACT);
-        pc_principal_describe(who, actor, sizeof(actor));
-        (void) pc_store_audit(&d->store, actor, enter ? "sandbox.enter" : "sandbox.run", name, detail);
-        *ret = j;
+        r = isolate_sandbox_exec(e->sb, o, ret_pid, ret_pidfd, reterr);
+        if (r < 0)
+                return r;
+        if (ret_master)
+                *ret_master = TAKE_FD(master);
         return 0;
 }

@@ -268,3 +268,11 @@ int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **re
 /* Removes a per-sandbox overlay directory (image mode) after the sandbox stopped: recursively, without
  * following symlinks or crossing mount points (its contents were written by the sandbox). */
 int isolate_sandbox_remove_overlay(const char *overlay_dir);
+
+/* ---- terminals inside a sandbox (pty.c) ---- */
+
+/* Allocates a pseudo-terminal in the sandbox's own devpts (a helper joins its user and mount namespaces and
+ * opens /dev/pts/ptmx, checked to be a devpts ptmx) and returns the unlocked master, O_CLOEXEC. */
+int isolate_sandbox_openpt(isolate_sandbox *sb, int *ret_master, pc_error **reterr);
+/* The slave of `master` (TIOCGPTPEER: no path is looked up), O_RDWR|O_NOCTTY|O_CLOEXEC. */
+int isolate_pty_peer(int master);

@@ -72,10 +72,23 @@ static void check_session(json_t *req)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *argv = json_object_get(req, "argv"), *root = json_object_get(req, "root");
-        bool enter;
-        int r = pc_session_request_parse(req, &enter, &e);
+        pc_session_request s;
+        int r = pc_session_request_parse(req, &s, &e);
 
-        require(r, e, r < 0 || ((!argv || is_string_array(argv)) && (!root || json_is_boolean(root))));
+        require(r, e, r < 0 || ((!argv || is_string_array(argv)) && (!root || json_is_boolean(root)) &&
+                                (s.enter || json_array_size(s.argv) > 0) && (!s.cwd || s.cwd[0] == '/') &&
+                                (!s.term || (*s.term && !strpbrk(s.term, "\n\x1b =")))));
+}
+
+static void check_image(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_image_request im;
+        int r = pc_image_request_parse(req, &im, &e);
+
+        /* What reaches build-image.sh's command line never holds a space, a quote or a shell character. */
+        require(r, e, r < 0 || (name_is_valid(im.name) && (!im.mirror || !strpbrk(im.mirror, " \"\\`<>|\n")) &&
+                                (!im.suite || !strpbrk(im.suite, " ,;"))));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -90,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_token(req);
         check_decide(req);
         check_session(req);
+        check_image(req);
         json_decref(req);
         return 0;
 }

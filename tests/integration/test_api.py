@@ -63,7 +63,11 @@ try:
         ("DELETE", "/v1/sandboxes/{name}"): ({ADMIN}, "/v1/sandboxes/box1", None, 404),
         ("POST", "/v1/sandboxes/{name}/start"): ({ADMIN}, "/v1/sandboxes/box1/start", None, 404),
         ("POST", "/v1/sandboxes/{name}/stop"): ({ADMIN}, "/v1/sandboxes/box1/stop", None, 404),
-        ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 404),
+        ("GET", "/v1/images"): ({ADMIN, RELAY}, "/v1/images", None, 200),
+        ("POST", "/v1/images"): ({ADMIN}, "/v1/images", {"name": "x", "mirror": "ftp://example.org/"}, 400),
+        ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
+        # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
+        ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
     }
     t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):

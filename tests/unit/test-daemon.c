@@ -139,7 +139,7 @@ TEST(request_bodies)
         };
         pc_sandbox_request s;
         pc_token_request t;
-        bool enter = false;
+        pc_session_request sess = {};
         char *err;
 
         err = REFUSAL(pc_sandbox_request_parse(body("{\"name\":\"dev\",\"memory\":\"512M\",\"cpus\":1.5,"
@@ -156,13 +156,29 @@ TEST(request_bodies)
         CHECK(!err && t.role == PC_ROLE_AGENT && streq(t.sandbox, "dev") && !t.label);
         free(err);
         err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"enter\",\"argv\":[],\"root\":true}"),
-                                               &enter, &e));
-        CHECK(!err && enter);
+                                               &sess, &e));
+        CHECK(!err && sess.enter && sess.tty && sess.as_root);
         free(err);
-        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\",1]}"), &enter, &e));
+        err = REFUSAL(pc_session_request_parse(
+                body("{\"kind\":\"run\",\"argv\":[\"id\"],\"cwd\":\"/tmp\",\"term\":\"xterm-256color\",\"rows\":50,\"cols\":132}"),
+                &sess, &e));
+        CHECK(!err && !sess.enter && !sess.tty && streq(sess.cwd, "/tmp") && streq(sess.term, "xterm-256color") &&
+              sess.rows == 50 && sess.cols == 132);
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\"}"), &sess, &e));
+        CHECK_STREQ(err, "field \"argv\" must name the command to run");
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\"],\"term\":\"x\\u001b]52\"}"),
+                                               &sess, &e));
+        CHECK_STREQ(err, "field \"term\" must be a terminal type such as xterm-256color");
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"enter\",\"rows\":0}"), &sess, &e));
+        CHECK_STREQ(err, "field \"rows\" must be an integer from 1 to 10000");
+        free(err);
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\",1]}"), &sess, &e));
         CHECK_STREQ(err, "field \"argv\" must be an array of strings");
         free(err);
-        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"root\":\"yes\"}"), &enter, &e));
+        err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\"],\"root\":\"yes\"}"), &sess, &e));
         CHECK_STREQ(err, "field \"root\" must be true or false");
         free(err);
         body(NULL);
