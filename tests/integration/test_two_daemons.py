@@ -111,7 +111,7 @@ try:
     # A state database from before daemon ids, with a sandbox in it, keeps the names its sandboxes have.
     b.stop()
     db = sqlite3.connect(os.path.join(b.state, "state.db"))
-    db.executescript("DROP TABLE settings; PRAGMA user_version = 2;")
+    db.executescript("DROP TABLE settings; PRAGMA user_version = 3;")  # 4 made settings
     db.close()
     b.start()
     t.ok("predates daemon ids" in b.logtext(), "an old state database with sandboxes gets no daemon id")
