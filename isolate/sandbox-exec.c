@@ -209,6 +209,17 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
                 target.pid = m.value;
         (void) waitpid(helper.pid, &status, 0);
         helper.pid = 0;
+        /* The process may fail (and say so) before the helper, which forked it, sent its pidfd: the helper's
+         * message is then queued behind, and it is the only handle on a process that is our child in the
+         * sandbox's pid namespace. Unreaped, it would stay a zombie there, and the sandbox's init cannot
+         * exit while its namespace holds one (stop would hang). The helper is gone: whatever it sent is
+         * queued, so this does not wait. */
+        if (r >= 0 && m.kind == MSG_FAILED) {
+                sync_msg pm;
+
+                if (recv_msg(sync_parent, 0, &pm, &target.pidfd) >= 0 && pm.kind == MSG_PID)
+                        target.pid = pm.value;
+        }
         if (r < 0)
                 return pc_error_setf(reterr, r, "exec", "sandbox %s: exec helper died: %s", sb->name, strerror(-r));
         if (m.kind == MSG_FAILED)
