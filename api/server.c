@@ -266,6 +266,10 @@ static int run_route(api_request *rq, const api_route *route)
                 r = authenticate(rq);
                 if (!rq->authenticated)
                         return r;
+                if (!(route->roles & (1u << rq->principal.role)) && rq->principal.agent_socket)
+                        return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
+                                               "the agent of sandbox \"%s\" may not %s %s", rq->principal.sandbox,
+                                               rq->method, rq->url);
                 if (!(route->roles & (1u << rq->principal.role)))
                         return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
                                                "a %s token may not %s %s", pc_role_to_string(rq->principal.role),
