@@ -20,6 +20,14 @@ typedef enum {
 
 typedef struct api_route api_route;
 
+/* Requests that have waited for an event (suspended at least once) and are not finished yet: a stopping
+ * server lets them answer first, so that a client gets its cursor rather than a dropped connection. */
+typedef struct api_waiting {
+        pthread_mutex_t lock;
+        pthread_cond_t done;
+        unsigned n;
+} api_waiting;
+
 typedef struct api_request {
         struct MHD_Connection *conn;
         pc_daemon *daemon;
@@ -43,6 +51,8 @@ typedef struct api_request {
         /* The handler suspended (api_suspend_until_event): on resume it runs again, without routing and
          * authentication again. */
         bool suspended;
+        bool waited;            /* counted in *waiting until the request completes */
+        api_waiting *waiting;
         pc_event_waiter waiter;
         uint64_t since;         /* GET /v1/events: the cursor */
         bool wait_started;

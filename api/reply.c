@@ -114,6 +114,11 @@ int api_suspend_until_event(api_request *rq, uint64_t seen)
         rq->waiter.seen = seen;
         rq->waiter.wake = wake;
         rq->suspended = true;
+        if (!rq->waited) {
+                LOCK_GUARD(&rq->waiting->lock);
+                rq->waiting->n++;
+                rq->waited = true;
+        }
         /* Suspended first: the waiter may be woken (resumed) as soon as it is registered, even at once. */
         MHD_suspend_connection(rq->conn);
         pc_event_wait(rq->daemon, &rq->waiter);

@@ -43,6 +43,7 @@ struct api_server {
         api_listener unix_listener, tcp_listener, agent_listener;
         unsigned tcp_port;
         char *socket_path;
+        api_waiting waiting;
         pthread_mutex_t pending_lock; /* guards pending and counts */
         pending_agent *pending;
         size_t n_pending;
@@ -88,6 +89,11 @@ static void on_request_completed(void *cls, struct MHD_Connection *c, void **con
         /* A request is only ever freed resumed, but never leave a waiter registered behind. */
         if (rq && rq->suspended)
                 pc_event_wait_done(l->server->daemon, &rq->waiter);
+        if (rq && rq->waited) {
+                LOCK_GUARD(&rq->waiting->lock);
+                rq->waiting->n--;
+                pthread_cond_broadcast(&rq->waiting->done);
+        }
         request_free(rq);
         *con_cls = NULL;
 }
@@ -262,6 +268,10 @@ static int run_route(api_request *rq, const api_route *route)
                 r = authenticate(rq);
                 if (!rq->authenticated)
                         return r;
+                if (!(route->roles & (1u << rq->principal.role)) && rq->principal.agent_socket)
+                        return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
+                                               "the agent of sandbox \"%s\" may not %s %s", rq->principal.sandbox,
+                                               rq->method, rq->url);
                 if (!(route->roles & (1u << rq->principal.role)))
                         return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
                                                "a %s token may not %s %s", pc_role_to_string(rq->principal.role),
@@ -331,6 +341,7 @@ static api_request *request_new(api_listener *l, struct MHD_Connection *conn, co
         rq->listener = l->kind;
         rq->sessions = &l->server->sessions;
         rq->socket_gid = l->server->socket_gid;
+        rq->waiting = &l->server->waiting;
         rq->method = method;
         rq->url = url;
         if (l->kind == API_LISTENER_AGENT) {
@@ -569,6 +580,12 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         s->max_body_size = o->max_body_size;
         s->socket_gid = o->socket_gid;
         pthread_mutex_init(&s->pending_lock, NULL);
+        pthread_mutex_init(&s->waiting.lock, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->waiting.done, &attr);
+        pthread_condattr_destroy(&attr);
         s->unix_listener = (api_listener){ .server = s, .kind = API_LISTENER_UNIX };
         s->tcp_listener = (api_listener){ .server = s, .kind = API_LISTENER_TCP };
         s->agent_listener = (api_listener){ .server = s, .kind = API_LISTENER_AGENT };
@@ -611,6 +628,20 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         return 0;
 }
 
+/* Until every request that waited has completed, or `usec` passed. */
+static void wait_for_waited(api_waiting *w, uint64_t usec)
+{
+        uint64_t end = now_usec(CLOCK_MONOTONIC) + usec;
+        struct timespec ts = { .tv_sec = (time_t) (end / 1000000), .tv_nsec = (long) (end % 1000000) * 1000 };
+
+        LOCK_GUARD(&w->lock);
+        while (w->n > 0)
+                if (pthread_cond_timedwait(&w->done, &w->lock, &ts) == ETIMEDOUT) {
+                        log_debug("%u waiting requests did not finish in time, closing them", w->n);
+                        return;
+                }
+}
+
 api_server *api_server_free(api_server *s)
 {
         int unix_fd, tcp_fd;
@@ -618,11 +649,13 @@ api_server *api_server_free(api_server *s)
         if (!s)
                 return NULL;
         /* 1. No new connections. 2. Every suspended request is resumed (and none suspends any more):
-         * libmicrohttpd must not be stopped with suspended connections. 3. Stop, which finishes the
-         * requests in flight and joins the pool threads: after this nothing calls into the daemon. */
+         * libmicrohttpd must not be stopped with suspended connections; they answer (with what they
+         * have and their cursor) within a bound. 3. Stop, which finishes the requests in flight and
+         * joins the pool threads: after this nothing calls into the daemon. */
         unix_fd = quiesce_httpd(s->unix_httpd);
         tcp_fd = quiesce_httpd(s->tcp_httpd);
         pc_event_waiters_stop(s->daemon);
+        wait_for_waited(&s->waiting, 2 * 1000000);
         api_sessions_done(&s->sessions);
         if (s->unix_httpd)
                 MHD_stop_daemon(s->unix_httpd);
@@ -638,6 +671,8 @@ api_server *api_server_free(api_server *s)
         free(s->pending);
         free(s->counts);
         pthread_mutex_destroy(&s->pending_lock);
+        pthread_mutex_destroy(&s->waiting.lock);
+        pthread_cond_destroy(&s->waiting.done);
         free(s);
         return NULL;
 }

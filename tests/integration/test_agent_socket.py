@@ -121,8 +121,9 @@ try:
     r = inside(A, "GET", "/v1/whoami", {"Authorization": f"Bearer {admin}"})
     t.ok(r["status"] == 200 and r["body"]["role"] == "agent" and r["body"]["token_id"] is None,
          "an admin token sent on the agent socket changes nothing", r)
-    t.eq(inside(A, "GET", "/v1/tokens", {"Authorization": f"Bearer {admin}"})["status"], 403,
-         "not even for admin-only routes")
+    r = inside(A, "GET", "/v1/tokens", {"Authorization": f"Bearer {admin}"})
+    t.ok(r["status"] == 403 and r["body"]["error"]["message"] == f'the agent of sandbox "{A}" may not GET /v1/tokens',
+         "not even for admin-only routes, and the refusal says who asked", r)
     r = inside(A, "GET", "/v1/events?since=0")
     t.ok(r["status"] == 200 and [(e["type"], e["sandbox"]) for e in r["body"]["events"]] == [("sandbox.created", A)],
          "the agent sees its own sandbox's events only", r)

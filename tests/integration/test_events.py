@@ -180,6 +180,9 @@ try:
     th.join(30)
     t.ok(d.pid is None and not th.is_alive() and time.monotonic() - start < 10,
          "SIGTERM with a suspended request stops the daemon promptly", box)
+    t.ok("r" in box and box["r"].status == 200 and box["r"].json["events"] == []
+         and box["r"].json["next"] == 1000000000,
+         "and the waiting request is answered first (no events, its cursor), not dropped", box)
     t.ok("Terminated: stopping" in d.logtext() and "error:" not in d.logtext(), "and it logs a clean stop")
 
     t.ok(not spec.errors, f"all {spec.checked} responses validate against api/openapi.yaml", "\n".join(spec.errors[:20]))
