@@ -196,6 +196,9 @@ typedef enum {
         PC_EVENT_SANDBOX_STOPPED,
         PC_EVENT_SANDBOX_DELETED,
         PC_EVENT_POLICY_RELOADED,
+        PC_EVENT_IMAGE_PROGRESS, /* a line the build printed */
+        PC_EVENT_IMAGE_BUILT,
+        PC_EVENT_IMAGE_FAILED,
         _PC_EVENT_TYPE_MAX,
         PC_EVENT_TYPE_INVALID = -EINVAL,
 } pc_event_type;

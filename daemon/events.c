@@ -13,6 +13,9 @@ static const char *const event_type_table[_PC_EVENT_TYPE_MAX] = {
         [PC_EVENT_SANDBOX_STOPPED] = "sandbox.stopped",
         [PC_EVENT_SANDBOX_DELETED] = "sandbox.deleted",
         [PC_EVENT_POLICY_RELOADED] = "policy.reloaded",
+        [PC_EVENT_IMAGE_PROGRESS] = "image.progress",
+        [PC_EVENT_IMAGE_BUILT] = "image.built",
+        [PC_EVENT_IMAGE_FAILED] = "image.failed",
 };
 
 const char *pc_event_type_to_string(pc_event_type t)

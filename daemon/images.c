@@ -30,12 +30,19 @@ struct pc_image_build {
         size_t pending_len, pending_off;
 };
 
+/* Every line of the build's answer is also an event on the bus (image.progress, image.built,
+ * image.failed, with the image's name), so a client that lost the answer can follow it on GET /v1/events. */
 void pc_images_progress(pc_daemon *d, const char *image, json_t *event)
 {
-        /* The hook the event bus connects to; until then, the daemon's debug log. */
-        _cleanup_free_ char *text = json_dumps(event, JSON_COMPACT);
+        const char *kind = json_string_value(json_object_get(event, "event"));
+        pc_event_type t = streq_ptr(kind, "done")   ? PC_EVENT_IMAGE_BUILT :
+                          streq_ptr(kind, "failed") ? PC_EVENT_IMAGE_FAILED :
+                                                      PC_EVENT_IMAGE_PROGRESS;
+        json_t *data = json_deep_copy(event);
 
-        log_debug("image %s: %s", image, strna(text));
+        if (data)
+                (void) json_object_set_new(data, "image", json_string(image));
+        (void) pc_event_publish(d, t, NULL, data);
 }
 
 static char *images_dir(pc_daemon *d)

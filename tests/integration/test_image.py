@@ -66,6 +66,13 @@ try:
          and len(lines) == 5002 and p.stderr == "to stderr\n",
          "image build streams every line to stdout or stderr as printed (invalid UTF-8 as '?') and exits with the "
          "build's status", (p.returncode, lines[:3], lines[-1:], len(lines), p.stderr))
+    # The same lines are events on the bus, for a client that lost the answer.
+    ev = fake.request("GET", "/v1/events?type=image.failed", via="unix").json["events"]
+    t.ok(len(ev) == 1 and ev[0]["data"].get("image") == "fake" and ev[0]["data"].get("status") == 3,
+         "the build's end is an image.failed event with the image's name and status", ev)
+    ev = fake.request("GET", "/v1/events?type=image.progress", via="unix").json["events"]
+    t.ok(len(ev) > 0 and ev[0]["data"].get("image") == "fake" and ev[0]["data"].get("stream") == "stdout",
+         "each line printed is an image.progress event", ev[:2])
 finally:
     os.environ["POCKETCODER_ROOTFS_DIR"] = ROOTFS_DIR
     fake.cleanup()
