@@ -11,7 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "daemon-internal.h"
-#include "policy-manager.h"
+#include "policy-manager-internal.h"
 
 struct pc_post {
         pc_daemon_post_fn fn;

@@ -13,7 +13,7 @@
 
 #include "daemon-internal.h"
 #include "isolate.h"
-#include "requests.h"
+#include "requests-internal.h"
 
 #define BUILD_SCRIPT "build-image.sh"
 

@@ -6,8 +6,8 @@
 
 #include "daemon-internal.h"
 #include "policies.h"
-#include "policy-manager.h"
-#include "requests.h"
+#include "policy-manager-internal.h"
+#include "requests-internal.h"
 
 typedef struct loaded_policy {
         char *name;

@@ -4,7 +4,7 @@
 #include <math.h>
 
 #include "common.h"
-#include "requests.h"
+#include "requests-internal.h"
 
 static const char *const role_names[_PC_ROLE_MAX] = {
         [PC_ROLE_ADMIN] = "admin",

@@ -11,7 +11,7 @@
 #include "daemon-internal.h"
 #include "isolate.h"
 #include "policies.h"
-#include "requests.h"
+#include "requests-internal.h"
 
 #define UID_COUNT       65536u
 #define MAX_SANDBOXES   4096u

@@ -12,7 +12,7 @@
 
 #include "daemon-internal.h"
 #include "isolate.h"
-#include "requests.h"
+#include "requests-internal.h"
 
 struct pc_session {
         pc_daemon *daemon;

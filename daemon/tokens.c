@@ -4,7 +4,7 @@
 #include <sys/random.h>
 
 #include "daemon-internal.h"
-#include "requests.h"
+#include "requests-internal.h"
 
 /* A token is "pct_" + 12 hex id + "_" + 64 hex secret. The id finds the row without revealing anything;
  * only SHA-256(token) is stored, so the database alone never yields a usable token. The secret has 256

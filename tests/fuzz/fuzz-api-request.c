@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target: any bytes as an API request body, parsed as api/server.c parses it and run through
- * every endpoint's validator (daemon/requests.h). Besides memory safety it checks the contract: a refusal
+ * every endpoint's validator (daemon/requests-internal.h). Besides memory safety it checks the contract: a refusal
  * is a 400 with a code and a message, and what is accepted is what api/openapi.yaml allows. */
 
 #include "common.h"
-#include "requests.h"
+#include "requests-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

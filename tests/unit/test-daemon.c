@@ -3,7 +3,7 @@
  * bus over a store of its own. */
 
 #include "daemon-internal.h"
-#include "requests.h"
+#include "requests-internal.h"
 #include "tap.h"
 
 /* Parses TEXT (LEN bytes) over the defaults; returns the error message, or NULL when it loaded. */
