@@ -82,10 +82,10 @@ static const struct option global_options[] = {
         {},
 };
 
-/* Where a command's words stop being options and operands and become someone else's: after OPERANDS
- * operands (its subcommand counted), the rest is left as it is, "--json" included. ARG_OPTIONS are the
- * command's options that take the next word as their argument (not an operand). "--" always ends the
- * search. A command not listed here has no such words. */
+/* Where a command's words stop being options and operands and become someone else's: at the operand
+ * after the first OPERANDS (its subcommand counted), the rest is left as it is, "--json" included.
+ * ARG_OPTIONS are the command's options that take the next word as their argument (not an operand).
+ * "--" always ends the search. A command not listed here has no such words. */
 static const struct {
         const char *command, *sub; /* sub NULL: any subcommand */
         unsigned operands;
@@ -147,7 +147,7 @@ static int take_global_options(int *argc, char **argv, cli_global *g)
                 const char *w = argv[i], *value = NULL;
                 size_t len = 0;
 
-                if (operands >= limit || streq(w, "--")) {
+                if (streq(w, "--") || (w[0] != '-' && operands >= limit)) {
                         /* The rest is not ours: keep it as it is. */
                         memmove(argv + n, argv + i, (*argc - i) * sizeof(char *));
                         n += *argc - i;

@@ -52,6 +52,9 @@ try:
     p = d.cli("policy", "decide", "--policy", pol, "--", "git", "status", "--json")
     t.ok(p.returncode == 0 and p.stdout.splitlines()[0] == "deny", "policy decide: --json after -- is a word of the command",
          p.stdout + p.stderr)
+    p = d.cli("policy", "decide", "--policy", pol, "--json", "git", "status")
+    t.ok(p.returncode == 0 and json.loads(p.stdout)["decision"] == "allow", "policy decide --json before the command words",
+         p.stdout + p.stderr)
     p = d.cli("policy", "decide", "--policy", pol, "--json", "--", "git", "status")
     t.ok(p.returncode == 0 and json.loads(p.stdout)["decision"] == "allow", "policy decide --json before --", p.stdout + p.stderr)
 
