@@ -230,7 +230,7 @@ static void optset_add_short(optset *s, unsigned char c)
 
 static void optset_add_long(optset *s, const char *command, const char *name, size_t len)
 {
-        char l = alias_letter(command, name, len);
+        char l = command ? alias_letter(command, name, len) : 0;
         if (l) {
                 optset_add_short(s, (unsigned char) l);
                 return;
@@ -251,8 +251,48 @@ static bool is_option_word(const char *s)
         return s[0] == '-' && s[1] && !streq(s, "--");
 }
 
-static void optset_add_word(optset *s, const char *command, bool whole, const char *w)
+/* Adds the option word W. With a table (PS) options are resolved to their canonical names as the program
+ * reads them: aliases (-R = -r = --recursive), unique abbreviations (--f = --force), values (-k1,1). */
+static void optset_add_word(optset *s, const char *command, const prog_spec *ps, bool whole, const char *w)
 {
+        spec_opt o;
+        int k;
+
+        if (ps && ps->opts && !(ps->flags & PS_ANY)) {
+                if (w[1] == '-' || (ps->flags & PS_WHOLE)) {
+                        unsigned dashes = w[1] == '-' ? 2 : 1;
+                        const char *name = w + dashes;
+                        size_t len = strcspn(name, "=");
+                        k = spec_lookup(ps, name, len, dashes, &o);
+                        if (k < 0) {
+                                s->unknown = true; /* an ambiguous abbreviation */
+                                return;
+                        }
+                        if (k == 0)
+                                optset_add_long(s, NULL, name, len);
+                        else if (o.canon_short)
+                                optset_add_short(s, (unsigned char) o.canon[0]);
+                        else
+                                optset_add_long(s, NULL, o.canon, o.canon_len);
+                        return;
+                }
+                if ((ps->flags & PS_NUMERIC) && w[1] >= '0' && w[1] <= '9' && w[strspn(w + 1, "0123456789") + 1] == 0)
+                        return;
+                for (const char *c = w + 1; *c; c++) {
+                        k = spec_lookup(ps, c, 1, 1, &o);
+                        if (k <= 0) {
+                                optset_add_short(s, (unsigned char) *c);
+                                continue;
+                        }
+                        if (o.canon_short)
+                                optset_add_short(s, (unsigned char) o.canon[0]);
+                        else
+                                optset_add_long(s, NULL, o.canon, o.canon_len);
+                        if (o.arg)
+                                return; /* the rest of the word is its value */
+                }
+                return;
+        }
         if (w[1] == '-' || whole) {
                 const char *name = w + (w[1] == '-' ? 2 : 1);
                 optset_add_long(s, command, name, strcspn(name, "="));
@@ -309,11 +349,48 @@ typedef enum {
         M_MAYBE, /* could match once an expansion is known */
 } mres;
 
+/* A rule word with a "/" is a path: the word is compared after lexical normalisation ("a/../b" is "b"). */
 static bool word_matches(const pat_word *pw, const char *s)
 {
+        _cleanup_free_ char *norm = NULL;
+
+        if (strchr(s, '/')) {
+                norm = path_normalize(s);
+                if (norm)
+                        s = norm;
+        }
         if (pw->glob)
-                return fnmatch(pw->glob, s, 0) == 0;
+                return glob_match(pw->glob, s);
         return streq(pw->text, s);
+}
+
+/* Could the non-literal word SRC (source text) be RULE_WORD once expanded? Only a plain glob (no quotes, no
+ * expansions) is known well enough to say no. */
+static bool maybe_same(const char *src, const char *rule_word)
+{
+        if (strpbrk(src, "$`'\"\\{"))
+                return true;
+        return fnmatch(src, rule_word, FNM_PERIOD) == 0;
+}
+
+/* Could the non-literal word SRC expand to one of the options the rule R names? */
+static bool maybe_option(const char *src, const pc_rule *r)
+{
+        if (strpbrk(src, "$`'\"\\{"))
+                return true;
+        if (!strchr("-*?[", src[0]))
+                return false; /* a glob that starts with a literal character other than "-" */
+        for (size_t k = 1; k < r->n_words; k++) {
+                const char *t = r->words[k].text;
+                if (!r->words[k].flag)
+                        continue;
+                if (fnmatch(src, t, 0) == 0)
+                        return true;
+                for (const char *c = t + 1; t[1] != '-' && *c; c++)
+                        if (fnmatch(src, (char[]){ '-', *c, 0 }, 0) == 0)
+                                return true;
+        }
+        return false;
 }
 
 /* Matches the rule's words after the first against argv[1..]. Allow rules need the exact option set,
@@ -332,7 +409,7 @@ static mres match_rule(const pc_rule *r, const sh_word *argv, size_t argc)
                         size_t pj = pi;
 
                         while (pj < r->n_words && r->words[pj].flag) {
-                                optset_add_word(&need, r->command, r->whole_options, r->words[pj].text);
+                                optset_add_word(&need, r->command, r->spec, r->whole_options, r->words[pj].text);
                                 pj++;
                         }
                         tail_mode = r->tail && pj == r->n_words;
@@ -340,24 +417,24 @@ static mres match_rule(const pc_rule *r, const sh_word *argv, size_t argc)
                                 /* options may come anywhere before "--" (GNU getopt permutes) */
                                 for (size_t k = ai; k < argc; k++) {
                                         if (!argv[k].literal) {
-                                                maybe = true;
+                                                maybe = maybe || maybe_option(argv[k].value, r);
                                                 continue;
                                         }
                                         if (streq(argv[k].value, "--"))
                                                 break;
                                         if (is_option_word(argv[k].value))
-                                                optset_add_word(&have, r->command, r->whole_options,
+                                                optset_add_word(&have, r->command, r->spec, r->whole_options,
                                                                 argv[k].value);
                                 }
                         } else
                                 while (ai < argc) {
                                         if (!argv[ai].literal) {
-                                                maybe = true;
+                                                maybe = maybe_option(argv[ai].value, r);
                                                 break;
                                         }
                                         if (!is_option_word(argv[ai].value))
                                                 break;
-                                        optset_add_word(&have, r->command, r->whole_options, argv[ai].value);
+                                        optset_add_word(&have, r->command, r->spec, r->whole_options, argv[ai].value);
                                         ai++;
                                 }
                         bool ok = exact ? optset_equal(&need, &have) : optset_contains(&have, &need);
@@ -377,7 +454,7 @@ static mres match_rule(const pc_rule *r, const sh_word *argv, size_t argc)
                                 ai++;
                                 continue;
                         }
-                        return M_MAYBE;
+                        return pw->glob || maybe_same(argv[ai].value, pw->text) ? M_MAYBE : M_NO;
                 }
                 if (!word_matches(pw, argv[ai].value))
                         return M_NO;
@@ -400,16 +477,30 @@ static mres match_rule_operands(const pc_rule *r, const sh_word *argv, size_t ar
         bool maybe = false, after_dashdash = false;
         size_t pi = 1, ai = 1;
 
+        /* the words before the first option (a subcommand: "git diff --output") must match first */
+        for (size_t k = 1; k < r->n_words && !r->words[k].flag; k++) {
+                if (k >= argc)
+                        return M_NO;
+                if (!argv[k].literal) {
+                        if (r->words[k].glob || maybe_same(argv[k].value, r->words[k].text))
+                                return M_MAYBE;
+                        return M_NO;
+                }
+                if (is_option_word(argv[k].value))
+                        break;
+                if (!word_matches(&r->words[k], argv[k].value))
+                        return M_NO;
+        }
         for (size_t k = 1; k < r->n_words; k++)
                 if (r->words[k].flag)
-                        optset_add_word(&need, r->command, r->whole_options, r->words[k].text);
+                        optset_add_word(&need, r->command, r->spec, r->whole_options, r->words[k].text);
         for (size_t k = 1; k < argc && !after_dashdash; k++) {
                 if (!argv[k].literal)
-                        maybe = true;
+                        maybe = maybe || maybe_option(argv[k].value, r);
                 else if (streq(argv[k].value, "--"))
                         after_dashdash = true;
                 else if (is_option_word(argv[k].value))
-                        optset_add_word(&have, r->command, r->whole_options, argv[k].value);
+                        optset_add_word(&have, r->command, r->spec, r->whole_options, argv[k].value);
         }
         if (!optset_contains(&have, &need))
                 return maybe ? M_MAYBE : M_NO;
@@ -507,7 +598,9 @@ static void match_all(const pc_policy *p, const sh_word *argv, size_t argc, matc
 {
         const char *name = argv[0].value, *slash = strrchr(name, '/');
         const char *base = slash ? slash + 1 : name;
-        bool trusted = slash && in_trusted_dir(name, base);
+        _cleanup_free_ char *norm = slash ? path_normalize(name) : NULL;
+        const char *nslash = norm ? strrchr(norm, '/') : NULL;
+        bool trusted = nslash && in_trusted_dir(norm, nslash + 1) && streq(nslash + 1, base);
         rule_bucket *b;
 
         b = bucket_find(p, name, false);
@@ -522,10 +615,9 @@ static void match_all(const pc_policy *p, const sh_word *argv, size_t argc, matc
         }
         for (size_t i = 0; i < p->n_glob; i++) {
                 const pc_rule *r = &p->rules[p->glob_rules[i]];
-                if (fnmatch(r->words[0].glob, name, 0) == 0)
+                if (word_matches(&r->words[0], name))
                         consider(p, p->glob_rules[i], argv, argc, false, true, st);
-                else if (slash && *base && !strchr(r->words[0].text, '/') &&
-                         fnmatch(r->words[0].glob, base, 0) == 0)
+                else if (slash && *base && !strchr(r->words[0].text, '/') && glob_match(r->words[0].glob, base))
                         consider(p, p->glob_rules[i], argv, argc, true, trusted, st);
         }
 }

@@ -228,7 +228,9 @@ TEST(word_matching)
         CHECK_DECIDE("make install", Q);
         CHECK_DECIDE("true", A);
         CHECK_DECIDE("./scripts/build.sh", A);
-        CHECK_DECIDE("./scripts/sub/x.sh", A); /* * crosses / (no FNM_PATHNAME) */
+        CHECK_DECIDE("./scripts/sub/x.sh", Q); /* * does not cross / (** does) */
+        CHECK_DECIDE("./scripts/../../x.sh", Q); /* normalised before matching */
+        CHECK_DECIDE("./scripts/./build.sh", A);
         CHECK_DECIDE("./other/build.sh", Q);
         CHECK_DECIDE("python3 --version", A);
         CHECK_DECIDE("python3 -c 'print(1)'", Q);
@@ -486,7 +488,7 @@ TEST(fail_closed)
                 "PATH=/tmp:$PATH", "PATH=. ls", "LD_PRELOAD=/tmp/x.so ls", "export PATH=/tmp",
                 "declare -x LD_PRELOAD=x", "f() { ls; }; f", "function f { ls; }", "echo $((x))",
                 "printf -v 'a[$(id)]' x", "read 'a[`id`]'", "[[ $x -eq 1 ]]", "GIT_SSH_COMMAND=x git status",
-                "echo $[1+2]", "$'r\\0m' x", "x[1]=y",
+                "echo $[1+2]", "$'r\\0m' x", "x[i]=y",
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_pc_verdict_ pc_verdict *v = NULL;
