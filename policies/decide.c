@@ -648,6 +648,277 @@ static int add_note(ctx *c, const char *via, const char *text)
         return 0;
 }
 
+static bool in_list(const char *s, const char *const *list)
+{
+        for (; list && *list; list++)
+                if (streq(s, *list))
+                        return true;
+        return false;
+}
+
+/* ---- what an allowed command can do (option tables) ---- */
+
+static const char *const harmless_targets[] = { "/dev/null", "/dev/stdout", "/dev/stderr", NULL };
+
+/* The decision of the write rules for writing PATH (normalised before matching); *RET_RULE is the rule
+ * that decided (NULL for the default or the built-in harmless targets). */
+static pc_decision write_decision(const pc_policy *p, const char *path, const pc_rule **ret_rule)
+{
+        _cleanup_free_ char *norm = path_normalize(path);
+        const pc_rule *best = NULL;
+
+        if (!norm)
+                return dmax(p->def, PC_DECISION_ASK);
+        for (size_t i = 0; i < p->n_write; i++) {
+                const pc_rule *r = &p->rules[p->write_rules[i]];
+                if (word_matches(&r->words[0], norm) && (!best || r->action > best->action))
+                        best = r;
+        }
+        *ret_rule = best;
+        if (best)
+                return best->action;
+        if (in_list(norm, harmless_targets))
+                return PC_DECISION_ALLOW;
+        return p->def;
+}
+
+/* Can the non-literal word SRC (its source text) become an option once expanded: it starts with "-" or
+ * an expansion or glob, or an unquoted expansion in it can split it into several words? */
+static bool word_may_be_option(const char *src)
+{
+        bool dq = false, first = true;
+
+        for (const char *s = src; *s; s++) {
+                char c = *s;
+                if (c == '"') {
+                        dq = !dq;
+                        continue;
+                }
+                if (c == '\'' && !dq) {
+                        const char *q = strchr(s + 1, '\'');
+                        if (first && q && q > s + 1 && s[1] == '-')
+                                return true;
+                        first = first && q == s + 1;
+                        s = q ? q : s + strlen(s) - 1;
+                        continue;
+                }
+                if (c == '$' || c == '`') {
+                        if (!dq || first)
+                                return true;
+                } else if (!dq && strchr("*?[", c) && first)
+                        return true;
+                else if (first && c == '-')
+                        return true;
+                if (c == '\\' && s[1])
+                        s++;
+                first = false;
+        }
+        return false;
+}
+
+/* Does the rule name option O of table PS among its option words? */
+static bool rule_names_option(const pc_rule *r, const prog_spec *ps, const spec_opt *o)
+{
+        if (!r || r->spec != ps)
+                return false;
+        for (size_t k = 1; k < r->n_words; k++) {
+                const char *t = r->words[k].text;
+                spec_opt ro;
+                if (!r->words[k].flag)
+                        continue;
+                if (t[1] == '-' || (ps->flags & PS_WHOLE)) {
+                        unsigned dashes = t[1] == '-' ? 2 : 1;
+                        if (spec_lookup(ps, t + dashes, strcspn(t + dashes, "="), dashes, &ro) > 0 && ro.canon == o->canon)
+                                return true;
+                        continue;
+                }
+                for (const char *ch = t + 1; *ch; ch++)
+                        if (spec_lookup(ps, ch, 1, 1, &ro) > 0 && ro.canon == o->canon)
+                                return true;
+        }
+        return false;
+}
+
+typedef struct effects {
+        pc_decision d;
+        char *why;
+} effects;
+
+static int effect(effects *e, pc_decision d, const char *fmt, ...) _printf_(3, 4);
+static int effect(effects *e, pc_decision d, const char *fmt, ...)
+{
+        va_list ap;
+        char *t;
+
+        if (d <= e->d && e->why)
+                return 0;
+        va_start(ap, fmt);
+        int k = vasprintf(&t, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return -ENOMEM;
+        free(e->why);
+        e->why = t;
+        e->d = dmax(e->d, d);
+        return 0;
+}
+
+/* A file the command writes: decided by the write rules like a redirection. */
+static int effect_write(ctx *c, effects *e, const char *prog, const char *what, const sh_word *file)
+{
+        const pc_rule *wr = NULL;
+        pc_decision d;
+
+        if (!file)
+                return effect(e, dmax(c->p->def, PC_DECISION_ASK), "%s %s writes files", prog, what);
+        if (!file->literal)
+                return effect(e, dmax(c->p->def, PC_DECISION_ASK), "%s %s writes a file whose name is not literal",
+                              prog, what);
+        d = write_decision(c->p, file->value, &wr);
+        if (d == PC_DECISION_ALLOW)
+                return 0;
+        return effect(e, d, "%s %s writes %s (%s)", prog, what, file->value, wr ? wr->loc : "write default");
+}
+
+static bool sed_has_script_option(const sh_word *argv, size_t argc)
+{
+        for (size_t i = 1; i < argc; i++) {
+                const char *a = argv[i].value;
+                if (!argv[i].literal || a[0] != '-')
+                        continue;
+                if (streq(a, "--"))
+                        break;
+                if (a[1] == '-' ? startswith(a, "--e") || startswith(a, "--f") : strpbrk(a + 1, "ef") != NULL)
+                        return true;
+        }
+        return false;
+}
+
+/* Reads ARGV (from FIRST on) with the program's table PS the way the program will, and finds what an
+ * allow must not cover: unknown or ambiguous options, options that write files (decided by the write
+ * rules, unless RULE names them) or run programs (ask, unless RULE names them), output operands, sed
+ * scripts that write or run. */
+static int check_effects(ctx *c, const prog_spec *ps, const pc_rule *rule, const sh_word *argv, size_t argc,
+                         size_t first, effects *e)
+{
+        const char *prog = argv[0].value;
+        bool opts_done = false, sed_script_seen = (ps->flags & PS_SED) && sed_has_script_option(argv, argc);
+        bool has_effects = spec_has_effects(ps);
+        size_t nop = 0;
+        pc_decision ask = dmax(c->p->def, PC_DECISION_ASK);
+        int r = 0;
+
+        if (ps->flags & PS_ANY)
+                return 0;
+        for (size_t i = first; i < argc && r >= 0; i++) {
+                const char *a = argv[i].value;
+                spec_opt o;
+
+                if (!argv[i].literal) {
+                        if (!opts_done && has_effects && word_may_be_option(a)) {
+                                r = effect(e, ask, "%s: the expansion %s may become an option that writes files or "
+                                                   "runs programs", prog, a);
+                                continue;
+                        }
+                        nop++;
+                        if (((ps->flags & PS_OUT2) && nop <= 2) || ((ps->flags & PS_SED) && !sed_script_seen) ||
+                            (ps->flags & PS_OPERANDS_X))
+                                r = effect(e, ask, "%s: the operand %s is not literal", prog, a);
+                        sed_script_seen = true;
+                        continue;
+                }
+                if (opts_done || a[0] != '-' || a[1] == 0) {
+                        nop++;
+                        if ((ps->flags & PS_SED) && !sed_script_seen) {
+                                char k = sed_script_effect(a);
+                                sed_script_seen = true;
+                                if (k)
+                                        r = effect(e, ask, "the sed script %s %s", a,
+                                                   k == 'W' ? "writes files" : "runs commands or cannot be read");
+                        } else if ((ps->flags & PS_OUT2) && nop == 2)
+                                r = effect_write(c, e, prog, "output operand", &argv[i]);
+                        else if (ps->flags & PS_OPERANDS_X)
+                                r = effect(e, ask, "%s %s changes the system", prog, a);
+                        if (ps->flags & PS_NOPERMUTE)
+                                opts_done = true;
+                        continue;
+                }
+                if (streq(a, "--")) {
+                        opts_done = true;
+                        continue;
+                }
+                const sh_word *value = NULL;
+                int k;
+                if (a[1] == '-' || (ps->flags & PS_WHOLE)) {
+                        unsigned dashes = a[1] == '-' ? 2 : 1;
+                        const char *name = a + dashes;
+                        size_t len = strcspn(name, "=");
+                        k = spec_lookup(ps, name, len, dashes, &o);
+                        if (k < 0) {
+                                r = effect(e, ask, "%s: %s is an ambiguous abbreviation", prog, a);
+                                continue;
+                        }
+                        if (k == 0) {
+                                r = effect(e, ask, "%s: unknown option %s", prog, a);
+                                continue;
+                        }
+                        if (o.arg == '=' && !name[len]) {
+                                value = i + 1 < argc ? &argv[i + 1] : NULL;
+                                i += o.nvals;
+                        } else if (name[len])
+                                value = &(const sh_word){ .value = (char *) name + len + 1, .literal = true };
+                } else {
+                        if ((ps->flags & PS_NUMERIC) && a[strspn(a + 1, "0123456789") + 1] == 0)
+                                continue;
+                        o = (spec_opt){};
+                        for (const char *ch = a + 1; *ch; ch++) {
+                                spec_opt x;
+                                k = spec_lookup(ps, ch, 1, 1, &x);
+                                if (k <= 0) {
+                                        r = effect(e, ask, "%s: unknown option -%c", prog, *ch);
+                                        break;
+                                }
+                                if (x.effect && !rule_names_option(rule, ps, &x)) {
+                                        if (x.effect == 'X')
+                                                r = effect(e, ask, "%s -%c runs programs", prog, *ch);
+                                        else if (x.arg && ch[1])
+                                                r = effect_write(c, e, prog, a, &(const sh_word){ .value = (char *) ch + 1, .literal = true });
+                                        else if (x.arg == '=')
+                                                r = effect_write(c, e, prog, a, i + 1 < argc ? &argv[i + 1] : NULL);
+                                        else
+                                                r = effect(e, ask, "%s -%c writes files", prog, *ch);
+                                }
+                                if ((ps->flags & PS_SED) && *ch == 'e') {
+                                        const char *scr = ch[1] ? ch + 1 : i + 1 < argc && argv[i + 1].literal ? argv[i + 1].value : NULL;
+                                        char se = scr ? sed_script_effect(scr) : 'X';
+                                        if (se)
+                                                r = effect(e, ask, "the sed script %s %s", scr ?: "(not literal)",
+                                                           se == 'W' ? "writes files" : "runs commands or cannot be read");
+                                }
+                                if (x.arg) {
+                                        if (x.arg == '=' && !ch[1])
+                                                i += x.nvals;
+                                        break;
+                                }
+                        }
+                        continue;
+                }
+                if ((ps->flags & PS_SED) && o.canon_short && o.canon[0] == 'e') {
+                        char se = value && value->literal ? sed_script_effect(value->value) : 'X';
+                        if (se)
+                                r = effect(e, ask, "the sed script %s %s", value ? value->value : "(missing)",
+                                           se == 'W' ? "writes files" : "runs commands or cannot be read");
+                }
+                if (!o.effect || rule_names_option(rule, ps, &o))
+                        continue;
+                if (o.effect == 'X')
+                        r = effect(e, ask, "%s %s runs programs or changes the system", prog, a);
+                else
+                        r = effect_write(c, e, prog, a, o.arg ? value : NULL);
+        }
+        return r;
+}
+
 /* Decides one simple command by the rules (no wrapper logic). REASON, when set, forces at least ask.
  * With ONLY_IF_MATCHED the command is recorded only when a rule matches definitely (wrappers). */
 static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via, const char *reason,
@@ -686,6 +957,29 @@ static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via
                         if (!reason)
                                 reason = why;
                 }
+                if (d == PC_DECISION_ALLOW && st.best) {
+                        /* an allow rule covers only what the program's table says is harmless (a "default
+                         * allow" covers everything, as it says) */
+                        const char *base = strrchr(argv[0].value, '/') ? strrchr(argv[0].value, '/') + 1 : argv[0].value;
+                        bool git = streq(base, "git");
+                        const prog_spec *ps = spec_find(base, git ? (argc > 1 && argv[1].literal ? argv[1].value : "") : NULL);
+                        effects eff = {};
+                        if (ps) {
+                                int r = check_effects(c, ps, st.best, argv, argc, git ? 2 : 1, &eff);
+                                if (r < 0) {
+                                        free(eff.why);
+                                        return r;
+                                }
+                        }
+                        if (eff.d > d) {
+                                d = eff.d;
+                                free(why);
+                                why = eff.why;
+                                eff.why = NULL;
+                                reason = why;
+                        }
+                        free(eff.why);
+                }
         }
 
         if (array_grow((void **) &c->v->commands, &c->cap_commands, c->v->n_commands, sizeof(*e)) < 0)
@@ -719,13 +1013,6 @@ static char *via_push(const char *via, const char *what)
         return via ? strjoin(via, " > ", what) : strdup(what);
 }
 
-static bool in_list(const char *s, const char *const *list)
-{
-        for (; list && *list; list++)
-                if (streq(s, *list))
-                        return true;
-        return false;
-}
 
 typedef struct wrapper {
         const char *name;
@@ -1073,8 +1360,6 @@ static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, con
                 return decide_shell(c, w, n, via, reason, depth);
         return decide_argv(c, w, n, via, reason, false);
 }
-
-static const char *const harmless_targets[] = { "/dev/null", "/dev/stdout", "/dev/stderr", NULL };
 
 static int decide_redirect(ctx *c, const sh_redir *rd, const char *via)
 {
