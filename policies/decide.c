@@ -628,6 +628,7 @@ typedef struct ctx {
         const pc_policy *p;
         pc_verdict *v;
         size_t cap_commands, cap_redirects, cap_notes;
+        const char *splice; /* inside xargs or find -exec: the placeholder pasted at run time ("" for none) */
 } ctx;
 
 static pc_decision dmax(pc_decision a, pc_decision b)
@@ -1025,6 +1026,9 @@ typedef struct wrapper {
         bool assignments;              /* VAR=value words may precede the command */
         bool numeric;                  /* "-10" is an option (nice) */
         bool appends_input;            /* the command gets more words at run time (xargs) */
+        const char *short_write;       /* options whose value is a file the wrapper writes (time -o) */
+        const char *const *long_write;
+        const char *no_command;        /* options after which the operands are not a command (ionice -p) */
 } wrapper;
 
 #define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
@@ -1040,7 +1044,19 @@ static const wrapper wrappers[] = {
           .positional = 1 },
         { .name = "stdbuf", .short_arg = "ioe", .long_arg = L("input", "output", "error") },
         { .name = "time", .short_noarg = "pvaq", .short_arg = "fo",
-          .long_noarg = L("portability", "verbose", "append", "quiet"), .long_arg = L("format", "output") },
+          .long_noarg = L("portability", "verbose", "append", "quiet"), .long_arg = L("format", "output"),
+          .short_write = "o", .long_write = L("output") },
+        { .name = "setsid", .short_noarg = "cfw", .long_noarg = L("ctty", "fork", "wait") },
+        { .name = "ionice", .short_noarg = "t", .short_arg = "cnpPu",
+          .long_noarg = L("ignore"), .long_arg = L("class", "classdata", "pid", "pgid", "uid"), .no_command = "pPu" },
+        { .name = "chrt", .short_noarg = "abdefiormRv", .short_arg = "TPD",
+          .long_noarg = L("all-tasks", "batch", "deadline", "fifo", "idle", "other", "rr", "reset-on-fork",
+                          "max", "verbose", "ext"),
+          .long_arg = L("sched-runtime", "sched-period", "sched-deadline"), .positional = 1, .no_command = "p" },
+        { .name = "flock", .short_noarg = "sxunoFv", .short_arg = "wEc",
+          .long_noarg = L("shared", "exclusive", "unlock", "nonblock", "nb", "close", "no-fork", "verbose"),
+          .long_arg = L("timeout", "wait", "conflict-exit-code", "command"), .positional = 1 },
+        { .name = "busybox" },
         { .name = "command", .short_noarg = "pvV" },
         { .name = "builtin" },
         { .name = "exec", .short_noarg = "cl", .short_arg = "a" },
@@ -1064,21 +1080,182 @@ static const char *const fail_closed[] = {
         NULL,
 };
 
-/* Builtins that take variable names: "a[$(cmd)]" as a name runs cmd. */
-static const char *const name_builtins[] = {
-        "printf", "read", "declare", "typeset", "local", "export", "readonly", "unset", "mapfile",
-        "readarray", "getopts", "test", "[", "wait", NULL,
+/* Builtins that bind variables without a NAME= word. */
+static const struct binder {
+        const char *name;
+        const char *arg_opts;  /* options that take a value */
+        const char *bind_opts; /* options whose value is a name that is bound (printf -v, read -a) */
+        const char *bad_opts;  /* options that are never allowed (declare -n nameref, -i arithmetic) */
+        unsigned skip;         /* operands before the names (getopts OPTSTRING) */
+        int names;             /* operands that are names: -1 all, 0 none, N the first N after skip */
+        bool subscript_only;   /* the names are not bound, but their subscripts are evaluated */
+} binders[] = {
+        { "read", "dinNptu", "a", NULL, 0, -1 },
+        { "printf", "v", "v", NULL, 0, 0 },
+        { "mapfile", "dnOsuc", NULL, "C", 0, 1 },
+        { "readarray", "dnOsuc", NULL, "C", 0, 1 },
+        { "getopts", NULL, NULL, NULL, 1, 1 },
+        { "declare", NULL, NULL, "ni", 0, -1 },
+        { "typeset", NULL, NULL, "ni", 0, -1 },
+        { "local", NULL, NULL, "ni", 0, -1 },
+        { "export", NULL, NULL, "n", 0, -1 },
+        { "readonly", NULL, NULL, "n", 0, -1 },
+        { "wait", "p", "p", NULL, 0, 0 },
+        { "unset", NULL, NULL, NULL, 0, -1, true },
+        { "test", NULL, "v", NULL, 0, 0, true },
+        { "[", NULL, "v", NULL, 0, 0, true },
+        { "set", "o", NULL, "k", 0, 0 },
 };
-static const char *const assign_builtins[] = {
-        "declare", "typeset", "local", "export", "readonly", NULL,
-};
+
+static int check_binding(const char *base, const sh_word *w, bool subscript_only, char **ret)
+{
+        const char *name = w->value, *why;
+        size_t len = strcspn(name, "=+");
+
+        if (!w->literal)
+                return asprintf(ret, "\"%s\" binds a variable whose name is not literal: %s", base, name) < 0 ? -ENOMEM : 0;
+        if (subscript_only) {
+                const char *b = memchr(name, '[', len);
+                if (!b || sh_subscript_literal(b, len - (size_t) (b - name)))
+                        return 0;
+                why = "its array subscript is evaluated as arithmetic";
+        } else if (!(why = sh_binding_problem(name, len)))
+                return 0;
+        return asprintf(ret, "\"%s\" binds %.*s: %s", base, (int) len, name, why) < 0 ? -ENOMEM : 0;
+}
+
+/* Why the builtin BASE binds a variable it should not (read, printf -v, declare, set -k ...); *ret NULL if
+ * it does not. */
+static int binding_reason(const char *base, const sh_word *w, size_t n, char **ret)
+{
+        const struct binder *b = NULL;
+        size_t i = 1, operand = 0;
+        int named = 0, r;
+
+        *ret = NULL;
+        for (size_t k = 0; k < ELEMENTSOF(binders); k++)
+                if (streq(binders[k].name, base))
+                        b = &binders[k];
+        if (!b)
+                return 0;
+        for (; i < n; i++) {
+                const char *a = w[i].value;
+                if (!w[i].literal || streq(a, "--") || (a[0] != '-' && a[0] != '+') || !a[1] ||
+                    (b->subscript_only && !b->bind_opts))
+                        break;
+                for (const char *ch = a + 1; *ch; ch++) {
+                        if (b->bad_opts && strchr(b->bad_opts, *ch))
+                                return asprintf(ret, "\"%s -%c\" cannot be analysed statically", base, *ch) < 0 ? -ENOMEM : 0;
+                        if (b->arg_opts && strchr(b->arg_opts, *ch)) {
+                                const sh_word *v = ch[1] ? &(const sh_word){ .value = (char *) ch + 1, .literal = true }
+                                                         : i + 1 < n ? &w[++i] : NULL;
+                                if (streq(base, "set") && v && (!v->literal || streq(v->value, "keyword")))
+                                        return asprintf(ret, "\"set -o keyword\" makes NAME=value words anywhere "
+                                                             "assignments") < 0 ? -ENOMEM : 0;
+                                if (v && b->bind_opts && strchr(b->bind_opts, *ch) &&
+                                    (r = check_binding(base, v, false, ret)) < 0)
+                                        return r;
+                                named = 1;
+                                break;
+                        }
+                        if (b->bind_opts && strchr(b->bind_opts, *ch) && i + 1 < n) {
+                                /* test -v NAME */
+                                if ((r = check_binding(base, &w[++i], true, ret)) < 0)
+                                        return r;
+                                break;
+                        }
+                }
+                if (*ret)
+                        return 0;
+        }
+        if (streq(base, "test") || streq(base, "[")) {
+                for (; i + 1 < n; i++)
+                        if (w[i].literal && streq(w[i].value, "-v"))
+                                return check_binding(base, &w[i + 1], true, ret);
+                return 0;
+        }
+        if (i < n && w[i].literal && streq(w[i].value, "--"))
+                i++;
+        for (; i < n && !*ret; i++, operand++) {
+                if (operand < b->skip)
+                        continue;
+                if (b->names >= 0 && operand >= b->skip + (size_t) b->names)
+                        break;
+                named = 1;
+                r = check_binding(base, &w[i], b->subscript_only, ret);
+                if (r < 0)
+                        return r;
+        }
+        (void) named;
+        return 0;
+}
+
+/* git: its own options before the subcommand are read with its table and removed, so that rules see
+ * "git SUBCOMMAND ..." (git --no-pager log, git -C dir push --force); -c, --git-dir, --exec-path ... run
+ * programs or change what git reads: at least ask. */
+static int decide_git(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason)
+{
+        const prog_spec *ps = spec_find("git", NULL);
+        _cleanup_free_ sh_word *argv = calloc(n, sizeof(sh_word));
+        _cleanup_free_ char *why = NULL;
+        size_t i = 1, m = 1;
+
+        if (!argv)
+                return -ENOMEM;
+        argv[0] = w[0];
+        for (; i < n && !why; i++) {
+                const char *a = w[i].value;
+                spec_opt o;
+                int k;
+                if (!w[i].literal) {
+                        if (asprintf(&why, "git: %s may be an option of git itself", a) < 0)
+                                return -ENOMEM;
+                        break;
+                }
+                if (a[0] != '-' || !a[1])
+                        break;
+                unsigned dashes = a[1] == '-' ? 2 : 1;
+                size_t len = dashes == 2 ? strcspn(a + 2, "=") : 1;
+                k = spec_lookup(ps, a + dashes, len, dashes, &o);
+                if (k <= 0) {
+                        if (asprintf(&why, "git: unknown option %s before the subcommand", a) < 0)
+                                return -ENOMEM;
+                        break;
+                }
+                if (o.effect && asprintf(&why, "git %s runs programs or changes what git reads", a) < 0)
+                        return -ENOMEM;
+                if (o.arg == '=' && !a[dashes + len] && !(dashes == 1 && a[2]))
+                        i++;
+        }
+        if (why)
+                return decide_argv(c, w, n, via, why, false);
+        for (; i < n; i++)
+                argv[m++] = w[i];
+        return decide_argv(c, argv, m, via, reason, false);
+}
+
+/* script [options] [file]: -c COMMAND is run by a shell; without it an interactive shell runs. */
+static int decide_script(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth)
+{
+        for (size_t i = 1; i + 1 < n; i++)
+                if (w[i].literal && (streq(w[i].value, "-c") || streq(w[i].value, "--command"))) {
+                        sh_word sh[3] = { { .value = (char *) "sh", .literal = true },
+                                          { .value = (char *) "-c", .literal = true }, w[i + 1] };
+                        _cleanup_free_ char *via2 = via_push(via, "script -c");
+                        int r = decide_argv(c, w, n, via, reason, false);
+                        if (r < 0 || !via2)
+                                return r < 0 ? r : -ENOMEM;
+                        return decide_words(c, sh, 3, via2, NULL, depth + 1);
+                }
+        return decide_argv(c, w, n, via, reason ?: "script runs a shell on a terminal, or with options that are not understood", false);
+}
 
 static const char *const shells[] = { "sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", NULL };
 
 /* Parses the wrapper's options; returns the index of the inner command (n if none), or -EINVAL with
  * *ret_why set. */
 static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, const char **ret_why,
-                                char **ret_assign_reason)
+                                char **ret_assign_reason, const sh_word **ret_written)
 {
         size_t i = 1;
 
@@ -1110,7 +1287,13 @@ static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, c
                                 continue;
                         }
                         if (in_list(buf, wr->long_arg)) {
+                                if (in_list(buf, wr->long_write))
+                                        *ret_written = name[len] == '=' ? &(const sh_word){} : i + 1 < n ? &w[i + 1] : NULL;
+                                if (name[len] == '=' && in_list(buf, wr->long_write))
+                                        *ret_written = NULL, *ret_why = "a file the wrapper writes is given with \"=\"";
                                 i += name[len] == '=' ? 1 : 2;
+                                if (*ret_why)
+                                        return -EINVAL;
                                 continue;
                         }
                         *ret_why = "unknown option of the wrapper";
@@ -1122,11 +1305,23 @@ static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, c
                 }
                 bool consumed_next = false;
                 for (const char *ch = a + 1; *ch; ch++) {
-                        if (wr->short_noarg && strchr(wr->short_noarg, *ch))
+                        if (wr->short_noarg && strchr(wr->short_noarg, *ch)) {
+                                if (wr->no_command && strchr(wr->no_command, *ch))
+                                        return (int) n;
                                 continue;
+                        }
                         if (wr->short_optarg && strchr(wr->short_optarg, *ch))
                                 break;
                         if (wr->short_arg && strchr(wr->short_arg, *ch)) {
+                                if (wr->no_command && strchr(wr->no_command, *ch))
+                                        return (int) n; /* ionice -p PID: the operands are not a command */
+                                if (wr->short_write && strchr(wr->short_write, *ch)) {
+                                        if (ch[1]) {
+                                                *ret_why = "a file the wrapper writes is attached to its option";
+                                                return -EINVAL;
+                                        }
+                                        *ret_written = i + 1 < n ? &w[i + 1] : NULL;
+                                }
                                 if (ch[1] == 0)
                                         consumed_next = true;
                                 break;
@@ -1171,12 +1366,13 @@ static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, c
 static int decide_wrapper(ctx *c, const wrapper *wr, const sh_word *w, size_t n, const char *via,
                           const char *reason, unsigned depth)
 {
-        _cleanup_free_ char *assign_reason = NULL, *via2 = NULL;
+        _cleanup_free_ char *assign_reason = NULL, *via2 = NULL, *splice_why = NULL;
         _cleanup_free_ sh_word *inner = NULL;
         const char *why = NULL;
+        const sh_word *written = NULL;
         int r, i;
 
-        i = wrapper_skip_options(wr, w, n, &why, &assign_reason);
+        i = wrapper_skip_options(wr, w, n, &why, &assign_reason, &written);
         if (i == -ENOMEM)
                 return i;
         if (i < 0) {
@@ -1188,7 +1384,16 @@ static int decide_wrapper(ctx *c, const wrapper *wr, const sh_word *w, size_t n,
         if ((size_t) i >= n) /* no inner command: the wrapper is an ordinary command */
                 return decide_argv(c, w, n, via, reason ?: assign_reason, false);
 
-        /* the wrapper itself only counts when a rule names it (deny exec sudo ...) */
+        /* the wrapper itself only counts when a rule names it (deny exec sudo ...), or when it writes a file */
+        if (wr->short_write) {
+                effects e = {};
+                r = written ? effect_write(c, &e, wr->name, "-o", written) : 0;
+                if (r >= 0 && e.d > PC_DECISION_ALLOW)
+                        r = decide_argv(c, w, (size_t) i, via, e.why, false);
+                free(e.why);
+                if (r < 0)
+                        return r;
+        }
         r = decide_argv(c, w, n, via, NULL, true);
         if (r < 0)
                 return r;
@@ -1196,13 +1401,45 @@ static int decide_wrapper(ctx *c, const wrapper *wr, const sh_word *w, size_t n,
         if (!via2)
                 return -ENOMEM;
         size_t m = n - (size_t) i;
+        if (streq(wr->name, "flock") && m > 0 && w[i].literal && (streq(w[i].value, "-c") || streq(w[i].value, "--command"))) {
+                /* flock FILE -c 'command line': run by "sh -c" */
+                sh_word sh[3] = { { .value = (char *) "sh", .literal = true }, { .value = (char *) "-c", .literal = true } };
+                if (m < 2)
+                        return decide_argv(c, w, n, via, "flock -c without a command", false);
+                sh[2] = w[i + 1];
+                return decide_words(c, sh, 3, via2, reason ?: assign_reason, depth + 1);
+        }
         if (wr->appends_input) {
+                /* xargs: the input becomes more words, or is pasted in place of -I's placeholder */
+                const char *placeholder = "";
+                for (int k = 1; k < i; k++) {
+                        const char *a = w[k].value;
+                        if (streq(a, "--"))
+                                break;
+                        if (streq(a, "-I") && k + 1 < i)
+                                placeholder = w[k + 1].value;
+                        else if (startswith(a, "-I") || startswith(a, "-i"))
+                                placeholder = a[2] ? a + 2 : "{}";
+                        else if (startswith(a, "--replace"))
+                                placeholder = a[9] == '=' ? a + 10 : "{}";
+                        else if (startswith(a, "--process-slot-var")) {
+                                const char *name = a[18] == '=' ? a + 19 : k + 1 < i ? w[k + 1].value : "";
+                                const char *bad = sh_binding_problem(name, strlen(name));
+                                if (bad && asprintf(&splice_why, "xargs binds %s: %s", name, bad) < 0)
+                                        return -ENOMEM;
+                        }
+                }
                 inner = calloc(m + 1, sizeof(sh_word));
                 if (!inner)
                         return -ENOMEM;
                 memcpy(inner, w + i, m * sizeof(sh_word));
                 inner[m] = (sh_word){ .value = (char *) "{input}", .literal = false };
-                return decide_words(c, inner, m + 1, via2, reason ?: assign_reason, depth + 1);
+                const char *saved = c->splice;
+                c->splice = placeholder;
+                r = decide_words(c, inner, *placeholder ? m : m + 1, via2, reason ?: assign_reason ?: splice_why,
+                                 depth + 1);
+                c->splice = saved;
+                return r;
         }
         return decide_words(c, w + i, m, via2, reason ?: assign_reason, depth + 1);
 }
@@ -1229,7 +1466,10 @@ static int decide_find(ctx *c, const sh_word *w, size_t n, const char *via, cons
                         _cleanup_free_ char *via2 = via_push(via, "find -exec");
                         if (!via2)
                                 return -ENOMEM;
+                        const char *saved = c->splice;
+                        c->splice = "{}";
                         r = decide_words(c, w + i + 1, k - i - 1, via2, reason, depth + 1);
+                        c->splice = saved;
                         if (r < 0)
                                 return r;
                         i = k;
@@ -1238,6 +1478,19 @@ static int decide_find(ctx *c, const sh_word *w, size_t n, const char *via, cons
                 stripped[m++] = w[i];
         }
         return decide_argv(c, stripped, m, via, reason, false);
+}
+
+/* Does SCRIPT contain PLACEHOLDER, or read its arguments ($0..$9, ${N}, $@, $*)? */
+static bool script_reads_splice(const char *script, const char *placeholder)
+{
+        if (*placeholder && strstr(script, placeholder))
+                return true;
+        for (const char *d = strchr(script, '$'); d; d = strchr(d + 1, '$')) {
+                const char *x = d + 1 + (d[1] == '{');
+                if ((*x >= '0' && *x <= '9') || *x == '@' || *x == '*' || *x == '#' || (*x == '!' && d[1] == '{'))
+                        return true;
+        }
+        return false;
 }
 
 static int decide_shell(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth)
@@ -1266,13 +1519,15 @@ static int decide_shell(ctx *c, const sh_word *w, size_t n, const char *via, con
                         continue;
                 }
                 if (streq(a + 1, "o") || streq(a + 1, "O")) {
+                        if (i + 1 < n && (streq(w[i + 1].value, "keyword") || !w[i + 1].literal))
+                                unknown = true; /* assignments after the command name */
                         i++;
                         continue;
                 }
                 for (const char *ch = a + 1; *ch; ch++) {
                         if (*ch == 'c' && a[0] == '-')
                                 has_c = true;
-                        else if (!strchr("abefhkmnptuvxBCEHPT", *ch))
+                        else if (!strchr("abefhmnptuvxBCEHPT", *ch)) /* not -k: NAME=value anywhere */
                                 unknown = true;
                 }
         }
@@ -1296,6 +1551,11 @@ static int decide_shell(ctx *c, const sh_word *w, size_t n, const char *via, con
         }
         if (depth >= SHELL_DEPTH_MAX)
                 return decide_argv(c, w, n, via, "too many nested shells", false);
+        if (c->splice && script_reads_splice(w[i].value, c->splice))
+                return decide_argv(c, w, n, via,
+                                   "the script gets text pasted in at run time (a placeholder or its arguments): "
+                                   "file names or input become code",
+                                   false);
         r = decide_argv(c, w, n, via, NULL, true);
         if (r < 0)
                 return r;
@@ -1309,13 +1569,18 @@ static int decide_shell(ctx *c, const sh_word *w, size_t n, const char *via, con
         _cleanup_free_ char *via2 = via_push(via, what);
         if (!via2)
                 return -ENOMEM;
-        return analyse(c, w[i].value, strlen(w[i].value), via2, depth + 1);
+        const char *saved = c->splice;
+        c->splice = NULL;
+        r = analyse(c, w[i].value, strlen(w[i].value), via2, depth + 1);
+        c->splice = saved;
+        return r;
 }
 
 static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth)
 {
         const char *base;
         _cleanup_free_ char *why = NULL;
+        int r;
 
         if (n == 0)
                 return 0;
@@ -1330,27 +1595,24 @@ static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, con
                         return -ENOMEM;
                 return decide_argv(c, w, n, via, why, false);
         }
-        if (in_list(base, name_builtins))
-                for (size_t i = 1; i < n; i++) {
-                        const char *a = w[i].value;
-                        if (w[i].literal && strchr(a, '[') && strpbrk(a, "$`")) {
-                                if (asprintf(&why, "\"%s\" evaluates the array subscript in \"%s\"", base, a) < 0)
-                                        return -ENOMEM;
-                                return decide_argv(c, w, n, via, why, false);
-                        }
-                        if (w[i].literal && streq(a, "-C") && (streq(base, "mapfile") || streq(base, "readarray")))
-                                return decide_argv(c, w, n, via, "mapfile -C runs a callback", false);
-                }
-        if (in_list(base, assign_builtins))
-                for (size_t i = 1; i < n; i++) {
-                        const char *a = w[i].value;
-                        size_t k = strcspn(a, "=+[");
-                        if (k > 0 && sh_dangerous_variable(a, k)) {
-                                if (asprintf(&why, "sets %.*s, which changes what programs run", (int) k, a) < 0)
-                                        return -ENOMEM;
-                                return decide_argv(c, w, n, via, why, false);
-                        }
-                }
+        r = binding_reason(base, w, n, &why);
+        if (r < 0)
+                return r;
+        if (why)
+                return decide_argv(c, w, n, via, why, false);
+        if (streq(base, "command") && n > 1 && w[1].literal && w[1].value[0] == '-' && strpbrk(w[1].value, "vV"))
+                return decide_argv(c, w, n, via, reason, false); /* command -v NAME runs nothing */
+        if (streq(base, "git"))
+                return decide_git(c, w, n, via, reason);
+        if (streq(base, "busybox") && n > 1 && w[1].literal && w[1].value[0] != '-') {
+                _cleanup_free_ char *via2 = via_push(via, "busybox");
+                if (!via2)
+                        return -ENOMEM;
+                r = decide_argv(c, w, n, via, NULL, true);
+                return r < 0 ? r : decide_words(c, w + 1, n - 1, via2, reason, depth + 1);
+        }
+        if (streq(base, "script"))
+                return decide_script(c, w, n, via, reason, depth);
         for (size_t i = 0; i < ELEMENTSOF(wrappers); i++)
                 if (streq(base, wrappers[i].name))
                         return decide_wrapper(c, &wrappers[i], w, n, via, reason, depth);

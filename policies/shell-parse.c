@@ -1332,17 +1332,23 @@ static int parse_simple(parser *p)
         return r;
 }
 
-/* A literal integer as bash's arithmetic reads it without evaluating anything: [+-]digits, 0x.., BASE#... */
+/* A literal integer as bash's arithmetic reads it without evaluating anything: [+-]digits, 0xHEX, BASE#DIGITS. */
 static bool is_number(const char *s)
 {
+        const char *hash;
+
         s += *s == '-' || *s == '+';
-        if (!*s)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-                      *s == '#' || *s == '@' || *s == '_'))
+        if ((hash = strchr(s, '#'))) {
+                if (hash == s || strspn(s, "0123456789") != (size_t) (hash - s) || !hash[1])
                         return false;
-        return true;
+                for (s = hash + 1; *s; s++)
+                        if (!is_name_char(*s) && *s != '@')
+                                return false;
+                return true;
+        }
+        if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+                return s[2] && strspn(s + 2, "0123456789abcdefABCDEF") == strlen(s + 2);
+        return *s && strspn(s, "0123456789") == strlen(s);
 }
 
 /* "-v NAME": testing a variable evaluates its subscript */
