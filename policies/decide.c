@@ -629,6 +629,9 @@ typedef struct ctx {
         pc_verdict *v;
         size_t cap_commands, cap_redirects, cap_notes;
         const char *splice; /* inside xargs or find -exec: the placeholder pasted at run time ("" for none) */
+        bool incomplete;    /* something left out of the verdict's lists could not be analysed */
+        bool changes_dir;   /* a cd, pushd or popd runs: relative paths may point anywhere */
+        size_t steps;       /* the parsers' work, for the linearity test */
 } ctx;
 
 static pc_decision dmax(pc_decision a, pc_decision b)
@@ -640,6 +643,10 @@ static int add_note(ctx *c, const char *via, const char *text)
 {
         char *s;
 
+        if (c->v->n_notes >= PC_VERDICT_ENTRIES_MAX) {
+                c->v->n_notes_omitted++;
+                return 0;
+        }
         if (array_grow((void **) &c->v->notes, &c->cap_notes, c->v->n_notes, sizeof(char *)) < 0)
                 return -ENOMEM;
         s = via ? strjoin("in ", via, ": ", text) : strdup(text);
@@ -983,6 +990,17 @@ static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via
                 }
         }
 
+        if (argv[0].literal) {
+                const char *b = strrchr(argv[0].value, '/') ? strrchr(argv[0].value, '/') + 1 : argv[0].value;
+                if (streq(b, "cd") || streq(b, "pushd") || streq(b, "popd"))
+                        c->changes_dir = true;
+        }
+        if (c->v->n_commands >= PC_VERDICT_ENTRIES_MAX) {
+                c->v->n_commands_omitted++;
+                c->v->omitted_decision = dmax(c->v->omitted_decision, d);
+                c->incomplete = c->incomplete || reason;
+                return 0;
+        }
         if (array_grow((void **) &c->v->commands, &c->cap_commands, c->v->n_commands, sizeof(*e)) < 0)
                 return -ENOMEM;
         e = &c->v->commands[c->v->n_commands];
@@ -1623,33 +1641,50 @@ static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, con
         return decide_argv(c, w, n, via, reason, false);
 }
 
+static bool is_network_path(const char *norm)
+{
+        return startswith(norm, "/dev/tcp/") || startswith(norm, "/dev/udp/");
+}
+
+/* Output redirections are decided by the write rules; input ones are reads (allowed) unless they open a
+ * network connection (/dev/tcp, /dev/udp: decided by the write rules too, and at least ask) or the target
+ * is not known. Here-documents and here-strings name no file. */
 static int decide_redirect(ctx *c, const sh_redir *rd, const char *via)
 {
         const pc_policy *p = c->p;
         const pc_rule *best = NULL;
-        const char *reason = NULL, *rule = "default";
+        const char *reason = NULL, *rule = NULL;
         pc_decision d = PC_DECISION_ALLOW;
         pc_verdict_redirect *e;
+        bool heredoc = startswith(rd->op, "<<");
+        _cleanup_free_ char *norm = NULL;
 
-        if (!rd->output)
-                rule = NULL;
+        if (heredoc)
+                ;
         else if (!rd->literal) {
                 d = dmax(p->def, PC_DECISION_ASK);
-                reason = "the target is not a literal word";
+                rule = "default";
+                reason = rd->output ? "the target is not a literal word"
+                                    : "the source is not a literal word (it may be /dev/tcp/...)";
         } else {
-                for (size_t i = 0; i < p->n_write; i++) {
-                        const pc_rule *r = &p->rules[p->write_rules[i]];
-                        if (word_matches(&r->words[0], rd->target) && (!best || r->action > best->action))
-                                best = r;
+                norm = path_normalize(rd->target);
+                if (!norm)
+                        return -ENOMEM;
+                bool net = is_network_path(norm);
+                if (rd->output || net) {
+                        d = write_decision(p, norm, &best);
+                        rule = best ? best->loc : in_list(norm, harmless_targets) ? "built-in" : "default";
                 }
-                if (best) {
-                        d = best->action;
-                        rule = best->loc;
-                } else if (in_list(rd->target, harmless_targets)) {
-                        d = PC_DECISION_ALLOW;
-                        rule = "built-in";
-                } else
-                        d = p->def;
+                if (net) {
+                        d = dmax(d, PC_DECISION_ASK);
+                        reason = "opens a network connection";
+                }
+        }
+        if (c->v->n_redirects >= PC_VERDICT_ENTRIES_MAX) {
+                c->v->n_redirects_omitted++;
+                c->v->omitted_decision = dmax(c->v->omitted_decision, d);
+                c->incomplete = c->incomplete || reason;
+                return 0;
         }
         if (array_grow((void **) &c->v->redirects, &c->cap_redirects, c->v->n_redirects, sizeof(*e)) < 0)
                 return -ENOMEM;
@@ -1668,28 +1703,43 @@ static int decide_redirect(ctx *c, const sh_redir *rd, const char *via)
         return 0;
 }
 
+typedef struct analysis {
+        ctx *c;
+        const char *via;
+        unsigned depth;
+} analysis;
+
+static int on_cmd(void *userdata, const sh_cmd *cmd)
+{
+        analysis *a = userdata;
+        return decide_words(a->c, cmd->words, cmd->n_words, a->via, cmd->reason, a->depth);
+}
+
+static int on_redir(void *userdata, const sh_redir *rd)
+{
+        analysis *a = userdata;
+        return decide_redirect(a->c, rd, a->via);
+}
+
+/* Parses TEXT and decides each command and redirection as soon as the parser finds it. */
 static int analyse(ctx *c, const char *text, size_t len, const char *via, unsigned depth)
 {
-        _cleanup_(sh_result_done) sh_result res = {};
+        analysis a = { .c = c, .via = via, .depth = depth };
+        _cleanup_(sh_result_done) sh_result res = { .on_cmd = on_cmd, .on_redir = on_redir, .userdata = &a };
         int r;
 
         r = sh_parse(text, len, depth, &res);
         if (r == -ENOMEM)
                 return r;
+        c->steps += res.steps;
         for (size_t i = 0; i < res.n_problems; i++) {
                 r = add_note(c, via, res.problems[i]);
                 if (r < 0)
                         return r;
         }
-        for (size_t i = 0; i < res.n_cmds; i++) {
-                r = decide_words(c, res.cmds[i].words, res.cmds[i].n_words, via, res.cmds[i].reason, depth);
-                if (r < 0)
-                        return r;
-        }
-        for (size_t i = 0; i < res.n_redirs; i++) {
-                r = decide_redirect(c, &res.redirs[i], via);
-                if (r < 0)
-                        return r;
+        if (res.n_problems_omitted > 0) {
+                c->v->n_notes_omitted += res.n_problems_omitted;
+                c->incomplete = true;
         }
         return 0;
 }
@@ -1728,7 +1778,7 @@ pc_verdict *pc_verdict_free(pc_verdict *v)
         return NULL;
 }
 
-int pc_policy_decide(const pc_policy *p, const char *command, size_t len, pc_verdict **ret)
+int policy_decide_counted(const pc_policy *p, const char *command, size_t len, pc_verdict **ret, size_t *ret_steps)
 {
         _cleanup_pc_verdict_ pc_verdict *v = calloc(1, sizeof(pc_verdict));
         ctx c = { .p = p, .v = v };
@@ -1746,8 +1796,20 @@ int pc_policy_decide(const pc_policy *p, const char *command, size_t len, pc_ver
         if (r < 0)
                 return r;
 
-        pc_decision d = PC_DECISION_ALLOW;
-        bool complete = v->n_notes == 0;
+        /* after a cd, a relative path names a file somewhere else than the write rules think */
+        for (size_t i = 0; c.changes_dir && i < v->n_redirects; i++) {
+                pc_verdict_redirect *e = &v->redirects[i];
+                if (e->output && e->literal && e->path[0] != '/' && e->decision < PC_DECISION_ASK) {
+                        e->decision = PC_DECISION_ASK;
+                        free(e->reason);
+                        e->reason = strdup("a cd runs before: the relative path may name another file");
+                        if (!e->reason)
+                                return -ENOMEM;
+                }
+        }
+
+        pc_decision d = v->omitted_decision;
+        bool complete = v->n_notes == 0 && v->n_notes_omitted == 0 && !c.incomplete;
         for (size_t i = 0; i < v->n_commands; i++) {
                 d = dmax(d, v->commands[i].decision);
                 if (v->commands[i].reason)
@@ -1758,12 +1820,21 @@ int pc_policy_decide(const pc_policy *p, const char *command, size_t len, pc_ver
                 if (v->redirects[i].reason)
                         complete = false;
         }
-        if (v->n_notes > 0)
+        if (c.changes_dir && v->n_redirects_omitted > 0)
+                d = dmax(d, PC_DECISION_ASK);
+        if (v->n_notes > 0 || v->n_notes_omitted > 0)
                 d = dmax(d, dmax(p->def, PC_DECISION_ASK));
         v->decision = d;
         v->complete = complete;
+        if (ret_steps)
+                *ret_steps = c.steps;
         *ret = TAKE_PTR(v);
         return 0;
+}
+
+int pc_policy_decide(const pc_policy *p, const char *command, size_t len, pc_verdict **ret)
+{
+        return policy_decide_counted(p, command, len, ret, NULL);
 }
 
 /* ---- explanation ---- */

@@ -49,8 +49,16 @@ typedef struct sh_result {
         size_t n_redirs, cap_redirs;
         char **problems;
         size_t n_problems, cap_problems;
+        size_t n_problems_omitted; /* problems beyond SH_PROBLEMS_MAX, counted only */
         size_t steps; /* units of work done, for the linearity test */
+        /* When set, each command and redirection is handed over as soon as it is parsed and not kept in
+         * cmds/redirs: memory stays proportional to the nesting, not to the length of the string. */
+        int (*on_cmd)(void *userdata, const sh_cmd *cmd);
+        int (*on_redir)(void *userdata, const sh_redir *redir);
+        void *userdata;
 } sh_result;
+
+#define SH_PROBLEMS_MAX 100U
 
 /* Parses TEXT as a bash command string and appends every simple command (in $(), backticks, process
  * substitutions, here-documents, compound commands, function bodies...) to RES, plus redirections and
@@ -179,5 +187,7 @@ struct pc_policy {
 };
 
 int policy_compile(pc_policy *p);
+/* pc_policy_decide() that also returns the parsers' units of work (the linearity test reads them). */
+int policy_decide_counted(const pc_policy *p, const char *command, size_t len, pc_verdict **ret, size_t *ret_steps);
 /* Grows *p (an array of elements of SIZE bytes) so that index n fits. */
 int array_grow(void **p, size_t *cap, size_t n, size_t size);

@@ -107,7 +107,13 @@ typedef struct pc_verdict {
                                 * dangerous assignments, function definitions); each forces >= ask */
         size_t n_notes;
         bool complete;         /* false when anything could not be analysed (then decision >= ask) */
+        /* At most PC_VERDICT_ENTRIES_MAX commands, redirections and notes are listed; the others are decided
+         * all the same (their strictest decision is in omitted_decision and in decision) and counted here. */
+        size_t n_commands_omitted, n_redirects_omitted, n_notes_omitted;
+        pc_decision omitted_decision;
 } pc_verdict;
+
+#define PC_VERDICT_ENTRIES_MAX 1000U
 
 /* Decides COMMAND (LEN bytes, need not be NUL-terminated) under P. Never fails on bad input (it is at
  * least "ask" with a reason); returns -ENOMEM only. */

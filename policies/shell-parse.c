@@ -128,6 +128,10 @@ int sh_result_add_problem(sh_result *r, const char *fmt, ...)
         va_list ap;
         int k;
 
+        if (r->n_problems >= SH_PROBLEMS_MAX) {
+                r->n_problems_omitted++;
+                return 0;
+        }
         if (grow((void **) &r->problems, &r->cap_problems, r->n_problems, sizeof(char *)) < 0)
                 return -ENOMEM;
         va_start(ap, fmt);
@@ -141,6 +145,9 @@ int sh_result_add_problem(sh_result *r, const char *fmt, ...)
 
 static int add_redir(sh_result *r, const char *op, const char *target, bool literal, bool output)
 {
+        if (r->on_redir)
+                return r->on_redir(r->userdata, &(const sh_redir){ .op = (char *) op, .target = (char *) target,
+                                                                  .literal = literal, .output = output });
         if (grow((void **) &r->redirs, &r->cap_redirs, r->n_redirs, sizeof(sh_redir)) < 0)
                 return -ENOMEM;
         sh_redir *d = &r->redirs[r->n_redirs];
@@ -1217,12 +1224,22 @@ static int parse_redirects(parser *p)
 
 /* ---- commands ---- */
 
+/* Hands the command over (to res->on_cmd or res->cmds); takes WORDS and REASON in any case. */
 static int emit(parser *p, sh_word *words, size_t n, char *reason)
 {
         sh_result *res = p->res;
 
-        if (grow((void **) &res->cmds, &res->cap_cmds, res->n_cmds, sizeof(sh_cmd)) < 0)
+        if (res->on_cmd) {
+                int r = res->on_cmd(res->userdata, &(const sh_cmd){ .words = words, .n_words = n, .reason = reason });
+                sh_words_free(words, n);
+                free(reason);
+                return r;
+        }
+        if (grow((void **) &res->cmds, &res->cap_cmds, res->n_cmds, sizeof(sh_cmd)) < 0) {
+                sh_words_free(words, n);
+                free(reason);
                 return -ENOMEM;
+        }
         res->cmds[res->n_cmds++] = (sh_cmd){ .words = words, .n_words = n, .reason = reason };
         return 0;
 }
@@ -1326,10 +1343,7 @@ static int parse_simple(parser *p)
                         return sh_result_add_problem(p->res, "assignment: %s", reason);
                 return 0;
         }
-        r = emit(p, words, n, TAKE_PTR(reason));
-        if (r < 0)
-                sh_words_free(words, n);
-        return r;
+        return emit(p, words, n, TAKE_PTR(reason)); /* takes the words */
 }
 
 /* A literal integer as bash's arithmetic reads it without evaluating anything: [+-]digits, 0xHEX, BASE#DIGITS. */
