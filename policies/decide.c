@@ -1025,6 +1025,7 @@ static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via
 }
 
 static int analyse(ctx *c, const char *text, size_t len, const char *via, unsigned depth);
+static int decide_redirect(ctx *c, const sh_redir *rd, const char *via);
 static int decide_words(ctx *c, const sh_word *w, size_t n, const char *via, const char *reason, unsigned depth);
 
 static char *via_push(const char *via, const char *what)
@@ -1273,7 +1274,7 @@ static const char *const shells[] = { "sh", "bash", "dash", "zsh", "ksh", "ash",
 /* Parses the wrapper's options; returns the index of the inner command (n if none), or -EINVAL with
  * *ret_why set. */
 static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, const char **ret_why,
-                                char **ret_assign_reason, const sh_word **ret_written)
+                                char **ret_assign_reason, sh_word *ret_written)
 {
         size_t i = 1;
 
@@ -1306,12 +1307,9 @@ static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, c
                         }
                         if (in_list(buf, wr->long_arg)) {
                                 if (in_list(buf, wr->long_write))
-                                        *ret_written = name[len] == '=' ? &(const sh_word){} : i + 1 < n ? &w[i + 1] : NULL;
-                                if (name[len] == '=' && in_list(buf, wr->long_write))
-                                        *ret_written = NULL, *ret_why = "a file the wrapper writes is given with \"=\"";
+                                        *ret_written = name[len] == '=' ? (sh_word){ .value = (char *) name + len + 1, .literal = true }
+                                                     : i + 1 < n ? w[i + 1] : (sh_word){};
                                 i += name[len] == '=' ? 1 : 2;
-                                if (*ret_why)
-                                        return -EINVAL;
                                 continue;
                         }
                         *ret_why = "unknown option of the wrapper";
@@ -1333,13 +1331,9 @@ static int wrapper_skip_options(const wrapper *wr, const sh_word *w, size_t n, c
                         if (wr->short_arg && strchr(wr->short_arg, *ch)) {
                                 if (wr->no_command && strchr(wr->no_command, *ch))
                                         return (int) n; /* ionice -p PID: the operands are not a command */
-                                if (wr->short_write && strchr(wr->short_write, *ch)) {
-                                        if (ch[1]) {
-                                                *ret_why = "a file the wrapper writes is attached to its option";
-                                                return -EINVAL;
-                                        }
-                                        *ret_written = i + 1 < n ? &w[i + 1] : NULL;
-                                }
+                                if (wr->short_write && strchr(wr->short_write, *ch))
+                                        *ret_written = ch[1] ? (sh_word){ .value = (char *) ch + 1, .literal = true }
+                                                     : i + 1 < n ? w[i + 1] : (sh_word){};
                                 if (ch[1] == 0)
                                         consumed_next = true;
                                 break;
@@ -1387,7 +1381,7 @@ static int decide_wrapper(ctx *c, const wrapper *wr, const sh_word *w, size_t n,
         _cleanup_free_ char *assign_reason = NULL, *via2 = NULL, *splice_why = NULL;
         _cleanup_free_ sh_word *inner = NULL;
         const char *why = NULL;
-        const sh_word *written = NULL;
+        sh_word written = {};
         int r, i;
 
         i = wrapper_skip_options(wr, w, n, &why, &assign_reason, &written);
@@ -1399,16 +1393,26 @@ static int decide_wrapper(ctx *c, const wrapper *wr, const sh_word *w, size_t n,
                         return -ENOMEM;
                 return decide_argv(c, w, n, via, m, false);
         }
+        if (streq(wr->name, "sudo"))
+                for (int k = 1; k < i && !assign_reason; k++) {
+                        const char *a = w[k].value;
+                        bool shell = a[0] == '-' && (a[1] == '-' ? streq(a, "--login") || streq(a, "--shell")
+                                                                 : strpbrk(a + 1, "is") != NULL);
+                        if (shell && !(assign_reason = strdup("sudo -i/-s runs the command through a shell that "
+                                                              "reads startup files")))
+                                return -ENOMEM;
+                }
         if ((size_t) i >= n) /* no inner command: the wrapper is an ordinary command */
                 return decide_argv(c, w, n, via, reason ?: assign_reason, false);
 
         /* the wrapper itself only counts when a rule names it (deny exec sudo ...), or when it writes a file */
-        if (wr->short_write) {
-                effects e = {};
-                r = written ? effect_write(c, &e, wr->name, "-o", written) : 0;
-                if (r >= 0 && e.d > PC_DECISION_ALLOW)
-                        r = decide_argv(c, w, (size_t) i, via, e.why, false);
-                free(e.why);
+        if (written.value) {
+                /* time -o FILE: decided like a redirection */
+                _cleanup_free_ char *op = strjoin(wr->name, " -o");
+                if (!op)
+                        return -ENOMEM;
+                r = decide_redirect(c, &(const sh_redir){ .op = op, .target = written.value, .literal = written.literal,
+                                                          .output = true }, via);
                 if (r < 0)
                         return r;
         }
@@ -1799,7 +1803,9 @@ int policy_decide_counted(const pc_policy *p, const char *command, size_t len, p
         /* after a cd, a relative path names a file somewhere else than the write rules think */
         for (size_t i = 0; c.changes_dir && i < v->n_redirects; i++) {
                 pc_verdict_redirect *e = &v->redirects[i];
-                if (e->output && e->literal && e->path[0] != '/' && e->decision < PC_DECISION_ASK) {
+                if (e->output && e->literal && e->path[0] != '/' && e->decision < PC_DECISION_ASK &&
+                    !(e->rule_text && strstr(e->rule_text, " write **") &&
+                      streq(strstr(e->rule_text, " write **"), " write **"))) {
                         e->decision = PC_DECISION_ASK;
                         free(e->reason);
                         e->reason = strdup("a cd runs before: the relative path may name another file");
