@@ -554,9 +554,13 @@ static bool in_trusted_dir(const char *path, const char *base)
         return false;
 }
 
+#define ALLOWS_MAX 16U
+
 typedef struct match_state {
         const pc_rule *best, *maybe;
         size_t best_idx, maybe_idx;
+        const pc_rule *allows[ALLOWS_MAX]; /* allow rules that matched: any of them may name an option */
+        size_t n_allows;
 } match_state;
 
 static void consider(const pc_policy *p, size_t idx, const sh_word *argv, size_t argc, bool by_basename,
@@ -578,6 +582,8 @@ static void consider(const pc_policy *p, size_t idx, const sh_word *argv, size_t
                                 m = m2;
                 }
         }
+        if (m == M_YES && r->action == PC_DECISION_ALLOW && st->n_allows < ALLOWS_MAX)
+                st->allows[st->n_allows++] = r;
         if (m == M_YES) {
                 if (!st->best || r->action > st->best->action ||
                     (r->action == st->best->action && idx < st->best_idx)) {
@@ -725,7 +731,7 @@ static bool word_may_be_option(const char *src)
 }
 
 /* Does the rule name option O of table PS among its option words? */
-static bool rule_names_option(const pc_rule *r, const prog_spec *ps, const spec_opt *o)
+static bool one_rule_names_option(const pc_rule *r, const prog_spec *ps, const spec_opt *o)
 {
         if (!r || r->spec != ps)
                 return false;
@@ -744,6 +750,20 @@ static bool rule_names_option(const pc_rule *r, const prog_spec *ps, const spec_
                         if (spec_lookup(ps, ch, 1, 1, &ro) > 0 && ro.canon == o->canon)
                                 return true;
         }
+        return false;
+}
+
+typedef struct allow_set {
+        const pc_rule *const *rules;
+        size_t n;
+} allow_set;
+
+/* Does one of the allow rules that matched name option O? */
+static bool rule_names_option(const allow_set *rules, const prog_spec *ps, const spec_opt *o)
+{
+        for (size_t i = 0; rules && i < rules->n; i++)
+                if (one_rule_names_option(rules->rules[i], ps, o))
+                        return true;
         return false;
 }
 
@@ -806,7 +826,7 @@ static bool sed_has_script_option(const sh_word *argv, size_t argc)
  * allow must not cover: unknown or ambiguous options, options that write files (decided by the write
  * rules, unless RULE names them) or run programs (ask, unless RULE names them), output operands, sed
  * scripts that write or run. */
-static int check_effects(ctx *c, const prog_spec *ps, const pc_rule *rule, const sh_word *argv, size_t argc,
+static int check_effects(ctx *c, const prog_spec *ps, const allow_set *rule, const sh_word *argv, size_t argc,
                          size_t first, effects *e)
 {
         const char *prog = argv[0].value;
@@ -973,7 +993,8 @@ static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via
                         const prog_spec *ps = spec_find(base, git ? (argc > 1 && argv[1].literal ? argv[1].value : "") : NULL);
                         effects eff = {};
                         if (ps) {
-                                int r = check_effects(c, ps, st.best, argv, argc, git ? 2 : 1, &eff);
+                                allow_set as = { .rules = st.allows, .n = st.n_allows };
+                                int r = check_effects(c, ps, &as, argv, argc, git ? 2 : 1, &eff);
                                 if (r < 0) {
                                         free(eff.why);
                                         return r;
