@@ -46,9 +46,16 @@ int array_grow(void **p, size_t *cap, size_t n, size_t size)
 
 /* ---- policy object ---- */
 
+pc_policy *pc_policy_ref(pc_policy *p)
+{
+        if (p)
+                __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+        return p;
+}
+
 pc_policy *pc_policy_free(pc_policy *p)
 {
-        if (!p)
+        if (!p || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
         free(p->name);
         free(p->hash);
@@ -1938,6 +1945,11 @@ int pc_verdict_format(const pc_verdict *v, char **ret_text)
         }
         for (size_t i = 0; i < v->n_notes; i++)
                 r |= sb_printf(&b, "note: %s\n", v->notes[i]);
+        if (v->n_commands_omitted + v->n_redirects_omitted + v->n_notes_omitted > 0)
+                r |= sb_printf(&b, "note: %zu more commands, %zu more redirections and %zu more notes are not listed "
+                                   "(decided: %s at most)\n",
+                               v->n_commands_omitted, v->n_redirects_omitted, v->n_notes_omitted,
+                               pc_decision_to_string(dmax(v->omitted_decision, v->n_notes_omitted ? PC_DECISION_ASK : 0)));
         if (v->n_commands == 0 && v->n_redirects == 0 && v->n_notes == 0)
                 r |= sb_puts(&b, "note: no command to run\n");
         r |= sb_printf(&b, "analysis: %s\n", v->complete ? "complete" : "incomplete (decided at least ask)");

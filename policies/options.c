@@ -5,6 +5,7 @@
  * operands are outputs; the sed script reader; lexical path normalisation and the path glob matcher. */
 
 #include <fnmatch.h>
+#include <pthread.h>
 
 #include "policies-internal.h"
 
@@ -404,37 +405,84 @@ static const char *next_token(const char *p)
         return p;
 }
 
+/* The tables parsed once (thread-safe, on first use): per table, its aliases with the option they name. */
+typedef struct parsed_alias {
+        alias a;
+        spec_opt opt; /* filled as if this alias matched */
+} parsed_alias;
+
+typedef struct parsed_spec {
+        parsed_alias *aliases;
+        size_t n;
+        short by_letter[128]; /* index + 1 of the alias "-x" */
+} parsed_spec;
+
+static parsed_spec parsed[ELEMENTSOF(specs)];
+static pthread_once_t parsed_once = PTHREAD_ONCE_INIT;
+
+static void parse_specs(void)
+{
+        for (size_t i = 0; i < ELEMENTSOF(specs); i++) {
+                parsed_spec *ps = &parsed[i];
+                size_t cap = 0;
+                if (!specs[i].opts)
+                        continue;
+                for (const char *t = specs[i].opts; *t; t = next_token(t)) {
+                        const char *p = t;
+                        alias a;
+                        while (next_alias(&p, &a)) {
+                                if (ps->n >= cap) {
+                                        parsed_alias *g = reallocarray(ps->aliases, cap = cap * 2 + 64, sizeof(*g));
+                                        if (!g)
+                                                abort(); /* static tables, parsed once at start: cannot fail later */
+                                        ps->aliases = g;
+                                }
+                                parsed_alias *pa = &ps->aliases[ps->n++];
+                                pa->a = a;
+                                fill(t, &a, &pa->opt);
+                                if (a.dashes == 1 && a.len == 1 && (unsigned char) a.name[0] < 128)
+                                        ps->by_letter[(unsigned char) a.name[0]] = (short) ps->n;
+                        }
+                }
+        }
+}
+
 int spec_lookup(const prog_spec *ps, const char *name, size_t len, unsigned dashes, spec_opt *ret)
 {
-        const char *match = NULL;
-        alias am = {};
+        const parsed_alias *match = NULL;
         bool ambiguous = false;
 
         *ret = (spec_opt){};
         if (!ps || !ps->opts)
                 return 0;
-        for (const char *t = ps->opts; *t; t = next_token(t)) {
-                const char *p = t;
-                alias a;
-                while (next_alias(&p, &a)) {
-                        if (a.dashes != dashes)
-                                continue;
-                        if (a.len == len && strneq(a.name, name, len)) {
-                                fill(t, &a, ret);
-                                return 1;
-                        }
-                        /* GNU getopt_long and git accept any unique prefix of a long option */
-                        if (dashes == 2 && !(ps->flags & (PS_WHOLE | PS_NOABBREV)) && len > 0 && a.len > len &&
-                            strneq(a.name, name, len)) {
-                                if (match && match != t)
-                                        ambiguous = true;
-                                match = t;
-                                am = a;
-                        }
+        pthread_once(&parsed_once, parse_specs);
+        const parsed_spec *t = &parsed[ps - specs];
+        if (dashes == 1 && len == 1 && !(ps->flags & PS_WHOLE)) {
+                unsigned char c = (unsigned char) name[0];
+                if (c >= 128 || !t->by_letter[c])
+                        return 0;
+                *ret = t->aliases[t->by_letter[c] - 1].opt;
+                return 1;
+        }
+        for (size_t i = 0; i < t->n; i++) {
+                const parsed_alias *pa = &t->aliases[i];
+                const alias *a = &pa->a;
+                if (a->dashes != dashes || a->name[0] != name[0])
+                        continue;
+                if (a->len == len && strneq(a->name, name, len)) {
+                        *ret = pa->opt;
+                        return 1;
+                }
+                /* GNU getopt_long and git accept any unique prefix of a long option */
+                if (dashes == 2 && !(ps->flags & (PS_WHOLE | PS_NOABBREV)) && len > 0 && a->len > len &&
+                    strneq(a->name, name, len)) {
+                        if (match && match->opt.canon != pa->opt.canon)
+                                ambiguous = true;
+                        match = pa;
                 }
         }
         if (match && !ambiguous) {
-                fill(match, &am, ret);
+                *ret = match->opt;
                 return 1;
         }
         return ambiguous ? -EAGAIN : 0;

@@ -166,6 +166,7 @@ typedef struct rule_bucket {
 } rule_bucket;
 
 struct pc_policy {
+        unsigned refs; /* atomic */
         char *name;
         char *hash;
         strbuf source;

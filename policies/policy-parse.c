@@ -636,6 +636,7 @@ static int load(const char *name, const char *path, const char *text, size_t len
 
         if (!p)
                 return -ENOMEM;
+        p->refs = 1;
         p->def = PC_DECISION_ASK;
         p->name = strdup(name);
         if (!p->name || array_grow((void **) &p->files, &p->cap_files, 0, sizeof(char *)) < 0 ||
