@@ -645,7 +645,34 @@ typedef struct ctx {
         bool incomplete;    /* something left out of the verdict's lists could not be analysed */
         bool changes_dir;   /* a cd, pushd or popd runs: relative paths may point anywhere */
         size_t steps;       /* the parsers' work, for the linearity test */
+        pc_decision cmd_max; /* strictest decision of the unlisted commands since it was reset */
+        struct memo *memo;  /* decisions of unlisted simple commands, by their words */
+        size_t n_memo;
 } ctx;
+
+/* Once the lists are full, a simple command seen before (same words, same context) is decided as
+ * before without matching the rules again: 1 MiB of "ls;" costs one decision per distinct command. */
+#define MEMO_SIZE 4096U
+
+typedef struct memo {
+        uint64_t hash;
+        char *key;
+        pc_decision d;
+        bool incomplete;
+} memo;
+
+static char *memo_key(const sh_cmd *cmd, const char *via, const char *splice)
+{
+        strbuf b = {};
+        int r = sb_printf(&b, "%s\x1f%s\x1f%s\x1f", cmd->reason ?: "", via ?: "", splice ?: "\x1e");
+        for (size_t i = 0; r >= 0 && i < cmd->n_words; i++)
+                r = sb_printf(&b, "%c%s\x1f", cmd->words[i].literal ? 'L' : 'X', cmd->words[i].value);
+        if (r < 0) {
+                sb_done(&b);
+                return NULL;
+        }
+        return sb_steal(&b);
+}
 
 static pc_decision dmax(pc_decision a, pc_decision b)
 {
@@ -1026,6 +1053,7 @@ static int decide_argv(ctx *c, const sh_word *argv, size_t argc, const char *via
         if (c->v->n_commands >= PC_VERDICT_ENTRIES_MAX) {
                 c->v->n_commands_omitted++;
                 c->v->omitted_decision = dmax(c->v->omitted_decision, d);
+                c->cmd_max = dmax(c->cmd_max, d);
                 c->incomplete = c->incomplete || reason;
                 return 0;
         }
@@ -1744,7 +1772,41 @@ typedef struct analysis {
 static int on_cmd(void *userdata, const sh_cmd *cmd)
 {
         analysis *a = userdata;
-        return decide_words(a->c, cmd->words, cmd->n_words, a->via, cmd->reason, a->depth);
+        ctx *c = a->c;
+        pc_verdict *v = c->v;
+        int r;
+
+        if (v->n_commands < PC_VERDICT_ENTRIES_MAX)
+                return decide_words(c, cmd->words, cmd->n_words, a->via, cmd->reason, a->depth);
+
+        _cleanup_free_ char *key = memo_key(cmd, a->via, c->splice);
+        if (!key)
+                return -ENOMEM;
+        uint64_t h = hash_str(key);
+        if (!c->memo && !(c->memo = calloc(MEMO_SIZE, sizeof(memo))))
+                return -ENOMEM;
+        memo *m = &c->memo[h & (MEMO_SIZE - 1)];
+        if (m->key && m->hash == h && streq(m->key, key)) {
+                v->n_commands_omitted++;
+                v->omitted_decision = dmax(v->omitted_decision, m->d);
+                c->incomplete = c->incomplete || m->incomplete;
+                return 0;
+        }
+        /* remember it only when it left nothing but unlisted commands behind */
+        size_t notes = v->n_notes + v->n_notes_omitted, redirs = v->n_redirects + v->n_redirects_omitted;
+        bool incomplete = c->incomplete, dir = c->changes_dir;
+        c->cmd_max = PC_DECISION_ALLOW;
+        c->incomplete = false;
+        r = decide_words(c, cmd->words, cmd->n_words, a->via, cmd->reason, a->depth);
+        if (r < 0)
+                return r;
+        if (notes == v->n_notes + v->n_notes_omitted && redirs == v->n_redirects + v->n_redirects_omitted &&
+            dir == c->changes_dir) {
+                free(m->key);
+                *m = (memo){ .hash = h, .key = TAKE_PTR(key), .d = c->cmd_max, .incomplete = c->incomplete };
+        }
+        c->incomplete = c->incomplete || incomplete;
+        return 0;
 }
 
 static int on_redir(void *userdata, const sh_redir *rd)
@@ -1810,10 +1872,17 @@ pc_verdict *pc_verdict_free(pc_verdict *v)
         return NULL;
 }
 
+static void ctx_done(ctx *c)
+{
+        for (size_t i = 0; c->memo && i < MEMO_SIZE; i++)
+                free(c->memo[i].key);
+        free(c->memo);
+}
+
 int policy_decide_counted(const pc_policy *p, const char *command, size_t len, pc_verdict **ret, size_t *ret_steps)
 {
         _cleanup_pc_verdict_ pc_verdict *v = calloc(1, sizeof(pc_verdict));
-        ctx c = { .p = p, .v = v };
+        _cleanup_(ctx_done) ctx c = { .p = p, .v = v };
         int r;
 
         if (!v)
@@ -1862,6 +1931,7 @@ int policy_decide_counted(const pc_policy *p, const char *command, size_t len, p
         v->complete = complete;
         if (ret_steps)
                 *ret_steps = c.steps;
+
         *ret = TAKE_PTR(v);
         return 0;
 }

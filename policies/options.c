@@ -412,10 +412,21 @@ typedef struct parsed_alias {
 } parsed_alias;
 
 typedef struct parsed_spec {
-        parsed_alias *aliases;
+        parsed_alias *aliases; /* sorted by dashes, then name: a prefix's matches are adjacent */
         size_t n;
         short by_letter[128]; /* index + 1 of the alias "-x" */
 } parsed_spec;
+
+static int alias_cmp(const void *x, const void *y)
+{
+        const alias *a = &((const parsed_alias *) x)->a, *b = &((const parsed_alias *) y)->a;
+        int k;
+
+        if (a->dashes != b->dashes)
+                return a->dashes < b->dashes ? -1 : 1;
+        k = memcmp(a->name, b->name, MIN(a->len, b->len));
+        return k ? k : a->len < b->len ? -1 : a->len > b->len;
+}
 
 static parsed_spec parsed[ELEMENTSOF(specs)];
 static pthread_once_t parsed_once = PTHREAD_ONCE_INIT;
@@ -440,9 +451,13 @@ static void parse_specs(void)
                                 parsed_alias *pa = &ps->aliases[ps->n++];
                                 pa->a = a;
                                 fill(t, &a, &pa->opt);
-                                if (a.dashes == 1 && a.len == 1 && (unsigned char) a.name[0] < 128)
-                                        ps->by_letter[(unsigned char) a.name[0]] = (short) ps->n;
                         }
+                }
+                qsort(ps->aliases, ps->n, sizeof(parsed_alias), alias_cmp);
+                for (size_t k = 0; k < ps->n; k++) {
+                        const alias *a = &ps->aliases[k].a;
+                        if (a->dashes == 1 && a->len == 1 && (unsigned char) a->name[0] < 128)
+                                ps->by_letter[(unsigned char) a->name[0]] = (short) (k + 1);
                 }
         }
 }
@@ -464,12 +479,22 @@ int spec_lookup(const prog_spec *ps, const char *name, size_t len, unsigned dash
                 *ret = t->aliases[t->by_letter[c] - 1].opt;
                 return 1;
         }
-        for (size_t i = 0; i < t->n; i++) {
+        /* the first alias not below NAME: an exact match, or the first of those NAME abbreviates */
+        size_t lo = 0, hi = t->n;
+        parsed_alias key = { .a = { .name = name, .len = len, .dashes = dashes } };
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (alias_cmp(&t->aliases[mid], &key) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (size_t i = lo; i < t->n; i++) {
                 const parsed_alias *pa = &t->aliases[i];
                 const alias *a = &pa->a;
-                if (a->dashes != dashes || a->name[0] != name[0])
-                        continue;
-                if (a->len == len && strneq(a->name, name, len)) {
+                if (a->dashes != dashes || a->len < len || !strneq(a->name, name, len))
+                        break;
+                if (a->len == len) {
                         *ret = pa->opt;
                         return 1;
                 }
