@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the fuzzers with clang (libFuzzer + ASan + UBSan) and runs each for SECONDS (default 300): the
-# policy parser, the shell analyser, the analyser against bash (differential, needs root), the daemon's config file and the API's request bodies.
+# policy parser, the shell analyser, the analyser against bash (differential, needs root), the daemon's
+# config file and the API's request bodies.
 # Usage: bench/fuzz.sh [SECONDS]    Environment: BUILD (default build-fuzz), JOBS (default 1).
 # Exit status 1 if any fuzzer found a crash; crash inputs are left in $BUILD/fuzz-out/TARGET/.
 set -eu

@@ -1205,7 +1205,7 @@ static int binding_reason(const char *base, const sh_word *w, size_t n, char **r
 {
         const struct binder *b = NULL;
         size_t i = 1, operand = 0;
-        int named = 0, r;
+        int r;
 
         *ret = NULL;
         for (size_t k = 0; k < ELEMENTSOF(binders); k++)
@@ -1230,7 +1230,6 @@ static int binding_reason(const char *base, const sh_word *w, size_t n, char **r
                                 if (v && b->bind_opts && strchr(b->bind_opts, *ch) &&
                                     (r = check_binding(base, v, false, ret)) < 0)
                                         return r;
-                                named = 1;
                                 break;
                         }
                         if (b->bind_opts && strchr(b->bind_opts, *ch) && i + 1 < n) {
@@ -1256,12 +1255,10 @@ static int binding_reason(const char *base, const sh_word *w, size_t n, char **r
                         continue;
                 if (b->names >= 0 && operand >= b->skip + (size_t) b->names)
                         break;
-                named = 1;
                 r = check_binding(base, &w[i], b->subscript_only, ret);
                 if (r < 0)
                         return r;
         }
-        (void) named;
         return 0;
 }
 

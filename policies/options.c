@@ -532,6 +532,15 @@ const prog_spec *spec_find(const char *name, const char *sub)
 
 /* ---- sed scripts ---- */
 
+/* From the delimiter D at *I to the next unescaped D; false when there is none. */
+static bool skip_delimited(const char *s, size_t n, size_t *i, char d)
+{
+        for ((*i)++; *i < n && s[*i] != d; (*i)++)
+                if (s[*i] == '\\')
+                        (*i)++;
+        return *i < n;
+}
+
 /* 'W' when the script writes files (w, W, s///w), 'X' when it runs commands (e, s///e) or cannot be read,
  * 0 when it only edits the stream. */
 char sed_script_effect(const char *s)
@@ -548,12 +557,7 @@ char sed_script_effect(const char *s)
                         char c = s[i];
                         if (c == '/' || c == '\\') {
                                 char d = c == '\\' ? s[++i] : '/';
-                                if (!d)
-                                        return 'X';
-                                for (i++; i < n && s[i] != d; i++)
-                                        if (s[i] == '\\')
-                                                i++;
-                                if (i >= n)
+                                if (!d || !skip_delimited(s, n, &i, d))
                                         return 'X';
                                 i++;
                         } else if ((c >= '0' && c <= '9') || (c && strchr("$,~+!IM \t", c)))
@@ -588,13 +592,9 @@ char sed_script_effect(const char *s)
                         char d = s[i];
                         if (!d || d == '\n' || d == '\\')
                                 return 'X';
-                        for (int part = 0; part < 2; part++) {
-                                for (i++; i < n && s[i] != d; i++)
-                                        if (s[i] == '\\')
-                                                i++;
-                                if (i >= n)
+                        for (int part = 0; part < 2; part++)
+                                if (!skip_delimited(s, n, &i, d))
                                         return 'X';
-                        }
                         i++;
                         if (cmd == 's')
                                 for (; i < n && !strchr(";\n}", s[i]); i++) {
