@@ -910,6 +910,7 @@ static int check_effects(ctx *c, const prog_spec *ps, const allow_set *rule, con
                         continue;
                 }
                 const sh_word *value = NULL;
+                sh_word attached = {};
                 int k;
                 if (a[1] == '-' || (ps->flags & PS_WHOLE)) {
                         unsigned dashes = a[1] == '-' ? 2 : 1;
@@ -927,8 +928,10 @@ static int check_effects(ctx *c, const prog_spec *ps, const allow_set *rule, con
                         if (o.arg == '=' && !name[len]) {
                                 value = i + 1 < argc ? &argv[i + 1] : NULL;
                                 i += o.nvals;
-                        } else if (name[len])
-                                value = &(const sh_word){ .value = (char *) name + len + 1, .literal = true };
+                        } else if (name[len]) {
+                                attached = (sh_word){ .value = (char *) name + len + 1, .literal = true };
+                                value = &attached;
+                        }
                 } else {
                         if ((ps->flags & PS_NUMERIC) && a[strspn(a + 1, "0123456789") + 1] == 0)
                                 continue;

@@ -751,7 +751,8 @@ TEST(option_tables)
         spec_opt o;
 
         CHECK(sort && git_reset && !spec_find("git", "frobnicate"));
-        CHECK_INTEQ(spec_lookup(sort, "o", 3, 2, &o), 0);
+        CHECK_INTEQ(spec_lookup(sort, "o", 1, 2, &o), 1); /* --o: only --output starts with "o" */
+        CHECK_INTEQ(spec_lookup(sort, "frob", 4, 2, &o), 0);
         CHECK_INTEQ(spec_lookup(sort, "outp", 4, 2, &o), 1);
         CHECK(o.effect == 'W' && o.canon_short && o.canon[0] == 'o');
         CHECK_INTEQ(spec_lookup(sort, "co", 2, 2, &o), 1); /* --compress-program: --check starts with "ch" */
