@@ -14,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -47,7 +48,7 @@ int bash_oracle_available(const char **ret_why)
 }
 
 /* In the child: never returns. */
-_noreturn_ static void child(const char *command, size_t len, int log_fd, int bash_fd)
+_noreturn_ static void child(const char *command, size_t len, int log_fd, int bash_fd, int pid_fd)
 {
         _cleanup_free_ char *cmd = strndup(command, len);
         int env_fd, null_fd;
@@ -72,12 +73,12 @@ _noreturn_ static void child(const char *command, size_t len, int log_fd, int ba
                 _exit(124);
         if (pid > 0) {
                 int st = 0;
+                /* Tell the test who the namespace's init is, so it can wait for the namespace to end. */
+                (void) write(pid_fd, &pid, sizeof(pid));
                 while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                         ;
                 _exit(0);
         }
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                _exit(125);
         env_fd = memfd_create("bash-env", 0);
         if (env_fd < 0 || write(env_fd, prelude, sizeof prelude - 1) != (ssize_t) (sizeof prelude - 1))
                 _exit(126);
@@ -87,6 +88,11 @@ _noreturn_ static void child(const char *command, size_t len, int log_fd, int ba
                 _exit(127);
         if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 || setresuid(NOBODY, NOBODY, NOBODY) < 0)
                 _exit(128);
+        /* After the credentials change, which clears it: when the test kills our parent (the timeout), this
+         * process, init of the new PID namespace, and with it everything bash started, dies too. Set before,
+         * a script that loops forever outlived the test. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(125);
         snprintf(fdpath, sizeof fdpath, "BASH_ENV=/proc/self/fd/8");
         char *const argv[] = { (char *) "bash", (char *) "--norc", (char *) "--noprofile", (char *) "-c", cmd, NULL };
         char *const envp[] = { fdpath, (char *) "PATH=/nonexistent-pocketcoder-oracle", (char *) "HOME=/tmp",
@@ -107,8 +113,9 @@ int bash_oracle_run(const char *command, size_t len, unsigned timeout_ms, char *
         _cleanup_close_ int bash_fd = -EBADF, rfd = -EBADF;
         _cleanup_free_ char *out = NULL;
         size_t out_n = 0;
-        int pipefd[2];
-        pid_t pid;
+        _cleanup_close_ int init_pidfd = -EBADF;
+        int pipefd[2], pidpipe[2];
+        pid_t pid, init_pid;
 
         if (memchr(command, 0, len))
                 len = strnlen(command, len); /* bash -c stops at a NUL as well */
@@ -118,16 +125,29 @@ int bash_oracle_run(const char *command, size_t len, unsigned timeout_ms, char *
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -errno;
         rfd = pipefd[0];
+        if (pipe2(pidpipe, O_CLOEXEC) < 0) {
+                close(pipefd[1]);
+                return -errno;
+        }
         pid = fork();
         if (pid < 0) {
                 close(pipefd[1]);
+                close(pidpipe[0]);
+                close(pidpipe[1]);
                 return -errno;
         }
         if (pid == 0) {
                 close(pipefd[0]);
-                child(command, len, pipefd[1], bash_fd);
+                close(pidpipe[0]);
+                child(command, len, pipefd[1], bash_fd, pidpipe[1]);
         }
         close(pipefd[1]);
+        close(pidpipe[1]);
+        /* The init of bash's PID namespace: its parent (our child) has not reaped it yet, so the pid is
+         * still its own. Without it (the setup failed) there is nothing to wait for. */
+        if (read(pidpipe[0], &init_pid, sizeof(init_pid)) == (ssize_t) sizeof(init_pid))
+                init_pidfd = (int) syscall(SYS_pidfd_open, init_pid, 0);
+        close(pidpipe[0]);
 
         uint64_t deadline = now_ms() + timeout_ms;
         for (;;) {
@@ -155,10 +175,16 @@ int bash_oracle_run(const char *command, size_t len, unsigned timeout_ms, char *
                         out[out_n] = 0;
                 }
         }
-        kill(pid, SIGKILL); /* its PID namespace goes with it */
+        kill(pid, SIGKILL); /* its PID namespace goes with it (the init's parent-death signal) */
         int st = 0;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                 ;
+        /* ... and is gone when its init has exited: nothing bash started outlives this call. */
+        if (init_pidfd >= 0) {
+                struct pollfd pfd = { .fd = init_pidfd, .events = POLLIN };
+                while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+                        ;
+        }
         if (WIFEXITED(st) && WEXITSTATUS(st) >= 120)
                 return -EPROTO; /* the sandbox could not be set up */
         *ret_len = out_n;

@@ -8,6 +8,9 @@
 #include "bash-oracle.h"
 #include "policies.h"
 #include "tap.h"
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
 
 static pc_policy *policy(void)
 {
@@ -143,6 +146,44 @@ TEST(oracle_sees_what_bash_runs)
         CHECK(bash_oracle_run("id; echo $(whoami) >/tmp/x; /bin/true; ls -l", 46, 2000, &names, &n) >= 0);
         CHECK(names && n == strlen("id") + strlen("whoami") + strlen("ls") + 3);
         CHECK(names && streq(names, "id") && streq(names + 3, "whoami") && streq(names + 10, "ls"));
+}
+
+/* A script that never ends is gone with its whole PID namespace once the oracle's timeout passed: a corpus
+ * line such as "while true; do rm -rf /; done" must not go on running (as nobody) after the test. */
+static bool marker_running(const char *marker)
+{
+        _cleanup_(closedirp) DIR *d = opendir("/proc");
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                char path[300], buf[512] = "";
+                _cleanup_close_ int fd = -EBADF;
+                ssize_t k;
+
+                if (!isdigit((unsigned char) de->d_name[0]))
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                k = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+                for (ssize_t i = 0; i < k; i++)
+                        if (!buf[i])
+                                buf[i] = ' ';
+                if (k > 0 && strstr(buf, marker))
+                        return true; /* a zombie has an empty cmdline: only the living count */
+        }
+        return false;
+}
+
+TEST(oracle_leaves_nothing_running)
+{
+        static const char loop[] = "while :; do : pc-oracle-marker-$$; done";
+        _cleanup_free_ char *names = NULL;
+        size_t n = 0;
+
+        if ((tap_skip_reason = skip_why()))
+                return;
+        CHECK(bash_oracle_run(loop, strlen(loop), 200, &names, &n) >= 0);
+        CHECK(!marker_running("pc-oracle-marker"));
 }
 
 TAP_MAIN()
