@@ -7,6 +7,7 @@
 #include "common.h"
 #include "bash-oracle.h"
 #include "policies.h"
+#include "corpus.h"
 #include "tap.h"
 #include <ctype.h>
 #include <dirent.h>
@@ -50,22 +51,6 @@ static const char *skip_why(void)
         return bash_oracle_available(&why) ? NULL : why;
 }
 
-/* "⏎" (U+23CE) in the corpus stands for a newline. */
-static char *unescape(const char *s)
-{
-        char *r = malloc(strlen(s) + 1), *o = r;
-        if (!r)
-                return NULL;
-        while (*s) {
-                if (strneq(s, "\xe2\x8f\x8e", 3)) {
-                        *o++ = '\n';
-                        s += 3;
-                } else
-                        *o++ = *s++;
-        }
-        *o = 0;
-        return r;
-}
 
 TEST(corpus_agrees_with_bash)
 {
@@ -80,7 +65,7 @@ TEST(corpus_agrees_with_bash)
                 char *tab = strchr(line, '\t');
                 if (line[0] == '#' || !tab)
                         continue;
-                _cleanup_free_ char *cmd = unescape(tab + 1);
+                _cleanup_free_ char *cmd = corpus_unescape(tab + 1);
                 CHECK(differ(cmd) == 1);
                 n++;
         }

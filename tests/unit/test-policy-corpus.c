@@ -17,22 +17,6 @@ static int letter_to_decision(char c)
         return c == 'a' ? PC_DECISION_ALLOW : c == 'q' ? PC_DECISION_ASK : c == 'd' ? PC_DECISION_DENY : -1;
 }
 
-/* "⏎" (U+23CE) in the corpus stands for a newline. */
-static char *unescape(const char *s)
-{
-        char *r = malloc(strlen(s) + 1), *o = r;
-        if (!r)
-                return NULL;
-        while (*s) {
-                if (strneq(s, "\xe2\x8f\x8e", 3)) {
-                        *o++ = '\n';
-                        s += 3;
-                } else
-                        *o++ = *s++;
-        }
-        *o = 0;
-        return r;
-}
 
 int main(int argc, char **argv)
 {
@@ -68,7 +52,7 @@ int main(int argc, char **argv)
                         continue;
                 *tab = 0;
                 i++;
-                _cleanup_free_ char *cmd = unescape(tab + 1);
+                _cleanup_free_ char *cmd = corpus_unescape(tab + 1);
                 bool ok = strlen(line) == ELEMENTSOF(policy_files);
                 char detail[4096] = "";
                 size_t dl = 0;
