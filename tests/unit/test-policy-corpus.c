@@ -3,6 +3,7 @@
  * tests/corpus/test.policy; one TAP line per command. */
 
 #include "common.h"
+#include "corpus.h"
 #include "policies.h"
 
 static const char *const policy_files[] = {
