@@ -74,7 +74,8 @@ _noreturn_ static void child(const char *command, size_t len, int log_fd, int ba
         if (pid > 0) {
                 int st = 0;
                 /* Tell the test who the namespace's init is, so it can wait for the namespace to end. */
-                (void) write(pid_fd, &pid, sizeof(pid));
+                if (write(pid_fd, &pid, sizeof(pid)) != (ssize_t) sizeof(pid))
+                        (void) kill(pid, SIGKILL); /* nobody could wait for it: it must not run */
                 while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                         ;
                 _exit(0);
