@@ -66,7 +66,7 @@ measure() {
                 --prepare "$cli sandbox rm $name >/dev/null 2>&1 || true" \
                 -n "sandbox create X ($label)" "$cli sandbox create $name >/dev/null"
         "$cli" sandbox rm "$name" >/dev/null
-        for i in 1 2 3; do
+        for _ in 1 2 3; do
                 LD_DEBUG=statistics "$cli" --version 2>&1 >/dev/null | sed -n 's/.*total startup time in dynamic loader: /# loader ('"$label"'): /p'
         done
 }
