@@ -194,7 +194,7 @@ int api_post_sandbox_session(api_request *rq)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"kind\":\"run\",\"argv\":[\"id\"]}");
         /* File descriptors pass only over a unix socket, and only to a local admin. */
-        if (!rq->listener == API_LISTENER_UNIX || !rq->principal.local_peer)
+        if (rq->listener != API_LISTENER_UNIX || !rq->principal.local_peer)
                 return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
                                        "sessions need the daemon's unix socket as root or a member of its group "
                                        "(file descriptors pass over it)");

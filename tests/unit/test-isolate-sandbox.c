@@ -177,7 +177,7 @@ TEST(start_rejects_bad_config)
 TEST(create_names_failed_step_and_leaves_nothing)
 {
         _cleanup_(pc_error_freep) pc_error *err = NULL;
-        _cleanup_free_ char *fresh = NULL, *cg = NULL;
+        _cleanup_free_ char *fresh = NULL;
         isolate_limits limits = { .pids_max = 64 };
         isolate_sandbox *s = NULL;
         isolate_sandbox_config c;

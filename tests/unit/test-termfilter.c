@@ -86,7 +86,7 @@ TEST(queries_and_dangerous_modes_are_dropped)
         static const char *const drop[] = {
                 "\x1b[6n",      "\x1b[c",         "\x1b[>c",    "\x1b[=c",     "\x1b[21t",  "\x1b[8;100;100t",
                 "\x1b[?u",      "\x1b[?1;2$p",    "\x1b[>q",    "\x1b[?6n",    "\x1b[?3h",  "\x1b[?1049;3h",
-                "\x1b[!p",      "\x1b[?5h",       "\x1b[20h",   "\x1b[?1;2c",  "\x1b" "c",     "\x1b%G",
+                "\x1b[!p",      "\x1b[?5h",       "\x1b[20h",   "\x1b[?1;2c",  "\x1b\x63",     "\x1b%G",
                 "\x1b#8",       "\x1b[?9h",       "\x1b[?2h",   "\x1b[>0u",    "\x1b[<u",   "\x1b[?12;25$p",
         };
         for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
