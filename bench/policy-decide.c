@@ -15,7 +15,7 @@
 static const char *const commands[] = {
         "git status --short",
         "ls -la src/",
-        "grep -rn TODO src/ | wc -l",
+        "grep -rn deprecated src/ | wc -l",
         "npm test -- --watch=false",
         "git log --oneline -n 10 | head -3",
         "cd src && make -j4 test 2>&1 | tee /tmp/build.log",
@@ -28,7 +28,7 @@ static const char *const commands[] = {
         "git log --oneline -n 20 -- src/ | grep -v Merge",
         "git -C sub diff --stat HEAD~3 > /tmp/diff.txt",
         "sort -k2,2 -t, data.csv | uniq -c | sort -rn | head",
-        "find . -name '*.py' -newer setup.py -exec grep -l TODO {} +",
+        "find . -name '*.py' -newer setup.py -exec grep -l deprecated {} +",
 };
 
 typedef struct strbuf_t {
