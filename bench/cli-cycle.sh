@@ -44,7 +44,9 @@ start_daemon() {
         local label=$1 b=$2 uid_base=$3
         mkdir -p "$tmp/$label"
         printf 'cgroup_parent = pc-bench-%s-%s\nuid_range_base = %s\n' "$label" "$$" "$uid_base" >"$tmp/$label/conf"
-        "$b/daemon/pocketcoderd" --config "$tmp/$label/conf" --state-dir "$tmp/$label/state" \
+        local d=$b/pocketcoderd/pocketcoderd
+        [ -x "$d" ] || d=$b/daemon/pocketcoderd # builds before issue 9
+        "$d" --config "$tmp/$label/conf" --state-dir "$tmp/$label/state" \
                 --runtime-dir "$tmp/$label/run" --policy-dir "$tmp/$label/pol" --log-file "$tmp/$label/log" \
                 --pid-file "$tmp/$label/pid" --daemonize
         pids+=("$(cat "$tmp/$label/pid")")
