@@ -20,6 +20,12 @@ typedef enum {
 
 typedef struct api_route api_route;
 
+/* Whose agent a connection on an agent socket is: the sandbox's name and its identity (instance). */
+typedef struct api_agent_identity {
+        char sandbox[64];
+        char instance[33];
+} api_agent_identity;
+
 /* Requests that have waited for an event (suspended at least once) and are not finished yet: a stopping
  * server lets them answer first, so that a client gets its cursor rather than a dropped connection. */
 typedef struct api_waiting {
@@ -34,12 +40,13 @@ typedef struct api_request {
         uint64_t max_body_size;
         api_listener_kind listener;
         gid_t socket_gid;       /* unix listener: members of this group are local admins */
-        const char *agent_sandbox; /* agent listener: whose agent this connection is */
+        const api_agent_identity *agent; /* agent listener: whose agent this connection is */
         const char *method;
         const char *url;
         char *body;
         size_t body_len;
         bool too_large;
+        bool bad_uri;           /* the raw URI has a control character or an encoded '/' (see on_uri) */
         bool replied;
         bool authenticated;
         json_t *json;           /* parsed body, NULL when empty */
@@ -53,6 +60,7 @@ typedef struct api_request {
         bool suspended;
         bool waited;            /* counted in *waiting until the request completes */
         api_waiting *waiting;
+        struct tcp_watchdog *watchdog; /* TCP listener: connections not authenticated yet (server.c) */
         pc_event_waiter waiter;
         uint64_t since;         /* GET /v1/events: the cursor */
         bool wait_started;

@@ -21,13 +21,19 @@ typedef struct api_options {
         uint64_t max_body_size;
         unsigned threads;      /* 0 = one per CPU */
         unsigned idle_timeout; /* seconds an idle keep-alive connection is kept; 0 = 120 */
+        /* TCP only (the unix socket and agent sockets have their own libmicrohttpd daemons, so a flood here
+         * leaves them usable): open connections in all and per client address, and the seconds a
+         * connection has to complete its first authenticated request (also a slow one); 0 = defaults. */
+        unsigned tcp_connections_max;
+        unsigned tcp_connections_per_address;
+        unsigned tcp_auth_timeout;
 } api_options;
 
 /* Binds and starts serving; returns once both listeners accept connections. */
 int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_error **reterr);
 /* Serves a connection accepted on a sandbox's agent socket (fd, owned from here on) as that sandbox's
  * agent. Any thread. The fit for pc_daemon_set_agent_handler(), which pocketcoderd wires. */
-int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox);
+int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox, const char *instance);
 /* Stops accepting, wakes suspended requests, finishes in-flight requests, joins the threads, frees:
  * nothing calls into the daemon afterwards. Accepts NULL, returns NULL. */
 api_server *api_server_free(api_server *s);

@@ -24,16 +24,38 @@ typedef struct api_listener {
  * thread): their fd says whose agent they are until the connection takes the name over. */
 typedef struct pending_agent {
         int fd;
-        char sandbox[64];
+        api_agent_identity id;
 } pending_agent;
 
 /* Open agent connections per sandbox: one sandbox must not use up the connections every sandbox's agent
  * shares (libmicrohttpd's limit is per daemon). */
 #define AGENT_CONNECTIONS_MAX 64u
+/* The unix socket's and the agent sockets' daemons: only local peers reach them. */
+#define UNIX_CONNECTIONS_MAX 4096u
 typedef struct agent_count {
         char sandbox[64];
         unsigned n;
 } agent_count;
+
+/* TCP connections that have not completed an authenticated request yet, each with the time it must have
+ * by. libmicrohttpd's connection timeout only counts silence, so a client trickling a byte a second would
+ * hold its connection for hours; the watchdog thread shuts such connections down at their deadline
+ * (libmicrohttpd then sees the end of the stream and closes them). The entry goes under the lock in the
+ * CLOSED notification, which libmicrohttpd sends before it closes the fd: an fd here is never re-used. */
+typedef struct tcp_deadline {
+        int fd;
+        uint64_t deadline; /* CLOCK_MONOTONIC usec */
+} tcp_deadline;
+
+typedef struct tcp_watchdog {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        pthread_t thread;
+        bool running, stop;
+        uint64_t timeout; /* usec */
+        tcp_deadline *entries;
+        size_t n;
+} tcp_watchdog;
 
 struct api_server {
         pc_daemon *daemon;
@@ -42,6 +64,7 @@ struct api_server {
         struct MHD_Daemon *unix_httpd, *tcp_httpd, *agent_httpd;
         api_listener unix_listener, tcp_listener, agent_listener;
         unsigned tcp_port;
+        tcp_watchdog watchdog;
         char *socket_path;
         api_waiting waiting;
         pthread_mutex_t pending_lock; /* guards pending and counts */
@@ -96,6 +119,64 @@ static void on_request_completed(void *cls, struct MHD_Connection *c, void **con
         }
         request_free(rq);
         *con_cls = NULL;
+}
+
+static void *watchdog_main(void *userdata)
+{
+        tcp_watchdog *w = userdata;
+
+        LOCK_GUARD(&w->lock);
+        while (!w->stop) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
+
+                for (size_t i = 0; i < w->n;)
+                        if (w->entries[i].deadline <= now) {
+                                log_debug("closing TCP connection (fd %d): no authenticated request in time",
+                                          w->entries[i].fd);
+                                (void) shutdown(w->entries[i].fd, SHUT_RDWR);
+                                w->entries[i] = w->entries[--w->n];
+                        } else
+                                next = MIN(next, w->entries[i++].deadline);
+                if (next == UINT64_MAX)
+                        pthread_cond_wait(&w->changed, &w->lock);
+                else {
+                        struct timespec ts = { .tv_sec = (time_t) (next / 1000000),
+                                               .tv_nsec = (long) (next % 1000000) * 1000 };
+                        (void) pthread_cond_timedwait(&w->changed, &w->lock, &ts);
+                }
+        }
+        return NULL;
+}
+
+static void watchdog_add(tcp_watchdog *w, int fd)
+{
+        LOCK_GUARD(&w->lock);
+        tcp_deadline *e = realloc(w->entries, (w->n + 1) * sizeof(*e));
+
+        if (!e) { /* without memory the connection is cut now rather than left unbounded */
+                (void) shutdown(fd, SHUT_RDWR);
+                return;
+        }
+        w->entries = e;
+        w->entries[w->n++] = (tcp_deadline){ .fd = fd, .deadline = now_usec(CLOCK_MONOTONIC) + w->timeout };
+        pthread_cond_signal(&w->changed);
+}
+
+static void watchdog_remove(tcp_watchdog *w, int fd)
+{
+        LOCK_GUARD(&w->lock);
+        for (size_t i = 0; i < w->n; i++)
+                if (w->entries[i].fd == fd) {
+                        w->entries[i] = w->entries[--w->n];
+                        return;
+                }
+}
+
+static int connection_fd(struct MHD_Connection *c)
+{
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        return info ? info->connect_fd : -EBADF;
 }
 
 /* Who is on the other end of a unix-socket connection. */
@@ -168,11 +249,16 @@ static int authenticate(api_request *rq)
         /* The agent socket is reachable from inside one sandbox only: whoever connects is its agent,
          * whatever they send (a token found inside changes nothing). */
         if (rq->listener == API_LISTENER_AGENT) {
-                if (!rq->agent_sandbox)
+                if (!rq->agent)
                         return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "forbidden",
                                                "this agent connection belongs to no sandbox");
-                rq->principal = (pc_principal){ .role = PC_ROLE_AGENT, .agent_socket = true };
-                snprintf(rq->principal.sandbox, sizeof(rq->principal.sandbox), "%s", rq->agent_sandbox);
+                /* Bound to the sandbox it was accepted for, not to its name: once that sandbox is
+                 * deleted the connection speaks for no one, also if a new one of that name exists. */
+                if (pc_daemon_authenticate_agent(rq->daemon, rq->agent->sandbox, rq->agent->instance,
+                                                 &rq->principal) < 0)
+                        return api_reply_error(rq, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                               "sandbox \"%s\" this agent connection belonged to was deleted",
+                                               rq->agent->sandbox);
                 rq->authenticated = true;
                 return MHD_YES;
         }
@@ -183,9 +269,12 @@ static int authenticate(api_request *rq)
                 r = pc_daemon_authenticate(rq->daemon, h + 7, &rq->principal);
                 if (r < 0)
                         return api_reply_error(rq, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-                                               "the token is not valid (revoked, mistyped or from another "
-                                               "daemon); create one with \"pocketcoder token create\"");
+                                               "the token is not valid (revoked, expired, mistyped or from "
+                                               "another daemon); create one with \"pocketcoder token create\"");
                 rq->authenticated = true;
+                /* A known client: off the watchdog; only the idle timeout applies from now on. */
+                if (rq->listener == API_LISTENER_TCP)
+                        watchdog_remove(rq->watchdog, connection_fd(rq->conn));
                 return MHD_YES;
         }
         if (rq->listener == API_LISTENER_UNIX) {
@@ -258,12 +347,20 @@ static bool match(api_request *rq, const char *pattern, const char *path)
         }
 }
 
-/* Authentication, content type and body parsing, shared by every route; then the handler. */
+/* Authentication, path parameters, content type and body parsing, shared by every route; then the
+ * handler. */
 static int run_route(api_request *rq, const api_route *route)
 {
         int r;
 
         rq->route = route;
+        /* One check for every path parameter (sandbox, policy and image names, token ids): all are names. */
+        for (size_t i = 0; i < ELEMENTSOF(rq->params) && rq->params[i]; i++)
+                if (!name_is_valid(rq->params[i]))
+                        return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_path",
+                                               "\"%s\" in %s is not a valid name (lowercase letters, digits and "
+                                               "'-', at most 63 characters)",
+                                               rq->params[i], rq->url);
         if (route->roles != API_NO_AUTH) {
                 r = authenticate(rq);
                 if (!rq->authenticated)
@@ -329,12 +426,37 @@ void api_routes_print(FILE *f)
                 fprintf(f, "%s %s\n", api_routes[i].method, api_routes[i].pattern);
 }
 
-static api_request *request_new(api_listener *l, struct MHD_Connection *conn, const char *url, const char *method)
+/* The URI as received, before libmicrohttpd decodes it (which would cut "default%00x" to "default"): a
+ * control character anywhere in it, encoded or not, is refused for every route (400 in on_access), and so
+ * is an encoded '/', which would otherwise split one path segment into two ("x%2Fstop"). The request
+ * object starts here and on_access fills it in. */
+static int unhex(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        c |= 0x20;
+        return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -EINVAL;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
         api_request *rq = calloc(1, sizeof(*rq));
 
         if (!rq)
                 return NULL;
+        for (const char *p = uri; *p; p++) {
+                int hi = *p == '%' ? unhex(p[1]) : -EINVAL, lo = hi >= 0 ? unhex(p[2]) : -EINVAL;
+                unsigned char c = lo >= 0 ? (unsigned char) (hi * 16 + lo) : (unsigned char) *p;
+
+                if (c < 0x20 || c == 0x7f || (lo >= 0 && c == '/'))
+                        rq->bad_uri = true;
+        }
+        return rq;
+}
+
+static void request_init(api_request *rq, api_listener *l, struct MHD_Connection *conn, const char *url,
+                         const char *method)
+{
         rq->conn = conn;
         rq->daemon = l->server->daemon;
         rq->max_body_size = l->server->max_body_size;
@@ -342,14 +464,14 @@ static api_request *request_new(api_listener *l, struct MHD_Connection *conn, co
         rq->sessions = &l->server->sessions;
         rq->socket_gid = l->server->socket_gid;
         rq->waiting = &l->server->waiting;
+        rq->watchdog = &l->server->watchdog;
         rq->method = method;
         rq->url = url;
         if (l->kind == API_LISTENER_AGENT) {
                 const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
                                                                                MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-                rq->agent_sandbox = info ? info->socket_context : NULL;
+                rq->agent = info ? info->socket_context : NULL;
         }
-        return rq;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -359,13 +481,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         api_listener *l = cls;
         api_request *rq = *con_cls;
 
-        if (!rq) {
+        if (!rq) /* no memory in on_uri */
+                return MHD_NO;
+        if (!rq->conn) {
                 const char *cl;
 
-                rq = request_new(l, conn, url, method);
-                if (!rq)
-                        return MHD_NO;
-                *con_cls = rq;
+                request_init(rq, l, conn, url, method);
                 /* Refuse an announced oversized body before reading it. */
                 cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
                 if (cl && strtoull(cl, NULL, 10) > rq->max_body_size)
@@ -399,6 +520,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (rq->too_large)
                 return api_reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                                        "request body is larger than %" PRIu64 " bytes", rq->max_body_size);
+        if (rq->bad_uri)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_path",
+                                       "the request URI contains a control character (such as %%00) or an "
+                                       "encoded '/'");
+        /* HTTP/1.1 requires Host (RFC 9112 3.2); HTTP/1.0 may leave it out. */
+        if (streq(version, MHD_HTTP_VERSION_1_1) &&
+            !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "missing_host",
+                                       "an HTTP/1.1 request must carry a Host header");
         return dispatch(rq);
 }
 
@@ -409,12 +539,24 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         api_listener *l = cls;
         api_server *s = l->server;
 
+        if (l->kind == API_LISTENER_TCP) {
+                int fd = connection_fd(c);
+
+                if (fd < 0)
+                        return;
+                if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+                        watchdog_add(&s->watchdog, fd);
+                else
+                        watchdog_remove(&s->watchdog, fd);
+                return;
+        }
         if (l->kind != API_LISTENER_AGENT)
                 return;
         if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
                 if (*socket_context) {
+                        api_agent_identity *id = *socket_context;
                         LOCK_GUARD(&s->pending_lock);
-                        agent_count *n = agent_count_get(s, *socket_context);
+                        agent_count *n = agent_count_get(s, id->sandbox);
                         if (n && n->n > 0)
                                 n->n--;
                 }
@@ -428,9 +570,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         LOCK_GUARD(&s->pending_lock);
         for (size_t i = 0; i < s->n_pending; i++)
                 if (s->pending[i].fd == info->connect_fd) {
-                        *socket_context = strdup(s->pending[i].sandbox);
-                        if (!*socket_context) { /* refused as no one's (403): not counted */
-                                agent_count *n = agent_count_get(s, s->pending[i].sandbox);
+                        api_agent_identity *id = malloc(sizeof(*id));
+
+                        if (id)
+                                *id = s->pending[i].id;
+                        *socket_context = id;
+                        if (!id) { /* refused as no one's (403): not counted */
+                                agent_count *n = agent_count_get(s, s->pending[i].id.sandbox);
                                 if (n && n->n > 0)
                                         n->n--;
                         }
@@ -439,7 +585,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 }
 }
 
-int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox)
+int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox, const char *instance)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         size_t i;
@@ -467,7 +613,8 @@ int api_server_add_agent_connection(api_server *s, int fd, const char *sandbox)
                         s->n_pending++;
                 }
                 s->pending[i].fd = fd;
-                snprintf(s->pending[i].sandbox, sizeof(s->pending[i].sandbox), "%s", sandbox);
+                snprintf(s->pending[i].id.sandbox, sizeof(s->pending[i].id.sandbox), "%s", sandbox);
+                snprintf(s->pending[i].id.instance, sizeof(s->pending[i].id.instance), "%s", instance);
                 n->n++;
         }
         /* libmicrohttpd closes fd on failure too. */
@@ -533,7 +680,8 @@ static int make_tcp_socket(const struct sockaddr *sa, socklen_t len, unsigned *r
  * (or the connections handed over with MHD_add_connection: fd < 0), so requests are served in parallel.
  * A request that waits for an event is suspended: it holds no thread and is not subject to the idle
  * timeout, which only closes idle keep-alive connections (see docs/architecture.md). */
-static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads, unsigned idle_timeout)
+static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads, unsigned idle_timeout,
+                                      unsigned connections_max, unsigned per_address)
 {
         /* Upgrades (sessions: descriptors over SCM_RIGHTS) only on the admins' unix socket. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC |
@@ -542,6 +690,8 @@ static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads,
         struct MHD_OptionItem listen[] = {
                 { MHD_OPTION_LISTEN_SOCKET, fd, NULL },
                 { MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL },
+                /* Over the limit, libmicrohttpd closes a new connection right after accepting it. */
+                { per_address ? MHD_OPTION_PER_IP_CONNECTION_LIMIT : MHD_OPTION_END, per_address, NULL },
                 { MHD_OPTION_END, 0, NULL },
         };
 
@@ -552,7 +702,8 @@ static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads,
         return MHD_start_daemon(flags, 0, NULL, NULL, on_access, l, MHD_OPTION_THREAD_POOL_SIZE, threads,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, l, MHD_OPTION_NOTIFY_CONNECTION,
                                 on_connection, l, MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout,
-                                MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_ARRAY, listen, MHD_OPTION_END);
+                                MHD_OPTION_CONNECTION_LIMIT, connections_max, MHD_OPTION_URI_LOG_CALLBACK, on_uri, l,
+                                MHD_OPTION_ARRAY, listen, MHD_OPTION_END);
 }
 
 /* Quiescing hands the listen socket back to us (so it is closed exactly once) and stops new accepts
@@ -576,14 +727,16 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         if (!s)
                 return -ENOMEM;
         s->daemon = d;
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         api_sessions_init(&s->sessions);
         s->max_body_size = o->max_body_size;
         s->socket_gid = o->socket_gid;
         pthread_mutex_init(&s->pending_lock, NULL);
+        pthread_mutex_init(&s->watchdog.lock, NULL);
+        pthread_cond_init(&s->watchdog.changed, &attr);
         pthread_mutex_init(&s->waiting.lock, NULL);
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         pthread_cond_init(&s->waiting.done, &attr);
         pthread_condattr_destroy(&attr);
         s->unix_listener = (api_listener){ .server = s, .kind = API_LISTENER_UNIX };
@@ -600,7 +753,7 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
                 api_server_free(s);
                 return fd;
         }
-        s->unix_httpd = start_httpd(&s->unix_listener, fd, threads, idle);
+        s->unix_httpd = start_httpd(&s->unix_listener, fd, threads, idle, UNIX_CONNECTIONS_MAX, 0);
         if (!s->unix_httpd) {
                 safe_close(fd);
                 api_server_free(s);
@@ -612,14 +765,22 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
                         api_server_free(s);
                         return fd;
                 }
-                s->tcp_httpd = start_httpd(&s->tcp_listener, fd, threads, idle);
+                s->watchdog.timeout = (uint64_t) (o->tcp_auth_timeout ?: 10) * 1000000;
+                if (pthread_create(&s->watchdog.thread, NULL, watchdog_main, &s->watchdog) != 0) {
+                        safe_close(fd);
+                        api_server_free(s);
+                        return pc_error_setf(reterr, EAGAIN, "http", "cannot start the TCP connection watchdog");
+                }
+                s->watchdog.running = true;
+                s->tcp_httpd = start_httpd(&s->tcp_listener, fd, threads, idle, o->tcp_connections_max ?: 1024,
+                                           o->tcp_connections_per_address ?: 128);
                 if (!s->tcp_httpd) {
                         safe_close(fd);
                         api_server_free(s);
                         return pc_error_setf(reterr, EIO, "http", "cannot start the HTTP server on TCP");
                 }
         }
-        s->agent_httpd = start_httpd(&s->agent_listener, -EBADF, threads, idle);
+        s->agent_httpd = start_httpd(&s->agent_listener, -EBADF, threads, idle, UNIX_CONNECTIONS_MAX, 0);
         if (!s->agent_httpd) {
                 api_server_free(s);
                 return pc_error_setf(reterr, EIO, "http", "cannot start the HTTP server for agent sockets");
@@ -663,6 +824,14 @@ api_server *api_server_free(api_server *s)
                 MHD_stop_daemon(s->tcp_httpd);
         if (s->agent_httpd)
                 MHD_stop_daemon(s->agent_httpd);
+        if (s->watchdog.running) {
+                {
+                        LOCK_GUARD(&s->watchdog.lock);
+                        s->watchdog.stop = true;
+                        pthread_cond_signal(&s->watchdog.changed);
+                }
+                (void) pthread_join(s->watchdog.thread, NULL);
+        }
         safe_close(unix_fd);
         safe_close(tcp_fd);
         if (s->socket_path)
@@ -671,6 +840,9 @@ api_server *api_server_free(api_server *s)
         free(s->pending);
         free(s->counts);
         pthread_mutex_destroy(&s->pending_lock);
+        free(s->watchdog.entries);
+        pthread_mutex_destroy(&s->watchdog.lock);
+        pthread_cond_destroy(&s->watchdog.changed);
         pthread_mutex_destroy(&s->waiting.lock);
         pthread_cond_destroy(&s->waiting.done);
         free(s);

@@ -12,12 +12,14 @@ static int usage(bool ok)
         if (!ok)
                 fprintf(stderr, "pocketcoder token: missing subcommand.\n\n");
         printf("Usage: pocketcoder token create --role admin|relay|agent [--sandbox NAME] [--label TEXT]\n"
+               "                                [--ttl DURATION]\n"
                "       pocketcoder token list\n"
                "       pocketcoder token rm ID\n"
                "\n"
                "API tokens. 'create' prints the token once: store it now, only its hash is kept.\n"
                "Roles: admin (everything), relay (the phone app's backend: approvals, keys, messages),\n"
-               "agent (the reasoning engine; scoped to one sandbox with --sandbox).\n"
+               "agent (the reasoning engine; scoped to one existing sandbox with --sandbox, and removed\n"
+               "with it). --ttl makes a token expire: 90s, 15m, 12h, 30d (plain numbers are seconds).\n"
                "Use a token with --token TOKEN or POCKETCODER_TOKEN=TOKEN.\n");
         return ok ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
@@ -28,11 +30,13 @@ static int token_create(int argc, char **argv, const cli_global *g)
                 { "role", required_argument, NULL, 'r' },
                 { "sandbox", required_argument, NULL, 's' },
                 { "label", required_argument, NULL, 'l' },
+                { "ttl", required_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         _cleanup_json_ json_t *req = json_object(), *resp = NULL;
         const char *role = NULL;
+        uint64_t ttl;
         int opt;
 
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -45,6 +49,16 @@ static int token_create(int argc, char **argv, const cli_global *g)
                         break;
                 case 'l':
                         json_object_set_new(req, "label", json_string(optarg));
+                        break;
+                case 't':
+                        if (parse_duration(optarg, &ttl) < 0 || ttl == 0 || ttl > INT64_MAX) {
+                                fprintf(stderr,
+                                        "pocketcoder token create: --ttl \"%s\" is not a duration (e.g. 90s, "
+                                        "15m, 12h, 30d)\n",
+                                        optarg);
+                                return CLI_EXIT_USAGE;
+                        }
+                        json_object_set_new(req, "ttl_seconds", json_integer((json_int_t) ttl));
                         break;
                 case 'h':
                         return usage(true);
@@ -72,7 +86,7 @@ static int token_create(int argc, char **argv, const cli_global *g)
 
 static int token_list(const cli_global *g)
 {
-        static const char *const header[] = { "ID", "ROLE", "SANDBOX", "LABEL", "CREATED", "BY" };
+        static const char *const header[] = { "ID", "ROLE", "SANDBOX", "LABEL", "CREATED", "BY", "EXPIRES" };
         _cleanup_json_ json_t *resp = NULL;
         _cleanup_free_ char **cells = NULL;
         _cleanup_free_ char *times = NULL;
@@ -88,7 +102,7 @@ static int token_list(const cli_global *g)
         tokens = json_object_get(resp, "tokens");
         n = json_array_size(tokens);
         cells = calloc(n * ELEMENTSOF(header) + 1, sizeof(char *));
-        times = calloc(n + 1, 32);
+        times = calloc(2 * n + 1, 32);
         if (!cells || !times)
                 return CLI_EXIT_FAILED;
         json_array_foreach(tokens, i, t) {
@@ -97,8 +111,9 @@ static int token_list(const cli_global *g)
                 row[1] = (char *) json_string_value(json_object_get(t, "role"));
                 row[2] = (char *) json_string_value(json_object_get(t, "sandbox"));
                 row[3] = (char *) json_string_value(json_object_get(t, "label"));
-                row[4] = (char *) cli_format_time(json_object_get(t, "created_at"), times + i * 32);
+                row[4] = (char *) cli_format_time(json_object_get(t, "created_at"), times + 2 * i * 32);
                 row[5] = (char *) json_string_value(json_object_get(t, "created_by"));
+                row[6] = (char *) cli_format_time(json_object_get(t, "expires_at"), times + (2 * i + 1) * 32);
         }
         cli_table_print(header, ELEMENTSOF(header), cells, n);
         return CLI_EXIT_OK;

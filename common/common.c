@@ -308,6 +308,32 @@ int parse_size(const char *s, uint64_t *ret)
         return -EINVAL;
 }
 
+int parse_duration(const char *s, uint64_t *ret)
+{
+        static const struct {
+                char suffix;
+                uint64_t seconds;
+        } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+        char *end;
+        uint64_t v = 0;
+        int r = parse_u64_prefix(s, &v, &end);
+
+        if (r < 0)
+                return r;
+        if (*end == 0) {
+                *ret = v;
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (end[0] == units[i].suffix && end[1] == 0) {
+                        if (v > UINT64_MAX / units[i].seconds)
+                                return -ERANGE;
+                        *ret = v * units[i].seconds;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 int parse_bool(const char *s, bool *ret)
 {
         static const char *const yes[] = { "1", "yes", "true", "on" }, *const no[] = { "0", "no", "false", "off" };

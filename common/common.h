@@ -135,6 +135,7 @@ bool startswith(const char *s, const char *prefix);
 char *strstrip(char *s);
 int parse_size(const char *s, uint64_t *ret);      /* "512M", "2G", "1024" -> bytes */
 int parse_uint64(const char *s, uint64_t *ret);
+int parse_duration(const char *s, uint64_t *ret);  /* "90", "90s", "15m", "12h", "30d" -> seconds */
 int parse_bool(const char *s, bool *ret);
 bool name_is_valid(const char *name);              /* DNS-label-like: [a-z0-9][a-z0-9-]{0,62} */
 void explicit_bzero_safe(void *p, size_t n);

@@ -17,6 +17,7 @@
 struct pc_agent_socket {
         pc_daemon *daemon;
         char name[64];
+        char instance[33];
         char *dir;
         int dir_fd; /* O_PATH */
         int fd;     /* listening */
@@ -40,7 +41,7 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
                         safe_close(c);
                         continue;
                 }
-                d->agent_fn(d->agent_userdata, c, s->name);
+                d->agent_fn(d->agent_userdata, c, s->name, s->instance);
         }
 }
 
@@ -109,7 +110,8 @@ static int bind_socket(pc_agent_socket *s, const char *parent, pc_error **reterr
         return 0;
 }
 
-int pc_agent_socket_new(pc_daemon *d, const char *sandbox, pc_agent_socket **ret, pc_error **reterr)
+int pc_agent_socket_new(pc_daemon *d, const char *sandbox, const char *instance, pc_agent_socket **ret,
+                        pc_error **reterr)
 {
         _cleanup_free_ char *parent = strjoin(d->config.runtime_dir, "/sandboxes");
         pc_agent_socket *s = calloc(1, sizeof(*s));
@@ -122,6 +124,7 @@ int pc_agent_socket_new(pc_daemon *d, const char *sandbox, pc_agent_socket **ret
         s->daemon = d;
         s->fd = s->dir_fd = -EBADF;
         snprintf(s->name, sizeof(s->name), "%s", sandbox);
+        snprintf(s->instance, sizeof(s->instance), "%s", instance);
         s->dir = strjoin(parent, "/", sandbox);
         r = s->dir ? bind_socket(s, parent, reterr) : -ENOMEM;
         if (r >= 0)

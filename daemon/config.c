@@ -14,6 +14,9 @@ void pc_config_init(pc_config *c)
                 .socket_group = strdup("pocketcoder"),
                 .max_body_size = 1024 * 1024,
                 .http_idle_timeout = 120,
+                .tcp_max_connections = 1024,
+                .tcp_max_connections_per_address = 128,
+                .tcp_auth_timeout = 10,
                 .events_keep = 10000,
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
@@ -149,6 +152,30 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->http_idle_timeout = (unsigned) u;
                 return 0;
         }
+        if (streq(key, "tcp_max_connections")) {
+                if (parse_uint64(value, &u) < 0 || u < 1 || u > 65536) {
+                        *ret_why = "expected a number of connections from 1 to 65536";
+                        return -EINVAL;
+                }
+                c->tcp_max_connections = (unsigned) u;
+                return 0;
+        }
+        if (streq(key, "tcp_max_connections_per_address")) {
+                if (parse_uint64(value, &u) < 0 || u < 1 || u > 65536) {
+                        *ret_why = "expected a number of connections from 1 to 65536";
+                        return -EINVAL;
+                }
+                c->tcp_max_connections_per_address = (unsigned) u;
+                return 0;
+        }
+        if (streq(key, "tcp_auth_timeout")) {
+                if (parse_uint64(value, &u) < 0 || u < 1 || u > 3600) {
+                        *ret_why = "expected seconds from 1 to 3600";
+                        return -EINVAL;
+                }
+                c->tcp_auth_timeout = (unsigned) u;
+                return 0;
+        }
         if (streq(key, "events_keep")) {
                 if (parse_uint64(value, &u) < 0 || u < 1 || u > 10000000) {
                         *ret_why = "expected a number of events from 1 to 10000000";
@@ -167,7 +194,9 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return 0;
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
-                   "socket_group, max_body_size, api_threads, http_idle_timeout, events_keep, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent, nft_table)";
+                   "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
+                   "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
+                   "egress_subnet, uid_range_base, cgroup_parent, nft_table)";
         return -ENOKEY;
 }
 

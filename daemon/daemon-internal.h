@@ -96,7 +96,10 @@ int pc_daemon_reload_policies(pc_daemon *d, const char *trigger);
  * the sandbox mounts at /run/pocketcoder, so a socket bound again after a daemon restart is seen inside)
  * with api.sock in it, accepted on from the loop. */
 typedef struct pc_agent_socket pc_agent_socket;
-int pc_agent_socket_new(pc_daemon *d, const char *sandbox, pc_agent_socket **ret, pc_error **reterr);
+/* `instance` is the sandbox's identity (sandboxes.instance): each connection is handed over with it, so a
+ * connection never speaks for a later sandbox of the same name. */
+int pc_agent_socket_new(pc_daemon *d, const char *sandbox, const char *instance, pc_agent_socket **ret,
+                        pc_error **reterr);
 const char *pc_agent_socket_dir(const pc_agent_socket *s);
 /* Stops accepting. With `remove`, also removes the socket and its directory (the sandbox stopped); else
  * the directory stays for the next daemon to bind again (the sandbox keeps running). */

@@ -27,6 +27,9 @@ typedef struct pc_config {
         uint64_t max_body_size;   /* bytes */
         unsigned api_threads;     /* libmicrohttpd thread pool size, 0 = number of CPUs */
         unsigned http_idle_timeout; /* seconds an idle keep-alive connection is kept */
+        unsigned tcp_max_connections;             /* open TCP connections in all */
+        unsigned tcp_max_connections_per_address; /* open TCP connections per client address */
+        unsigned tcp_auth_timeout; /* seconds a TCP connection has for its first authenticated request */
         uint64_t events_keep;     /* how many of the newest events the store keeps */
         int log_level;
         char *log_file;
@@ -81,7 +84,7 @@ int pc_daemon_post(pc_daemon *d, pc_daemon_post_fn fn, void *userdata);
  * connection is that sandbox's agent, no token involved. Set by the composition root (pocketcoderd/),
  * which gives it to the HTTP server: the daemon never calls api/. Without a handler connections are
  * closed. */
-typedef void (*pc_agent_connection_fn)(void *userdata, int fd, const char *sandbox);
+typedef void (*pc_agent_connection_fn)(void *userdata, int fd, const char *sandbox, const char *instance);
 void pc_daemon_set_agent_handler(pc_daemon *d, pc_agent_connection_fn fn, void *userdata);
 
 /* ---- principals and roles ---- */
@@ -113,6 +116,10 @@ json_t *pc_principal_to_json(const pc_principal *p);
 /* Authenticates "Bearer <token>" (the part after "Bearer "). Returns 0 and fills *ret, -EACCES for an
  * unknown/revoked token, -EINVAL for a malformed one. Constant-time compare of the hash. */
 int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret);
+/* A connection on the agent socket of sandbox `sandbox` whose identity was `instance` when it connected:
+ * 0 and the agent principal while that very sandbox exists, -EACCES once it was deleted (also when a new
+ * sandbox of the same name exists). */
+int pc_daemon_authenticate_agent(pc_daemon *d, const char *sandbox, const char *instance, pc_principal *ret);
 
 /* Tokens. Creation returns the secret once in "token"; only its SHA-256 is stored. */
 int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);

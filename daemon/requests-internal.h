@@ -17,11 +17,13 @@ typedef struct pc_sandbox_request {
 } pc_sandbox_request;
 int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **reterr);
 
-/* POST /v1/tokens {"role", "sandbox", "label"} */
+/* POST /v1/tokens {"role", "sandbox", "label", "ttl_seconds"} */
+#define TOKEN_TTL_MAX (10 * 366 * 24 * 3600) /* ten years */
 typedef struct pc_token_request {
         pc_role role;
-        const char *sandbox; /* agent tokens only */
-        const char *label;   /* NULL = none */
+        const char *sandbox;  /* agent tokens only */
+        const char *label;    /* NULL = none */
+        uint64_t ttl_seconds; /* 0 = no expiry */
 } pc_token_request;
 int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr);
 

@@ -161,7 +161,7 @@ int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **re
 
 int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "role", "sandbox", "label", NULL };
+        static const char *const fields[] = { "role", "sandbox", "label", "ttl_seconds", NULL };
         pc_token_request t = {};
         json_t *v;
         int r;
@@ -194,6 +194,14 @@ int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr
                 if (!t.label || strlen(t.label) > 200)
                         return pc_error_setf(reterr, EINVAL, "invalid_field",
                                              "field \"label\" must be a string of at most 200 bytes");
+        }
+        v = json_object_get(req, "ttl_seconds");
+        if (v && !json_is_null(v)) {
+                if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > TOKEN_TTL_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"ttl_seconds\" must be a whole number of seconds from 1 to %d",
+                                             TOKEN_TTL_MAX);
+                t.ttl_seconds = (uint64_t) json_integer_value(v);
         }
         *ret = t;
         return 0;

@@ -46,6 +46,7 @@ typedef struct sandbox_row {
         pid_t init_pid;
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
+        char instance[33]; /* the identity agent tokens and agent connections are bound to */
 } sandbox_row;
 
 static const char *daemon_id_or_null(const pc_sandbox_manager *m)
@@ -106,11 +107,12 @@ static void row_from_stmt(sqlite3_stmt *st, sandbox_row *r)
         r->created_at = sqlite3_column_int64(st, 14);
         r->started_at = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 15);
         r->stopped_at = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
+        snprintf(r->instance, sizeof(r->instance), "%s", sqlite3_column_text(st, 17) ?: (const unsigned char *) "");
 }
 
 #define ROW_COLUMNS                                                                                       \
         "name, policy, memory_max, swap_max, pids_max, cpu_quota_us, cpu_period_us, network, rootfs, "    \
-        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at"
+        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at, instance"
 
 static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
 {
@@ -278,7 +280,7 @@ static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_
                 return pc_error_setf(reterr, ENOENT, "not_found",
                                      "image \"%s\" does not exist; build it with 'pocketcoder image build %s'",
                                      row->rootfs, row->rootfs);
-        r = pc_agent_socket_new(d, row->name, &agent, reterr);
+        r = pc_agent_socket_new(d, row->name, row->instance, &agent, reterr);
         if (r < 0)
                 return r;
         spec.cfg.api_socket_dir = pc_agent_socket_dir(agent);
@@ -545,7 +547,9 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 if (sqlite3_prepare_v2(d->store.db,
                                        "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
                                        "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
-                                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?)",
+                                       "created_at, instance) "
+                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, lower(hex(randomblob(16)))) "
+                                       "RETURNING instance",
                                        -1, &st, NULL) != SQLITE_OK)
                         return pc_store_error(&d->store, reterr);
                 sqlite3_bind_text(st, 1, row.name, -1, SQLITE_STATIC);
@@ -560,6 +564,9 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 sqlite3_bind_int64(st, 10, row.uid_base);
                 sqlite3_bind_int64(st, 11, row.net_index);
                 sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+                if (sqlite3_step(st) != SQLITE_ROW)
+                        return pc_store_error(&d->store, reterr);
+                snprintf(row.instance, sizeof(row.instance), "%s", sqlite3_column_text(st, 0));
                 if (sqlite3_step(st) != SQLITE_DONE)
                         return pc_store_error(&d->store, reterr);
                 e = entry_add(m, name);
@@ -771,7 +778,7 @@ static int adopt_all(pc_daemon *d)
                 if (!e)
                         return -ENOMEM;
                 /* Bound again in the directory the running sandbox has mounted. */
-                r = pc_agent_socket_new(d, row->name, &agent, &err);
+                r = pc_agent_socket_new(d, row->name, row->instance, &agent, &err);
                 if (r < 0)
                         log_warning_errno(r, "sandbox %s: no agent socket: %s, ignoring", row->name,
                                           err ? err->message : strerror(-r));

@@ -61,6 +61,19 @@ static const char *const migrations[] = {
         "  key TEXT PRIMARY KEY,"
         "  value TEXT NOT NULL"
         ");",
+        /* 5: a sandbox's identity (instance: random, never re-used, unlike its name) and agent tokens bound
+         * to it, removed with it (the trigger runs in the deleting statement, so in its transaction), and
+         * optional token expiry. Agent tokens of sandboxes that no longer exist go now: they would
+         * otherwise read the next sandbox of that name. */
+        "ALTER TABLE sandboxes ADD COLUMN instance TEXT;"
+        "UPDATE sandboxes SET instance = lower(hex(randomblob(16)));"
+        "CREATE UNIQUE INDEX sandboxes_instance ON sandboxes (instance);"
+        "ALTER TABLE tokens ADD COLUMN sandbox_instance TEXT;"
+        "ALTER TABLE tokens ADD COLUMN expires_at INTEGER;"
+        "UPDATE tokens SET sandbox_instance = (SELECT instance FROM sandboxes WHERE name = tokens.sandbox);"
+        "DELETE FROM tokens WHERE role = 'agent' AND sandbox_instance IS NULL;"
+        "CREATE TRIGGER sandboxes_delete_tokens AFTER DELETE ON sandboxes BEGIN"
+        "  DELETE FROM tokens WHERE sandbox_instance = OLD.instance; END;",
 };
 
 int pc_store_schema_version(pc_store *s)

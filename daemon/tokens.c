@@ -82,11 +82,28 @@ int pc_sha256_hex(const void *data, size_t n, char ret[static 65])
         return 0;
 }
 
+/* Removes the tokens whose expiry has passed, each with an audit entry, in one transaction. The same
+ * clock and rule as pc_daemon_authenticate(): expired from the second expires_at on. */
+static void tokens_expire(pc_daemon *d)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_txn_ pc_txn txn = {};
+
+        if (pc_txn_begin(&d->store, &txn) < 0 ||
+            sqlite3_exec(d->store.db,
+                         "INSERT INTO audit (at, actor, action, subject) "
+                         "  SELECT unixepoch(), 'daemon', 'token.expire', id FROM tokens WHERE expires_at <= unixepoch();"
+                         "DELETE FROM tokens WHERE expires_at <= unixepoch();",
+                         NULL, NULL, NULL) != SQLITE_OK ||
+            pc_txn_commit(&txn) < 0)
+                log_warning("cannot remove expired tokens: %s, ignoring", sqlite3_errmsg(d->store.db));
+}
+
 int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
 {
         char id[TOKEN_ID_HEX + 1];
         uint8_t want[32], got[32] = {};
-        bool found = false;
+        bool found = false, expired = false, orphan = false;
         pc_principal p = {};
 
         if (strlen(token) != TOKEN_LEN || !startswith(token, TOKEN_PREFIX) ||
@@ -105,8 +122,12 @@ int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-                if (sqlite3_prepare_v2(d->store.db, "SELECT hash, role, sandbox FROM tokens WHERE id = ?", -1,
-                                       &st, NULL) != SQLITE_OK)
+                /* An agent token speaks for the sandbox it was made for (its instance), never for a later
+                 * one of the same name: the join finds no sandbox once that one was deleted. */
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "SELECT t.hash, t.role, s.name, t.expires_at FROM tokens t "
+                                       "LEFT JOIN sandboxes s ON s.instance = t.sandbox_instance WHERE t.id = ?",
+                                       -1, &st, NULL) != SQLITE_OK)
                         return -EIO;
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
                 if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
@@ -116,27 +137,55 @@ int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)
                         p.role = pc_role_from_string((const char *) sqlite3_column_text(st, 1));
                         if (sb)
                                 snprintf(p.sandbox, sizeof(p.sandbox), "%s", sb);
+                        orphan = p.role == PC_ROLE_AGENT && !sb;
+                        expired = sqlite3_column_type(st, 3) != SQLITE_NULL &&
+                                  now_usec(CLOCK_REALTIME) >= (uint64_t) sqlite3_column_int64(st, 3) * 1000000;
                         found = true;
                 }
         }
         /* Compare even when the id is unknown so timing does not tell which ids exist. */
-        if (!memeql_sec(want, got, 32) || !found || p.role < 0)
+        if (!memeql_sec(want, got, 32) || !found || p.role < 0 || orphan)
                 return -EACCES;
+        if (expired) {
+                tokens_expire(d);
+                return -EACCES;
+        }
         snprintf(p.token_id, sizeof(p.token_id), "%s", id);
         p.uid = (uid_t) -1;
         *ret = p;
         return 0;
 }
 
+int pc_daemon_authenticate_agent(pc_daemon *d, const char *sandbox, const char *instance, pc_principal *ret)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(d->store.db, "SELECT 1 FROM sandboxes WHERE name = ? AND instance = ?", -1, &st,
+                               NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, instance, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW)
+                return -EACCES;
+        *ret = (pc_principal){ .role = PC_ROLE_AGENT, .agent_socket = true };
+        snprintf(ret->sandbox, sizeof(ret->sandbox), "%s", sandbox);
+        return 0;
+}
+
+#define TOKEN_COLUMNS "id, role, sandbox, label, created_at, created_by, expires_at"
+
 static json_t *token_json(sqlite3_stmt *st)
 {
         const char *sandbox = (const char *) sqlite3_column_text(st, 2);
         const char *label = (const char *) sqlite3_column_text(st, 3);
+        bool expires = sqlite3_column_type(st, 6) != SQLITE_NULL;
 
-        return json_pack("{s:s, s:s, s:o, s:o, s:I, s:s}", "id", sqlite3_column_text(st, 0), "role",
+        return json_pack("{s:s, s:s, s:o, s:o, s:I, s:s, s:o}", "id", sqlite3_column_text(st, 0), "role",
                          sqlite3_column_text(st, 1), "sandbox", sandbox ? json_string(sandbox) : json_null(),
                          "label", label ? json_string(label) : json_null(), "created_at",
-                         (json_int_t) sqlite3_column_int64(st, 4), "created_by", sqlite3_column_text(st, 5));
+                         (json_int_t) sqlite3_column_int64(st, 4), "created_by", sqlite3_column_text(st, 5),
+                         "expires_at", expires ? json_integer(sqlite3_column_int64(st, 6)) : json_null());
 }
 
 int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
@@ -168,12 +217,31 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
         _cleanup_txn_ pc_txn txn = {};
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_json_ json_t *j = NULL;
+        _cleanup_free_ char *instance = NULL;
+        uint64_t now = now_usec(CLOCK_REALTIME);
 
-        if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_prepare_v2(d->store.db,
-                               "INSERT INTO tokens (id, role, sandbox, label, hash, created_at, created_by) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?) "
-                               "RETURNING id, role, sandbox, label, created_at, created_by",
+        if (pc_txn_begin(&d->store, &txn) < 0)
+                return pc_store_error(&d->store, reterr);
+        if (q.sandbox) {
+                /* Bound to the sandbox as it is now: its identity, not its name. */
+                if (sqlite3_prepare_v2(d->store.db, "SELECT instance FROM sandboxes WHERE name = ?", -1, &st,
+                                       NULL) != SQLITE_OK)
+                        return pc_store_error(&d->store, reterr);
+                sqlite3_bind_text(st, 1, q.sandbox, -1, SQLITE_STATIC);
+                r = sqlite3_step(st);
+                if (r == SQLITE_DONE)
+                        return pc_error_setf(reterr, ENOENT, "not_found",
+                                             "sandbox \"%s\" does not exist; an agent token is for an existing "
+                                             "sandbox and is removed with it",
+                                             q.sandbox);
+                if (r != SQLITE_ROW || !(instance = strdup((const char *) sqlite3_column_text(st, 0) ?: "")))
+                        return pc_store_error(&d->store, reterr);
+                sqlite3_finalize(TAKE_PTR(st));
+        }
+        if (sqlite3_prepare_v2(d->store.db,
+                               "INSERT INTO tokens (id, role, sandbox, label, hash, created_at, created_by, "
+                               "sandbox_instance, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                               "RETURNING " TOKEN_COLUMNS,
                                -1, &st, NULL) != SQLITE_OK)
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -181,8 +249,12 @@ int pc_tokens_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t 
         sqlite3_bind_text(st, 3, q.sandbox, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, q.label, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 5, digest, 32, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_int64(st, 6, (sqlite3_int64) (now / 1000000));
         sqlite3_bind_text(st, 7, actor, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, instance, -1, SQLITE_STATIC);
+        /* Rounded up to the second: a token lives at least its ttl. */
+        if (q.ttl_seconds > 0)
+                sqlite3_bind_int64(st, 9, (sqlite3_int64) ((now + q.ttl_seconds * 1000000 + 999999) / 1000000));
         if (sqlite3_step(st) != SQLITE_ROW || !(j = token_json(st)) || sqlite3_step(st) != SQLITE_DONE)
                 return pc_store_error(&d->store, reterr);
         if (pc_store_audit(&d->store, actor, "token.create", id, role_s) < 0 || pc_txn_commit(&txn) < 0)
@@ -203,9 +275,8 @@ int pc_tokens_list(pc_daemon *d, json_t **ret, pc_error **reterr)
 
         if (!arr)
                 return -ENOMEM;
-        if (sqlite3_prepare_v2(d->store.db,
-                               "SELECT id, role, sandbox, label, created_at, created_by FROM tokens "
-                               "ORDER BY created_at, id",
+        tokens_expire(d);
+        if (sqlite3_prepare_v2(d->store.db, "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY created_at, id",
                                -1, &st, NULL) != SQLITE_OK)
                 return pc_store_error(&d->store, reterr);
         while ((k = sqlite3_step(st)) == SQLITE_ROW)

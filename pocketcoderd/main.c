@@ -202,9 +202,9 @@ static gid_t socket_gid(const char *group)
         return res->gr_gid;
 }
 
-static void on_agent_connection(void *userdata, int fd, const char *sandbox)
+static void on_agent_connection(void *userdata, int fd, const char *sandbox, const char *instance)
 {
-        (void) api_server_add_agent_connection(userdata, fd, sandbox);
+        (void) api_server_add_agent_connection(userdata, fd, sandbox, instance);
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(pc_daemon *, pc_daemon_free);
@@ -245,6 +245,9 @@ static int run(pc_config *config, int ready_fd)
                                      .max_body_size = c->max_body_size,
                                      .threads = c->api_threads,
                                      .idle_timeout = c->http_idle_timeout,
+                                     .tcp_connections_max = c->tcp_max_connections,
+                                     .tcp_connections_per_address = c->tcp_max_connections_per_address,
+                                     .tcp_auth_timeout = c->tcp_auth_timeout,
                              },
                              &srv, &e);
         if (r < 0)

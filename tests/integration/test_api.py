@@ -10,7 +10,7 @@ from pclib import DAEMON, Daemon, Spec, Tap, run_cmd
 
 t = Tap()
 spec = Spec()
-d = Daemon(spec=spec).start()
+d = Daemon(spec=spec, config="uid_range_base = 2013265920\n").start()  # a uid range of its own (agentbox)
 
 try:
     # Every served route is in the spec, and every spec path/method is served.
@@ -30,7 +30,10 @@ try:
 
     admin = d.request("POST", "/v1/tokens", {"role": "admin", "label": "it"}, via="unix").json["token"]
     relay = d.request("POST", "/v1/tokens", {"role": "relay"}, via="unix").json["token"]
-    agent_resp = d.request("POST", "/v1/tokens", {"role": "agent", "sandbox": "box1"}, via="unix")
+    r = d.request("POST", "/v1/tokens", {"role": "agent", "sandbox": "box1"}, via="unix")
+    t.eq((r.status, r.json["error"]["code"]), (404, "not_found"), "no agent token for a sandbox that does not exist")
+    t.eq(d.create_sandbox("agentbox", network="none").status, 201, "a sandbox for an agent token")
+    agent_resp = d.request("POST", "/v1/tokens", {"role": "agent", "sandbox": "agentbox"}, via="unix")
     t.eq(agent_resp.status, 201, "agent token scoped to a sandbox is created")
     agent = agent_resp.json["token"]
     revoked_resp = d.request("POST", "/v1/tokens", {"role": "admin"}, token=admin)
@@ -80,7 +83,7 @@ try:
             r = d.request(method, concrete, body, token=tok)
             if who in ("none", "garbage", "unknown", "revoked"):
                 want = 401
-            elif who not in roles:
+            elif who not in roles or (who == "agent" and "/box1" in concrete):  # scoped to agentbox
                 want = 403
             else:
                 want = ok_status

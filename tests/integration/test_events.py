@@ -14,7 +14,7 @@ from pclib import Daemon, Spec, Tap
 t = Tap()
 spec = Spec()
 THREADS = 2
-d = Daemon(spec=spec, config=f"api_threads = {THREADS}\nhttp_idle_timeout = 2\nevents_keep = 5\n")
+d = Daemon(spec=spec, config=f"api_threads = {THREADS}\nhttp_idle_timeout = 2\nevents_keep = 5\nuid_range_base = 2030043136\n")
 
 
 def events(query, via="unix", token=None):
@@ -152,9 +152,11 @@ try:
         t.eq((r.status, (r.json or {}).get("error", {}).get("code")), (400, "invalid_query"), f"{why} is 400")
 
     # ---- an agent token sees only its own sandbox's events ----
+    t.eq(d.create_sandbox("box1", network="none").status, 201, "a sandbox for an agent token")
     agent = d.request("POST", "/v1/tokens", {"role": "agent", "sandbox": "box1"}, via="unix").json["token"]
     r = events("?since=0", via="tcp", token=agent)
-    t.ok(r.status == 200 and r.json["events"] == [], "an agent does not see events of no sandbox", r)
+    t.ok(r.status == 200 and r.json["events"] and {e.get("sandbox") for e in r.json["events"]} == {"box1"},
+         "an agent sees its own sandbox's events only (not policy reloads, not other sandboxes)", r)
     t.eq(events("?sandbox=box2", via="tcp", token=agent).status, 403, "an agent asking for another sandbox is 403")
     r = d.request("GET", "/v1/whoami", via="tcp", token=agent)
     t.ok(r.status == 200 and r.json["role"] == "agent" and r.json["sandbox"] == "box1" and r.json["via"] == "token"

@@ -20,6 +20,22 @@ TEST(parse_size_units)
         CHECK(parse_size("99999999999999999999T", &v) < 0);
 }
 
+TEST(parse_duration_units)
+{
+        uint64_t v = 0;
+
+        CHECK(parse_duration("90", &v) == 0 && v == 90);
+        CHECK(parse_duration("90s", &v) == 0 && v == 90);
+        CHECK(parse_duration("15m", &v) == 0 && v == 900);
+        CHECK(parse_duration("12h", &v) == 0 && v == 43200);
+        CHECK(parse_duration("30d", &v) == 0 && v == 2592000);
+        CHECK(parse_duration("", &v) == -EINVAL);
+        CHECK(parse_duration("1w", &v) == -EINVAL);
+        CHECK(parse_duration("1hh", &v) == -EINVAL);
+        CHECK(parse_duration("-1", &v) == -EINVAL);
+        CHECK(parse_duration("99999999999999999999d", &v) < 0);
+}
+
 TEST(name_validation)
 {
         CHECK(name_is_valid("dev"));
