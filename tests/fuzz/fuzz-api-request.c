@@ -54,7 +54,8 @@ static void check_token(json_t *req)
 
         require(r, e,
                 r < 0 || (pc_role_to_string(q.role) && (q.role == PC_ROLE_AGENT) == !!q.sandbox &&
-                          (!q.sandbox || name_is_valid(q.sandbox)) && (!q.label || strlen(q.label) <= 200)));
+                          (!q.sandbox || name_is_valid(q.sandbox)) && (!q.label || strlen(q.label) <= 200) &&
+                          q.ttl_seconds <= TOKEN_TTL_MAX));
 }
 
 static void check_decide(json_t *req)

@@ -33,7 +33,8 @@ TEST(config_every_key_quoting_and_comments)
                           "socket_group = \"wheel\nmax_body_size = 2K\napi_threads = 3\n"
                           "log_level = debug\nlog_file = \"\"\negress_subnet = 10.9.0.0/16\n"
                           "uid_range_base = 131072\ncgroup_parent = pc-t\nnft_table = pc_t\n"
-                          "http_idle_timeout = 7\nevents_keep = 42\n");
+                          "http_idle_timeout = 7\nevents_keep = 42\ntcp_max_connections = 100\n"
+                          "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -52,6 +53,9 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_STREQ(c.nft_table, "pc_t");
         CHECK_INTEQ(c.http_idle_timeout, 7);
         CHECK_INTEQ(c.events_keep, 42);
+        CHECK_INTEQ(c.tcp_max_connections, 100);
+        CHECK_INTEQ(c.tcp_max_connections_per_address, 5);
+        CHECK_INTEQ(c.tcp_auth_timeout, 4);
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
 }
@@ -70,6 +74,14 @@ TEST(config_errors_name_the_line)
                   "config t.conf:1: value for \"http_idle_timeout\": expected seconds from 1 to 3600" },
                 { "events_keep = 0\n",
                   "config t.conf:1: value for \"events_keep\": expected a number of events from 1 to 10000000" },
+                { "tcp_max_connections = 0\n",
+                  "config t.conf:1: value for \"tcp_max_connections\": expected a number of connections from 1 "
+                  "to 65536" },
+                { "\ntcp_max_connections_per_address = many\n",
+                  "config t.conf:2: value for \"tcp_max_connections_per_address\": expected a number of "
+                  "connections from 1 to 65536" },
+                { "tcp_auth_timeout = 0\n",
+                  "config t.conf:1: value for \"tcp_auth_timeout\": expected seconds from 1 to 3600" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -153,7 +165,13 @@ TEST(request_bodies)
                 free(err);
         }
         err = REFUSAL(pc_token_request_parse(body("{\"role\":\"agent\",\"sandbox\":\"dev\"}"), &t, &e));
-        CHECK(!err && t.role == PC_ROLE_AGENT && streq(t.sandbox, "dev") && !t.label);
+        CHECK(!err && t.role == PC_ROLE_AGENT && streq(t.sandbox, "dev") && !t.label && t.ttl_seconds == 0);
+        free(err);
+        err = REFUSAL(pc_token_request_parse(body("{\"role\":\"relay\",\"ttl_seconds\":90}"), &t, &e));
+        CHECK(!err && t.role == PC_ROLE_RELAY && t.ttl_seconds == 90);
+        free(err);
+        err = REFUSAL(pc_token_request_parse(body("{\"role\":\"relay\",\"ttl_seconds\":0}"), &t, &e));
+        CHECK_STREQ(err, "field \"ttl_seconds\" must be a whole number of seconds from 1 to 316224000");
         free(err);
         err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"enter\",\"argv\":[],\"root\":true}"),
                                                &sess, &e));
