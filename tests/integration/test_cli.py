@@ -63,7 +63,7 @@ try:
     t.ok(p.returncode == 0 and tok.startswith("pct_") and "shown only now" in p.stderr, "token create prints the token once", p.stderr)
     p = d.cli("token", "list")
     lines = p.stdout.splitlines()
-    t.ok(p.returncode == 0 and lines[0].split() == ["ID", "ROLE", "SANDBOX", "LABEL", "CREATED", "BY"] and "phone" in p.stdout,
+    t.ok(p.returncode == 0 and lines[0].split() == ["ID", "ROLE", "SANDBOX", "LABEL", "CREATED", "BY", "EXPIRES"] and "phone" in p.stdout,
          "token list is an aligned table", p.stdout)
     t.ok(tok not in p.stdout, "token list never shows secrets")
     header = lines[0]

@@ -109,12 +109,24 @@ try:
     t.ok(s2["init_pid"] == s0["init_pid"] and a_if2 == a_if, "a's sandbox was never touched")
 
     # A state database from before daemon ids, with a sandbox in it, keeps the names its sandboxes have.
+    agent = b.request("POST", "/v1/tokens", {"role": "agent", "sandbox": NAME}, via="unix").json["token"]
     b.stop()
     db = sqlite3.connect(os.path.join(b.state, "state.db"))
-    db.executescript("DROP TABLE settings; PRAGMA user_version = 3;")  # 4 made settings
+    # An agent token of a sandbox deleted under the old schema: the upgrade drops it.
+    db.execute("INSERT INTO tokens (id, role, sandbox, hash, created_at, created_by) "
+               "VALUES ('0123456789ab', 'agent', 'gone', zeroblob(32), 0, 'test')")
+    db.commit()
+    # Back to version 3: undo 5 (sandbox identities, token binding and expiry), then 4 (settings).
+    db.executescript("DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
+                     "ALTER TABLE sandboxes DROP COLUMN instance; ALTER TABLE tokens DROP COLUMN sandbox_instance;"
+                     "ALTER TABLE tokens DROP COLUMN expires_at; DROP TABLE settings; PRAGMA user_version = 3;")
     db.close()
     b.start()
     t.ok("predates daemon ids" in b.logtext(), "an old state database with sandboxes gets no daemon id")
+    ids = [x["id"] for x in b.request("GET", "/v1/tokens", via="unix").json["tokens"]]
+    t.ok("0123456789ab" not in ids, "the upgrade removed the agent token of a sandbox that no longer exists", ids)
+    r = b.request("GET", "/v1/whoami", token=agent)
+    t.ok(r.status == 200 and r.json["sandbox"] == NAME, "the agent token of an existing sandbox is bound to it", r)
     r = b.request("POST", f"/v1/sandboxes/{NAME}/start", via="unix")
     t.ok(r.status == 200 and r.json["cgroup_parent"] == b.cgroup_parent and
          r.json["cgroup_path"].endswith(f"/{b.cgroup_parent}/{NAME}"),
