@@ -129,14 +129,17 @@ static void *watchdog_main(void *userdata)
         while (!w->stop) {
                 uint64_t now = now_usec(CLOCK_MONOTONIC), next = UINT64_MAX;
 
-                for (size_t i = 0; i < w->n;)
+                for (size_t i = 0; i < w->n;) {
                         if (w->entries[i].deadline <= now) {
                                 log_debug("closing TCP connection (fd %d): no authenticated request in time",
                                           w->entries[i].fd);
                                 (void) shutdown(w->entries[i].fd, SHUT_RDWR);
                                 w->entries[i] = w->entries[--w->n];
-                        } else
-                                next = MIN(next, w->entries[i++].deadline);
+                                continue;
+                        }
+                        next = MIN(next, w->entries[i].deadline);
+                        i++;
+                }
                 if (next == UINT64_MAX)
                         pthread_cond_wait(&w->changed, &w->lock);
                 else {
