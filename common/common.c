@@ -310,28 +310,23 @@ int parse_size(const char *s, uint64_t *ret)
 
 int parse_duration(const char *s, uint64_t *ret)
 {
-        static const struct {
-                char suffix;
-                uint64_t seconds;
-        } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+        static const char suffixes[] = "smhd";
+        static const uint64_t seconds[] = { 1, 60, 3600, 86400 };
+        const char *unit;
+        uint64_t v = 0, scale;
         char *end;
-        uint64_t v = 0;
         int r = parse_u64_prefix(s, &v, &end);
 
         if (r < 0)
                 return r;
-        if (*end == 0) {
-                *ret = v;
-                return 0;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (end[0] == units[i].suffix && end[1] == 0) {
-                        if (v > UINT64_MAX / units[i].seconds)
-                                return -ERANGE;
-                        *ret = v * units[i].seconds;
-                        return 0;
-                }
-        return -EINVAL;
+        unit = *end ? strchr(suffixes, *end) : NULL;
+        if (*end && (!unit || end[1]))
+                return -EINVAL;
+        scale = unit ? seconds[unit - suffixes] : 1;
+        if (v > UINT64_MAX / scale)
+                return -ERANGE;
+        *ret = v * scale;
+        return 0;
 }
 
 int parse_bool(const char *s, bool *ret)

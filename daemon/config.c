@@ -144,36 +144,21 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->api_threads = (unsigned) u;
                 return 0;
         }
-        if (streq(key, "http_idle_timeout")) {
+        if (streq(key, "http_idle_timeout") || streq(key, "tcp_auth_timeout")) {
                 if (parse_uint64(value, &u) < 0 || u < 1 || u > 3600) {
                         *ret_why = "expected seconds from 1 to 3600";
                         return -EINVAL;
                 }
-                c->http_idle_timeout = (unsigned) u;
+                *(streq(key, "http_idle_timeout") ? &c->http_idle_timeout : &c->tcp_auth_timeout) = (unsigned) u;
                 return 0;
         }
-        if (streq(key, "tcp_max_connections")) {
+        if (streq(key, "tcp_max_connections") || streq(key, "tcp_max_connections_per_address")) {
                 if (parse_uint64(value, &u) < 0 || u < 1 || u > 65536) {
                         *ret_why = "expected a number of connections from 1 to 65536";
                         return -EINVAL;
                 }
-                c->tcp_max_connections = (unsigned) u;
-                return 0;
-        }
-        if (streq(key, "tcp_max_connections_per_address")) {
-                if (parse_uint64(value, &u) < 0 || u < 1 || u > 65536) {
-                        *ret_why = "expected a number of connections from 1 to 65536";
-                        return -EINVAL;
-                }
-                c->tcp_max_connections_per_address = (unsigned) u;
-                return 0;
-        }
-        if (streq(key, "tcp_auth_timeout")) {
-                if (parse_uint64(value, &u) < 0 || u < 1 || u > 3600) {
-                        *ret_why = "expected seconds from 1 to 3600";
-                        return -EINVAL;
-                }
-                c->tcp_auth_timeout = (unsigned) u;
+                *(streq(key, "tcp_max_connections") ? &c->tcp_max_connections
+                                                    : &c->tcp_max_connections_per_address) = (unsigned) u;
                 return 0;
         }
         if (streq(key, "events_keep")) {

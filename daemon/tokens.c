@@ -92,7 +92,8 @@ static void tokens_expire(pc_daemon *d)
         if (pc_txn_begin(&d->store, &txn) < 0 ||
             sqlite3_exec(d->store.db,
                          "INSERT INTO audit (at, actor, action, subject) "
-                         "  SELECT unixepoch(), 'daemon', 'token.expire', id FROM tokens WHERE expires_at <= unixepoch();"
+                         "  SELECT unixepoch(), 'daemon', 'token.expire', id FROM tokens "
+                         "  WHERE expires_at <= unixepoch();"
                          "DELETE FROM tokens WHERE expires_at <= unixepoch();",
                          NULL, NULL, NULL) != SQLITE_OK ||
             pc_txn_commit(&txn) < 0)

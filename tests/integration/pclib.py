@@ -59,6 +59,26 @@ class Tap:
         sys.exit(1 if self.failed else 0)
 
 
+def read_response(sock):
+    """One HTTP response read from a raw socket (keep-alive, Content-Length): (status, JSON body or None),
+    or (None, None) when the server closed the connection first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None, None
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(b":", 1) for line in head.split(b"\r\n")[1:])}
+    length = int(headers.get(b"content-length", b"0"))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ")[1]), json.loads(body) if body else None
+
+
 def run_cmd(argv, timeout=120, input=None, text=False, env=None):
     """subprocess.run(capture_output=True) that cannot hang: the command runs in a process group of its own
     and, when it overstays `timeout`, that whole group (named by the pid we started) is killed, so that no

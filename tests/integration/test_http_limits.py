@@ -5,12 +5,11 @@ and slow (slowloris) unauthenticated connections are closed after tcp_auth_timeo
 them nor the limit keeps other addresses or the unix socket from being served; a percent-encoded control
 character in the URI and an invalid path parameter are 400, and so is HTTP/1.1 without Host."""
 import http.client
-import json
 import select
 import socket
 import time
 
-from pclib import Daemon, Spec, Tap, run_cmd
+from pclib import Daemon, Spec, Tap, read_response, run_cmd
 
 t = Tap()
 PER_ADDRESS, TIMEOUT = 4, 3
@@ -42,21 +41,6 @@ def closed_within(socks, seconds):
             if not data:
                 closed.add(s)
     return closed
-
-
-def read_response(s):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            return None, None
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:])
-    length = int({k.strip().lower(): v.strip() for k, v in headers.items()}.get(b"content-length", b"0"))
-    while len(body) < length:
-        body += s.recv(4096)
-    return int(head.split(b" ")[1]), json.loads(body) if body else None
 
 
 def raw(request, source="127.0.0.1"):

@@ -3,14 +3,13 @@
 """Agent tokens and agent-socket connections are bound to a sandbox's identity, not its name: deleting the
 sandbox removes its tokens, and neither a token nor an open agent connection works for a new sandbox of the
 same name; no agent token for a sandbox that does not exist; tokens may expire (--ttl / ttl_seconds)."""
-import json
 import os
 import secrets
 import socket
 import sqlite3
 import time
 
-from pclib import Daemon, Spec, Tap
+from pclib import Daemon, Spec, Tap, read_response
 
 t = Tap()
 if os.geteuid() != 0:
@@ -33,17 +32,7 @@ def agent_connection(name):
 def whoami_on(s):
     """GET /v1/whoami on an open connection: (status, body)."""
     s.sendall(b"GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            return None, None
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")][0])
-    while len(body) < length:
-        body += s.recv(4096)
-    return int(head.split(b" ")[1]), json.loads(body)
+    return read_response(s)
 
 
 def token_ids():
