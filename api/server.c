@@ -429,10 +429,6 @@ void api_routes_print(FILE *f)
                 fprintf(f, "%s %s\n", api_routes[i].method, api_routes[i].pattern);
 }
 
-/* The URI as received, before libmicrohttpd decodes it (which would cut "default%00x" to "default"): a
- * control character anywhere in it, encoded or not, is refused for every route (400 in on_access), and so
- * is an encoded '/', which would otherwise split one path segment into two ("x%2Fstop"). The request
- * object starts here and on_access fills it in. */
 static int unhex(char c)
 {
         if (c >= '0' && c <= '9')
@@ -441,6 +437,10 @@ static int unhex(char c)
         return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -EINVAL;
 }
 
+/* The URI as received, before libmicrohttpd decodes it (which would cut "default%00x" to "default"): a
+ * control character anywhere in it, encoded or not, is refused for every route (400 in on_access), and so
+ * is an encoded '/', which would otherwise split one path segment into two ("x%2Fstop"). The request
+ * object starts here and on_access fills it in. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
         api_request *rq = calloc(1, sizeof(*rq));
