@@ -10,13 +10,16 @@
  *  - EGRESS: a veth pair, host side "pcID-NAME" (ID: the daemon's, see isolate_net_host_ifname()), sandbox
  *    side eth0. Each sandbox gets the /30 number cfg->index of cfg->subnet: .1 on the host side, .2 in the
  *    sandbox, default route via .1. The host forwards and masquerades the sandbox's traffic; the
- *    nftables table "pocketcoder" (inet) makes the host itself unreachable from any sandbox veth:
- *    every packet that arrives on one and is addressed to the host (any of its addresses, so also
- *    loopback-bound services via route tricks, the daemon's TCP listener, sshd, a local resolver) is
- *    rejected in the input hook. Forwarding is allowed sandbox -> world and established/related
- *    back; sandbox <-> sandbox, IPv6, spoofed source addresses and link-local 169.254/16 (cloud
- *    metadata services hand out credentials there) are dropped. Per-sandbox state is a few set
- *    elements, so teardown removes exactly one sandbox's entries.
+ *    daemon's nftables table (inet, "pocketcoder_ID": see table_name()) makes the host itself
+ *    unreachable from any sandbox veth: every packet that arrives on one and is addressed to the host
+ *    (any of its addresses, so also loopback-bound services via route tricks, the daemon's TCP
+ *    listener, sshd, a local resolver) is rejected in the input hook. Forwarding is allowed sandbox ->
+ *    public internet and established/related back; sandbox <-> sandbox, IPv6 and spoofed source
+ *    addresses are dropped, the LAN and other special ranges (egress_blocked_table: private,
+ *    link-local with cloud metadata, CGNAT, multicast, ...) rejected unless cfg->egress_allow lists
+ *    them; the host's resolvers stay reachable on port 53. Per-sandbox state is a few set elements,
+ *    so teardown removes exactly one sandbox's entries; isolate_net_table_reset() replaces or removes
+ *    the whole table.
  *
  * Host unix sockets (including abstract ones, which are per-netns) are out of reach in every mode:
  * the sandbox has its own netns and sees no host filesystem socket (mount namespace, sandbox core).
