@@ -3,6 +3,7 @@
 #include <ctype.h>
 
 #include "daemon-internal.h"
+#include "isolate.h"
 
 void pc_config_init(pc_config *c)
 {
@@ -39,6 +40,7 @@ void pc_config_done(pc_config *c)
         free(c->log_file);
         free(c->pid_file);
         free(c->egress_subnet);
+        free(c->egress_allow);
         free(c->cgroup_parent);
         free(c->nft_table);
         *c = (pc_config){};
@@ -70,7 +72,7 @@ static int parse_log_level(const char *s)
 }
 
 /* One table of keys keeps the file format, the error message and docs/config.md in step. */
-static int apply_key(pc_config *c, const char *key, const char *value, const char **ret_why)
+static int apply_key(pc_config *c, const char *key, const char *value, const char **ret_why, size_t *ret_offset)
 {
         uint64_t u;
         bool b;
@@ -103,6 +105,17 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         }
         if (streq(key, "egress_subnet"))
                 return set_string(&c->egress_subnet, value);
+        if (streq(key, "egress_allow")) {
+                /* Ranges of the default-blocked ones (LAN, link-local, ...) egress sandboxes may reach. */
+                r = isolate_net_prefix_list_check(value, ret_offset, ret_why);
+                if (r < 0)
+                        return r;
+                if (isempty(value)) {
+                        c->egress_allow = (free(c->egress_allow), NULL);
+                        return 0;
+                }
+                return set_string(&c->egress_allow, value);
+        }
         if (streq(key, "uid_range_base")) {
                 if (parse_uint64(value, &u) < 0 || u < 65536 || u > 0xF0000000ULL || u % 65536 != 0) {
                         *ret_why = "expected a multiple of 65536 between 65536 and 4026531840";
@@ -181,14 +194,15 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
-                   "egress_subnet, uid_range_base, cgroup_parent, nft_table)";
+                   "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table)";
         return -ENOKEY;
 }
 
 int pc_config_apply(pc_config *c, const char *key, const char *value, pc_error **reterr)
 {
         const char *why = NULL;
-        int r = apply_key(c, key, value, &why);
+        size_t off = 0;
+        int r = apply_key(c, key, value, &why, &off);
 
         if (r == -ENOMEM)
                 return r;
@@ -212,6 +226,7 @@ static int parse_lines(pc_config *c, const char *origin, const char *text, size_
         end = data + len;
         for (p = data; p; p = next) {
                 const char *why = NULL;
+                size_t off = SIZE_MAX;
                 char *eq, *key, *value;
 
                 line++;
@@ -241,9 +256,14 @@ static int parse_lines(pc_config *c, const char *origin, const char *text, size_
                         value[vl - 1] = 0;
                         value++;
                 }
-                r = apply_key(c, key, value, &why);
+                r = apply_key(c, key, value, &why, &off);
                 if (r == -ENOMEM)
                         return r;
+                /* Values that are lists say where in the line the bad entry starts. */
+                if (r < 0 && off != SIZE_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                             "config %s:%u:%zu: value for \"%s\": %s", origin, line,
+                                             (size_t) (value - p) + off + 1, key, why);
                 if (r < 0)
                         return pc_error_setf(reterr, EINVAL, "invalid_config", "config %s:%u: %s \"%s\": %s",
                                              origin, line, r == -ENOKEY ? "key" : "value for", key, why);

@@ -35,6 +35,7 @@ typedef struct pc_config {
         char *log_file;
         char *pid_file;
         char *egress_subnet;      /* private range veth /30s are cut from */
+        char *egress_allow;       /* IPv4 prefixes of the default-blocked ranges egress may reach, or NULL */
         char *cgroup_parent;      /* group (under the daemon's own on v2) that holds the sandboxes' groups */
         char *nft_table;          /* nftables inet table of the egress NAT and host-blocking rules */
         uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */

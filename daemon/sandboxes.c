@@ -31,6 +31,7 @@ struct pc_sandbox_manager {
         int seccomp_fd; /* compiled once: every sandbox and exec loads the same filter */
         char daemon_id[ISOLATE_DAEMON_ID_LEN + 1]; /* in every host-side name (see daemon_id_load); "": none */
         char *cgroup_parent; /* the group that holds our sandboxes' groups: cgroup_parent-daemon_id */
+        bool table_synced;   /* the nftables table was brought in line with the running sandboxes at start */
 };
 
 /* One row, as stored. */
@@ -201,6 +202,7 @@ static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec 
                         .index = row->net_index,
                         .subnet = d->config.egress_subnet,
                         .nft_table = d->config.nft_table,
+                        .egress_allow = d->config.egress_allow,
                 },
                 .workspace = workspace_path(d, row->name),
         };
@@ -722,6 +724,54 @@ int pc_sandboxes_delete(pc_daemon *d, const pc_principal *who, const char *name,
         return stop_locked_entry(d, name, actor, "sandbox.delete", true, purge, NULL, reterr);
 }
 
+/* The daemon's nftables table exists exactly while one of its EGRESS sandboxes runs. At start (`rebuild`)
+ * it is replaced by one with the current rules (egress_allow, resolvers) and the running sandboxes'
+ * elements, which also drops a stale table a crashed daemon left. At a clean stop it is deleted when no
+ * EGRESS sandbox runs; otherwise it stays, since sandboxes outlive the daemon and their NAT and the rules
+ * that keep them off the host and the LAN are in it. Called with no request in flight (before the API
+ * starts, after it stopped). */
+static void net_table_sync(pc_daemon *d, bool rebuild)
+{
+        pc_sandbox_manager *m = d->sandboxes;
+        _cleanup_free_ isolate_net_sandbox *running = calloc(m->n_entries + 1, sizeof(*running));
+        _cleanup_free_ sandbox_row *rows = calloc(m->n_entries + 1, sizeof(*rows));
+        _cleanup_pc_error_ pc_error *err = NULL;
+        isolate_net_config cfg = {
+                .nft_table = d->config.nft_table,
+                .subnet = d->config.egress_subnet,
+                .egress_allow = d->config.egress_allow,
+                .daemon_id = daemon_id_or_null(m),
+        };
+        size_t n = 0;
+        int r;
+
+        if (!running || !rows) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < m->n_entries; i++) {
+                if (!m->entries[i].sb)
+                        continue;
+                /* Unsure whether a running sandbox uses the table: keep it. */
+                if (row_load(d, m->entries[i].name, &rows[n]) < 0)
+                        return;
+                if (rows[n].network != ISOLATE_NET_EGRESS)
+                        continue;
+                running[n] = (isolate_net_sandbox){ .name = rows[n].name, .index = rows[n].net_index };
+                n++;
+        }
+        if (n > 0 && !rebuild)
+                return;
+        r = isolate_net_table_reset(&cfg, running, n, &err);
+        if (r == -ENOENT && n == 0)
+                log_debug("nftables table: no nft(8), so no table to remove");
+        else if (r < 0)
+                log_warning("nftables table: %s, ignoring", err ? err->message : strerror(-r));
+        else
+                log_debug("nftables table: %s with %zu egress sandboxes", n > 0 ? "rebuilt" : "removed", n);
+        m->table_synced = true;
+}
+
 /* At start: re-adopt every sandbox recorded as running whose init is still the same process; record the
  * dead ones as stopped; clean cgroups and veths of sandboxes that no longer exist. */
 static int adopt_all(pc_daemon *d)
@@ -807,6 +857,7 @@ static int adopt_all(pc_daemon *d)
         }
         if (n > 0)
                 log_info("%zu sandboxes recorded, %zu running and re-adopted", n, adopted);
+        net_table_sync(d, true);
         return 0;
 }
 
@@ -891,6 +942,9 @@ void pc_sandbox_manager_free(pc_daemon *d)
          * the parent group goes too (-EBUSY otherwise: fine). */
         if (m->n_entries == 0)
                 (void) isolate_cgroup_destroy_parent(m->cgroup_parent);
+        /* Only a manager that started completely knows which sandboxes run. */
+        if (m->table_synced)
+                net_table_sync(d, false);
         for (size_t i = 0; i < m->n_entries; i++) {
                 isolate_sandbox_free(m->entries[i].sb);
                 pc_watch_free(m->entries[i].watch);

@@ -45,3 +45,8 @@ void isolate_rootfs_plan_done(isolate_rootfs_plan *plan);
  * mount; the child attaches it as its root. */
 int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_t uid_base, uint32_t uid_count,
                                 int *ret_fd);
+
+/* Calls fn on each entry of a comma-separated list, blanks trimmed; stops at the first error, whose entry's
+ * offset goes to *ret_offset (net-prefix.c). */
+int prefix_list_foreach(const char *list, int (*fn)(const char *s, size_t n, void *userdata), void *userdata,
+                        size_t *ret_offset);

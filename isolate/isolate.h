@@ -118,9 +118,29 @@ typedef struct isolate_net_config {
         const char *subnet;        /* e.g. "10.88.0.0/16" (configurable private range) */
         const char *host_ifname;   /* e.g. "pc-NAME" truncated to 15 chars; NULL = derived */
         const char *nft_table;     /* nftables inet table; NULL = "pocketcoder" (tests use their own) */
-        const char *daemon_id;     /* isolate_daemon_id_is_valid() or NULL; names the host veth (see below);
-                                    * isolate_sandbox_create() fills it in from its own config */
+        const char *daemon_id;     /* isolate_daemon_id_is_valid() or NULL; names the host veth (see below)
+                                    * and the table (nft_table + "_" + id); isolate_sandbox_create() fills it
+                                    * in from its own config */
+        const char *egress_allow;  /* comma-separated IPv4 prefixes EGRESS may reach although they are in the
+                                    * default-blocked ranges (private, link-local, CGNAT, multicast, ...);
+                                    * NULL or "": none. See isolate_net_prefix_list_check(). */
 } isolate_net_config;
+
+/* Checks a comma-separated list of IPv4 prefixes "A.B.C.D/N" (or "A.B.C.D" for a /32) without host bits,
+ * blanks around entries allowed. -EINVAL with the offset of the bad entry and the reason. */
+int isolate_net_prefix_list_check(const char *list, size_t *ret_offset, const char **ret_why);
+
+/* A running EGRESS sandbox, for isolate_net_table_reset(). */
+typedef struct isolate_net_sandbox {
+        const char *name;
+        uint32_t index;
+} isolate_net_sandbox;
+
+/* Replaces the daemon's nftables table (cfg->nft_table, cfg->daemon_id) in one transaction: with n == 0 it
+ * is deleted (a clean stop with no EGRESS sandbox left, or a stale table at start); otherwise it is rebuilt
+ * with the current rules (cfg->egress_allow, the host's resolvers) and exactly these sandboxes' elements. */
+int isolate_net_table_reset(const isolate_net_config *cfg, const isolate_net_sandbox *running, size_t n,
+                            pc_error **reterr);
 
 /* Configures the network of the netns `netns_fd` (an fd of /proc/PID/ns/net). For EGRESS creates the
  * veth pair, moves one end inside as eth0, assigns addresses and default route, enables forwarding

@@ -10,13 +10,16 @@
  *  - EGRESS: a veth pair, host side "pcID-NAME" (ID: the daemon's, see isolate_net_host_ifname()), sandbox
  *    side eth0. Each sandbox gets the /30 number cfg->index of cfg->subnet: .1 on the host side, .2 in the
  *    sandbox, default route via .1. The host forwards and masquerades the sandbox's traffic; the
- *    nftables table "pocketcoder" (inet) makes the host itself unreachable from any sandbox veth:
- *    every packet that arrives on one and is addressed to the host (any of its addresses, so also
- *    loopback-bound services via route tricks, the daemon's TCP listener, sshd, a local resolver) is
- *    rejected in the input hook. Forwarding is allowed sandbox -> world and established/related
- *    back; sandbox <-> sandbox, IPv6, spoofed source addresses and link-local 169.254/16 (cloud
- *    metadata services hand out credentials there) are dropped. Per-sandbox state is a few set
- *    elements, so teardown removes exactly one sandbox's entries.
+ *    daemon's nftables table (inet, "pocketcoder_ID": see table_name()) makes the host itself
+ *    unreachable from any sandbox veth: every packet that arrives on one and is addressed to the host
+ *    (any of its addresses, so also loopback-bound services via route tricks, the daemon's TCP
+ *    listener, sshd, a local resolver) is rejected in the input hook. Forwarding is allowed sandbox ->
+ *    public internet and established/related back; sandbox <-> sandbox, IPv6 and spoofed source
+ *    addresses are dropped, the LAN and other special ranges (egress_blocked_table: private,
+ *    link-local with cloud metadata, CGNAT, multicast, ...) rejected unless cfg->egress_allow lists
+ *    them; the host's resolvers stay reachable on port 53. Per-sandbox state is a few set elements,
+ *    so teardown removes exactly one sandbox's entries; isolate_net_table_reset() replaces or removes
+ *    the whole table.
  *
  * Host unix sockets (including abstract ones, which are per-netns) are out of reach in every mode:
  * the sandbox has its own netns and sees no host filesystem socket (mount namespace, sandbox core).
@@ -48,9 +51,11 @@
 #include <netlink/socket.h>
 
 #include "common.h"
+#include "isolate-internal.h"
 #include "isolate.h"
 
 #define NFT_TABLE_DEFAULT "pocketcoder"
+#define NFT_TABLE_MAX     (64 + 1 + ISOLATE_DAEMON_ID_LEN + 1)
 #define SANDBOX_IFNAME    "eth0"
 
 static void nl_socket_freep(struct nl_sock **p)
@@ -123,7 +128,8 @@ typedef struct net_plan {
         char host_ifname[IFNAMSIZ];
         struct in_addr host, sandbox; /* .1 and .2 of the sandbox's /30 */
         char host_str[INET_ADDRSTRLEN], sandbox_str[INET_ADDRSTRLEN];
-        const char *table;
+        char table[NFT_TABLE_MAX];
+        const char *egress_allow; /* validated list of IPv4 prefixes, or NULL */
 } net_plan;
 
 static uint64_t fnv1a64(const char *s)
@@ -158,6 +164,21 @@ static bool table_name_is_valid(const char *s)
                 if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
                         return false;
         return true;
+}
+
+/* "TABLE_ID": one table per daemon, so that a daemon can remove its own table on a clean stop (and replace
+ * it at start) without touching another daemon's rules, and each daemon's egress_allow stays its own. */
+static int table_name(const isolate_net_config *cfg, char ret[static NFT_TABLE_MAX])
+{
+        const char *t = cfg->nft_table ?: NFT_TABLE_DEFAULT;
+
+        if (!table_name_is_valid(t) || (cfg->daemon_id && !isolate_daemon_id_is_valid(cfg->daemon_id)))
+                return -EINVAL;
+        if (cfg->daemon_id)
+                snprintf(ret, NFT_TABLE_MAX, "%s_%s", t, cfg->daemon_id);
+        else
+                snprintf(ret, NFT_TABLE_MAX, "%s", t);
+        return 0;
 }
 
 int isolate_net_host_ifname(const char *sandbox_name, const isolate_net_config *cfg, char ret[static 16])
@@ -205,10 +226,20 @@ static int net_plan_make(const char *sandbox_name, const isolate_net_config *cfg
         if (isolate_net_host_ifname(sandbox_name, cfg, p.host_ifname) < 0)
                 return pc_error_setf(reterr, EINVAL, "invalid_network",
                                      "network: invalid interface name for \"%s\"", strna(sandbox_name));
-        p.table = cfg->nft_table ?: NFT_TABLE_DEFAULT;
-        if (!table_name_is_valid(p.table))
+        if (table_name(cfg, p.table) < 0)
                 return pc_error_setf(reterr, EINVAL, "invalid_network",
-                                     "network: invalid nftables table \"%s\"", p.table);
+                                     "network: invalid nftables table \"%s\" or daemon id \"%s\"",
+                                     strna(cfg->nft_table), strna(cfg->daemon_id));
+        if (cfg->egress_allow) {
+                size_t off;
+                const char *why;
+
+                if (isolate_net_prefix_list_check(cfg->egress_allow, &off, &why) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_network",
+                                             "network: egress_allow \"%s\", at character %zu: %s",
+                                             cfg->egress_allow, off + 1, why);
+                p.egress_allow = cfg->egress_allow;
+        }
         if (isempty(cfg->subnet) || strlen(cfg->subnet) >= sizeof(buf))
                 return pc_error_setf(reterr, EINVAL, "invalid_network",
                                      "network: no subnet configured for egress");
@@ -236,6 +267,78 @@ static int net_plan_make(const char *sandbox_name, const isolate_net_config *cfg
         inet_ntop(AF_INET, &p.sandbox, p.sandbox_str, sizeof(p.sandbox_str));
         *ret = p;
         return 0;
+}
+
+/* ---- what egress may reach ---- */
+
+/* Destinations an egress sandbox is refused by default (rejected with ICMP admin-prohibited in the forward
+ * hook: the packet never leaves the host and the program fails at once instead of timing out). The
+ * sandbox is meant to reach the public internet, not the network the host sits in. The daemon's
+ * egress_allow opens ranges of this list again. IPv6 needs no list: no IPv6 is forwarded at all, so
+ * ULA (fc00::/7), link-local (fe80::/10), multicast (ff00::/8), ::1, IPv4-mapped and NAT64 (64:ff9b::/96)
+ * addresses are unreachable too. Left out on purpose: the documentation ranges (192.0.2.0/24,
+ * 198.51.100.0/24, 203.0.113.0/24), never routed anywhere, so there is nothing behind them to protect. */
+static const struct {
+        const char *prefix;
+        const char *why;
+} egress_blocked_table[] = {
+        { "0.0.0.0/8", "\"this network\": 0.0.0.0 reaches local services on some stacks" },
+        { "10.0.0.0/8", "private (RFC 1918): the LAN, other sandboxes' subnet" },
+        { "100.64.0.0/10", "carrier-grade NAT (RFC 6598): the provider's internal network" },
+        { "127.0.0.0/8", "loopback, never valid on a wire" },
+        { "169.254.0.0/16", "link-local: cloud metadata (169.254.169.254) hands out credentials" },
+        { "172.16.0.0/12", "private (RFC 1918)" },
+        { "192.0.0.0/24", "IETF protocol assignments (DS-Lite, NAT64 discovery)" },
+        { "192.168.0.0/16", "private (RFC 1918): routers, printers, NAS" },
+        { "198.18.0.0/15", "benchmarking (RFC 2544): lab networks" },
+        { "224.0.0.0/4", "multicast: LAN discovery (mDNS, SSDP) and routing protocols" },
+        { "240.0.0.0/4", "reserved, and the 255.255.255.255 broadcast" },
+};
+
+/* Nameservers for a sandbox's /etc/resolv.conf: the host's IPv4 nameservers that are not on loopback.
+ * A loopback resolver (systemd-resolved's 127.0.0.53, a local dnsmasq) lives on the host, which the
+ * sandbox cannot reach by design; with systemd-resolved the real upstream servers are listed in
+ * /run/systemd/resolve/resolv.conf, which we read instead. A resolver on one of the host's other
+ * addresses is unreachable too (input hook) and must be replaced by an upstream one by the admin.
+ * Link-local resolvers are skipped (169.254/16 stays closed). A resolver on the LAN (a private address,
+ * the common case behind a home router or in a VM) is opened for DNS only: port 53, TCP and UDP. */
+#define NAMESERVERS_MAX 3
+static int collect_nameservers(const char *path, struct in_addr ret[static NAMESERVERS_MAX], unsigned *n)
+{
+        _cleanup_free_ char *s = NULL;
+        int r;
+
+        r = read_full_file(path, 1 << 20, &s, NULL);
+        if (r < 0)
+                return r;
+        for (char *line = s, *next; line && *line && *n < NAMESERVERS_MAX; line = next) {
+                struct in_addr a;
+                char *v;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                v = strstrip(line);
+                if (!startswith(v, "nameserver") || !strchr(" \t", v[STRLEN("nameserver")]))
+                        continue;
+                v = strstrip(v + STRLEN("nameserver"));
+                if (inet_pton(AF_INET, v, &a) != 1)
+                        continue; /* IPv6: the sandbox has no IPv6 route */
+                if ((ntohl(a.s_addr) >> 24) == 127 || a.s_addr == 0 || (ntohl(a.s_addr) >> 16) == 0xa9fe)
+                        continue;
+                ret[(*n)++] = a;
+        }
+        return 0;
+}
+
+static unsigned host_nameservers(struct in_addr ret[static NAMESERVERS_MAX])
+{
+        unsigned n = 0;
+
+        (void) collect_nameservers("/etc/resolv.conf", ret, &n);
+        if (n == 0)
+                (void) collect_nameservers("/run/systemd/resolve/resolv.conf", ret, &n);
+        return n;
 }
 
 /* ---- netlink plumbing ---- */
@@ -504,6 +607,44 @@ static int nft_run(const char *script, pc_error **reterr)
         return 0;
 }
 
+typedef struct allow_ctx {
+        FILE *f;
+        const char *table;
+} allow_ctx;
+
+static int allow_rule_cb(const char *s, size_t n, void *userdata)
+{
+        allow_ctx *c = userdata;
+
+        fprintf(c->f, "add rule inet %s forward iifname @sandbox_ifs ip daddr %.*s accept\n", c->table, (int) n,
+                s);
+        return 0;
+}
+
+/* Where a sandbox's packets may go (see egress_blocked_table): its resolvers for DNS, then the admin's
+ * egress_allow, then everything but the blocked ranges. */
+static void nft_script_destinations(FILE *f, const net_plan *p)
+{
+        struct in_addr ns[NAMESERVERS_MAX];
+        unsigned n = host_nameservers(ns);
+        char a[INET_ADDRSTRLEN];
+        size_t off;
+
+        if (n > 0) {
+                fprintf(f, "add rule inet %s forward iifname @sandbox_ifs ip daddr { ", p->table);
+                for (unsigned i = 0; i < n; i++)
+                        fprintf(f, "%s%s", i > 0 ? ", " : "", inet_ntop(AF_INET, &ns[i], a, sizeof(a)));
+                fputs(" } meta l4proto { tcp, udp } th dport 53 accept\n", f);
+        }
+        /* One rule per entry: an anonymous set would refuse overlapping entries. */
+        if (!isempty(p->egress_allow))
+                (void) prefix_list_foreach(p->egress_allow, allow_rule_cb, &(allow_ctx){ f, p->table }, &off);
+        fprintf(f, "add rule inet %s forward iifname @sandbox_ifs ip daddr { ", p->table);
+        for (size_t i = 0; i < ELEMENTSOF(egress_blocked_table); i++)
+                fprintf(f, "%s%s", i > 0 ? ", " : "", egress_blocked_table[i].prefix);
+        fputs(" } reject with icmpx type admin-prohibited\n", f);
+}
+
 /* The table is (re)declared on every setup: "add" of an existing table, set or chain is a no-op and
  * "flush chain" + rules replaces the rules atomically (nft -f is one transaction), so an upgraded
  * daemon fixes its rules and concurrent sandboxes keep their set elements. */
@@ -533,9 +674,10 @@ static void nft_script_setup(FILE *f, const net_plan *p)
                 "add rule inet %1$s forward iifname @sandbox_ifs meta nfproto ipv6 drop\n"
                 /* Sandbox root owns its netns and could change eth0's address: only the assigned one
                  * leaves. */
-                "add rule inet %1$s forward iifname @sandbox_ifs iifname . ip saddr != @sandbox_srcs drop\n"
-                /* Link-local: cloud metadata endpoints (169.254.169.254) hand out host credentials. */
-                "add rule inet %1$s forward iifname @sandbox_ifs ip daddr 169.254.0.0/16 drop\n"
+                "add rule inet %1$s forward iifname @sandbox_ifs iifname . ip saddr != @sandbox_srcs drop\n",
+                t);
+        nft_script_destinations(f, p);
+        fprintf(f,
                 "add rule inet %1$s forward iifname @sandbox_ifs accept\n"
                 "add rule inet %1$s forward oifname @sandbox_ifs ct state established,related accept\n"
                 "add rule inet %1$s forward oifname @sandbox_ifs drop\n"
@@ -581,6 +723,44 @@ static int nft_apply(const net_plan *p, bool add, pc_error **reterr)
 }
 
 /* ---- public ---- */
+
+int isolate_net_table_reset(const isolate_net_config *cfg, const isolate_net_sandbox *running, size_t n,
+                            pc_error **reterr)
+{
+        _cleanup_free_ char *script = NULL;
+        char table[NFT_TABLE_MAX];
+        size_t size = 0;
+        FILE *f;
+        int r = 0;
+
+        if (!cfg || table_name(cfg, table) < 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_network", "network: invalid nftables table \"%s\"",
+                                     strna(cfg ? cfg->nft_table : NULL));
+        f = open_memstream(&script, &size);
+        if (!f)
+                return -ENOMEM;
+        /* One transaction: "add" makes the delete work when there is no table, and a rebuilt table
+         * replaces the old one without a moment in which the running sandboxes' packets pass unfiltered. */
+        fprintf(f, "add table inet %1$s\ndelete table inet %1$s\n", table);
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                isolate_net_config c = *cfg;
+                net_plan p;
+
+                c.mode = ISOLATE_NET_EGRESS;
+                c.index = running[i].index;
+                r = net_plan_make(running[i].name, &c, &p, reterr);
+                if (r < 0)
+                        break;
+                if (i == 0)
+                        nft_script_setup(f, &p);
+                nft_script_elements(f, &p, "add");
+        }
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        if (r < 0)
+                return r;
+        return nft_run(script, reterr);
+}
 
 static int setup_loopback(int netns_fd, pc_error **reterr)
 {
@@ -708,40 +888,6 @@ int isolate_net_teardown(const char *sandbox_name, const isolate_net_config *cfg
         return ret;
 }
 
-/* Nameservers for a sandbox's /etc/resolv.conf: the host's IPv4 nameservers that are not on loopback.
- * A loopback resolver (systemd-resolved's 127.0.0.53, a local dnsmasq) lives on the host, which the
- * sandbox cannot reach by design; with systemd-resolved the real upstream servers are listed in
- * /run/systemd/resolve/resolv.conf, which we read instead. A resolver on one of the host's other
- * addresses is unreachable too (input hook) and must be replaced by an upstream one by the admin. */
-static int collect_nameservers(const char *path, FILE *out, unsigned *n)
-{
-        _cleanup_free_ char *s = NULL;
-        int r;
-
-        r = read_full_file(path, 1 << 20, &s, NULL);
-        if (r < 0)
-                return r;
-        for (char *line = s, *next; line && *line && *n < 3; line = next) {
-                struct in_addr a;
-                char *v;
-
-                next = strchr(line, '\n');
-                if (next)
-                        *next++ = 0;
-                v = strstrip(line);
-                if (!startswith(v, "nameserver") || !strchr(" \t", v[STRLEN("nameserver")]))
-                        continue;
-                v = strstrip(v + STRLEN("nameserver"));
-                if (inet_pton(AF_INET, v, &a) != 1)
-                        continue; /* IPv6: the sandbox has no IPv6 route */
-                if ((ntohl(a.s_addr) >> 24) == 127 || a.s_addr == 0 || (ntohl(a.s_addr) >> 16) == 0xa9fe)
-                        continue;
-                fprintf(out, "nameserver %s\n", v);
-                (*n)++;
-        }
-        return 0;
-}
-
 int isolate_net_resolv_conf(const isolate_net_config *cfg, char **ret)
 {
         _cleanup_free_ char *buf = NULL;
@@ -755,11 +901,14 @@ int isolate_net_resolv_conf(const isolate_net_config *cfg, char **ret)
         if (!cfg || cfg->mode != ISOLATE_NET_EGRESS)
                 fputs("# pocketcoder: this sandbox has no network\n", f);
         else {
+                struct in_addr ns[NAMESERVERS_MAX];
+                char a[INET_ADDRSTRLEN];
+
                 fputs("# pocketcoder: the host's upstream nameservers (the host itself is unreachable)\n",
                       f);
-                (void)collect_nameservers("/etc/resolv.conf", f, &n);
-                if (n == 0)
-                        (void)collect_nameservers("/run/systemd/resolve/resolv.conf", f, &n);
+                n = host_nameservers(ns);
+                for (unsigned i = 0; i < n; i++)
+                        fprintf(f, "nameserver %s\n", inet_ntop(AF_INET, &ns[i], a, sizeof(a)));
                 if (n == 0)
                         fputs("# no usable (non-loopback IPv4) nameserver on the host\n", f);
         }

@@ -78,9 +78,10 @@ static int exec_privilege_sequence(const exec_ctx *e, const char **ret_step)
                 }
         }
 
-        /* 3. Capabilities: the sandbox's bounding set, no ambient, only what the identity switch needs. */
+        /* 3. Capabilities: sandbox root's bounding set for --root, none for the agent; no ambient; only what
+         *    the identity switch needs. */
         STEP("drop the capability bounding set");
-        r = drop_bounding_set(e->sb->cap_last);
+        r = drop_bounding_set(e->sb->cap_last, o->as_root ? SANDBOX_BOUNDING_KEEP : 0);
         if (r < 0)
                 goto fail;
         STEP("reduce capabilities");

@@ -126,9 +126,10 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
         if (r < 0)
                 goto fail;
 
-        /* 7. Capabilities: minimal bounding set, no ambient; init keeps only what it needs. */
+        /* 7. Capabilities: empty bounding set (inherited by the agent), no ambient; init keeps only what it
+         *    needs in its permitted and effective sets. */
         STEP("drop the capability bounding set");
-        r = drop_bounding_set(c->cap_last);
+        r = drop_bounding_set(c->cap_last, 0);
         if (r < 0)
                 goto fail;
         STEP("reduce init's capabilities");

@@ -31,8 +31,12 @@ struct clone_args;
  * files and processes whose owners are mapped (the sandbox's own range): none of them reaches a host
  * file owned by host root or a host user. Not included, among others: SYS_ADMIN (mount, namespaces),
  * NET_ADMIN and NET_RAW (raw packets, spoofing), SYS_PTRACE, MKNOD, SYS_CHROOT, SETPCAP, SETFCAP,
- * AUDIT_WRITE, SYS_TIME, SYS_MODULE. The agent holds none of them: only sandbox root (sandbox run
- * --root) can have them, and init keeps just what it needs. */
+ * AUDIT_WRITE, SYS_TIME, SYS_MODULE. Only sandbox root (sandbox run/enter --root) has this bounding set:
+ * installing packages needs CHOWN, FOWNER, FSETID and DAC_OVERRIDE. init and the agent (the tmux session
+ * and every non-root session) have an empty bounding set: no capability, and in particular none of the
+ * file-permission overrides (DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, CHOWN), can ever be regained
+ * by anything they run, whatever gap no_new_privs might have. init keeps its few permitted capabilities
+ * (it never executes anything itself): the bounding set only limits what execve() grants. */
 #define SANDBOX_BOUNDING_KEEP                                                                             \
         (CAP_BIT(CAP_CHOWN) | CAP_BIT(CAP_DAC_OVERRIDE) | CAP_BIT(CAP_FOWNER) | CAP_BIT(CAP_FSETID) |     \
          CAP_BIT(CAP_KILL) | CAP_BIT(CAP_SETGID) | CAP_BIT(CAP_SETUID) | CAP_BIT(CAP_NET_BIND_SERVICE))
@@ -81,7 +85,8 @@ int raw_pidfd_send_signal(int pidfd, int sig);
 void reset_signals(void);
 int close_all_except(int a, int b);
 int stdio_to_devnull(void);
-int drop_bounding_set(unsigned cap_last);
+/* Drops every capability not in `keep` from the bounding set, clears the ambient set. */
+int drop_bounding_set(unsigned cap_last, uint64_t keep);
 int set_caps(uint64_t caps);
 int set_identity(uid_t uid, gid_t gid);
 int exec_search(const char *const *argv, char *const *envp);

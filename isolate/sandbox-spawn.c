@@ -173,10 +173,10 @@ int stdio_to_devnull(void)
         return 0;
 }
 
-int drop_bounding_set(unsigned cap_last)
+int drop_bounding_set(unsigned cap_last, uint64_t keep)
 {
         for (unsigned c = 0; c <= cap_last && c < 64; c++) {
-                if (SANDBOX_BOUNDING_KEEP & CAP_BIT(c))
+                if (keep & CAP_BIT(c))
                         continue;
                 if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
                         return -errno;

@@ -4,12 +4,14 @@
  * it only hands the program to the kernel. */
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/ioctl.h>
 
@@ -151,6 +153,26 @@ static const struct {
         { 0x0080000 /* FDPIC_FUNCPTRS */, "FDPIC ABI, not ours" },
 };
 
+/* Socket address families a sandbox may create (socket() and socketpair()); every other family fails with
+ * EAFNOSUPPORT, the errno of a kernel built without it, so programs take their "not available here" path
+ * (Docker refuses AF_VSOCK with its profile's default EPERM; flatpak answers EAFNOSUPPORT as we do).
+ * Families are small integers: values up to the largest allowed one are refused one by one, everything
+ * above with a single comparison (the full 64-bit argument is compared, so garbage in the upper half of
+ * an allowed family is refused too, never let through). */
+static const struct {
+        int family;
+        const char *why;
+} socket_family_table[] = {
+        { AF_UNIX, "local IPC: tmux, language servers, the agent API socket" },
+        { AF_INET, "the network of the sandbox's own namespace (egress mode), loopback" },
+        { AF_INET6, "as AF_INET; egress forwards no IPv6, but programs open v6 sockets by default" },
+        { AF_NETLINK, "only NETLINK_ROUTE (see below): ip addr/route, getifaddrs()" },
+        /* Refused, among others: AF_VSOCK (not scoped by network namespaces: reaches the hypervisor and
+         * host services), AF_PACKET (raw frames), AF_KEY and AF_ALG (kernel crypto with a CVE history),
+         * AF_BLUETOOTH, AF_XDP, AF_TIPC, AF_RDS, AF_CAN. */
+};
+#define SOCKET_FAMILY_MAX AF_NETLINK
+
 static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
                     const struct scmp_arg_cmp *cmps, pc_error **reterr)
 {
@@ -169,6 +191,46 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
                 return pc_error_setf(reterr, -r, "seccomp", "seccomp: cannot add rule for %s: %s", name,
                                      strerror(-r));
         return 0;
+}
+
+static bool socket_family_allowed(int family)
+{
+        for (size_t i = 0; i < ELEMENTSOF(socket_family_table); i++)
+                if (socket_family_table[i].family == family)
+                        return true;
+        return false;
+}
+
+/* socket() and socketpair() take the family in argument 0. The i386/x32 socketcall() multiplexer needs no
+ * rule: only the native ABI is in the filter, other ABIs kill the process (see isolate_seccomp_compile). */
+static int add_socket_rules(scmp_filter_ctx ctx, pc_error **reterr)
+{
+        static const char *const calls[] = { "socket", "socketpair" };
+        const uint32_t refuse = SCMP_ACT_ERRNO(EAFNOSUPPORT);
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                struct scmp_arg_cmp above = SCMP_A0(SCMP_CMP_GT, SOCKET_FAMILY_MAX);
+
+                r = add_rule(ctx, refuse, calls[i], 1, &above, reterr);
+                if (r < 0)
+                        return r;
+                for (int f = 0; f <= SOCKET_FAMILY_MAX; f++) {
+                        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) f);
+
+                        if (socket_family_allowed(f))
+                                continue;
+                        r = add_rule(ctx, refuse, calls[i], 1, &c, reterr);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        /* Netlink: NETLINK_ROUTE only (reading links, addresses and routes; changing them needs
+         * CAP_NET_ADMIN, which nobody inside has). NETLINK_AUDIT, NETLINK_KOBJECT_UEVENT (host device
+         * events), NETLINK_SOCK_DIAG, NETFILTER, ... are host-wide or attack surface. */
+        struct scmp_arg_cmp nl[2] = { SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_NE, NETLINK_ROUTE) };
+        return add_rule(ctx, refuse, "socket", 2, nl, reterr);
 }
 
 static int build_filter(scmp_filter_ctx ctx, pc_error **reterr)
@@ -221,6 +283,10 @@ static int build_filter(scmp_filter_ctx ctx, pc_error **reterr)
                 if (r < 0)
                         return r;
         }
+
+        r = add_socket_rules(ctx, reterr);
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < ELEMENTSOF(personality_table); i++) {
                 struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, personality_table[i].flag,

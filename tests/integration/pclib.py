@@ -360,6 +360,11 @@ class Daemon:
         except OSError:
             return ""
 
+    def nft_table_name(self):
+        """The nftables table of this daemon's egress sandboxes: nft_table + "_" + its daemon id (from its log)."""
+        ids = re.findall(r"daemon id ([0-9a-f]{6}):", self.logtext())
+        return f"{self.nft_table}_{ids[-1]}" if ids else self.nft_table
+
     def _wait_exit(self, timeout=30):
         """Waits for our own child-less daemon to exit, using a pidfd (an event, not polling)."""
         import select
@@ -403,9 +408,10 @@ class Daemon:
             except Exception:  # noqa: BLE001 - cleanup goes on (the daemon may be gone)
                 pass
         self.stop()
+        # The nftables table of this daemon's egress sandboxes, should a failed test have left one.
+        for table in {self.nft_table_name(), self.nft_table}:
+            run_cmd(["nft", "delete", "table", "inet", table])
         shutil.rmtree(self.tmp, ignore_errors=True)
-        # The nftables table of this daemon's egress sandboxes (teardown leaves the empty table).
-        run_cmd(["nft", "delete", "table", "inet", self.nft_table])
         # An egress sandbox turns on IPv4 forwarding (the daemon never turns it off: other sandboxes may
         # need it); a test leaves the host as it found it.
         if self._ip_forward is not None:

@@ -43,7 +43,7 @@ def veth_of(subnet_prefix):
 
 
 def set_elements(setname):
-    return run_cmd(["nft", "list", "set", "inet", a.nft_table, setname], text=True).stdout
+    return run_cmd(["nft", "list", "set", "inet", a.nft_table_name(), setname], text=True).stdout
 
 
 def a_state(what):

@@ -3,13 +3,15 @@
  * or as sandbox root with --root). It tries what the sandbox must forbid and prints one TAP line per
  * property. Standalone on purpose (no project headers): it must run in any sandbox rootfs.
  *
- * usage: pc-probe [--root] NAME UID_BASE HOST_PID ABSTRACT_SOCKET HOST_SECRET_PATH */
+ * usage: pc-probe [--root] NAME UID_BASE HOST_PID ABSTRACT_SOCKET HOST_SECRET_PATH
+ *        pc-probe --sockets      (only the socket families and capability sets: runs in any network mode) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -31,8 +33,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The sandbox's bounding set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID NET_BIND_SERVICE. */
-#define EXPECTED_CAPBND 0x00000000000004fbULL
+/* Sandbox root's bounding set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID NET_BIND_SERVICE. The
+ * agent's is empty. */
+#define ROOT_CAPBND      0x00000000000004fbULL
+#define EXPECTED_CAPBND  (as_root ? ROOT_CAPBND : 0ULL)
 
 static int n_tests, n_failed;
 static bool as_root;
@@ -369,6 +373,63 @@ static void check_syscalls(void)
                st);
 }
 
+/* Families a sandbox must not open, whatever its network mode: vsock is not scoped by network namespaces. */
+static void check_socket_families(void)
+{
+        static const struct {
+                int family, type, protocol;
+                const char *what;
+        } refused[] = {
+                { 40 /* AF_VSOCK */, SOCK_STREAM, 0, "socket(AF_VSOCK)" },
+                { 40 /* AF_VSOCK */, SOCK_DGRAM, 0, "socket(AF_VSOCK, SOCK_DGRAM)" },
+                { AF_PACKET, SOCK_RAW, 0, "socket(AF_PACKET)" },
+                { AF_KEY, SOCK_RAW, 2, "socket(AF_KEY)" },
+                { 38 /* AF_ALG */, SOCK_SEQPACKET, 0, "socket(AF_ALG)" },
+                { 31 /* AF_BLUETOOTH */, SOCK_RAW, 0, "socket(AF_BLUETOOTH)" },
+                { 44 /* AF_XDP */, SOCK_RAW, 0, "socket(AF_XDP)" },
+                { AF_APPLETALK, SOCK_DGRAM, 0, "socket(AF_APPLETALK) (a family below AF_NETLINK)" },
+                { AF_NETLINK, SOCK_RAW, NETLINK_AUDIT, "socket(AF_NETLINK, NETLINK_AUDIT)" },
+                { AF_NETLINK, SOCK_DGRAM, NETLINK_KOBJECT_UEVENT, "socket(AF_NETLINK, NETLINK_KOBJECT_UEVENT)" },
+                { AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)" },
+                { AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER, "socket(AF_NETLINK, NETLINK_NETFILTER)" },
+        };
+        static const struct {
+                int family, type, protocol;
+                const char *what;
+        } allowed[] = {
+                { AF_UNIX, SOCK_STREAM, 0, "socket(AF_UNIX)" },
+                { AF_INET, SOCK_STREAM, 0, "socket(AF_INET, SOCK_STREAM)" },
+                { AF_INET, SOCK_DGRAM, 0, "socket(AF_INET, SOCK_DGRAM)" },
+                { AF_INET6, SOCK_STREAM, 0, "socket(AF_INET6)" },
+                { AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, "socket(AF_NETLINK, NETLINK_ROUTE)" },
+        };
+        int sv[2], fd;
+
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+                EXPECT_ERRNO(EAFNOSUPPORT, socket(refused[i].family, refused[i].type | SOCK_CLOEXEC, refused[i].protocol),
+                             refused[i].what);
+        EXPECT_ERRNO(EAFNOSUPPORT, socketpair(40 /* AF_VSOCK */, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair(AF_VSOCK)");
+        /* The kernel reads the family as an int: garbage in the upper half must not turn a refused family into
+         * an allowed one, nor an allowed value into a bypass. */
+        EXPECT_ERRNO(EAFNOSUPPORT, syscall(SYS_socket, 0xffffffff00000000UL | 40, SOCK_STREAM, 0),
+                     "socket(AF_VSOCK | high bits)");
+        for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+                fd = socket(allowed[i].family, allowed[i].type | SOCK_CLOEXEC, allowed[i].protocol);
+                /* A kernel without IPv6 has no /proc/net/if_inet6 and refuses AF_INET6 itself. */
+                if (fd < 0 && errno == EAFNOSUPPORT && allowed[i].family == AF_INET6 &&
+                    access("/proc/net/if_inet6", F_OK) < 0) {
+                        result(true, "%s: the kernel has no IPv6", allowed[i].what);
+                        continue;
+                }
+                result(fd >= 0, "%s works (%s)", allowed[i].what, fd >= 0 ? "ok" : strerrorname_np(errno));
+                if (fd >= 0)
+                        close(fd);
+        }
+        result(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair(AF_UNIX) works");
+        close(sv[0]);
+        close(sv[1]);
+}
+
 static void check_env_fds_dev(void)
 {
         extern char **environ;
@@ -461,6 +522,14 @@ int main(int argc, char **argv)
 {
         int a = 1;
 
+        if (argc == 2 && strcmp(argv[1], "--sockets") == 0) {
+                printf("TAP version 13\n");
+                as_root = getuid() == 0;
+                check_caps();
+                check_socket_families();
+                printf("1..%d\n", n_tests);
+                return n_failed ? 1 : 0;
+        }
         if (argc > 1 && strcmp(argv[1], "--root") == 0) {
                 as_root = true;
                 a++;
@@ -476,6 +545,7 @@ int main(int argc, char **argv)
         check_proc();
         check_processes((pid_t) atoi(argv[a + 2]));
         check_syscalls();
+        check_socket_families();
         check_env_fds_dev();
         check_network(argv[a], argv[a + 3]);
         printf("1..%d\n", n_tests);

@@ -34,7 +34,8 @@ TEST(config_every_key_quoting_and_comments)
                           "log_level = debug\nlog_file = \"\"\negress_subnet = 10.9.0.0/16\n"
                           "uid_range_base = 131072\ncgroup_parent = pc-t\nnft_table = pc_t\n"
                           "http_idle_timeout = 7\nevents_keep = 42\ntcp_max_connections = 100\n"
-                          "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n");
+                          "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n"
+                          "egress_allow = 10.1.2.0/24, 192.168.7.7\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -56,6 +57,7 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_INTEQ(c.tcp_max_connections, 100);
         CHECK_INTEQ(c.tcp_max_connections_per_address, 5);
         CHECK_INTEQ(c.tcp_auth_timeout, 4);
+        CHECK_STREQ(c.egress_allow, "10.1.2.0/24, 192.168.7.7");
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
 }
@@ -82,6 +84,15 @@ TEST(config_errors_name_the_line)
                   "connections from 1 to 65536" },
                 { "tcp_auth_timeout = 0\n",
                   "config t.conf:1: value for \"tcp_auth_timeout\": expected seconds from 1 to 3600" },
+                /* Lists point at the bad entry: line 2, column 28. */
+                { "\negress_allow = 10.0.0.0/8, 172.16.1.1/12\n",
+                  "config t.conf:2:28: value for \"egress_allow\": host bits set after the prefix length" },
+                { "egress_allow = \"fd00::/8\"\n",
+                  "config t.conf:1:17: value for \"egress_allow\": IPv6 prefix (egress carries IPv4 only)" },
+                { "egress_allow = 10.0.0.0/8,,10.1.0.0/16\n",
+                  "config t.conf:1:27: value for \"egress_allow\": empty entry" },
+                { "egress_allow = 169.254.169.254/40\n",
+                  "config t.conf:1:16: value for \"egress_allow\": prefix length must be a number from 0 to 32" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {

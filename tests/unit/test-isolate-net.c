@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* isolate network modes, in network namespaces this test creates: NONE (lo down, nothing reachable),
  * LOOPBACK (lo up, only itself), EGRESS (veth + NAT to a "world" netns we also create; the host's own
- * addresses, its loopback and other sandboxes unreachable; spoofed sources dropped) and teardown. */
+ * addresses, its loopback and other sandboxes unreachable; spoofed sources dropped), what egress may reach
+ * (a "LAN" netns of ours with private, link-local, CGNAT addresses: refused unless allowed; the resolver on
+ * port 53 only) and teardown. Every address lives in a namespace this test makes: the world is
+ * 198.51.100.0/24 (documentation, never routed, deliberately not in the blocked list: our "public internet")
+ * and the LAN's addresses are routed to our LAN netns only for packets coming from our sandbox's veth
+ * (policy routing), so even the host's own traffic to 169.254.169.254 is untouched. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -20,10 +25,13 @@
 #include "tap.h"
 
 #define SUBNET     "10.231.0.0/24"
-#define WORLD_HOST "10.232.0.1"
-#define WORLD_ADDR "10.232.0.2"
+#define WORLD_HOST "198.51.100.1"
+#define WORLD_ADDR "198.51.100.2"
+#define LAN_HOST   "198.51.100.5"
+#define LAN_GW     "198.51.100.6"
+#define LAN_RT     "7364" /* routing table of the policy rule for our sandbox's packets */
 
-static char table[64], world_ns[32], world_if[32], host_addr[INET_ADDRSTRLEN];
+static char table[64], world_ns[32], world_if[32], lan_ns[32], lan_if[32], host_addr[INET_ADDRSTRLEN];
 static char saved_ip_forward[8];
 static const char *unusable;
 static bool world_ready;
@@ -69,6 +77,8 @@ __attribute__((constructor)) static void setup(void)
         snprintf(table, sizeof(table), "pctest_%d", (int)getpid());
         snprintf(world_ns, sizeof(world_ns), "pctw%d", (int)getpid());
         snprintf(world_if, sizeof(world_if), "pctw%d", (int)getpid());
+        snprintf(lan_ns, sizeof(lan_ns), "pctl%d", (int)getpid());
+        snprintf(lan_if, sizeof(lan_if), "pctl%d", (int)getpid());
         if (geteuid() != 0) {
                 unusable = "needs root";
                 return;
@@ -105,8 +115,9 @@ __attribute__((destructor)) static void teardown(void)
         if (geteuid() != 0)
                 return;
         (void)run("ip netns del %s 2>/dev/null; ip link del %s 2>/dev/null; nft delete table inet %s "
-                  "2>/dev/null",
-                  world_ns, world_if, table);
+                  "2>/dev/null; ip netns del %s 2>/dev/null; ip link del %s 2>/dev/null; "
+                  "ip rule del lookup " LAN_RT " 2>/dev/null; ip route flush table " LAN_RT " 2>/dev/null",
+                  world_ns, world_if, table, lan_ns, lan_if);
         if (saved_ip_forward[0]) {
                 int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
                 if (fd >= 0) {
@@ -305,7 +316,7 @@ typedef struct server {
         int fd; /* read end: the peer address */
 } server;
 
-static int server_start(int nsfd, server *ret)
+static int server_start_port(int nsfd, int want_port, server *ret)
 {
         int p[2];
         pid_t pid;
@@ -316,7 +327,7 @@ static int server_start(int nsfd, server *ret)
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                struct sockaddr_in sa = {.sin_family = AF_INET};
+                struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)want_port)};
                 socklen_t sl = sizeof(sa);
                 char peer[INET_ADDRSTRLEN + 1] = "";
                 int s, c, port;
@@ -344,6 +355,11 @@ static int server_start(int nsfd, server *ret)
         if (read(p[0], &ret->port, sizeof(int)) != sizeof(int))
                 return -EIO;
         return 0;
+}
+
+static int server_start(int nsfd, server *ret)
+{
+        return server_start_port(nsfd, 0, ret);
 }
 
 static void server_done(server *s, char peer[static INET_ADDRSTRLEN + 1])
@@ -543,6 +559,157 @@ TEST(egress_mode_nat_out_host_closed)
                 CHECK_INTEQ(isolate_net_host_ifname(other, &cfg2, ifname2), 0);
                 CHECK_INTEQ(if_nametoindex(ifname2), 0);
         }
+}
+
+/* A TCP server in the LAN netns: the `n` refused addresses must not reach it (EHOSTUNREACH from our reject
+ * rule; ETIMEDOUT once the kernel's ICMP error rate limit, a burst of 6, has been used up: the packet is
+ * refused all the same, the server never sees it), `open` must be reached. */
+static void lan_check(int ns, int lan, const char *const *refused, size_t n, const char *open)
+{
+        char peer[INET_ADDRSTRLEN + 1];
+        server srv;
+        target t;
+
+        CHECK_INTEQ(server_start(lan, &srv), 0);
+        for (size_t i = 0; i < n; i++) {
+                t = (target){.addr = refused[i], .port = srv.port, .timeout_ms = 1000};
+                int r = in_netns(ns, tcp_connect, &t);
+
+                printf("# %s: %s\n", refused[i], strerror(r));
+                CHECK(r == EHOSTUNREACH || r == ETIMEDOUT);
+        }
+        if (open) {
+                t = (target){.addr = open, .port = srv.port, .timeout_ms = 2000};
+                printf("# %s (open)\n", open);
+                CHECK_INTEQ(in_netns(ns, tcp_connect, &t), 0);
+        } else
+                (void)kill(srv.pid, SIGKILL);
+        server_done(&srv, peer);
+        CHECK_STREQ(peer, open ? LAN_HOST : ""); /* masqueraded to the host's address on that link */
+}
+
+/* The resolver's address from the sandbox's resolv.conf, if the host has a usable one. */
+static bool first_nameserver(const char *resolv, char ret[static INET_ADDRSTRLEN])
+{
+        const char *p = strstr(resolv, "\nnameserver ");
+
+        return p && sscanf(p + STRLEN("\nnameserver "), "%15[0-9.]", ret) == 1;
+}
+
+TEST(egress_lan_blocked_unless_allowed)
+{
+        static const char *const lan_addrs[] = {
+                "10.77.0.1", "172.16.77.1", "192.168.77.1", "169.254.169.254", "100.64.77.1",
+                "198.18.0.1", "192.0.0.77",
+        };
+        char name[32], third[32], ifname[16], resolver[INET_ADDRSTRLEN] = "";
+        isolate_net_config cfg = {.mode = ISOLATE_NET_EGRESS, .index = 3, .subnet = SUBNET, .nft_table = table};
+        isolate_net_config allow = {.mode = ISOLATE_NET_EGRESS, .index = 4, .subnet = SUBNET, .nft_table = table,
+                                    .egress_allow = " 192.168.77.0/24,10.0.0.0/8 , 10.77.0.1"};
+        _cleanup_pc_error_ pc_error *err = NULL;
+        _cleanup_close_ int ns = -EBADF, ns2 = -EBADF, lan = -EBADF;
+        _cleanup_free_ char *lan_path = NULL, *resolv = NULL, *addrs = NULL;
+        size_t off = 0;
+        const char *why = NULL;
+
+        /* The list syntax, also what the daemon's config parser uses. */
+        CHECK_INTEQ(isolate_net_prefix_list_check(allow.egress_allow, NULL, NULL), 0);
+        CHECK_INTEQ(isolate_net_prefix_list_check("", NULL, NULL), 0);
+        CHECK_INTEQ(isolate_net_prefix_list_check("10.0.0.0/8, 10.1.2.3/24", &off, &why), -EINVAL);
+        CHECK_INTEQ(off, 12);
+        CHECK(why && strstr(why, "host bits"));
+        CHECK_INTEQ(isolate_net_prefix_list_check("10.0.0.0/33", &off, &why), -EINVAL);
+        CHECK_INTEQ(isolate_net_prefix_list_check("fd00::/8", &off, &why), -EINVAL);
+        CHECK(why && strstr(why, "IPv6"));
+        CHECK_INTEQ(isolate_net_prefix_list_check("10.0.0.0/8,", &off, &why), -EINVAL);
+        CHECK_INTEQ(off, 11);
+        CHECK_INTEQ(isolate_net_prefix_list_check("10.0.0.0/8; rm -rf", &off, &why), -EINVAL);
+
+        if (unusable)
+                SKIP(unusable);
+        CHECK_INTEQ(isolate_net_resolv_conf(&cfg, &resolv), 0);
+        (void)first_nameserver(resolv ?: "", resolver);
+        snprintf(name, sizeof(name), "l%d", (int)getpid());
+        snprintf(third, sizeof(third), "m%d", (int)getpid());
+        CHECK_INTEQ(isolate_net_host_ifname(name, &cfg, ifname), 0);
+        ns = netns_new();
+        ns2 = netns_new();
+        CHECK(ns >= 0 && ns2 >= 0);
+        CHECK_INTEQ(isolate_net_setup(ns, name, &cfg, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+
+        /* The LAN: one netns holding every address, reached through a veth of its own; only packets that
+         * arrive from our sandbox's veth are routed there. The resolver too, when the host has one. */
+        CHECK(asprintf_safe(&addrs, "%s%s", resolver[0] ? " " : "", resolver) >= 0);
+        CHECK_INTEQ(run("ip netns add %1$s && ip link add %2$s type veth peer name w0 netns %1$s && "
+                        "ip addr add " LAN_HOST "/30 dev %2$s && ip link set %2$s up && "
+                        "ip -n %1$s addr add " LAN_GW "/30 dev w0 && ip -n %1$s link set w0 up && "
+                        "ip -n %1$s link set lo up && ip -n %1$s route add default via " LAN_HOST " && "
+                        "for a in 10.77.0.1 172.16.77.1 192.168.77.1 169.254.169.254 100.64.77.1 198.18.0.1 "
+                        "192.0.0.77 %4$s; do ip -n %1$s addr add $a/32 dev lo && "
+                        "ip route add $a/32 via " LAN_GW " table " LAN_RT " || exit 1; done && "
+                        "ip rule add iif %3$s lookup " LAN_RT,
+                        lan_ns, lan_if, ifname, addrs ?: ""),
+                    0);
+        CHECK(asprintf_safe(&lan_path, "/run/netns/%s", lan_ns) > 0);
+        lan = open(lan_path, O_RDONLY | O_CLOEXEC);
+        CHECK(lan >= 0);
+        if (lan < 0)
+                return;
+
+        /* The LAN link address itself is "public" (not in the blocked list): the LAN netns works. */
+        lan_check(ns, lan, lan_addrs, ELEMENTSOF(lan_addrs), LAN_GW);
+        CHECK(in_netns(ns, ping, (void *)"10.77.0.1") != 0);
+        CHECK(in_netns(ns, ping, (void *)"169.254.169.254") != 0);
+
+        /* The resolver: port 53 only. */
+        if (resolver[0]) {
+                char peer[INET_ADDRSTRLEN + 1];
+                const char *r1[] = {resolver};
+                server srv;
+                target t;
+
+                printf("# resolver %s\n", resolver);
+                CHECK_INTEQ(server_start_port(lan, 53, &srv), 0);
+                t = (target){.addr = resolver, .port = 53, .timeout_ms = 2000};
+                CHECK_INTEQ(in_netns(ns, tcp_connect, &t), 0);
+                server_done(&srv, peer);
+                CHECK_STREQ(peer, LAN_HOST);
+                /* Other ports of the resolver stay closed. */
+                CHECK_INTEQ(server_start(lan, &srv), 0);
+                t = (target){.addr = r1[0], .port = srv.port, .timeout_ms = 1000};
+                if (strncmp(resolver, "10.", 3) == 0 || strncmp(resolver, "192.168.", 8) == 0 ||
+                    strncmp(resolver, "172.", 4) == 0)
+                        CHECK_INTEQ(in_netns(ns, tcp_connect, &t), EHOSTUNREACH);
+                (void)kill(srv.pid, SIGKILL);
+                server_done(&srv, peer);
+        } else
+                printf("# the host has no non-loopback IPv4 resolver: DNS exception not exercised\n");
+
+        /* egress_allow opens its ranges (rules are table-wide: another sandbox's setup installs them);
+         * the rest of the list stays refused. */
+        CHECK_INTEQ(isolate_net_setup(ns2, third, &allow, NULL), 0);
+        lan_check(ns, lan, (const char *const[]){"169.254.169.254", "172.16.77.1", "100.64.77.1"}, 3,
+                  "192.168.77.1");
+        lan_check(ns, lan, NULL, 0, "10.77.0.1");
+
+        /* Reset with no sandbox removes the table; with ours it is rebuilt with our elements and the
+         * default rules again (no egress_allow in cfg). */
+        isolate_net_sandbox keep = {.name = name, .index = cfg.index};
+        CHECK_INTEQ(isolate_net_table_reset(&cfg, &keep, 1, NULL), 0);
+        CHECK(nft_set_mentions("sandbox_ifs", ifname));
+        CHECK(!nft_set_mentions("sandbox_addrs", "10.231.0.18")); /* the other sandbox's element is gone */
+        lan_check(ns, lan, (const char *const[]){"192.168.77.1"}, 1, LAN_GW);
+
+        CHECK_INTEQ(isolate_net_teardown(name, &cfg), 0);
+        CHECK_INTEQ(isolate_net_teardown(third, &allow), 0);
+        CHECK_INTEQ(isolate_net_table_reset(&cfg, NULL, 0, NULL), 0);
+        CHECK_INTEQ(run("nft list table inet %s >/dev/null 2>&1", table), 1);
+        CHECK_INTEQ(isolate_net_table_reset(&cfg, NULL, 0, NULL), 0); /* idempotent */
+        (void)run("ip rule del iif %s lookup " LAN_RT "; ip route flush table " LAN_RT "; ip netns del %s; "
+                  "ip link del %s 2>/dev/null",
+                  ifname, lan_ns, lan_if);
 }
 
 TEST(egress_config_validation)
