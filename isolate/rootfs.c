@@ -105,6 +105,24 @@ static int clone_tree(int srcfd, const char *srcpath, uint64_t attrs)
         return TAKE_FD(tree);
 }
 
+int isolate_rootfs_clone_dir(const char *path, uint64_t attrs)
+{
+        struct mount_attr a = { .attr_set = attrs, .propagation = MS_PRIVATE };
+        struct stat st;
+        _cleanup_close_ int tree = open_tree(AT_FDCWD, path,
+                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+                                                     AT_SYMLINK_NOFOLLOW);
+        if (tree < 0)
+                return -errno;
+        if (fstat(tree, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+                return -errno;
+        return TAKE_FD(tree);
+}
+
 /* A new detached superblock mount of `fstype` with string options (NULL-terminated key, value pairs). */
 static int new_mount(const char *fstype, const char *const *opts, uint64_t attrs)
 {
@@ -423,10 +441,7 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
         if (r < 0)
                 return r;
 
-        _cleanup_close_ int ws = clone_tree(workspace, "", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-        if (ws < 0)
-                return FAIL(ws, "clone workspace %s", plan->workspace);
-        r = attach(ws, root, "workspace", true);
+        r = attach(workspace, root, "workspace", true);
         if (r < 0)
                 return FAIL(r, "attach /workspace");
 
@@ -454,14 +469,7 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
         if (r < 0)
                 return FAIL(r, "attach /run");
         if (api_socket_dir >= 0) {
-                /* Read-only: connect() needs no write access to the mount (sockets are exempt from
-                 * EROFS), and nothing else is allowed. */
-                _cleanup_close_ int dir = clone_tree(api_socket_dir, "",
-                                                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                                             MOUNT_ATTR_NOEXEC);
-                if (dir < 0)
-                        return FAIL(dir, "clone API socket directory %s", plan->api_socket_dir);
-                r = attach(dir, root, "run/pocketcoder", true);
+                r = attach(api_socket_dir, root, "run/pocketcoder", true);
                 if (r < 0)
                         return FAIL(r, "attach /run/pocketcoder");
         }

@@ -79,7 +79,7 @@ pid_t raw_fork(uint64_t flags, int *ret_pidfd);
 int raw_pidfd_open(pid_t pid);
 int raw_pidfd_send_signal(int pidfd, int sig);
 void reset_signals(void);
-int close_all_except(int a, int b);
+int close_all_except(const int *keep, size_t n);
 int stdio_to_devnull(void);
 int drop_bounding_set(unsigned cap_last);
 int set_caps(uint64_t caps);
@@ -106,6 +106,7 @@ typedef struct init_ctx {
         const isolate_rootfs_plan *plan;
         const isolate_bpf *bpf;
         int sync_fd;
+        int workspace_fd, api_socket_fd; /* isolate_rootfs_clone_dir() by the parent (api: negative = none) */
         isolate_cgroup_join *join; /* v1: the cgroup to move ourselves into, first thing */
         bool late_cgroupns; /* v1 or no cgroup: unshare the cgroup namespace once in the final cgroup */
         unsigned cap_last;

@@ -2,6 +2,7 @@
 /* Spawning and syncing: the parent <-> child message protocol, raw syscalls safe between clone and exec,
  * and the steps every child of ours shares (see sandbox-internal.h). */
 #include <dirent.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
@@ -144,18 +145,21 @@ void reset_signals(void)
         (void) sigprocmask(SIG_SETMASK, &empty, NULL);
 }
 
-/* Closes every fd >= 3 except those in keep[] (at most 2). */
-int close_all_except(int a, int b)
+/* Closes every fd >= 3 except those in keep[] (negative entries are ignored). */
+int close_all_except(const int *keep, size_t n)
 {
-        int lo = MIN(a, b), hi = MAX(a, b), from = 3;
-        int keep[2] = { lo, hi };
+        int from = 3;
 
-        for (size_t i = 0; i < 2; i++) {
-                if (keep[i] < from)
-                        continue;
-                if (keep[i] > from && syscall(SYS_close_range, from, keep[i] - 1, 0) < 0)
+        for (;;) {
+                int next = INT_MAX; /* the lowest kept fd >= from */
+                for (size_t i = 0; i < n; i++)
+                        if (keep[i] >= from && keep[i] < next)
+                                next = keep[i];
+                if (next == INT_MAX)
+                        break;
+                if (next > from && syscall(SYS_close_range, from, next - 1, 0) < 0)
                         return -errno;
-                from = keep[i] + 1;
+                from = next + 1;
         }
         return syscall(SYS_close_range, from, ~0U, 0) < 0 ? -errno : 0;
 }

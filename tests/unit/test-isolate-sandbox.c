@@ -3,9 +3,14 @@
  * as sandbox root, exec, adopt, stop; the API socket inside; what create() leaves behind when it fails.
  * Needs root, user namespaces and tmux; skips otherwise. */
 #include <fcntl.h>
+#include <linux/nsfs.h>
+#include <mqueue.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -555,6 +560,127 @@ TEST(api_socket_network_none)
         if (skip_reason())
                 SKIP(skip_reason());
         api_socket_check(ISOLATE_NET_NONE);
+}
+
+/* Starts argv inside in the background and reads its first line of output (it reports, then waits). */
+static int start_holder(isolate_sandbox *s, const char *const *argv, bool as_root, pid_t *ret_pidfd, char **ret_line)
+{
+        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF;
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        char buf[512];
+        size_t n = 0;
+        pid_t pid;
+        int p[2], r;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        r_end = p[0];
+        w_end = p[1];
+        isolate_exec_options o = { .argv = argv, .as_root = as_root, .stdin_fd = -1, .stdout_fd = w_end,
+                                   .stderr_fd = w_end };
+        r = isolate_sandbox_exec(s, &o, &pid, ret_pidfd, &err);
+        if (r < 0) {
+                printf("# exec failed: %s\n", err ? err->message : strerror(-r));
+                return r;
+        }
+        w_end = safe_close(w_end);
+        while (n < sizeof(buf) - 1) {
+                ssize_t k = read(r_end, buf + n, 1);
+                if (k <= 0 || buf[n] == '\n')
+                        break;
+                n++;
+        }
+        buf[n] = 0;
+        *ret_line = strdup(buf);
+        return *ret_line ? 0 : -ENOMEM;
+}
+
+static void holder_kill(int pidfd)
+{
+        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        (void) waitid(P_PIDFD, (id_t) pidfd, NULL, WEXITED);
+        safe_close(pidfd);
+}
+
+/* The kernel's per-user counts of everything inside a sandbox are charged to the owner of its user
+ * namespace: the sandbox's own host uid, never host root. The agent takes all the inotify instances and
+ * POSIX message queue bytes it can get and holds them; host root is unaffected. */
+TEST(kernel_counts_not_charged_to_host_root)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *line = NULL;
+        isolate_sandbox_config c = config("pc-test-q");
+        isolate_sandbox *s = NULL;
+        int holder = -EBADF, fds[16], n = 0, held = -1, held_errno = 0, queues = -1, queues_errno = 0;
+        char qname[64], nslimit[32] = "", inlimit[32] = "";
+        const char *const hold[] = {
+                "python3", "-c",
+                "import ctypes, os, signal\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                "n = 0\n"
+                "while libc.inotify_init1(0o2000000) >= 0: n += 1\n"
+                "e1 = ctypes.get_errno()\n"
+                "libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]\n"
+                "q = 0\n"
+                "while q < 1000 and libc.mq_open(b'/pc-q%d' % q, os.O_CREAT | os.O_RDWR, 0o600, None) >= 0: q += 1\n"
+                "e2 = ctypes.get_errno()\n"
+                "lim = [open('/proc/sys/user/' + f).read().strip() for f in ('max_inotify_instances', 'max_user_namespaces')]\n"
+                "print(n, e1, q, e2, *lim, flush=True)\n"
+                "signal.pause()\n",
+                NULL
+        };
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                return;
+
+        /* The user namespace belongs to the sandbox's base uid. */
+        {
+                char path[64];
+                uid_t owner = (uid_t) -1;
+                snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) isolate_sandbox_pid(s));
+                _cleanup_close_ int ns = open(path, O_RDONLY | O_CLOEXEC);
+                CHECK(ns >= 0 && ioctl(ns, NS_GET_OWNER_UID, &owner) == 0);
+                CHECK_INTEQ((long long) owner, (long long) UID_BASE);
+        }
+
+        CHECK_INTEQ(start_holder(s, hold, false, &holder, &line), 0);
+        if (line)
+                printf("# agent holds: %s (inotify instances, errno, queues, errno, ns limits)\n", line);
+        CHECK(line && sscanf(line, "%d %d %d %d %31s %31s", &held, &held_errno, &queues, &queues_errno, inlimit,
+                             nslimit) == 6);
+        CHECK(held >= 100 && held <= 128 && held_errno == EMFILE);
+        CHECK(queues >= 1 && queues < 1000 && queues_errno == EMFILE);
+        CHECK_STREQ(inlimit, "128");
+        CHECK_STREQ(nslimit, "0");
+
+        /* Host root still gets inotify instances and a message queue of the default size. */
+        for (n = 0; n < (int) ELEMENTSOF(fds); n++) {
+                fds[n] = inotify_init1(IN_CLOEXEC);
+                if (fds[n] < 0)
+                        break;
+        }
+        CHECK_INTEQ(n, (int) ELEMENTSOF(fds));
+        while (n > 0)
+                safe_close(fds[--n]);
+        snprintf(qname, sizeof(qname), "/pc-isotest-%d", (int) getpid());
+        mqd_t q = mq_open(qname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, NULL);
+        if (q == (mqd_t) -1)
+                printf("# host root's mq_open: %m\n");
+        CHECK(q != (mqd_t) -1);
+        if (q != (mqd_t) -1) {
+                mq_close(q);
+                mq_unlink(qname);
+        }
+
+        if (holder >= 0)
+                holder_kill(holder);
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
 }
 
 TEST(cleanup)
