@@ -28,6 +28,7 @@ typedef struct isolate_rootfs_plan {
         const char *image;            /* NULL = host layout */
         int image_mount_fd;           /* image mode: detached overlay mount made by the parent */
         const char *api_socket_dir;   /* host directory bound at /run/pocketcoder, or NULL */
+        uint64_t tmpfs_size;          /* bytes, each of /tmp and /dev/shm */
         char *etc_passwd, *etc_group, *etc_hosts, *etc_hostname, *etc_resolv, *etc_nsswitch;
         char localtime_target[256];   /* readlink of the host's /etc/localtime, "" when none */
 } isolate_rootfs_plan;

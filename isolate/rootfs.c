@@ -5,6 +5,7 @@
  * beneath the new root, so no path is ever resolved through something the sandbox could have made a
  * symlink. Runs in the cloned child, inside the new user and mount namespaces, before pivot_root. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -277,10 +278,10 @@ static int write_etc(int rootfd, const isolate_rootfs_plan *plan, char *step, si
         return 0;
 }
 
-static int setup_dev(int rootfd, char *step, size_t stepsz)
+static int setup_dev(int rootfd, const char *tmpfs_size, char *step, size_t stepsz)
 {
         static const char *const dev_opts[] = { "mode", "0755", "size", "64k", NULL };
-        static const char *const shm_opts[] = { "mode", "01777", NULL };
+        const char *const shm_opts[] = { "mode", "01777", "size", tmpfs_size, NULL };
         /* A private devpts instance (every devpts mount is a new instance since Linux 4.7): the agent
          * sees only its own ptys; gid 5 is tty inside. */
         static const char *const pts_opts[] = { "ptmxmode", "0666", "mode", "0620",
@@ -405,7 +406,9 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
                          size_t stepsz)
 {
         static const char *const root_opts[] = { "mode", "0755", "size", "1m", NULL };
-        static const char *const tmp_opts[] = { "mode", "01777", NULL };
+        char tmpfs_size[32];
+        snprintf(tmpfs_size, sizeof(tmpfs_size), "%" PRIu64, plan->tmpfs_size);
+        const char *const tmp_opts[] = { "mode", "01777", "size", tmpfs_size, NULL };
         static const char *const run_opts[] = { "mode", "0755", "size", "1m", NULL };
         _cleanup_close_ int devnull = -EBADF, root = -EBADF;
         struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
@@ -474,7 +477,7 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
                         return FAIL(r, "attach /run/pocketcoder");
         }
 
-        r = setup_dev(root, step, stepsz);
+        r = setup_dev(root, tmpfs_size, step, stepsz);
         if (r < 0)
                 return r;
         r = setup_proc(root, devnull, step, stepsz);

@@ -93,6 +93,11 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
                                              c->api_socket_fd }, 4);
         if (r < 0)
                 goto fail;
+        /*    The file table: every process inside inherits init's limit. */
+        STEP("set RLIMIT_NOFILE");
+        r = set_nofile(c->nofile_max);
+        if (r < 0)
+                goto fail;
         STEP("redirect stdio to /dev/null");
         r = stdio_to_devnull();
         if (r < 0)

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -210,6 +211,31 @@ int set_identity(uid_t uid, gid_t gid)
         if (syscall(SYS_setresuid, uid, uid, uid) < 0)
                 return -errno;
         return 0;
+}
+
+/* Hard and soft RLIMIT_NOFILE: lowering needs no privilege, raising it again takes CAP_SYS_RESOURCE in the
+ * host's user namespace, which nothing inside a sandbox has. */
+int set_nofile(uint64_t max)
+{
+        struct rlimit rl = { .rlim_cur = max, .rlim_max = max };
+        return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+}
+
+/* pid 0: ourselves (through /proc/self, which must be the proc of our pid namespace). */
+int write_oom_score_adj(pid_t pid, int adj)
+{
+        char path[64], value[16];
+        _cleanup_close_ int fd = -EBADF;
+
+        if (pid == 0)
+                snprintf(path, sizeof(path), "/proc/self/oom_score_adj");
+        else
+                snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int) pid);
+        snprintf(value, sizeof(value), "%d", adj);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return write_all(fd, value, strlen(value));
 }
 
 /* execve() with a PATH search over the sandbox's fixed PATH (execvpe would use the caller's PATH). */

@@ -129,6 +129,22 @@ static pid_t clone_as_owner(struct clone_args *args, uid_t owner)
         return pid;
 }
 
+static int copy_oom_score_adj(pid_t pid)
+{
+        _cleanup_free_ char *s = NULL;
+        int r = read_full_file("/proc/self/oom_score_adj", 64, &s, NULL);
+        if (r < 0)
+                return r;
+        return write_oom_score_adj(pid, atoi(s));
+}
+
+uint64_t isolate_tmpfs_size(const isolate_limits *limits)
+{
+        if (!limits || limits->memory_max == 0)
+                return ISOLATE_TMPFS_MAX;
+        return MIN(limits->memory_max / ISOLATE_TMPFS_MEMORY_DIVISOR, ISOLATE_TMPFS_MAX);
+}
+
 static int check_config(const isolate_sandbox_config *cfg, pc_error **reterr)
 {
         if (!name_is_valid(cfg->name))
@@ -206,6 +222,7 @@ static int sandbox_new(const isolate_sandbox_config *cfg, isolate_sandbox **ret,
         sb->pidfd = -EBADF;
         sb->uid_base = cfg->uid_base;
         sb->uid_count = cfg->uid_count;
+        sb->nofile_max = cfg->nofile_max ?: ISOLATE_NOFILE_DEFAULT;
         r = load_filter(cfg->seccomp_fd, &sb->bpf, reterr);
         if (r < 0)
                 return r;
@@ -370,6 +387,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 return pc_error_setf(reterr, r, "rootfs", "sandbox %s: cannot prepare /etc: %s", cfg->name,
                                      strerror(-r));
         plan.api_socket_dir = cfg->api_socket_dir;
+        plan.tmpfs_size = isolate_tmpfs_size(cfg->limits);
         if (cfg->rootfs_image) {
                 fp.overlay_made = access(cfg->overlay_dir, F_OK) < 0 && errno == ENOENT;
                 r = isolate_rootfs_make_overlay(cfg->rootfs_image, cfg->overlay_dir, cfg->uid_base, cfg->uid_count,
@@ -415,6 +433,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 .join = &join,
                 .late_cgroupns = cgroup_fd < 0,
                 .cap_last = sb->cap_last,
+                .nofile_max = sb->nofile_max,
         };
         args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
                      CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
@@ -466,7 +485,14 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                         return r;
         }
 
-        /* 7. Go: the child builds its root, drops privileges and starts tmux (sandbox-init.c). */
+        /* 7. The OOM score of everything init starts (they inherit it); init's own is set once it has
+         *    started tmux (8.). Raising a score needs no privilege. */
+        r = write_oom_score_adj(child.pid, ISOLATE_OOM_SCORE_ADJ);
+        if (r < 0)
+                return pc_error_setf(reterr, r, "sandbox_init", "sandbox %s: cannot set oom_score_adj: %s",
+                                     cfg->name, strerror(-r));
+
+        /*    Go: the child builds its root, drops privileges and starts tmux (sandbox-init.c). */
         send_msg(sync_parent, MSG_GO, 0, 0, NULL);
 
         r = recv_msg(sync_parent, (int) (timeout / 1000), &m, NULL);
@@ -487,6 +513,16 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         if (m.kind != MSG_READY)
                 return pc_error_setf(reterr, EPROTO, "sandbox_init", "sandbox %s: unexpected message %d from init",
                                      cfg->name, m.kind);
+
+        /* 8. An OOM kill in the sandbox takes the agent's processes, never init (its death would stop the
+         *    sandbox): init is exempt where lowering is allowed (CAP_SYS_RESOURCE), else it gets the daemon's
+         *    own score back, below that of everything it started. */
+        r = write_oom_score_adj(child.pid, -1000);
+        if (r == -EACCES)
+                r = copy_oom_score_adj(child.pid);
+        if (r < 0)
+                return pc_error_setf(reterr, r, "sandbox_init", "sandbox %s: cannot protect init from the OOM killer: %s",
+                                     cfg->name, strerror(-r));
 
         r = isolate_pid_starttime(child.pid, &sb->starttime);
         if (r < 0)

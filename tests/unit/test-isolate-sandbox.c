@@ -3,6 +3,8 @@
  * as sandbox root, exec, adopt, stop; the API socket inside; what create() leaves behind when it fails.
  * Needs root, user namespaces and tmux; skips otherwise. */
 #include <fcntl.h>
+#include <inttypes.h>
+#include <linux/capability.h>
 #include <linux/nsfs.h>
 #include <mqueue.h>
 #include <poll.h>
@@ -681,6 +683,121 @@ TEST(kernel_counts_not_charged_to_host_root)
                 holder_kill(holder);
         CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
         s = isolate_sandbox_free(s);
+}
+
+static bool has_cap(int cap)
+{
+        _cleanup_free_ char *s = NULL;
+        const char *p;
+        uint64_t eff;
+
+        if (read_full_file("/proc/self/status", 65536, &s, NULL) < 0 || !(p = strstr(s, "CapEff:\t")))
+                return false;
+        eff = strtoull(p + 8, NULL, 16);
+        return eff & (UINT64_C(1) << cap);
+}
+
+/* Runs a shell command inside and returns its output with the exit status appended as "=STATUS". */
+static char *sh(isolate_sandbox *s, const char *cmd, bool as_root)
+{
+        const char *const argv[] = { "sh", "-c", cmd, NULL };
+        _cleanup_free_ char *out = NULL;
+        char *ret = NULL;
+        int r = run(s, argv, as_root, &out);
+
+        if (asprintf(&ret, "%s=%d", out ?: "", r) < 0)
+                return NULL;
+        return ret;
+}
+
+static bool read_cg_u64(const char *cgpath, const char *from, const char *to, const char *file, uint64_t *ret)
+{
+        _cleanup_free_ char *dir = NULL, *path = NULL, *s = NULL;
+        const char *p = strstr(cgpath, from);
+
+        if (!p || asprintf(&dir, "%.*s%s%s", (int) (p - cgpath), cgpath, to, p + strlen(from)) < 0)
+                return false;
+        path = strjoin(dir, "/", file);
+        return path && read_full_file(path, 4096, &s, NULL) >= 0 && parse_uint64(strstrip(s), ret) >= 0;
+}
+
+/* The limits every sandbox gets besides memory/pids/cpus: a hard RLIMIT_NOFILE nothing inside can raise,
+ * sized /tmp and /dev/shm (ENOSPC before the memory limit), init out of the OOM killer's reach (a hog is
+ * killed, the sandbox keeps running), and a CPU weight on its cgroup. */
+TEST(limits_inside)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        isolate_limits limits = { .memory_max = 128ULL << 20, .pids_max = 64, .cpu_weight = 50 };
+        isolate_sandbox_config c = config("pc-test-lim");
+        const char *const ls[] = { "list-sessions", "-F", "#{session_name}", NULL };
+        isolate_sandbox *s = NULL;
+        char parent[64];
+        uint64_t w = 0;
+        bool v2;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        snprintf(parent, sizeof(parent), "pc-isotest-l%d", (int) getpid());
+        c.cgroup_parent = parent;
+        c.limits = &limits;
+        c.nofile_max = 256;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                goto out;
+
+        /* RLIMIT_NOFILE: 256 hard and soft, for the agent, sandbox root and tmux's panes alike. */
+        {
+                _cleanup_free_ char *a = sh(s, "ulimit -Hn; ulimit -Sn; ulimit -Hn 257 2>/dev/null && echo raised; "
+                                              "python3 -c 'import os\nn = 0\ntry:\n  while True: os.open(\"/dev/null\", 0); n += 1\n"
+                                              "except OSError as e: print(n < 256, e.errno)'", false);
+                _cleanup_free_ char *r = sh(s, "ulimit -Hn 257 2>/dev/null && echo raised; "
+                                              "python3 -c 'import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))' "
+                                              "2>/dev/null && echo raised; ulimit -Hn", true);
+                _cleanup_free_ char *p = sh(s, "grep 'open files' /proc/1/limits | tr -s ' '", true);
+                CHECK_STREQ(a, "256\n256\nTrue 24\n=0");
+                CHECK_STREQ(r, "256\n=0");
+                CHECK_STREQ(p, "Max open files 256 256 files \n=0");
+        }
+        /* /tmp and /dev/shm: a quarter of the memory limit each; filling them is ENOSPC. */
+        {
+                _cleanup_free_ char *t = sh(s, "for d in /tmp /dev/shm; do df -B1 --output=size $d | tail -1 | tr -d ' '; "
+                                              "dd if=/dev/zero of=$d/fill bs=1M count=40 2>&1 | grep -o 'No space left'; "
+                                              "rm -f $d/fill; done", false);
+                CHECK_STREQ(t, "33554432\nNo space left\n33554432\nNo space left\n=0");
+        }
+        /* OOM: init is exempt (where this host lets root lower a score: CAP_SYS_RESOURCE) or at the daemon's
+         * score, the agent's processes are preferred; a hog is killed and the sandbox runs on. */
+        {
+                char expect[64];
+                int own = 0;
+                _cleanup_free_ char *own_s = NULL;
+                if (read_full_file("/proc/self/oom_score_adj", 64, &own_s, NULL) >= 0)
+                        own = atoi(own_s);
+                snprintf(expect, sizeof(expect), "%d\n%d\n=0", has_cap(CAP_SYS_RESOURCE) ? -1000 : own,
+                         ISOLATE_OOM_SCORE_ADJ);
+                _cleanup_free_ char *o = sh(s, "cat /proc/1/oom_score_adj /proc/self/oom_score_adj", false);
+                _cleanup_free_ char *hog = sh(s, "exec 2>/dev/null; python3 -c 'x = bytearray(512 << 20); print(len(x))'; echo $?", false);
+                _cleanup_free_ char *out = NULL;
+                CHECK_STREQ(o, expect);
+                CHECK_STREQ(hog, "137\n=0");
+                CHECK(isolate_sandbox_is_running(s));
+                CHECK_INTEQ(isolate_sandbox_tmux(s, ls, &out, NULL), 0);
+                CHECK_STREQ(out, "pc-test-lim\n");
+        }
+        /* CPU weight on the sandbox's group: v2 cpu.weight, v1 cpu.shares = weight * 1024 / 100. */
+        v2 = !strstr(isolate_sandbox_cgroup_path(s), "/memory/");
+        if (v2)
+                CHECK(read_cg_u64(isolate_sandbox_cgroup_path(s), "/", "/", "cpu.weight", &w) && w == 50);
+        else
+                CHECK(read_cg_u64(isolate_sandbox_cgroup_path(s), "/memory/", "/cpu/", "cpu.shares", &w) && w == 512);
+        printf("# cpu %s: %" PRIu64 "\n", v2 ? "weight" : "shares", w);
+
+out:
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
+        (void) isolate_cgroup_destroy_parent(parent);
 }
 
 TEST(cleanup)
