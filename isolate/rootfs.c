@@ -37,11 +37,11 @@ static const struct {
         { "etc/alternatives", true }, /* Debian's alternatives: /usr/bin/awk etc. point here */
 };
 
-/* /proc entries hidden behind /dev/null: kernel memory, addresses, keys, the kernel log and the
- * sysrq trigger. */
+/* /proc entries hidden behind /dev/null: kernel memory, addresses, keys, the kernel log, the sysrq
+ * trigger, and the host's kernel command line (boot parameters, sometimes addresses or secrets). */
 static const char *const proc_mask_files[] = {
         "kcore", "kallsyms", "keys", "key-users", "kmsg", "kpagecount", "kpageflags", "kpagecgroup",
-        "latency_stats", "timer_list", "timer_stats", "sched_debug", "sysrq-trigger", "config.gz",
+        "latency_stats", "timer_list", "timer_stats", "sched_debug", "sysrq-trigger", "config.gz", "cmdline",
 };
 /* /proc directories hidden behind an empty read-only tmpfs: hardware interfaces. */
 static const char *const proc_mask_dirs[] = { "acpi", "asound", "scsi" };
@@ -612,7 +612,8 @@ int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_
                                 int *ret_fd)
 {
         _cleanup_free_ char *upper = NULL, *work = NULL;
-        _cleanup_close_ int fs = -EBADF, ns = -EBADF, lower = -EBADF;
+        _cleanup_close_ int fs = -EBADF, ns = -EBADF, lower = -EBADF, dir = -EBADF, upperfd = -EBADF,
+                            workfd = -EBADF;
         int m, r;
 
         upper = strjoin(overlay_dir, "/upper");
@@ -643,12 +644,22 @@ int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_
         if (mount_setattr(lower, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
                 return -errno;
 
+        /* Every layer by fd, from detached clones: the overlay's options in the sandbox's mountinfo then
+         * read "lowerdir+=/,upperdir=/upper,workdir=/work", not the host paths of the state directory.
+         * upper/ and work/ come from one clone (overlayfs wants them on the same mount). */
+        dir = open_tree(AT_FDCWD, overlay_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+        if (dir < 0)
+                return -errno;
+        upperfd = openat(dir, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        workfd = openat(dir, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (upperfd < 0 || workfd < 0)
+                return -errno;
         fs = fsopen("overlay", FSOPEN_CLOEXEC);
         if (fs < 0)
                 return -errno;
         if (fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_FD, "upperdir", NULL, upperfd) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_FD, "workdir", NULL, workfd) < 0 ||
             fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
                 return -errno;
         m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);

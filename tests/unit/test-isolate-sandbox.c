@@ -685,6 +685,12 @@ TEST(kernel_counts_not_charged_to_host_root)
         s = isolate_sandbox_free(s);
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+        size_t n = strlen(s), k = strlen(suffix);
+        return k > 0 && k <= n && streq(s + n - k, suffix);
+}
+
 static bool has_cap(int cap)
 {
         _cleanup_free_ char *s = NULL;
@@ -798,6 +804,50 @@ out:
         CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
         s = isolate_sandbox_free(s);
         (void) isolate_cgroup_destroy_parent(parent);
+}
+
+/* The host's kernel command line stays outside, and so do host paths of our making (the test's directory
+ * stands for the daemon's state and runtime directories), except in the "root" field of the /workspace and
+ * /run/pocketcoder bind mounts: the kernel shows a bind's source path within its filesystem there
+ * (docs/security.md). (Image mode's overlay: test_image.py.) */
+TEST(no_host_paths_inside)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *sockdir = NULL, *mi = NULL, *cmdline = NULL;
+        isolate_sandbox_config c = config("pc-test-paths");
+        const char *const cat_mi[] = { "cat", "/proc/self/mountinfo", NULL };
+        const char *const cat_cmdline[] = { "sh", "-c", "wc -c < /proc/cmdline; cat /proc/cmdline", NULL };
+        isolate_sandbox *s = NULL;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        sockdir = strjoin(tmpdir, "/api-paths");
+        CHECK(sockdir && mkdir(sockdir, 0755) == 0);
+        c.api_socket_dir = sockdir;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                return;
+        CHECK_INTEQ(run(s, cat_mi, false, &mi), 0);
+        CHECK(mi && strstr(mi, " /workspace ") && strstr(mi, " /run/pocketcoder "));
+        /* tmpdir is /tmp/pc-isotest-XXXXXX; its last component is in every path of ours. */
+        for (char *line = mi ? strtok(mi, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+                char root[512] = "", point[512] = "";
+                if (!strstr(line, tmpdir + strlen("/tmp/")))
+                        continue;
+                CHECK(sscanf(line, "%*s %*s %*s %511s %511s", root, point) == 2 &&
+                      ((streq(point, "/workspace") && ends_with(workspace, root)) ||
+                       (streq(point, "/run/pocketcoder") && ends_with(sockdir, root))));
+                if (!strstr(line, " /workspace ") && !strstr(line, " /run/pocketcoder "))
+                        printf("# mountinfo: %s\n", line);
+                CHECK(!strstr(strstr(line, " - ") ?: "", tmpdir + strlen("/tmp/")));
+        }
+        CHECK_INTEQ(run(s, cat_cmdline, false, &cmdline), 0);
+        CHECK_STREQ(cmdline, "0\n");
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
+        (void) rmdir(sockdir);
 }
 
 TEST(cleanup)
