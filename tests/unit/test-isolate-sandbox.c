@@ -787,6 +787,12 @@ TEST(limits_inside)
                 _cleanup_free_ char *hog = sh(s, "exec 2>/dev/null; python3 -c 'x = bytearray(512 << 20); print(len(x))'; echo $?", false);
                 _cleanup_free_ char *out = NULL;
                 CHECK_STREQ(o, expect);
+                /* tmux's server below its windows: the first one, and those made later (hooks). */
+                _cleanup_free_ char *tm = sh(s, "T='tmux -S " ISOLATE_TMUX_SOCKET "'; $T new-window -d 'sleep 60'; "
+                                               "$T split-window -d -t :1 'sleep 60'; "
+                                               "for p in $($T list-panes -a -F '#{pane_pid}'); do cat /proc/$p/oom_score_adj; done; "
+                                               "cat /proc/$($T display -p '#{pid}')/oom_score_adj; $T kill-window -t :1", false);
+                CHECK_STREQ(tm, "500\n500\n500\n0\n=0");
                 CHECK_STREQ(hog, "137\n=0");
                 CHECK(isolate_sandbox_is_running(s));
                 CHECK_INTEQ(isolate_sandbox_tmux(s, ls, &out, NULL), 0);
