@@ -79,13 +79,11 @@ static char *mfree_str(char *p)
         return NULL;
 }
 
-/* Runs argv inside, returns the exit status and stdout. */
-static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char **ret_out)
+/* Starts argv inside with stdout and stderr into a pipe; returns its read end and the process' pidfd. */
+static int start_piped(isolate_sandbox *s, const char *const *argv, bool as_root, int *ret_pidfd, int *ret_out)
 {
-        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF, pidfd = -EBADF;
+        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF;
         _cleanup_(pc_error_freep) pc_error *err = NULL;
-        _cleanup_free_ char *out = NULL;
-        siginfo_t si = {};
         pid_t pid;
         int p[2], r;
 
@@ -95,12 +93,26 @@ static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char *
         w_end = p[1];
         isolate_exec_options o = { .argv = argv, .as_root = as_root, .stdin_fd = -1, .stdout_fd = w_end,
                                    .stderr_fd = w_end };
-        r = isolate_sandbox_exec(s, &o, &pid, &pidfd, &err);
+        r = isolate_sandbox_exec(s, &o, &pid, ret_pidfd, &err);
         if (r < 0) {
                 printf("# exec failed: %s\n", err ? err->message : strerror(-r));
                 return r;
         }
-        w_end = safe_close(w_end);
+        *ret_out = TAKE_FD(r_end);
+        return 0;
+}
+
+/* Runs argv inside, returns the exit status and stdout. */
+static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char **ret_out)
+{
+        _cleanup_close_ int r_end = -EBADF, pidfd = -EBADF;
+        _cleanup_free_ char *out = NULL;
+        siginfo_t si = {};
+        int r;
+
+        r = start_piped(s, argv, as_root, &pidfd, &r_end);
+        if (r < 0)
+                return r;
         r = read_full_fd(r_end, 1024 * 1024, &out, NULL);
         if (r < 0)
                 return r;
@@ -565,27 +577,16 @@ TEST(api_socket_network_none)
 }
 
 /* Starts argv inside in the background and reads its first line of output (it reports, then waits). */
-static int start_holder(isolate_sandbox *s, const char *const *argv, bool as_root, pid_t *ret_pidfd, char **ret_line)
+static int start_holder(isolate_sandbox *s, const char *const *argv, bool as_root, int *ret_pidfd, char **ret_line)
 {
-        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF;
-        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_close_ int r_end = -EBADF;
         char buf[512];
         size_t n = 0;
-        pid_t pid;
-        int p[2], r;
+        int r;
 
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return -errno;
-        r_end = p[0];
-        w_end = p[1];
-        isolate_exec_options o = { .argv = argv, .as_root = as_root, .stdin_fd = -1, .stdout_fd = w_end,
-                                   .stderr_fd = w_end };
-        r = isolate_sandbox_exec(s, &o, &pid, ret_pidfd, &err);
-        if (r < 0) {
-                printf("# exec failed: %s\n", err ? err->message : strerror(-r));
+        r = start_piped(s, argv, as_root, ret_pidfd, &r_end);
+        if (r < 0)
                 return r;
-        }
-        w_end = safe_close(w_end);
         while (n < sizeof(buf) - 1) {
                 ssize_t k = read(r_end, buf + n, 1);
                 if (k <= 0 || buf[n] == '\n')
