@@ -185,7 +185,8 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 return 0;
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
-                   "socket_group, max_body_size, api_threads, http_idle_timeout, events_keep, log_level, log_file, egress_subnet, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight)";
+                   "socket_group, max_body_size, api_threads, http_idle_timeout, events_keep, log_level, log_file, "
+                   "egress_subnet, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight)";
         return -ENOKEY;
 }
 

@@ -373,7 +373,8 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
                 json_t *limits = json_object_get(j, "limits");
                 json_object_set_new(limits, "nofile_max", json_integer((json_int_t) d->config.nofile_max));
                 json_object_set_new(limits, "cpu_weight", json_integer((json_int_t) d->config.cpu_weight));
-                json_object_set_new(limits, "tmpfs_size", json_integer((json_int_t) isolate_tmpfs_size(&row->limits)));
+                json_object_set_new(limits, "tmpfs_size",
+                                    json_integer((json_int_t) isolate_tmpfs_size(&row->limits)));
         }
         if (j && running)
                 json_object_set_new(j, "init_starttime", json_integer((json_int_t) isolate_sandbox_starttime(e->sb)));

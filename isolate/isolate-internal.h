@@ -37,9 +37,9 @@ typedef struct isolate_rootfs_plan {
  * -ENOTDIR) with the MOUNT_ATTR_* `attrs`, for the child to attach. The child cannot open host paths
  * itself: its fsuid is the sandbox's, which may not traverse root's directories. */
 int isolate_rootfs_clone_dir(const char *path, uint64_t attrs);
-/* Child side: builds the new root and pivots into it; `workspace` is isolate_rootfs_clone_dir() of the host
- * workspace, `api_socket_dir` one of plan->api_socket_dir (negative: none). On failure returns negative errno and
- * writes what failed into step (e.g. "attach /usr"). */
+/* Child side: builds the new root and pivots into it; `workspace` is isolate_rootfs_clone_dir() of the
+ * host workspace, `api_socket_dir` one of plan->api_socket_dir (negative: none). On failure returns
+ * negative errno and writes what failed into step (e.g. "attach /usr"). */
 int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_socket_dir, char *step,
                          size_t stepsz);
 /* Parent side: fills the generated /etc contents. */

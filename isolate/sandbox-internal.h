@@ -109,7 +109,7 @@ typedef struct init_ctx {
         const isolate_rootfs_plan *plan;
         const isolate_bpf *bpf;
         int sync_fd;
-        int workspace_fd, api_socket_fd; /* isolate_rootfs_clone_dir() by the parent (api: negative = none) */
+        int workspace_fd, api_socket_fd; /* isolate_rootfs_clone_dir() by the parent (api: < 0 = none) */
         isolate_cgroup_join *join; /* v1: the cgroup to move ourselves into, first thing */
         bool late_cgroupns; /* v1 or no cgroup: unshare the cgroup namespace once in the final cgroup */
         unsigned cap_last;

@@ -95,8 +95,8 @@ static int write_id_map(pid_t pid, const char *file, uid_t base, uint32_t count)
  * POSIX message queue bytes, nested namespaces; kernel/ucount.c) up the chain to that owner: to the
  * sandbox's own uid, not to host root, whose limits the sandbox could otherwise exhaust.
  *
- * Only this thread changes (raw syscalls: glibc's setresuid() and prctl() wrappers are per-thread for
- * prctl, but setresuid() would change every thread of the daemon). SECBIT_NO_SETUID_FIXUP keeps the
+ * Only this thread changes: the raw setresuid syscall (glibc's setresuid() changes every thread of the
+ * daemon); securebits are per thread anyway. SECBIT_NO_SETUID_FIXUP keeps the
  * effective capabilities across the euid change, so CLONE_NEWUSER, CLONE_INTO_CGROUP and the opens of the
  * v1 cgroup files still pass; the saved uid follows so that the child (same credentials) may write "0"
  * into a v1 tasks file. Nothing is opened or created in between (the fsuid follows the euid). A thread
@@ -404,7 +404,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         if (r < 0)
                 return r;
 
-        /* The host directories init binds, cloned here as detached mounts: init's fsuid is the
+        /*    The host directories init binds, cloned here as detached mounts: init's fsuid is the
          *    sandbox's (see clone_as_owner()), which may not traverse the root-owned directories above
          *    them. Final symlinks are not followed. The API socket directory is read-only: connect()
          *    needs no write access to the mount (sockets are exempt from EROFS), and nothing else is
@@ -521,8 +521,9 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         if (r == -EACCES)
                 r = copy_oom_score_adj(child.pid);
         if (r < 0)
-                return pc_error_setf(reterr, r, "sandbox_init", "sandbox %s: cannot protect init from the OOM killer: %s",
-                                     cfg->name, strerror(-r));
+                return pc_error_setf(reterr, r, "sandbox_init",
+                                     "sandbox %s: cannot protect init from the OOM killer: %s", cfg->name,
+                                     strerror(-r));
 
         r = isolate_pid_starttime(child.pid, &sb->starttime);
         if (r < 0)
