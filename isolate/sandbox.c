@@ -129,6 +129,28 @@ static pid_t clone_as_owner(struct clone_args *args, uid_t owner)
         return pid;
 }
 
+/* Raises pid's OOM score. A write with CAP_SYS_RESOURCE in effect also sets the process' floor
+ * (oom_score_adj_min) to the new value; without it the floor stays where it was, and the processes that
+ * inherit the score may lower it again (tmux's server does). Capabilities are per thread: only this
+ * thread drops it, for the one write, like clone_as_owner(). */
+static int raise_oom_score_adj(pid_t pid, int adj)
+{
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct saved[2], d[2];
+        int r;
+
+        if (syscall(SYS_capget, &h, saved) < 0)
+                return -errno;
+        memcpy(d, saved, sizeof(d));
+        d[CAP_TO_INDEX(CAP_SYS_RESOURCE)].effective &= ~CAP_TO_MASK(CAP_SYS_RESOURCE);
+        if (syscall(SYS_capset, &h, d) < 0)
+                return -errno;
+        r = write_oom_score_adj(pid, adj);
+        if (syscall(SYS_capset, &h, saved) < 0)
+                abort();
+        return r;
+}
+
 static int copy_oom_score_adj(pid_t pid)
 {
         _cleanup_free_ char *s = NULL;
@@ -486,8 +508,8 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         }
 
         /* 7. The OOM score of everything init starts (they inherit it); init's own is set once it has
-         *    started tmux (8.). Raising a score needs no privilege. */
-        r = write_oom_score_adj(child.pid, ISOLATE_OOM_SCORE_ADJ);
+         *    started tmux (8.). */
+        r = raise_oom_score_adj(child.pid, ISOLATE_OOM_SCORE_ADJ);
         if (r < 0)
                 return pc_error_setf(reterr, r, "sandbox_init", "sandbox %s: cannot set oom_score_adj: %s",
                                      cfg->name, strerror(-r));
