@@ -128,6 +128,9 @@ static void print_sandbox(json_t *s)
         kv("swap limit", format_bytes(juint(limits, "swap_max"), "0 (off)", a));
         kv("pids limit", format_int(json_object_get(limits, "pids_max"), "unlimited", a));
         kv("cpus", format_cpus(json_object_get(limits, "cpus"), a));
+        kv("cpu weight", format_int(json_object_get(limits, "cpu_weight"), "-", a));
+        kv("open files limit", format_int(json_object_get(limits, "nofile_max"), "-", a));
+        kv("/tmp, /dev/shm size", format_bytes(juint(limits, "tmpfs_size"), "-", a));
         kv("init pid", format_int(json_object_get(s, "init_pid"), "-", a));
         snprintf(line, sizeof(line), "%" PRIu64 " (agent is host uid %" PRIu64 ")", juint(s, "uid_base"),
                  juint(s, "uid_base") + AGENT_UID);

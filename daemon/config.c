@@ -26,6 +26,8 @@ void pc_config_init(pc_config *c)
                 /* Far above /etc/subuid's usual 100000+ ranges and below systemd's dynamic container range
                  * (0x70000000): 0x40000000 + n * 65536. */
                 .uid_range_base = 0x40000000,
+                .nofile_max = 4096, /* ISOLATE_NOFILE_DEFAULT */
+                .cpu_weight = 100,
         };
 }
 
@@ -124,6 +126,22 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->uid_range_base = u;
                 return 0;
         }
+        if (streq(key, "nofile_max")) {
+                if (parse_uint64(value, &u) < 0 || u < 64 || u > 1048576) {
+                        *ret_why = "expected a number of open files from 64 to 1048576";
+                        return -EINVAL;
+                }
+                c->nofile_max = u;
+                return 0;
+        }
+        if (streq(key, "cpu_weight")) {
+                if (parse_uint64(value, &u) < 0 || u < 1 || u > 10000) {
+                        *ret_why = "expected a weight from 1 to 10000 (100 is the kernel's default)";
+                        return -EINVAL;
+                }
+                c->cpu_weight = u;
+                return 0;
+        }
         if (streq(key, "log_file"))
                 return set_string(&c->log_file, value);
         if (streq(key, "listen")) {
@@ -194,7 +212,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
-                   "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table)";
+                   "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight)";
         return -ENOKEY;
 }
 

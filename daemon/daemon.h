@@ -39,6 +39,8 @@ typedef struct pc_config {
         char *cgroup_parent;      /* group (under the daemon's own on v2) that holds the sandboxes' groups */
         char *nft_table;          /* nftables inet table of the egress NAT and host-blocking rules */
         uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
+        uint64_t nofile_max;      /* RLIMIT_NOFILE (hard) of every process in every sandbox */
+        uint64_t cpu_weight;      /* every sandbox's cgroup cpu.weight (v1 cpu.shares = weight * 1024 / 100) */
 } pc_config;
 
 void pc_config_init(pc_config *c);

@@ -181,6 +181,7 @@ static char *image_path(pc_daemon *d, const char *rootfs)
 typedef struct sandbox_spec {
         isolate_sandbox_config cfg;
         isolate_net_config net;
+        isolate_limits limits; /* the row's, with the config's cpu_weight */
         char *workspace, *image, *overlay;
 } sandbox_spec;
 
@@ -204,8 +205,10 @@ static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec 
                         .nft_table = d->config.nft_table,
                         .egress_allow = d->config.egress_allow,
                 },
+                .limits = row->limits,
                 .workspace = workspace_path(d, row->name),
         };
+        ret->limits.cpu_weight = d->config.cpu_weight;
         if (!streq(row->rootfs, "host")) {
                 ret->image = image_path(d, row->rootfs);
                 ret->overlay = overlay_path(d, row->name);
@@ -223,9 +226,10 @@ static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec 
                 .rootfs_image = ret->image,
                 .overlay_dir = ret->overlay,
                 .cgroup_parent = d->config.cgroup_parent,
-                .limits = &row->limits,
+                .limits = &ret->limits,
                 .net = &ret->net,
                 .seccomp_fd = m->seccomp_fd,
+                .nofile_max = d->config.nofile_max,
         };
         return 0;
 }
@@ -368,6 +372,14 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
                       running ? json_string(row->name) : json_null());
         if (j)
                 json_object_set_new(j, "cgroup_parent", json_string(d->sandboxes->cgroup_parent));
+        /* Limits from the daemon's config, the same for every sandbox (applied when it starts). */
+        if (j) {
+                json_t *limits = json_object_get(j, "limits");
+                json_object_set_new(limits, "nofile_max", json_integer((json_int_t) d->config.nofile_max));
+                json_object_set_new(limits, "cpu_weight", json_integer((json_int_t) d->config.cpu_weight));
+                json_object_set_new(limits, "tmpfs_size",
+                                    json_integer((json_int_t) isolate_tmpfs_size(&row->limits)));
+        }
         if (j && running)
                 json_object_set_new(j, "init_starttime", json_integer((json_int_t) isolate_sandbox_starttime(e->sb)));
         return j;

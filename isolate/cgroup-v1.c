@@ -173,6 +173,11 @@ static int v1_set_limits(isolate_cgroup *cg, const isolate_limits *limits)
 
                 if (fd < 0)
                         return fd;
+                /* cpu.shares is weight * 1024 / 100 (1024 is v1's default as 100 is v2's), at least 2. */
+                r = cg_write_u64(fd, "cpu.shares", MAX((limits->cpu_weight ?: 100) * 1024 / 100, 2), false,
+                                 NULL);
+                if (r < 0)
+                        return r;
                 /* Lift the quota first: a quota is validated against the period in force. */
                 r = cg_write(fd, "cpu.cfs_quota_us", "-1");
                 if (r < 0)

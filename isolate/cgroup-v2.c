@@ -170,6 +170,9 @@ static int v2_set_limits(isolate_cgroup *cg, const isolate_limits *limits)
         r = cg_write_u64(cg->fd, "pids.max", limits->pids_max, true, "max");
         if (r < 0)
                 return r;
+        r = cg_write_u64(cg->fd, "cpu.weight", limits->cpu_weight ?: 100, false, NULL);
+        if (r < 0)
+                return r;
         if (limits->cpu_quota_us)
                 snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, limits->cpu_quota_us, period);
         else

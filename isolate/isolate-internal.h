@@ -24,17 +24,22 @@ int isolate_seccomp_install(const isolate_bpf *b); /* async-signal-safe */
  * allocate. */
 typedef struct isolate_rootfs_plan {
         const char *name;             /* hostname */
-        const char *workspace;        /* host path, opened by the child while it still owns host root's files */
+        const char *workspace;        /* host path (for messages; the parent opens it for the child) */
         const char *image;            /* NULL = host layout */
         int image_mount_fd;           /* image mode: detached overlay mount made by the parent */
         const char *api_socket_dir;   /* host directory bound at /run/pocketcoder, or NULL */
+        uint64_t tmpfs_size;          /* bytes, each of /tmp and /dev/shm */
         char *etc_passwd, *etc_group, *etc_hosts, *etc_hostname, *etc_resolv, *etc_nsswitch;
         char localtime_target[256];   /* readlink of the host's /etc/localtime, "" when none */
 } isolate_rootfs_plan;
 
-/* Child side: builds the new root and pivots into it; `workspace` is an O_PATH fd of the host workspace
- * directory, `api_socket_dir` one of plan->api_socket_dir (negative: none). On failure returns negative errno and
- * writes what failed into step (e.g. "attach /usr"). */
+/* Parent side: a detached, private clone of the host directory `path` (a final symlink is not followed:
+ * -ENOTDIR) with the MOUNT_ATTR_* `attrs`, for the child to attach. The child cannot open host paths
+ * itself: its fsuid is the sandbox's, which may not traverse root's directories. */
+int isolate_rootfs_clone_dir(const char *path, uint64_t attrs);
+/* Child side: builds the new root and pivots into it; `workspace` is isolate_rootfs_clone_dir() of the
+ * host workspace, `api_socket_dir` one of plan->api_socket_dir (negative: none). On failure returns
+ * negative errno and writes what failed into step (e.g. "attach /usr"). */
 int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api_socket_dir, char *step,
                          size_t stepsz);
 /* Parent side: fills the generated /etc contents. */

@@ -42,6 +42,9 @@ typedef struct isolate_limits {
         uint64_t pids_max;    /* 0 = unlimited */
         uint64_t cpu_quota_us; /* per cpu_period_us; 0 = unlimited (e.g. 1.5 cpus = 150000/100000) */
         uint64_t cpu_period_us;
+        uint64_t cpu_weight;   /* share of CPU time against sibling groups when CPUs are contended, 1..10000
+                                * (v2 cpu.weight; v1 cpu.shares = weight * 1024 / 100); 0 = 100, the
+                                * kernel's default, written anyway so the group is weighted */
 } isolate_limits;
 
 typedef struct isolate_usage {
@@ -166,6 +169,17 @@ int isolate_net_resolv_conf(const isolate_net_config *cfg, char **ret);
  * pass it to every sandbox; children only load it. */
 int isolate_seccomp_compile(int *ret_memfd, pc_error **reterr);
 
+#define ISOLATE_NOFILE_DEFAULT 4096u
+/* /tmp and /dev/shm are tmpfs of min(memory_max / ISOLATE_TMPFS_MEMORY_DIVISOR, ISOLATE_TMPFS_MAX) bytes
+ * each (ISOLATE_TMPFS_MAX without a memory limit): their pages are charged to the sandbox's memory, so
+ * together they stay below the limit and a full /tmp is ENOSPC, not an OOM kill. */
+#define ISOLATE_TMPFS_MEMORY_DIVISOR 4u
+#define ISOLATE_TMPFS_MAX (1ULL << 30)
+uint64_t isolate_tmpfs_size(const isolate_limits *limits); /* limits may be NULL (unlimited) */
+/* The OOM killer's choice inside a sandbox: init gets -1000 (exempt) when the daemon holds CAP_SYS_RESOURCE,
+ * otherwise it keeps the daemon's score; everything else inside (tmux, the agent's processes, execs) gets
+ * this, so a memory hog is killed and init, whose death stops the sandbox, is not. */
+#define ISOLATE_OOM_SCORE_ADJ 500
 #define ISOLATE_AGENT_UID   1000u
 #define ISOLATE_AGENT_GID   1000u
 #define ISOLATE_WORKSPACE   "/workspace"
@@ -206,6 +220,9 @@ typedef struct isolate_sandbox_config {
                                      * seen inside. The agent needs write permission on the socket file
                                      * itself. NULL: none */
         int seccomp_fd;           /* from isolate_seccomp_compile(); negative: compile here */
+        uint64_t nofile_max;      /* hard and soft RLIMIT_NOFILE of every process inside (init, tmux, execs);
+                                   * 0: ISOLATE_NOFILE_DEFAULT. Nothing inside can raise it (that takes
+                                   * CAP_SYS_RESOURCE on the host) */
         uint64_t ready_timeout_usec; /* bound on waiting for tmux; 0: 10 s */
 } isolate_sandbox_config;
 

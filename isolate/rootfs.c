@@ -5,6 +5,7 @@
  * beneath the new root, so no path is ever resolved through something the sandbox could have made a
  * symlink. Runs in the cloned child, inside the new user and mount namespaces, before pivot_root. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -36,11 +37,11 @@ static const struct {
         { "etc/alternatives", true }, /* Debian's alternatives: /usr/bin/awk etc. point here */
 };
 
-/* /proc entries hidden behind /dev/null: kernel memory, addresses, keys, the kernel log and the
- * sysrq trigger. */
+/* /proc entries hidden behind /dev/null: kernel memory, addresses, keys, the kernel log, the sysrq
+ * trigger, and the host's kernel command line (boot parameters, sometimes addresses or secrets). */
 static const char *const proc_mask_files[] = {
         "kcore", "kallsyms", "keys", "key-users", "kmsg", "kpagecount", "kpageflags", "kpagecgroup",
-        "latency_stats", "timer_list", "timer_stats", "sched_debug", "sysrq-trigger", "config.gz",
+        "latency_stats", "timer_list", "timer_stats", "sched_debug", "sysrq-trigger", "config.gz", "cmdline",
 };
 /* /proc directories hidden behind an empty read-only tmpfs: hardware interfaces. */
 static const char *const proc_mask_dirs[] = { "acpi", "asound", "scsi" };
@@ -101,6 +102,24 @@ static int clone_tree(int srcfd, const char *srcpath, uint64_t attrs)
         if (tree < 0)
                 return -errno;
         if (attrs != 0 && mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+                return -errno;
+        return TAKE_FD(tree);
+}
+
+int isolate_rootfs_clone_dir(const char *path, uint64_t attrs)
+{
+        struct mount_attr a = { .attr_set = attrs, .propagation = MS_PRIVATE };
+        struct stat st;
+        _cleanup_close_ int tree = open_tree(AT_FDCWD, path,
+                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+                                                     AT_SYMLINK_NOFOLLOW);
+        if (tree < 0)
+                return -errno;
+        if (fstat(tree, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
                 return -errno;
         return TAKE_FD(tree);
 }
@@ -259,10 +278,10 @@ static int write_etc(int rootfd, const isolate_rootfs_plan *plan, char *step, si
         return 0;
 }
 
-static int setup_dev(int rootfd, char *step, size_t stepsz)
+static int setup_dev(int rootfd, const char *tmpfs_size, char *step, size_t stepsz)
 {
         static const char *const dev_opts[] = { "mode", "0755", "size", "64k", NULL };
-        static const char *const shm_opts[] = { "mode", "01777", NULL };
+        const char *const shm_opts[] = { "mode", "01777", "size", tmpfs_size, NULL };
         /* A private devpts instance (every devpts mount is a new instance since Linux 4.7): the agent
          * sees only its own ptys; gid 5 is tty inside. */
         static const char *const pts_opts[] = { "ptmxmode", "0666", "mode", "0620",
@@ -387,7 +406,9 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
                          size_t stepsz)
 {
         static const char *const root_opts[] = { "mode", "0755", "size", "1m", NULL };
-        static const char *const tmp_opts[] = { "mode", "01777", NULL };
+        char tmpfs_size[32];
+        snprintf(tmpfs_size, sizeof(tmpfs_size), "%" PRIu64, plan->tmpfs_size);
+        const char *const tmp_opts[] = { "mode", "01777", "size", tmpfs_size, NULL };
         static const char *const run_opts[] = { "mode", "0755", "size", "1m", NULL };
         _cleanup_close_ int devnull = -EBADF, root = -EBADF;
         struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
@@ -423,10 +444,7 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
         if (r < 0)
                 return r;
 
-        _cleanup_close_ int ws = clone_tree(workspace, "", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-        if (ws < 0)
-                return FAIL(ws, "clone workspace %s", plan->workspace);
-        r = attach(ws, root, "workspace", true);
+        r = attach(workspace, root, "workspace", true);
         if (r < 0)
                 return FAIL(r, "attach /workspace");
 
@@ -454,19 +472,12 @@ int isolate_rootfs_setup(const isolate_rootfs_plan *plan, int workspace, int api
         if (r < 0)
                 return FAIL(r, "attach /run");
         if (api_socket_dir >= 0) {
-                /* Read-only: connect() needs no write access to the mount (sockets are exempt from
-                 * EROFS), and nothing else is allowed. */
-                _cleanup_close_ int dir = clone_tree(api_socket_dir, "",
-                                                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                                             MOUNT_ATTR_NOEXEC);
-                if (dir < 0)
-                        return FAIL(dir, "clone API socket directory %s", plan->api_socket_dir);
-                r = attach(dir, root, "run/pocketcoder", true);
+                r = attach(api_socket_dir, root, "run/pocketcoder", true);
                 if (r < 0)
                         return FAIL(r, "attach /run/pocketcoder");
         }
 
-        r = setup_dev(root, step, stepsz);
+        r = setup_dev(root, tmpfs_size, step, stepsz);
         if (r < 0)
                 return r;
         r = setup_proc(root, devnull, step, stepsz);
@@ -601,7 +612,8 @@ int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_
                                 int *ret_fd)
 {
         _cleanup_free_ char *upper = NULL, *work = NULL;
-        _cleanup_close_ int fs = -EBADF, ns = -EBADF, lower = -EBADF;
+        _cleanup_close_ int fs = -EBADF, ns = -EBADF, lower = -EBADF, dir = -EBADF, upperfd = -EBADF,
+                            workfd = -EBADF;
         int m, r;
 
         upper = strjoin(overlay_dir, "/upper");
@@ -632,12 +644,22 @@ int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_
         if (mount_setattr(lower, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
                 return -errno;
 
+        /* Every layer by fd, from detached clones: the overlay's options in the sandbox's mountinfo then
+         * read "lowerdir+=/,upperdir=/upper,workdir=/work", not the host paths of the state directory.
+         * upper/ and work/ come from one clone (overlayfs wants them on the same mount). */
+        dir = open_tree(AT_FDCWD, overlay_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+        if (dir < 0)
+                return -errno;
+        upperfd = openat(dir, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        workfd = openat(dir, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (upperfd < 0 || workfd < 0)
+                return -errno;
         fs = fsopen("overlay", FSOPEN_CLOEXEC);
         if (fs < 0)
                 return -errno;
         if (fsconfig(fs, FSCONFIG_SET_FD, "lowerdir+", NULL, lower) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
-            fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_FD, "upperdir", NULL, upperfd) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_FD, "workdir", NULL, workfd) < 0 ||
             fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
                 return -errno;
         m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);

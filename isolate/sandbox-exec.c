@@ -78,6 +78,17 @@ static int exec_privilege_sequence(const exec_ctx *e, const char **ret_step)
                 }
         }
 
+        /*    Limits: the sandbox's file table, and the OOM score of everything but init (raising it needs
+         *    no privilege). */
+        STEP("set RLIMIT_NOFILE");
+        r = set_nofile(e->sb->nofile_max);
+        if (r < 0)
+                goto fail;
+        STEP("set oom_score_adj");
+        r = write_oom_score_adj(0, ISOLATE_OOM_SCORE_ADJ);
+        if (r < 0)
+                goto fail;
+
         /* 3. Capabilities: sandbox root's bounding set for --root, none for the agent; no ambient; only what
          *    the identity switch needs. */
         STEP("drop the capability bounding set");

@@ -25,10 +25,53 @@
 static const uint64_t init_caps = CAP_BIT(CAP_KILL) | CAP_BIT(CAP_SETGID) | CAP_BIT(CAP_SETUID);
 
 
+/* The sandbox's user namespace limits (/proc/sys/user/max_*), set by init as root of the namespace: the
+ * agent (and sandbox root, without CAP_SYS_RESOURCE and with /proc/sys read-only) cannot raise them. The
+ * kernel also counts everything inside against the namespace's owner on the host (the sandbox's own uid,
+ * see clone_as_owner() in sandbox.c), within the host's fs.inotify.max_user_* and RLIMIT_MSGQUEUE.
+ * Namespace creation is refused by the seccomp filter anyway; 0 makes sure of it, except for mount
+ * namespaces: every detached mount (open_tree, fsmount) init makes while it builds the root is one. */
+static const struct {
+        const char *file;
+        const char *value;
+} userns_limits[] = {
+        { "max_inotify_instances", "128" },  /* the host's per-user default */
+        { "max_inotify_watches", "65536" },  /* enough for editors and file watchers on a large tree */
+        { "max_fanotify_groups", "16" },
+        { "max_fanotify_marks", "8192" },
+        { "max_user_namespaces", "0" },
+        { "max_mnt_namespaces", "16" },
+        { "max_pid_namespaces", "0" },
+        { "max_net_namespaces", "0" },
+        { "max_uts_namespaces", "0" },
+        { "max_ipc_namespaces", "0" },
+        { "max_cgroup_namespaces", "0" },
+        { "max_time_namespaces", "0" },
+};
+
+static int set_userns_limits(char *detail, size_t detailsz)
+{
+        for (size_t i = 0; i < ELEMENTSOF(userns_limits); i++) {
+                _cleanup_close_ int fd = -EBADF;
+                char path[64];
+                int r;
+
+                snprintf(path, sizeof(path), "/proc/sys/user/%s", userns_limits[i].file);
+                fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0 && errno == ENOENT)
+                        continue; /* an older kernel without this count */
+                r = fd < 0 ? -errno : write_all(fd, userns_limits[i].value, strlen(userns_limits[i].value));
+                if (r < 0) {
+                        snprintf(detail, detailsz, "set %s", path);
+                        return r;
+                }
+        }
+        return 0;
+}
+
 /* The privilege sequence of the sandbox's PID 1, in order. Each step returns on failure; *ret_step names
  * it for the parent's error message. */
-static int init_privilege_sequence(const init_ctx *c, const char **ret_step, char *detail, size_t detailsz,
-                                   int *ret_workspace_fd, int *ret_api_socket_fd)
+static int init_privilege_sequence(const init_ctx *c, const char **ret_step, char *detail, size_t detailsz)
 {
         const char *step = NULL;
         sync_msg go;
@@ -42,10 +85,17 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
                         goto fail;
         }
 
-        /*    Then forget the daemon: only our sync socket and the image mount survive, stdio is /dev/null,
-         *    signal dispositions were reset by CLONE_CLEAR_SIGHAND, the mask is cleared here. */
+        /*    Then forget the daemon: only our sync socket, the image mount and the directories the
+         *    parent opened for us survive, stdio is /dev/null, signal dispositions were reset by
+         *    CLONE_CLEAR_SIGHAND, the mask is cleared here. */
         STEP("close inherited file descriptors");
-        r = close_all_except(c->sync_fd, c->plan->image_mount_fd);
+        r = close_all_except((const int[]) { c->sync_fd, c->plan->image_mount_fd, c->workspace_fd,
+                                             c->api_socket_fd }, 4);
+        if (r < 0)
+                goto fail;
+        /*    The file table: every process inside inherits init's limit. */
+        STEP("set RLIMIT_NOFILE");
+        r = set_nofile(c->nofile_max);
         if (r < 0)
                 goto fail;
         STEP("redirect stdio to /dev/null");
@@ -59,25 +109,6 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_NAME, "pc-init", 0, 0, 0) < 0) {
                 r = -errno;
                 goto fail;
-        }
-        /* Still host root as far as file ownership goes: open the workspace now, the sandbox's uid range
-         * may not be able to traverse the directories above it. Its last component must not be a
-         * symlink. */
-        STEP("open the workspace");
-        *ret_workspace_fd = open(c->plan->workspace, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (*ret_workspace_fd < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (c->plan->api_socket_dir) {
-                /* The daemon's directory holding the agent's socket (a directory, not the socket: a
-                 * socket bound again after a daemon restart is then seen inside). */
-                STEP("open the API socket directory");
-                *ret_api_socket_fd = open(c->plan->api_socket_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (*ret_api_socket_fd < 0) {
-                        r = -errno;
-                        goto fail;
-                }
         }
 
         /* 2. Namespaces exist (clone3). Wait for the parent: uid/gid maps written, network
@@ -120,9 +151,15 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
                 goto fail;
         }
 
+        /*    The user namespace's own limits, while /proc/sys is still writable for us. */
+        step = detail;
+        r = set_userns_limits(detail, detailsz);
+        if (r < 0)
+                goto fail;
+
         /* 6. Mounts and pivot_root: the new root is assembled through fds (rootfs.c). */
         step = detail;
-        r = isolate_rootfs_setup(c->plan, *ret_workspace_fd, *ret_api_socket_fd, detail, detailsz);
+        r = isolate_rootfs_setup(c->plan, c->workspace_fd, c->api_socket_fd, detail, detailsz);
         if (r < 0)
                 goto fail;
 
@@ -178,10 +215,26 @@ static pid_t spawn_agent(const char *const *argv)
         _exit(127);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* OOM scores: the daemon gave init ISOLATE_OOM_SCORE_ADJ for tmux and its first window to inherit. The
+ * server then lowers its own to 0 (allowed down to the daemon's own floor; the daemon exempts init
+ * itself), in the background: nothing waits for it, windows made meanwhile get 500 anyway. Hooks raise
+ * every later window, pane and session back up, so that an OOM kill takes the agent's processes and tmux
+ * survives it. tmux has no hook for respawn-pane, pipe-pane or run-shell: what they start keeps the
+ * server's 0, killable as ever. */
+#define OOM_HOOK "run-shell '{ echo " STR(ISOLATE_OOM_SCORE_ADJ) " > /proc/#{pane_pid}/oom_score_adj; } 2>/dev/null || true'"
+
 _noreturn_ static void init_main(const init_ctx *c)
 {
-        const char *const tmux_argv[] = { "tmux", "-S", ISOLATE_TMUX_SOCKET, "new-session", "-d",
-                                          "-s", c->name, "-c", ISOLATE_WORKSPACE, NULL };
+        const char *const tmux_argv[] = {
+                "tmux", "-S", ISOLATE_TMUX_SOCKET, "new-session", "-d", "-s", c->name, "-c", ISOLATE_WORKSPACE,
+                ";", "set-hook", "-g", "after-new-window", OOM_HOOK,
+                ";", "set-hook", "-g", "after-split-window", OOM_HOOK,
+                ";", "set-hook", "-g", "after-new-session", OOM_HOOK,
+                ";", "run-shell", "-b", "{ echo 0 > /proc/#{pid}/oom_score_adj; } 2>/dev/null || true",
+                NULL
+        };
         int sync_fd = c->sync_fd, sfd;
         bool stopping = false;
         pid_t tmux;
@@ -256,13 +309,10 @@ _noreturn_ void init_child(const init_ctx *c)
         char detail[160] = "";
         int r;
 
-        int workspace_fd = -EBADF, api_socket_fd = -EBADF;
-
-        r = init_privilege_sequence(c, &step, detail, sizeof(detail), &workspace_fd, &api_socket_fd);
+        r = init_privilege_sequence(c, &step, detail, sizeof(detail));
         if (r < 0)
                 child_fail(c->sync_fd, step, r);
-        safe_close(workspace_fd);
-        safe_close(api_socket_fd);
+        safe_close(c->workspace_fd);
+        safe_close(c->api_socket_fd);
         init_main(c);
 }
-

@@ -52,6 +52,7 @@ struct isolate_sandbox {
         bool cgroup_owned; /* made or opened by us (freed with the handle), not cfg->cgroup */
         isolate_bpf bpf;
         unsigned cap_last;
+        uint64_t nofile_max; /* RLIMIT_NOFILE of everything inside (cfg->nofile_max or the default) */
 };
 
 /* ---- parent <-> child messages (SOCK_SEQPACKET: one message per record; sandbox-spawn.c) ---- */
@@ -83,12 +84,14 @@ pid_t raw_fork(uint64_t flags, int *ret_pidfd);
 int raw_pidfd_open(pid_t pid);
 int raw_pidfd_send_signal(int pidfd, int sig);
 void reset_signals(void);
-int close_all_except(int a, int b);
+int close_all_except(const int *keep, size_t n);
 int stdio_to_devnull(void);
 /* Drops every capability not in `keep` from the bounding set, clears the ambient set. */
 int drop_bounding_set(unsigned cap_last, uint64_t keep);
 int set_caps(uint64_t caps);
 int set_identity(uid_t uid, gid_t gid);
+int set_nofile(uint64_t max);
+int write_oom_score_adj(pid_t pid, int adj);
 int exec_search(const char *const *argv, char *const *envp);
 void make_env(char *envp[6], char bufs[5][128], bool as_root, const char *term);
 
@@ -111,9 +114,11 @@ typedef struct init_ctx {
         const isolate_rootfs_plan *plan;
         const isolate_bpf *bpf;
         int sync_fd;
+        int workspace_fd, api_socket_fd; /* isolate_rootfs_clone_dir() by the parent (api: < 0 = none) */
         isolate_cgroup_join *join; /* v1: the cgroup to move ourselves into, first thing */
         bool late_cgroupns; /* v1 or no cgroup: unshare the cgroup namespace once in the final cgroup */
         unsigned cap_last;
+        uint64_t nofile_max;
 } init_ctx;
 
 /* In the cloned child: the privilege sequence, then init's loop; never returns. */

@@ -2,6 +2,7 @@
 /* Spawning and syncing: the parent <-> child message protocol, raw syscalls safe between clone and exec,
  * and the steps every child of ours shares (see sandbox-internal.h). */
 #include <dirent.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -144,18 +146,21 @@ void reset_signals(void)
         (void) sigprocmask(SIG_SETMASK, &empty, NULL);
 }
 
-/* Closes every fd >= 3 except those in keep[] (at most 2). */
-int close_all_except(int a, int b)
+/* Closes every fd >= 3 except those in keep[] (negative entries are ignored). */
+int close_all_except(const int *keep, size_t n)
 {
-        int lo = MIN(a, b), hi = MAX(a, b), from = 3;
-        int keep[2] = { lo, hi };
+        int from = 3;
 
-        for (size_t i = 0; i < 2; i++) {
-                if (keep[i] < from)
-                        continue;
-                if (keep[i] > from && syscall(SYS_close_range, from, keep[i] - 1, 0) < 0)
+        for (;;) {
+                int next = INT_MAX; /* the lowest kept fd >= from */
+                for (size_t i = 0; i < n; i++)
+                        if (keep[i] >= from && keep[i] < next)
+                                next = keep[i];
+                if (next == INT_MAX)
+                        break;
+                if (next > from && syscall(SYS_close_range, from, next - 1, 0) < 0)
                         return -errno;
-                from = keep[i] + 1;
+                from = next + 1;
         }
         return syscall(SYS_close_range, from, ~0U, 0) < 0 ? -errno : 0;
 }
@@ -206,6 +211,31 @@ int set_identity(uid_t uid, gid_t gid)
         if (syscall(SYS_setresuid, uid, uid, uid) < 0)
                 return -errno;
         return 0;
+}
+
+/* Hard and soft RLIMIT_NOFILE: lowering needs no privilege, raising it again takes CAP_SYS_RESOURCE in the
+ * host's user namespace, which nothing inside a sandbox has. */
+int set_nofile(uint64_t max)
+{
+        struct rlimit rl = { .rlim_cur = max, .rlim_max = max };
+        return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+}
+
+/* pid 0: ourselves (through /proc/self, which must be the proc of our pid namespace). */
+int write_oom_score_adj(pid_t pid, int adj)
+{
+        char path[64], value[16];
+        _cleanup_close_ int fd = -EBADF;
+
+        if (pid == 0)
+                snprintf(path, sizeof(path), "/proc/self/oom_score_adj");
+        else
+                snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int) pid);
+        snprintf(value, sizeof(value), "%d", adj);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return write_all(fd, value, strlen(value));
 }
 
 /* execve() with a PATH search over the sandbox's fixed PATH (execvpe would use the caller's PATH). */

@@ -6,10 +6,12 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
+#include <linux/securebits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -85,6 +87,84 @@ static int write_id_map(pid_t pid, const char *file, uid_t base, uint32_t count)
         if (write(fd, map, strlen(map)) != (ssize_t) strlen(map))
                 return errno ? -errno : -EIO;
         return 0;
+}
+
+/* clone3() for a new sandbox, with this thread's effective uid set to `owner` (the host uid that sandbox
+ * root maps to) for the duration of the call. The kernel makes the creator's euid the owner of a new user
+ * namespace, and charges the per-user counts of everything inside it (inotify instances and watches,
+ * POSIX message queue bytes, nested namespaces; kernel/ucount.c) up the chain to that owner: to the
+ * sandbox's own uid, not to host root, whose limits the sandbox could otherwise exhaust.
+ *
+ * Only this thread changes: the raw setresuid syscall (glibc's setresuid() changes every thread of the
+ * daemon); securebits are per thread anyway. SECBIT_NO_SETUID_FIXUP keeps the
+ * effective capabilities across the euid change, so CLONE_NEWUSER, CLONE_INTO_CGROUP and the opens of the
+ * v1 cgroup files still pass; the saved uid follows so that the child (same credentials) may write "0"
+ * into a v1 tasks file. Nothing is opened or created in between (the fsuid follows the euid). A thread
+ * that cannot get its credentials back aborts the daemon: running on with a sandbox's uid would be worse. */
+static pid_t clone_as_owner(struct clone_args *args, uid_t owner)
+{
+        int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0), saved_errno;
+        uid_t ruid, euid, suid;
+        pid_t pid;
+
+        if (bits < 0 || syscall(SYS_getresuid, &ruid, &euid, &suid) < 0)
+                return -1;
+        if (prctl(PR_SET_SECUREBITS, (unsigned long) bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0)
+                return -1;
+        if (syscall(SYS_setresuid, -1, owner, owner) < 0) {
+                saved_errno = errno;
+                if (prctl(PR_SET_SECUREBITS, (unsigned long) bits, 0, 0, 0) < 0)
+                        abort();
+                errno = saved_errno;
+                return -1;
+        }
+        pid = raw_clone3(args);
+        if (pid == 0)
+                return 0; /* the child: its credentials belong to the new user namespace already */
+        saved_errno = errno;
+        if (syscall(SYS_setresuid, ruid, euid, suid) < 0 ||
+            prctl(PR_SET_SECUREBITS, (unsigned long) bits, 0, 0, 0) < 0)
+                abort();
+        errno = saved_errno;
+        return pid;
+}
+
+/* Raises pid's OOM score. A write with CAP_SYS_RESOURCE in effect also sets the process' floor
+ * (oom_score_adj_min) to the new value; without it the floor stays where it was, and the processes that
+ * inherit the score may lower it again (tmux's server does). Capabilities are per thread: only this
+ * thread drops it, for the one write, like clone_as_owner(). */
+static int raise_oom_score_adj(pid_t pid, int adj)
+{
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct saved[2], d[2];
+        int r;
+
+        if (syscall(SYS_capget, &h, saved) < 0)
+                return -errno;
+        memcpy(d, saved, sizeof(d));
+        d[CAP_TO_INDEX(CAP_SYS_RESOURCE)].effective &= ~CAP_TO_MASK(CAP_SYS_RESOURCE);
+        if (syscall(SYS_capset, &h, d) < 0)
+                return -errno;
+        r = write_oom_score_adj(pid, adj);
+        if (syscall(SYS_capset, &h, saved) < 0)
+                abort();
+        return r;
+}
+
+static int copy_oom_score_adj(pid_t pid)
+{
+        _cleanup_free_ char *s = NULL;
+        int r = read_full_file("/proc/self/oom_score_adj", 64, &s, NULL);
+        if (r < 0)
+                return r;
+        return write_oom_score_adj(pid, atoi(s));
+}
+
+uint64_t isolate_tmpfs_size(const isolate_limits *limits)
+{
+        if (!limits || limits->memory_max == 0)
+                return ISOLATE_TMPFS_MAX;
+        return MIN(limits->memory_max / ISOLATE_TMPFS_MEMORY_DIVISOR, ISOLATE_TMPFS_MAX);
 }
 
 static int check_config(const isolate_sandbox_config *cfg, pc_error **reterr)
@@ -164,6 +244,7 @@ static int sandbox_new(const isolate_sandbox_config *cfg, isolate_sandbox **ret,
         sb->pidfd = -EBADF;
         sb->uid_base = cfg->uid_base;
         sb->uid_count = cfg->uid_count;
+        sb->nofile_max = cfg->nofile_max ?: ISOLATE_NOFILE_DEFAULT;
         r = load_filter(cfg->seccomp_fd, &sb->bpf, reterr);
         if (r < 0)
                 return r;
@@ -296,7 +377,8 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         _cleanup_(isolate_sandbox_freep) isolate_sandbox *sb = NULL;
         _cleanup_(plan_donep) isolate_rootfs_plan plan = { .image_mount_fd = -EBADF };
         _cleanup_(child_guard_done) child_guard child = { .pidfd = -EBADF };
-        _cleanup_close_ int sync_parent = -EBADF, sync_child = -EBADF;
+        _cleanup_close_ int sync_parent = -EBADF, sync_child = -EBADF, workspace_fd = -EBADF,
+                            api_socket_fd = -EBADF;
         _cleanup_(isolate_cgroup_join_close) isolate_cgroup_join join = {};
         uint64_t timeout = cfg->ready_timeout_usec ?: DEFAULT_READY_TIMEOUT_USEC;
         int cgroup_fd = -EBADF, pidfd = -EBADF, r;
@@ -327,6 +409,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 return pc_error_setf(reterr, r, "rootfs", "sandbox %s: cannot prepare /etc: %s", cfg->name,
                                      strerror(-r));
         plan.api_socket_dir = cfg->api_socket_dir;
+        plan.tmpfs_size = isolate_tmpfs_size(cfg->limits);
         if (cfg->rootfs_image) {
                 fp.overlay_made = access(cfg->overlay_dir, F_OK) < 0 && errno == ENOENT;
                 r = isolate_rootfs_make_overlay(cfg->rootfs_image, cfg->overlay_dir, cfg->uid_base, cfg->uid_count,
@@ -343,14 +426,36 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         if (r < 0)
                 return r;
 
+        /*    The host directories init binds, cloned here as detached mounts: init's fsuid is the
+         *    sandbox's (see clone_as_owner()), which may not traverse the root-owned directories above
+         *    them. Final symlinks are not followed. The API socket directory is read-only: connect()
+         *    needs no write access to the mount (sockets are exempt from EROFS), and nothing else is
+         *    allowed. */
+        workspace_fd = isolate_rootfs_clone_dir(cfg->workspace, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (workspace_fd < 0)
+                return pc_error_setf(reterr, -workspace_fd, "workspace", "sandbox %s: clone workspace %s: %s",
+                                     cfg->name, cfg->workspace, strerror(-workspace_fd));
+        if (cfg->api_socket_dir) {
+                api_socket_fd = isolate_rootfs_clone_dir(cfg->api_socket_dir,
+                                                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                                                 MOUNT_ATTR_NOEXEC);
+                if (api_socket_fd < 0)
+                        return pc_error_setf(reterr, -api_socket_fd, "api_socket",
+                                             "sandbox %s: open the API socket directory %s: %s", cfg->name,
+                                             cfg->api_socket_dir, strerror(-api_socket_fd));
+        }
+
         init_ctx ctx = {
                 .name = cfg->name,
                 .plan = &plan,
                 .bpf = &sb->bpf,
                 .sync_fd = sync_child,
+                .workspace_fd = workspace_fd,
+                .api_socket_fd = api_socket_fd,
                 .join = &join,
                 .late_cgroupns = cgroup_fd < 0,
                 .cap_last = sb->cap_last,
+                .nofile_max = sb->nofile_max,
         };
         args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
                      CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
@@ -361,7 +466,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         args.pidfd = (uint64_t) (uintptr_t) &pidfd;
         args.exit_signal = SIGCHLD;
 
-        child.pid = raw_clone3(&args);
+        child.pid = clone_as_owner(&args, cfg->uid_base);
         if (child.pid < 0) {
                 child.pid = 0;
                 return pc_error_setf(reterr, errno, "clone",
@@ -373,6 +478,8 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 init_child(&ctx);
         child.pidfd = pidfd;
         sync_child = safe_close(sync_child);
+        workspace_fd = safe_close(workspace_fd);
+        api_socket_fd = safe_close(api_socket_fd);
         isolate_cgroup_join_close(&join);
 
         /* 5. uid/gid maps: sandbox 0..count-1 -> host base..base+count-1. We hold CAP_SETUID/CAP_SETGID in
@@ -400,7 +507,14 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                         return r;
         }
 
-        /* 7. Go: the child builds its root, drops privileges and starts tmux (sandbox-init.c). */
+        /* 7. The OOM score of everything init starts (they inherit it); init's own is set once it has
+         *    started tmux (8.). */
+        r = raise_oom_score_adj(child.pid, ISOLATE_OOM_SCORE_ADJ);
+        if (r < 0)
+                return pc_error_setf(reterr, r, "sandbox_init", "sandbox %s: cannot set oom_score_adj: %s",
+                                     cfg->name, strerror(-r));
+
+        /*    Go: the child builds its root, drops privileges and starts tmux (sandbox-init.c). */
         send_msg(sync_parent, MSG_GO, 0, 0, NULL);
 
         r = recv_msg(sync_parent, (int) (timeout / 1000), &m, NULL);
@@ -421,6 +535,17 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
         if (m.kind != MSG_READY)
                 return pc_error_setf(reterr, EPROTO, "sandbox_init", "sandbox %s: unexpected message %d from init",
                                      cfg->name, m.kind);
+
+        /* 8. An OOM kill in the sandbox takes the agent's processes, never init (its death would stop the
+         *    sandbox): init is exempt where lowering is allowed (CAP_SYS_RESOURCE), else it gets the daemon's
+         *    own score back, below that of everything it started. */
+        r = write_oom_score_adj(child.pid, -1000);
+        if (r == -EACCES)
+                r = copy_oom_score_adj(child.pid);
+        if (r < 0)
+                return pc_error_setf(reterr, r, "sandbox_init",
+                                     "sandbox %s: cannot protect init from the OOM killer: %s", cfg->name,
+                                     strerror(-r));
 
         r = isolate_pid_starttime(child.pid, &sb->starttime);
         if (r < 0)

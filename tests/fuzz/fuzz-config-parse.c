@@ -18,7 +18,8 @@ static bool config_equal(const pc_config *a, const pc_config *b)
                streq_ptr(a->log_file, b->log_file) && streq_ptr(a->pid_file, b->pid_file) &&
                streq_ptr(a->egress_subnet, b->egress_subnet) &&
                streq_ptr(a->cgroup_parent, b->cgroup_parent) && streq_ptr(a->nft_table, b->nft_table) &&
-               a->uid_range_base == b->uid_range_base;
+               a->uid_range_base == b->uid_range_base && a->nofile_max == b->nofile_max &&
+               a->cpu_weight == b->cpu_weight;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -40,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 if (c.max_body_size < 1024 || c.max_body_size > (64u << 20) || c.api_threads > 64 ||
                     c.uid_range_base % 65536 != 0 || !name_is_valid(c.cgroup_parent) ||
-                    isempty(c.nft_table) || c.log_level < LOG_LEVEL_ERR || c.log_level > LOG_LEVEL_DEBUG)
+                    isempty(c.nft_table) || c.log_level < LOG_LEVEL_ERR || c.log_level > LOG_LEVEL_DEBUG ||
+                    c.nofile_max < 64 || c.nofile_max > 1048576 || c.cpu_weight < 1 || c.cpu_weight > 10000)
                         abort();
                 r = pc_config_validate(&c, &ve);
                 if ((r < 0) != !!ve)

@@ -168,6 +168,9 @@ try:
         t.ok(p.returncode == 0 and p.stdout == "from-a\n", "and the first one still sees its own", p.stdout + p.stderr)
         p = run("img-a", "sh", "-c", "echo x > /etc/agent-was-here")
         t.ok(p.returncode != 0, "the agent (not root) cannot write to the image's /etc", p.stderr)
+        p = run("img-a", "grep", " / / ", "/proc/self/mountinfo")
+        t.ok(p.returncode == 0 and "upperdir=/upper," in p.stdout and d.state not in p.stdout,
+             "the overlay's options inside name no host path of the state directory", p.stdout + p.stderr)
 
     # ---- rm refuses while a sandbox uses the image ----
     if sandboxes:

@@ -15,7 +15,7 @@ if os.geteuid() != 0:
 
 spec = Spec()
 P = "lim" + secrets.token_hex(3)
-d = Daemon(spec=spec, config="uid_range_base = 1879048192\n")
+d = Daemon(spec=spec, config="uid_range_base = 1879048192\nnofile_max = 512\ncpu_weight = 42\n")
 TMUX = ["tmux", "-S", "/run/tmux/agent.sock"]
 
 
@@ -40,6 +40,29 @@ try:
     t.ok(s["usage"]["oom_kills"] >= 1, "the OOM kill is counted in the sandbox's usage", s["usage"])
     t.ok(s["usage"]["memory_peak"] <= 64 * 1024 * 1024, "memory never exceeded the limit", s["usage"])
     t.eq(run(mem, *TMUX, "has-session", "-t", mem).returncode, 0, "tmux survives the OOM kill")
+
+    # ---- the daemon-wide limits: open files, /tmp and /dev/shm sizes, CPU weight, OOM scores ----
+    s = api("GET", f"/v1/sandboxes/{mem}").json
+    t.eq((s["limits"]["nofile_max"], s["limits"]["cpu_weight"], s["limits"]["tmpfs_size"]), (512, 42, 16 << 20),
+         "GET shows nofile_max and cpu_weight from the config and tmpfs_size = memory / 4")
+    p = run(mem, "sh", "-c", "ulimit -Hn; ulimit -Sn; ulimit -Hn 513 2>/dev/null && echo raised; "
+            "python3 -c 'import os\nn = 0\ntry:\n  while True: os.open(\"/dev/null\", 0); n += 1\n"
+            "except OSError as e: print(n < 512, e.errno)'")
+    t.eq(p.stdout, "512\n512\nTrue 24\n", "RLIMIT_NOFILE is 512 hard and soft: EMFILE past it, no raising")
+    p = run(mem, "sh", "-c", "for d in /tmp /dev/shm; do dd if=/dev/zero of=$d/fill bs=1M count=20 2>&1 | "
+            "grep -o 'No space left'; df -B1 --output=size $d | tail -1 | tr -d ' '; rm -f $d/fill; done")
+    t.eq(p.stdout, "No space left\n16777216\n" * 2, "/tmp and /dev/shm are 16M (64M / 4): ENOSPC, no OOM kill")
+    p = run(mem, "sh", "-c", "cat /proc/1/oom_score_adj /proc/self/oom_score_adj")
+    lines = p.stdout.split()
+    t.ok(len(lines) == 2 and int(lines[0]) < int(lines[1]) == 500,
+         "the agent's processes are the OOM killer's choice (500), init is below them", p.stdout)
+    cg = s["cgroup_path"]
+    if "/memory/" in cg:
+        weight = open(cg.replace("/memory/", "/cpu/") + "/cpu.shares").read().strip()
+        t.eq(weight, str(42 * 1024 // 100), "v1: the sandbox's cpu.shares is cpu_weight * 1024 / 100")
+    else:
+        weight = open(cg + "/cpu.weight").read().strip()
+        t.eq(weight, "42", "v2: the sandbox's cpu.weight is the config's cpu_weight")
 
     # ---- pids: a fork bomb stops at the limit ----
     pids = f"{P}-pids"

@@ -3,9 +3,16 @@
  * as sandbox root, exec, adopt, stop; the API socket inside; what create() leaves behind when it fails.
  * Needs root, user namespaces and tmux; skips otherwise. */
 #include <fcntl.h>
+#include <inttypes.h>
+#include <linux/capability.h>
+#include <linux/nsfs.h>
+#include <mqueue.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -72,13 +79,11 @@ static char *mfree_str(char *p)
         return NULL;
 }
 
-/* Runs argv inside, returns the exit status and stdout. */
-static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char **ret_out)
+/* Starts argv inside with stdout and stderr into a pipe; returns its read end and the process' pidfd. */
+static int start_piped(isolate_sandbox *s, const char *const *argv, bool as_root, int *ret_pidfd, int *ret_out)
 {
-        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF, pidfd = -EBADF;
+        _cleanup_close_ int r_end = -EBADF, w_end = -EBADF;
         _cleanup_(pc_error_freep) pc_error *err = NULL;
-        _cleanup_free_ char *out = NULL;
-        siginfo_t si = {};
         pid_t pid;
         int p[2], r;
 
@@ -88,12 +93,26 @@ static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char *
         w_end = p[1];
         isolate_exec_options o = { .argv = argv, .as_root = as_root, .stdin_fd = -1, .stdout_fd = w_end,
                                    .stderr_fd = w_end };
-        r = isolate_sandbox_exec(s, &o, &pid, &pidfd, &err);
+        r = isolate_sandbox_exec(s, &o, &pid, ret_pidfd, &err);
         if (r < 0) {
                 printf("# exec failed: %s\n", err ? err->message : strerror(-r));
                 return r;
         }
-        w_end = safe_close(w_end);
+        *ret_out = TAKE_FD(r_end);
+        return 0;
+}
+
+/* Runs argv inside, returns the exit status and stdout. */
+static int run(isolate_sandbox *s, const char *const *argv, bool as_root, char **ret_out)
+{
+        _cleanup_close_ int r_end = -EBADF, pidfd = -EBADF;
+        _cleanup_free_ char *out = NULL;
+        siginfo_t si = {};
+        int r;
+
+        r = start_piped(s, argv, as_root, &pidfd, &r_end);
+        if (r < 0)
+                return r;
         r = read_full_fd(r_end, 1024 * 1024, &out, NULL);
         if (r < 0)
                 return r;
@@ -555,6 +574,287 @@ TEST(api_socket_network_none)
         if (skip_reason())
                 SKIP(skip_reason());
         api_socket_check(ISOLATE_NET_NONE);
+}
+
+/* Starts argv inside in the background and reads its first line of output (it reports, then waits). */
+static int start_holder(isolate_sandbox *s, const char *const *argv, bool as_root, int *ret_pidfd, char **ret_line)
+{
+        _cleanup_close_ int r_end = -EBADF;
+        char buf[512];
+        size_t n = 0;
+        int r;
+
+        r = start_piped(s, argv, as_root, ret_pidfd, &r_end);
+        if (r < 0)
+                return r;
+        while (n < sizeof(buf) - 1) {
+                ssize_t k = read(r_end, buf + n, 1);
+                if (k <= 0 || buf[n] == '\n')
+                        break;
+                n++;
+        }
+        buf[n] = 0;
+        *ret_line = strdup(buf);
+        return *ret_line ? 0 : -ENOMEM;
+}
+
+static void holder_kill(int pidfd)
+{
+        (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        (void) waitid(P_PIDFD, (id_t) pidfd, NULL, WEXITED);
+        safe_close(pidfd);
+}
+
+/* The kernel's per-user counts of everything inside a sandbox are charged to the owner of its user
+ * namespace: the sandbox's own host uid, never host root. The agent takes all the inotify instances and
+ * POSIX message queue bytes it can get and holds them; host root is unaffected. */
+TEST(kernel_counts_not_charged_to_host_root)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *line = NULL;
+        isolate_sandbox_config c = config("pc-test-q");
+        isolate_sandbox *s = NULL;
+        int holder = -EBADF, fds[16], n = 0, held = -1, held_errno = 0, queues = -1, queues_errno = 0;
+        char qname[64], nslimit[32] = "", inlimit[32] = "";
+        const char *const hold[] = {
+                "python3", "-c",
+                "import ctypes, os, signal\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                "n = 0\n"
+                "while libc.inotify_init1(0o2000000) >= 0: n += 1\n"
+                "e1 = ctypes.get_errno()\n"
+                "libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]\n"
+                "q = 0\n"
+                "while q < 1000 and libc.mq_open(b'/pc-q%d' % q, os.O_CREAT | os.O_RDWR, 0o600, None) >= 0: q += 1\n"
+                "e2 = ctypes.get_errno()\n"
+                "lim = [open('/proc/sys/user/' + f).read().strip() for f in ('max_inotify_instances', 'max_user_namespaces')]\n"
+                "print(n, e1, q, e2, *lim, flush=True)\n"
+                "signal.pause()\n",
+                NULL
+        };
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                return;
+
+        /* The user namespace belongs to the sandbox's base uid. */
+        {
+                char path[64];
+                uid_t owner = (uid_t) -1;
+                snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) isolate_sandbox_pid(s));
+                _cleanup_close_ int ns = open(path, O_RDONLY | O_CLOEXEC);
+                CHECK(ns >= 0 && ioctl(ns, NS_GET_OWNER_UID, &owner) == 0);
+                CHECK_INTEQ((long long) owner, (long long) UID_BASE);
+        }
+
+        CHECK_INTEQ(start_holder(s, hold, false, &holder, &line), 0);
+        if (line)
+                printf("# agent holds: %s (inotify instances, errno, queues, errno, ns limits)\n", line);
+        CHECK(line && sscanf(line, "%d %d %d %d %31s %31s", &held, &held_errno, &queues, &queues_errno, inlimit,
+                             nslimit) == 6);
+        CHECK(held >= 100 && held <= 128 && held_errno == EMFILE);
+        CHECK(queues >= 1 && queues < 1000 && queues_errno == EMFILE);
+        CHECK_STREQ(inlimit, "128");
+        CHECK_STREQ(nslimit, "0");
+
+        /* Host root still gets inotify instances and a message queue of the default size. */
+        for (n = 0; n < (int) ELEMENTSOF(fds); n++) {
+                fds[n] = inotify_init1(IN_CLOEXEC);
+                if (fds[n] < 0)
+                        break;
+        }
+        CHECK_INTEQ(n, (int) ELEMENTSOF(fds));
+        while (n > 0)
+                safe_close(fds[--n]);
+        snprintf(qname, sizeof(qname), "/pc-isotest-%d", (int) getpid());
+        mqd_t q = mq_open(qname, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, NULL);
+        if (q == (mqd_t) -1)
+                printf("# host root's mq_open: %m\n");
+        CHECK(q != (mqd_t) -1);
+        if (q != (mqd_t) -1) {
+                mq_close(q);
+                mq_unlink(qname);
+        }
+
+        if (holder >= 0)
+                holder_kill(holder);
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+        size_t n = strlen(s), k = strlen(suffix);
+        return k > 0 && k <= n && streq(s + n - k, suffix);
+}
+
+static bool has_cap(int cap)
+{
+        _cleanup_free_ char *s = NULL;
+        const char *p;
+        uint64_t eff;
+
+        if (read_full_file("/proc/self/status", 65536, &s, NULL) < 0 || !(p = strstr(s, "CapEff:\t")))
+                return false;
+        eff = strtoull(p + 8, NULL, 16);
+        return eff & (UINT64_C(1) << cap);
+}
+
+/* Runs a shell command inside and returns its output with the exit status appended as "=STATUS". */
+static char *sh(isolate_sandbox *s, const char *cmd, bool as_root)
+{
+        const char *const argv[] = { "sh", "-c", cmd, NULL };
+        _cleanup_free_ char *out = NULL;
+        char *ret = NULL;
+        int r = run(s, argv, as_root, &out);
+
+        if (asprintf(&ret, "%s=%d", out ?: "", r) < 0)
+                return NULL;
+        return ret;
+}
+
+static bool read_cg_u64(const char *cgpath, const char *from, const char *to, const char *file, uint64_t *ret)
+{
+        _cleanup_free_ char *dir = NULL, *path = NULL, *s = NULL;
+        const char *p = strstr(cgpath, from);
+
+        if (!p || asprintf(&dir, "%.*s%s%s", (int) (p - cgpath), cgpath, to, p + strlen(from)) < 0)
+                return false;
+        path = strjoin(dir, "/", file);
+        return path && read_full_file(path, 4096, &s, NULL) >= 0 && parse_uint64(strstrip(s), ret) >= 0;
+}
+
+/* The limits every sandbox gets besides memory/pids/cpus: a hard RLIMIT_NOFILE nothing inside can raise,
+ * sized /tmp and /dev/shm (ENOSPC before the memory limit), init out of the OOM killer's reach (a hog is
+ * killed, the sandbox keeps running), and a CPU weight on its cgroup. */
+TEST(limits_inside)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        isolate_limits limits = { .memory_max = 128ULL << 20, .pids_max = 64, .cpu_weight = 50 };
+        isolate_sandbox_config c = config("pc-test-lim");
+        const char *const ls[] = { "list-sessions", "-F", "#{session_name}", NULL };
+        isolate_sandbox *s = NULL;
+        char parent[64];
+        uint64_t w = 0;
+        bool v2;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        snprintf(parent, sizeof(parent), "pc-isotest-l%d", (int) getpid());
+        c.cgroup_parent = parent;
+        c.limits = &limits;
+        c.nofile_max = 256;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                goto out;
+
+        /* RLIMIT_NOFILE: 256 hard and soft, for the agent, sandbox root and tmux's panes alike. */
+        {
+                _cleanup_free_ char *a = sh(s, "ulimit -Hn; ulimit -Sn; ulimit -Hn 257 2>/dev/null && echo raised; "
+                                              "python3 -c 'import os\nn = 0\ntry:\n  while True: os.open(\"/dev/null\", 0); n += 1\n"
+                                              "except OSError as e: print(n < 256, e.errno)'", false);
+                _cleanup_free_ char *r = sh(s, "ulimit -Hn 257 2>/dev/null && echo raised; "
+                                              "python3 -c 'import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))' "
+                                              "2>/dev/null && echo raised; ulimit -Hn", true);
+                _cleanup_free_ char *p = sh(s, "grep 'open files' /proc/1/limits | tr -s ' '", true);
+                CHECK_STREQ(a, "256\n256\nTrue 24\n=0");
+                CHECK_STREQ(r, "256\n=0");
+                CHECK_STREQ(p, "Max open files 256 256 files \n=0");
+        }
+        /* /tmp and /dev/shm: a quarter of the memory limit each; filling them is ENOSPC. */
+        {
+                _cleanup_free_ char *t = sh(s, "for d in /tmp /dev/shm; do df -B1 --output=size $d | tail -1 | tr -d ' '; "
+                                              "dd if=/dev/zero of=$d/fill bs=1M count=40 2>&1 | grep -o 'No space left'; "
+                                              "rm -f $d/fill; done", false);
+                CHECK_STREQ(t, "33554432\nNo space left\n33554432\nNo space left\n=0");
+        }
+        /* OOM: init is exempt (where this host lets root lower a score: CAP_SYS_RESOURCE) or at the daemon's
+         * score, the agent's processes are preferred; a hog is killed and the sandbox runs on. */
+        {
+                char expect[64];
+                int own = 0;
+                _cleanup_free_ char *own_s = NULL;
+                if (read_full_file("/proc/self/oom_score_adj", 64, &own_s, NULL) >= 0)
+                        own = atoi(own_s);
+                snprintf(expect, sizeof(expect), "%d\n%d\n=0", has_cap(CAP_SYS_RESOURCE) ? -1000 : own,
+                         ISOLATE_OOM_SCORE_ADJ);
+                _cleanup_free_ char *o = sh(s, "cat /proc/1/oom_score_adj /proc/self/oom_score_adj", false);
+                _cleanup_free_ char *hog = sh(s, "exec 2>/dev/null; python3 -c 'x = bytearray(512 << 20); print(len(x))'; echo $?", false);
+                _cleanup_free_ char *out = NULL;
+                CHECK_STREQ(o, expect);
+                /* tmux's server below its windows: the first one, and those made later (hooks). */
+                _cleanup_free_ char *tm = sh(s, "T='tmux -S " ISOLATE_TMUX_SOCKET "'; $T new-window -d 'sleep 60'; "
+                                               "$T split-window -d -t :1 'sleep 60'; "
+                                               "for p in $($T list-panes -a -F '#{pane_pid}'); do cat /proc/$p/oom_score_adj; done; "
+                                               "cat /proc/$($T display -p '#{pid}')/oom_score_adj; $T kill-window -t :1", false);
+                CHECK_STREQ(tm, "500\n500\n500\n0\n=0");
+                CHECK_STREQ(hog, "137\n=0");
+                CHECK(isolate_sandbox_is_running(s));
+                CHECK_INTEQ(isolate_sandbox_tmux(s, ls, &out, NULL), 0);
+                CHECK_STREQ(out, "pc-test-lim\n");
+        }
+        /* CPU weight on the sandbox's group: v2 cpu.weight, v1 cpu.shares = weight * 1024 / 100. */
+        v2 = !strstr(isolate_sandbox_cgroup_path(s), "/memory/");
+        if (v2)
+                CHECK(read_cg_u64(isolate_sandbox_cgroup_path(s), "/", "/", "cpu.weight", &w) && w == 50);
+        else
+                CHECK(read_cg_u64(isolate_sandbox_cgroup_path(s), "/memory/", "/cpu/", "cpu.shares", &w) && w == 512);
+        printf("# cpu %s: %" PRIu64 "\n", v2 ? "weight" : "shares", w);
+
+out:
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
+        (void) isolate_cgroup_destroy_parent(parent);
+}
+
+/* The host's kernel command line stays outside, and so do host paths of our making (the test's directory
+ * stands for the daemon's state and runtime directories), except in the "root" field of the /workspace and
+ * /run/pocketcoder bind mounts: the kernel shows a bind's source path within its filesystem there
+ * (docs/security.md). (Image mode's overlay: test_image.py.) */
+TEST(no_host_paths_inside)
+{
+        _cleanup_(pc_error_freep) pc_error *err = NULL;
+        _cleanup_free_ char *sockdir = NULL, *mi = NULL, *cmdline = NULL;
+        isolate_sandbox_config c = config("pc-test-paths");
+        const char *const cat_mi[] = { "cat", "/proc/self/mountinfo", NULL };
+        const char *const cat_cmdline[] = { "sh", "-c", "wc -c < /proc/cmdline; cat /proc/cmdline", NULL };
+        isolate_sandbox *s = NULL;
+
+        if (skip_reason())
+                SKIP(skip_reason());
+        sockdir = strjoin(tmpdir, "/api-paths");
+        CHECK(sockdir && mkdir(sockdir, 0755) == 0);
+        c.api_socket_dir = sockdir;
+        CHECK_INTEQ(isolate_sandbox_create(&c, &s, &err), 0);
+        if (err)
+                printf("# %s\n", err->message);
+        if (!s)
+                return;
+        CHECK_INTEQ(run(s, cat_mi, false, &mi), 0);
+        CHECK(mi && strstr(mi, " /workspace ") && strstr(mi, " /run/pocketcoder "));
+        /* tmpdir is /tmp/pc-isotest-XXXXXX; its last component is in every path of ours. */
+        for (char *line = mi ? strtok(mi, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+                char root[512] = "", point[512] = "";
+                if (!strstr(line, tmpdir + strlen("/tmp/")))
+                        continue;
+                CHECK(sscanf(line, "%*s %*s %*s %511s %511s", root, point) == 2 &&
+                      ((streq(point, "/workspace") && ends_with(workspace, root)) ||
+                       (streq(point, "/run/pocketcoder") && ends_with(sockdir, root))));
+                if (!strstr(line, " /workspace ") && !strstr(line, " /run/pocketcoder "))
+                        printf("# mountinfo: %s\n", line);
+                CHECK(!strstr(strstr(line, " - ") ?: "", tmpdir + strlen("/tmp/")));
+        }
+        CHECK_INTEQ(run(s, cat_cmdline, false, &cmdline), 0);
+        CHECK_STREQ(cmdline, "0\n");
+        CHECK_INTEQ(isolate_sandbox_destroy(&c, s, 0, NULL), 0);
+        s = isolate_sandbox_free(s);
+        (void) rmdir(sockdir);
 }
 
 TEST(cleanup)
