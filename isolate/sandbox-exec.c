@@ -88,6 +88,11 @@ static int exec_privilege_sequence(const exec_ctx *e, const char **ret_step)
         if (r < 0)
                 goto fail;
 
+        STEP("set RLIMIT_FSIZE");
+        r = set_fsize_limit(e->sb->fsize_max);
+        if (r < 0)
+                goto fail;
+
         /* 4. No privilege gain through execve. */
         STEP("set no_new_privs");
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

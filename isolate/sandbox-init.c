@@ -136,6 +136,12 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
         if (r < 0)
                 goto fail;
 
+        /* 7b. No file larger than the workspace's disk limit (inherited by everything init starts). */
+        STEP("set RLIMIT_FSIZE");
+        r = set_fsize_limit(c->fsize_max);
+        if (r < 0)
+                goto fail;
+
         /* 8. No privilege gain through execve from here on (setuid binaries, file capabilities). */
         STEP("set no_new_privs");
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

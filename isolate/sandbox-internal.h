@@ -48,6 +48,7 @@ struct isolate_sandbox {
         bool cgroup_owned; /* made or opened by us (freed with the handle), not cfg->cgroup */
         isolate_bpf bpf;
         unsigned cap_last;
+        uint64_t fsize_max; /* RLIMIT_FSIZE of every process (the disk limit); 0: unlimited */
 };
 
 /* ---- parent <-> child messages (SOCK_SEQPACKET: one message per record; sandbox-spawn.c) ---- */
@@ -84,6 +85,8 @@ int stdio_to_devnull(void);
 int drop_bounding_set(unsigned cap_last);
 int set_caps(uint64_t caps);
 int set_identity(uid_t uid, gid_t gid);
+/* RLIMIT_FSIZE soft and hard = max (nothing when 0): no file outgrows the workspace's disk limit. */
+int set_fsize_limit(uint64_t max);
 int exec_search(const char *const *argv, char *const *envp);
 void make_env(char *envp[6], char bufs[5][128], bool as_root, const char *term);
 
@@ -109,6 +112,7 @@ typedef struct init_ctx {
         isolate_cgroup_join *join; /* v1: the cgroup to move ourselves into, first thing */
         bool late_cgroupns; /* v1 or no cgroup: unshare the cgroup namespace once in the final cgroup */
         unsigned cap_last;
+        uint64_t fsize_max;
 } init_ctx;
 
 /* In the cloned child: the privilege sequence, then init's loop; never returns. */

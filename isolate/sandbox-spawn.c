@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -206,6 +207,15 @@ int set_identity(uid_t uid, gid_t gid)
         if (syscall(SYS_setresuid, uid, uid, uid) < 0)
                 return -errno;
         return 0;
+}
+
+int set_fsize_limit(uint64_t max)
+{
+        struct rlimit rl = { .rlim_cur = max, .rlim_max = max };
+
+        if (max == 0)
+                return 0;
+        return syscall(SYS_prlimit64, 0, RLIMIT_FSIZE, &rl, NULL) < 0 ? -errno : 0;
 }
 
 /* execve() with a PATH search over the sandbox's fixed PATH (execvpe would use the caller's PATH). */

@@ -563,7 +563,7 @@ TEST(cleanup)
                 SKIP("nothing to clean");
         safe_close(abstract_fd);
         safe_close(seccomp_fd);
-        CHECK_INTEQ(isolate_sandbox_remove_overlay(tmpdir), 0);
+        CHECK_INTEQ(isolate_remove_tree(tmpdir), 0);
         CHECK(access(tmpdir, F_OK) < 0 && errno == ENOENT);
 }
 
