@@ -25,7 +25,8 @@ b = Daemon(spec=spec, config="uid_range_base = 1979711488\negress_subnet = 10.23
 # What a default configuration shares: one cgroup parent, one nftables table.
 b.cgroup_parent, b.nft_table = a.cgroup_parent, a.nft_table
 b.config = f"cgroup_parent = {a.cgroup_parent}\nnft_table = {a.nft_table}\n" \
-           "uid_range_base = 1979711488\negress_subnet = 10.233.0.0/16\n"
+           "uid_range_base = 1979711488\negress_subnet = 10.233.0.0/16\n" \
+           "sandbox_disk = none\n"  # its database is turned back into one from before disk limits below
 
 
 def links():
@@ -111,7 +112,10 @@ try:
     # A state database from before daemon ids, with a sandbox in it, keeps the names its sandboxes have.
     b.stop()
     db = sqlite3.connect(os.path.join(b.state, "state.db"))
-    db.executescript("DROP TABLE settings; PRAGMA user_version = 3;")  # 4 made settings
+    # 4 made settings, 5 and 6 disk limits and kept workspaces.
+    db.executescript("DROP TABLE settings; DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max; "
+                     "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode; "
+                     "PRAGMA user_version = 3;")
     db.close()
     b.start()
     t.ok("predates daemon ids" in b.logtext(), "an old state database with sandboxes gets no daemon id")
@@ -119,6 +123,8 @@ try:
     t.ok(r.status == 200 and r.json["cgroup_parent"] == b.cgroup_parent and
          r.json["cgroup_path"].endswith(f"/{b.cgroup_parent}/{NAME}"),
          "its sandboxes keep the unprefixed cgroup names", r.json)
+    t.ok(r.status == 200 and r.json["limits"]["disk_max"] == 0 and r.json["disk"]["quota"] == "none",
+         "a sandbox from before disk limits keeps working without one", r.json)
     b.request("POST", f"/v1/sandboxes/{NAME}/stop", via="unix")
     a_state("after b's legacy start and stop")
 
