@@ -616,6 +616,19 @@ static int workspace_decide(pc_daemon *d, const pc_sandbox_request *q, sandbox_r
         if (r < 0)
                 return pc_error_setf(reterr, -r, "workspace", "cannot prepare the workspaces of %s: %s",
                                      d->config.state_dir, strerror(-r));
+        if (row->disk_mode == ISOLATE_DISK_NONE) {
+                /* No mechanism here (a container without loop devices, a filesystem without project
+                 * quotas): an explicit limit is refused; the config's default is dropped, visibly. */
+                if (q->has_disk)
+                        return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                             "workspace disk limits need project quotas on the filesystem of %s "
+                                             "or loop devices (/dev/loop-control), and this host has neither; "
+                                             "create the sandbox with --disk none",
+                                             d->config.state_dir);
+                log_warning("sandbox %s: no disk limit for its workspace: this host has neither project quotas "
+                            "nor loop devices (pocketcoder status shows workspace_quota none)", row->name);
+                row->disk_max = row->inodes_max = 0;
+        }
         return 0;
 }
 

@@ -169,7 +169,8 @@ typedef enum {
 const char *isolate_disk_mode_to_string(isolate_disk_mode m); /* "none", "project", "image" */
 int isolate_disk_mode_from_string(const char *s);
 /* PROJECT when the filesystem holding `dir` enforces project quotas (ext4 with the quota and project
- * features mounted with prjquota, xfs with pquota), else IMAGE. */
+ * features mounted with prjquota, xfs with pquota), else IMAGE when loop devices can be made, else NONE
+ * (no mechanism on this host). */
 int isolate_disk_probe(const char *dir, isolate_disk_mode *ret);
 
 typedef struct isolate_sandbox_config {

@@ -57,8 +57,12 @@ int isolate_disk_probe(const char *dir, isolate_disk_mode *ret)
         if (fd < 0)
                 return -errno;
         /* Q_GETINFO answers only while project quotas are on (ext4 -O quota,project mounted with prjquota,
-         * xfs with pquota); then the kernel enforces them. */
-        *ret = quotactl_fd(fd, QCMD(Q_GETINFO, PRJQUOTA), 0, &info) >= 0 ? ISOLATE_DISK_PROJECT : ISOLATE_DISK_IMAGE;
+         * xfs with pquota); then the kernel enforces them. Images need loop devices, which a container
+         * may not have: then there is no mechanism (NONE). */
+        if (quotactl_fd(fd, QCMD(Q_GETINFO, PRJQUOTA), 0, &info) >= 0)
+                *ret = ISOLATE_DISK_PROJECT;
+        else
+                *ret = access("/dev/loop-control", R_OK | W_OK) >= 0 ? ISOLATE_DISK_IMAGE : ISOLATE_DISK_NONE;
         return 0;
 }
 
@@ -126,7 +130,7 @@ static int run_mkfs(const isolate_sandbox_config *cfg)
         int status, r;
 
         snprintf(size_kib, sizeof(size_kib), "%" PRIu64 "k", cfg->disk_max / 1024);
-        snprintf(owner, sizeof(owner), "root_owner=%u:%u,lazy_itable_init=1,nodiscard",
+        snprintf(owner, sizeof(owner), "root_owner=%u:%u,lazy_itable_init=1,lazy_journal_init=1,nodiscard",
                  (unsigned) (cfg->uid_base + ISOLATE_AGENT_UID), (unsigned) (cfg->uid_base + ISOLATE_AGENT_GID));
         argv[n++] = "mkfs.ext4";
         argv[n++] = "-q";
