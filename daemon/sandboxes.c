@@ -575,6 +575,15 @@ static int workspace_decide(pc_daemon *d, const pc_sandbox_request *q, sandbox_r
         if (k != SQLITE_ROW && k != SQLITE_DONE)
                 return pc_store_error(&d->store, reterr);
         *ret_kept = k == SQLITE_ROW && found;
+        if (k == SQLITE_ROW && !found) {
+                /* Removed by hand since: its uid range is free again. */
+                sqlite3_finalize(TAKE_PTR(st));
+                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM kept_workspaces WHERE name = ?", -1, &st, NULL) !=
+                            SQLITE_OK ||
+                    sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+                    sqlite3_step(st) != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
+        }
         if (*ret_kept) {
                 row->uid_base = (uid_t) sqlite3_column_int64(st, 0);
                 if (streq((const char *) sqlite3_column_text(st, 3), "image")) {
@@ -616,6 +625,18 @@ static int workspace_decide(pc_daemon *d, const pc_sandbox_request *q, sandbox_r
         if (r < 0)
                 return pc_error_setf(reterr, -r, "workspace", "cannot prepare the workspaces of %s: %s",
                                      d->config.state_dir, strerror(-r));
+        if (*ret_kept && row->disk_mode == ISOLATE_DISK_IMAGE) {
+                /* The kept workspace is a plain directory: an image mounted over it would hide its files. */
+                if (q->has_disk && row->disk_max > 0)
+                        return pc_error_setf(reterr, EEXIST, "workspace_kept",
+                                             "sandbox \"%s\" has a kept workspace without a disk limit at %s, and "
+                                             "a disk image cannot take it over; create it with --disk none, or "
+                                             "move its files away first",
+                                             row->name, ws);
+                row->disk_mode = ISOLATE_DISK_NONE;
+                row->disk_max = row->inodes_max = 0;
+                return 0;
+        }
         if (row->disk_mode == ISOLATE_DISK_NONE) {
                 /* No mechanism here (a container without loop devices, a filesystem without project
                  * quotas): an explicit limit is refused; the config's default is dropped, visibly. */

@@ -184,10 +184,14 @@ try:
     owner = os.stat(os.path.join(kws, "s")).st_uid
     t.ok(owner == kuid + 1000 and owner != r.json["uid_base"] + 1000,
          "the kept files belong to no other sandbox's agent", (owner, r.json["uid_base"]))
-    r = f.create(K, disk="none")
+    r = f.create(K, disk="64M")
+    t.ok(r.status == 409 and r.json["error"]["code"] == "workspace_kept",
+         "an image cannot take over a kept plain workspace", r.json)
+    r = f.create(K)  # the default limit (an image here) does not hide the kept files: no limit instead
     p = f.run(K, "cat /workspace/s; stat -c %u /workspace/s")
     t.ok(r.status == 201 and r.json["uid_base"] == kuid and p.stdout == "secret\n1000\n",
          "re-created: its agent owns and reads its files again", (r.json.get("uid_base"), p.stdout, p.stderr))
+    t.eq(r.json["disk"]["quota"], "none", "the kept plain workspace stays without a limit")
 
     # ---- point 8: a leftover workspace is never handed out; a deep purge; a failed purge ----
     L = name("left")
