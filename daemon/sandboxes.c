@@ -966,10 +966,18 @@ static int adopt_all(pc_daemon *d)
                 int r;
 
                 if (!row->running) {
+                        _cleanup_pc_error_ pc_error *err = NULL;
+
                         /* A crash between creating the host side and recording the sandbox as running
                          * leaves objects behind; destroying is idempotent. */
                         bring_down(d, row, NULL, 0, NULL);
                         pc_agent_socket_remove_stale(d, row->name);
+                        /* Its workspace image stays mounted while it exists (after a reboot: again). */
+                        r = sandbox_spec_init(d, row, &spec);
+                        if (r >= 0)
+                                r = isolate_workspace_mount(&spec.cfg, &err);
+                        if (r < 0)
+                                log_warning("sandbox %s: %s, ignoring", row->name, err ? err->message : strerror(-r));
                         continue;
                 }
                 r = sandbox_spec_init(d, row, &spec);

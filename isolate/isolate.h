@@ -295,9 +295,12 @@ int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **re
 int isolate_remove_tree(const char *path);
 
 /* Applies cfg's disk limit to the workspace `base` in the directory parentfd (workspace.c; create() calls
- * it); *ret_image_made when this made the image. */
-int isolate_workspace_limit(const isolate_sandbox_config *cfg, int parentfd, const char *base,
+ * it); `created`: the workspace is new, so its image may be made (*ret_image_made). */
+int isolate_workspace_limit(const isolate_sandbox_config *cfg, int parentfd, const char *base, bool created,
                             bool *ret_image_made, pc_error **reterr);
+/* Mounts an existing workspace's image again where it is not mounted (a stopped sandbox after a reboot,
+ * so that its files can be served); nothing for other modes. */
+int isolate_workspace_mount(const isolate_sandbox_config *cfg, pc_error **reterr);
 /* Unmounts the workspace's image; with purge also deletes the image or clears the project quota. */
 int isolate_workspace_release(const isolate_sandbox_config *cfg, bool purge);
 /* Bytes and inodes the workspace uses now; -ENODATA without a limit. */

@@ -251,7 +251,7 @@ static int workspace_prepare(const isolate_sandbox_config *cfg, bool *ret_made, 
                 return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot create workspace %s: %m",
                                      cfg->name, cfg->workspace);
         /* Its limit first: with an image, the directory handed to the agent is the image's root. */
-        r = isolate_workspace_limit(cfg, pfd, base, ret_image_made, reterr);
+        r = isolate_workspace_limit(cfg, pfd, base, *ret_made, ret_image_made, reterr);
         if (r < 0) {
                 if (*ret_made)
                         (void) unlinkat(pfd, base, AT_REMOVEDIR);

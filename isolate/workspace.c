@@ -156,8 +156,9 @@ static int run_mkfs(const isolate_sandbox_config *cfg)
         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
-/* The image file, made (sparse, with its filesystem) when missing. */
-static int image_open(const isolate_sandbox_config *cfg, bool *ret_made, pc_error **reterr)
+/* The image file; made (sparse, with its filesystem) only for a new workspace: a missing image of an
+ * existing one held its files, and an empty one in its place would hide that. */
+static int image_open(const isolate_sandbox_config *cfg, bool create, bool *ret_made, pc_error **reterr)
 {
         _cleanup_close_ int fd = -EBADF;
         int r;
@@ -166,9 +167,10 @@ static int image_open(const isolate_sandbox_config *cfg, bool *ret_made, pc_erro
         fd = open(cfg->disk_image, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0)
                 return TAKE_FD(fd);
-        if (errno != ENOENT)
-                return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot open disk image %s: %m",
-                                     cfg->name, cfg->disk_image);
+        if (errno != ENOENT || !create)
+                return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot open disk image %s: %m%s",
+                                     cfg->name, cfg->disk_image,
+                                     errno == ENOENT ? " (the workspace's files were in it)" : "");
         fd = open(cfg->disk_image, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot create disk image %s: %m",
@@ -243,7 +245,8 @@ static int image_mounted(int wsfd, const char *image)
 
 /* Mounts the image at the workspace (nodev, nosuid), unless it is there already (a restarted daemon, a
  * sandbox started again). */
-static int image_mount(const isolate_sandbox_config *cfg, int wsfd, bool *ret_image_made, pc_error **reterr)
+static int image_mount(const isolate_sandbox_config *cfg, int wsfd, bool create, bool *ret_image_made,
+                       pc_error **reterr)
 {
         _cleanup_close_ int img = -EBADF, loop = -EBADF, fs = -EBADF, mnt = -EBADF;
         char dev[32];
@@ -260,7 +263,7 @@ static int image_mount(const isolate_sandbox_config *cfg, int wsfd, bool *ret_im
                                      cfg->name, cfg->workspace, strerror(-r));
         if (r > 0)
                 return 0;
-        img = image_open(cfg, ret_image_made, reterr);
+        img = image_open(cfg, create, ret_image_made, reterr);
         if (img < 0)
                 return img;
         loop = loop_attach(img, cfg->disk_image, dev);
@@ -281,8 +284,8 @@ static int image_mount(const isolate_sandbox_config *cfg, int wsfd, bool *ret_im
         return 0; /* closing the loop fd is fine now: the mount holds the device */
 }
 
-int isolate_workspace_limit(const isolate_sandbox_config *cfg, int parentfd, const char *base, bool *ret_image_made,
-                            pc_error **reterr)
+int isolate_workspace_limit(const isolate_sandbox_config *cfg, int parentfd, const char *base, bool created,
+                            bool *ret_image_made, pc_error **reterr)
 {
         _cleanup_close_ int ws = -EBADF;
         int r;
@@ -295,13 +298,32 @@ int isolate_workspace_limit(const isolate_sandbox_config *cfg, int parentfd, con
                 return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot open workspace %s: %m",
                                      cfg->name, cfg->workspace);
         if (cfg->disk_mode == ISOLATE_DISK_IMAGE)
-                return image_mount(cfg, ws, ret_image_made, reterr);
+                return image_mount(cfg, ws, created, ret_image_made, reterr);
         r = project_set(ws, cfg->uid_base, cfg->disk_max, cfg->inodes_max);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "workspace",
                                      "sandbox %s: cannot set the project quota of workspace %s: %s", cfg->name,
                                      cfg->workspace, strerror(-r));
         return 0;
+}
+
+int isolate_workspace_mount(const isolate_sandbox_config *cfg, pc_error **reterr)
+{
+        _cleanup_free_ char *parent = NULL;
+        _cleanup_close_ int pfd = -EBADF;
+        const char *base;
+        bool made;
+
+        if (cfg->disk_mode != ISOLATE_DISK_IMAGE || isempty(cfg->workspace) || cfg->workspace[0] != '/')
+                return 0;
+        parent = strndup(cfg->workspace, strrchr(cfg->workspace, '/') - cfg->workspace);
+        if (!parent)
+                return -ENOMEM;
+        base = strrchr(cfg->workspace, '/') + 1;
+        pfd = open(isempty(parent) ? "/" : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd < 0)
+                return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot open %s: %m", cfg->name, parent);
+        return isolate_workspace_limit(cfg, pfd, base, false, &made, reterr);
 }
 
 int isolate_workspace_release(const isolate_sandbox_config *cfg, bool purge)

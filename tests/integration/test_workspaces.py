@@ -152,6 +152,12 @@ try:
     t.ok(p.returncode == 0 and p.stdout == "persist\n", "the workspace works after the restart", p.stderr)
     p = f.d.cli("sandbox", "stop", A)
     t.ok(p.returncode == 0 and mounted(ws), "stop keeps the image mounted (files stay servable)")
+    # A reboot takes the host's mount away: the next daemon start mounts a stopped sandbox's image again.
+    d.stop()
+    run_cmd(["umount", ws])
+    d.start()
+    t.ok(mounted(ws) and os.path.exists(os.path.join(ws, "keep")),
+         "after a reboot the daemon mounts a stopped sandbox's image again (its files are servable)")
     t.eq(f.api("POST", f"/v1/sandboxes/{A}/start").status, 200, "start again")
 
     uid = s["uid_base"]
@@ -168,6 +174,18 @@ try:
     p = f.rm(A, purge=True)
     t.ok(p.returncode == 0 and not os.path.exists(img) and not os.path.exists(ws) and not mounted(ws),
          "rm --purge deletes the image and the workspace", p.stderr)
+
+    # An image that vanished is an error, never silently replaced by an empty one.
+    G = name("gone")
+    r = f.create(G, disk="16M")
+    gws, gimg = r.json["workspace_host_path"], r.json["disk"]["image_host_path"]
+    f.api("POST", f"/v1/sandboxes/{G}/stop")
+    run_cmd(["umount", gws])
+    os.unlink(gimg)
+    r = f.api("POST", f"/v1/sandboxes/{G}/start")
+    t.ok(r.status >= 400 and "files were in it" in r.json["error"]["message"] and not os.path.exists(gimg),
+         "a start whose image is missing fails and makes no empty one", r.json)
+    t.eq(f.rm(G, purge=True).returncode, 0, "and it can still be purged")
 
     # ---- point 9: a kept workspace keeps its uid range ----
     K, B = name("kept"), name("other")
