@@ -30,7 +30,8 @@ START_TIMEOUT=90
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config
           libcap-dev libseccomp-dev libnl-3-dev libnl-route-3-dev libsqlite3-dev
           libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev nettle-dev libsystemd-dev
-          tmux nftables iproute2 procps ca-certificates curl debootstrap sqlite3)
+          tmux nftables iproute2 procps ca-certificates curl debootstrap sqlite3
+          e2fsprogs mount) # mkfs.ext4 for workspaces on disk images (mount: losetup, for tests)
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=$SRC/build-release

@@ -82,6 +82,8 @@ unsigned api_status_for_errno(int errnum)
                 return MHD_HTTP_CONTENT_TOO_LARGE;
         case EBADMSG:
                 return MHD_HTTP_UNPROCESSABLE_CONTENT;
+        case EDQUOT:
+                return MHD_HTTP_INSUFFICIENT_STORAGE;
         case EAGAIN:
         case EOPNOTSUPP:
         case ENOTCONN:

@@ -743,7 +743,7 @@ static int crun_bundle_new(const char *dir, const char *name, uid_t base, const 
                 return -errno;
         r = crun_bundle_fill(bundle, name, base, ws);
         if (r < 0) {
-                (void) isolate_sandbox_remove_overlay(bundle);
+                (void) isolate_remove_tree(bundle);
                 return r;
         }
         *ret = TAKE_PTR(bundle);
@@ -862,7 +862,7 @@ static int run_crun(unsigned runs, const char *dir_arg)
                 }
                 if (slots[i].bundle) {
                         (void) spawn_wait(delete_argv, "/"); /* a no-op after a good stop */
-                        r = isolate_sandbox_remove_overlay(slots[i].bundle); /* any directory tree */
+                        r = isolate_remove_tree(slots[i].bundle); /* any directory tree */
                         if (r < 0)
                                 fprintf(stderr, "removing %s: %s\n", slots[i].bundle, strerror(-r));
                 }
@@ -874,7 +874,7 @@ static int run_crun(unsigned runs, const char *dir_arg)
         /* Inits of half-created containers, killed by crun delete -f. */
         while (waitpid(-1, NULL, WNOHANG) > 0)
                 ;
-        (void) isolate_sandbox_remove_overlay(state);
+        (void) isolate_remove_tree(state);
 
         print_stats("crun create->tmux ready", create, started);
         print_stats("crun kill+reap+delete", stop, stopped);
@@ -987,7 +987,7 @@ static int run_firejail(unsigned runs, const char *dir_arg)
                 slots[i].pidfd = safe_close(slots[i].pidfd);
                 /* firejail copied .bashrc and .inputrc into the workspace it used as home. */
                 if (slots[i].ws)
-                        (void) isolate_sandbox_remove_overlay(slots[i].ws);
+                        (void) isolate_remove_tree(slots[i].ws);
                 free(slots[i].ws);
         }
         while (waitpid(-1, NULL, WNOHANG) > 0)

@@ -32,6 +32,7 @@
 static const char usage_text[] =
         "Usage: pocketcoder sandbox create NAME [--policy P] [--memory 512M] [--pids 256] [--cpus 1.5]\n"
         "                                       [--network none|loopback|egress] [--rootfs host|IMAGE]\n"
+        "                                       [--disk 10G|none] [--inodes N]\n"
         "       pocketcoder sandbox list\n"
         "       pocketcoder sandbox show NAME\n"
         "       pocketcoder sandbox stop NAME\n"
@@ -41,7 +42,9 @@ static const char usage_text[] =
         "\n"
         "Kernel-isolated sandboxes, each with a workspace at /workspace, an agent user and a tmux session\n"
         "named after it. 'create' returns when the tmux session is ready. 'rm' stops a running sandbox\n"
-        "first and keeps its workspace unless --purge. 'run' (a local admin on the daemon's socket; recorded\n"
+        "first and keeps its workspace unless --purge (a kept workspace comes back, with its uid range, when a\n"
+        "sandbox of that name is created again). --disk/--inodes bound the workspace (default: the daemon's\n"
+        "sandbox_disk/sandbox_inodes). 'run' (a local admin on the daemon's socket; recorded\n"
         "in the audit log) runs COMMAND inside as the agent, or as sandbox root with --root, with exactly the\n"
         "restrictions agent commands get; it pipes stdin/stdout/stderr and exits with COMMAND's status\n"
         "(128+N when killed by signal N). --json prints the API's JSON. 'pocketcoder sandbox SUBCOMMAND\n"
@@ -131,6 +134,15 @@ static void print_sandbox(json_t *s)
         kv("cpu weight", format_int(json_object_get(limits, "cpu_weight"), "-", a));
         kv("open files limit", format_int(json_object_get(limits, "nofile_max"), "-", a));
         kv("/tmp, /dev/shm size", format_bytes(juint(limits, "tmpfs_size"), "-", a));
+        kv("disk limit", format_bytes(juint(limits, "disk_max"), "unlimited", a));
+        kv("inodes limit", format_int(json_object_get(limits, "inodes_max"), "unlimited", a));
+        kv("disk quota", jstr(json_object_get(s, "disk"), "quota"));
+        if (json_object_get(json_object_get(s, "disk"), "used_bytes")) {
+                snprintf(line, sizeof(line), "%s, %" PRIu64 " inodes",
+                         format_bytes(juint(json_object_get(s, "disk"), "used_bytes"), "0", b),
+                         juint(json_object_get(s, "disk"), "used_inodes"));
+                kv("disk used", line);
+        }
         kv("init pid", format_int(json_object_get(s, "init_pid"), "-", a));
         snprintf(line, sizeof(line), "%" PRIu64 " (agent is host uid %" PRIu64 ")", juint(s, "uid_base"),
                  juint(s, "uid_base") + AGENT_UID);
@@ -185,7 +197,8 @@ static int sandbox_request(const cli_global *g, const char *method, const char *
 /* A subcommand's options: --json and --help everywhere, the limits with create, --purge with rm. */
 typedef struct sub_opts {
         bool json, help, purge;
-        const char *policy, *memory, *network, *rootfs;
+        const char *policy, *memory, *network, *rootfs, *disk;
+        json_int_t inodes;
         json_int_t pids;
         double cpus;
         bool has_pids, has_cpus;
@@ -202,6 +215,8 @@ static int parse_sub(const char *sub, int argc, char **argv, bool allow_create, 
                 ARG_PIDS,
                 ARG_CPUS,
                 ARG_NETWORK,
+                ARG_DISK,
+                ARG_INODES,
                 ARG_ROOTFS,
                 ARG_PURGE
         };
@@ -214,6 +229,8 @@ static int parse_sub(const char *sub, int argc, char **argv, bool allow_create, 
                 {"cpus", required_argument, NULL, ARG_CPUS},
                 {"network", required_argument, NULL, ARG_NETWORK},
                 {"rootfs", required_argument, NULL, ARG_ROOTFS},
+                {"disk", required_argument, NULL, ARG_DISK},
+                {"inodes", required_argument, NULL, ARG_INODES},
                 {"purge", no_argument, NULL, ARG_PURGE},
                 {},
         };
@@ -240,6 +257,20 @@ static int parse_sub(const char *sub, int argc, char **argv, bool allow_create, 
                         break;
                 case ARG_MEMORY:
                         o->memory = optarg;
+                        break;
+                case ARG_DISK:
+                        o->disk = optarg;
+                        break;
+                case ARG_INODES:
+                        errno = 0;
+                        o->inodes = strtoll(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || o->inodes <= 0) {
+                                fprintf(stderr,
+                                        "pocketcoder sandbox create: --inodes wants a positive number of files, not "
+                                        "\"%s\"\n",
+                                        optarg);
+                                return -1;
+                        }
                         break;
                 case ARG_PIDS:
                         errno = 0;
@@ -335,6 +366,10 @@ static int sandbox_create(int argc, char **argv, cli_global *g)
                 json_object_set_new(req, "network", json_string(o.network));
         if (o.rootfs)
                 json_object_set_new(req, "rootfs", json_string(o.rootfs));
+        if (o.disk)
+                json_object_set_new(req, "disk", json_string(o.disk));
+        if (o.inodes > 0)
+                json_object_set_new(req, "inodes", json_integer(o.inodes));
         if (cli_call(g, "POST", "/v1/sandboxes", req, 201, &resp) < 0)
                 return CLI_EXIT_FAILED;
         if (g->json)

@@ -51,12 +51,20 @@ int cmd_status(int argc, char **argv, const cli_global *g)
                 return CLI_EXIT_OK;
         }
         host = json_object_get(j, "host");
+        json_t *state = json_object_get(j, "state");
         printf("pocketcoderd %s: %s (pid %lld, up %llds, schema v%lld)\n",
                json_string_value(json_object_get(j, "version")), json_string_value(json_object_get(j, "status")),
                json_integer_value(json_object_get(j, "pid")),
                json_integer_value(json_object_get(j, "uptime_seconds")),
                json_integer_value(json_object_get(j, "schema_version")));
         printf("%-12s%s\n", "api", g->url ?: g->socket);
+        if (json_is_object(state))
+                printf("%-12s%s: %lld MiB free of %lld MiB (reserve %lld MiB), workspaces bounded by %s\n", "state",
+                       json_string_value(json_object_get(state, "path")),
+                       json_integer_value(json_object_get(state, "free_bytes")) >> 20,
+                       json_integer_value(json_object_get(state, "total_bytes")) >> 20,
+                       json_integer_value(json_object_get(state, "reserve_bytes")) >> 20,
+                       json_string_value(json_object_get(j, "workspace_quota")) ?: "?");
         if (!json_is_object(host)) {
                 printf("%-12s%s\n", "host", "capabilities unknown (probe failed; see the daemon log)");
                 return CLI_EXIT_OK;

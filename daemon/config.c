@@ -28,6 +28,8 @@ void pc_config_init(pc_config *c)
                 .uid_range_base = 0x40000000,
                 .nofile_max = 4096, /* ISOLATE_NOFILE_DEFAULT */
                 .cpu_weight = 100,
+                .sandbox_disk = 10ULL << 30,
+                .state_reserve = 1ULL << 30,
         };
 }
 
@@ -142,6 +144,45 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->cpu_weight = u;
                 return 0;
         }
+        if (streq(key, "sandbox_disk")) {
+                /* Sizes are stored as signed 64-bit integers (sqlite, JSON). */
+                if (streq(value, "none"))
+                        u = 0;
+                else if (parse_size(value, &u) < 0 || (u != 0 && u < ISOLATE_DISK_MIN) || u > INT64_MAX) {
+                        *ret_why = "expected a size of at least 16M such as 10G, or none";
+                        return -EINVAL;
+                }
+                c->sandbox_disk = u;
+                return 0;
+        }
+        if (streq(key, "sandbox_inodes")) {
+                if (parse_uint64(value, &u) < 0 || u > UINT32_MAX) {
+                        *ret_why = "expected a number of files up to 4294967295 (0: one per 16K of disk)";
+                        return -EINVAL;
+                }
+                c->sandbox_inodes = u;
+                return 0;
+        }
+        if (streq(key, "state_reserve")) {
+                size_t n = strlen(value);
+
+                if (n > 1 && value[n - 1] == '%') {
+                        if (parse_uint64(strndupa(value, n - 1), &u) < 0 || u > 90) {
+                                *ret_why = "expected a percentage from 0% to 90%, or a size such as 1G";
+                                return -EINVAL;
+                        }
+                        c->state_reserve_percent = (unsigned) u;
+                        c->state_reserve = 0;
+                        return 0;
+                }
+                if (parse_size(value, &u) < 0 || u > INT64_MAX) {
+                        *ret_why = "expected a size such as 1G, or a percentage such as 5%";
+                        return -EINVAL;
+                }
+                c->state_reserve = u;
+                c->state_reserve_percent = 0;
+                return 0;
+        }
         if (streq(key, "log_file"))
                 return set_string(&c->log_file, value);
         if (streq(key, "listen")) {
@@ -212,7 +253,8 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
-                   "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight)";
+                   "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
+                   "sandbox_disk, sandbox_inodes, state_reserve)";
         return -ENOKEY;
 }
 

@@ -134,6 +134,9 @@ int pc_policies_decide_command(pc_daemon *d, const char *name, const char *comma
 json_t *pc_verdict_to_json(const struct pc_verdict *v);
 
 int pc_daemon_probe_host(pc_daemon *d);
+/* Refuses new work (EDQUOT, code insufficient_storage: HTTP 507) while the state directory's filesystem
+ * has less free space than the configured reserve (state_reserve). */
+int pc_state_space_check(pc_daemon *d, pc_error **reterr);
 
 /* Audit actor string for a principal ("local:uid=0", "token:ID(role)"). */
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n);

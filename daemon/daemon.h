@@ -41,6 +41,10 @@ typedef struct pc_config {
         uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
         uint64_t nofile_max;      /* RLIMIT_NOFILE (hard) of every process in every sandbox */
         uint64_t cpu_weight;      /* every sandbox's cgroup cpu.weight (v1 cpu.shares = weight * 1024 / 100) */
+        uint64_t sandbox_disk;    /* default workspace limit in bytes; 0 = none */
+        uint64_t sandbox_inodes;  /* default inode limit; 0 = one per 16 KiB of the disk limit */
+        uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
+        unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
 } pc_config;
 
 void pc_config_init(pc_config *c);

@@ -152,7 +152,7 @@ int pc_images_delete(pc_daemon *d, const pc_principal *who, const char *name, pc
         /* Out of sight first, atomically (a half-removed image is never listed or used), then gone. */
         if (rename(path, doomed) < 0)
                 return pc_error_setf(reterr, errno, "io", "cannot remove image \"%s\": %m", name);
-        r = isolate_sandbox_remove_overlay(doomed);
+        r = isolate_remove_tree(doomed);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "io", "image \"%s\" was unlisted but %s could not be removed: %s",
                                      name, doomed, strerror(-r));
@@ -199,6 +199,9 @@ int pc_images_build(pc_daemon *d, const pc_principal *who, json_t *req, pc_image
         int p[2], r;
 
         r = pc_image_request_parse(req, &im, reterr);
+        if (r < 0)
+                return r;
+        r = pc_state_space_check(d, reterr);
         if (r < 0)
                 return r;
         target = strjoin(d->config.state_dir, "/images/", im.name);

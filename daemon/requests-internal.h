@@ -8,12 +8,14 @@
 #include "daemon.h"
 #include "isolate.h"
 
-/* POST /v1/sandboxes {"name", "policy", "memory", "pids", "cpus", "network", "rootfs"}: whether policy
- * is loaded is for the caller to check. */
+/* POST /v1/sandboxes {"name", "policy", "memory", "pids", "cpus", "network", "rootfs", "disk", "inodes"}:
+ * whether policy is loaded is for the caller to check. */
 typedef struct pc_sandbox_request {
         const char *name, *policy, *rootfs;
         isolate_net_mode network;
         isolate_limits limits;
+        bool has_disk, has_inodes; /* given: else the config's sandbox_disk / sandbox_inodes */
+        uint64_t disk_max, inodes_max;
 } pc_sandbox_request;
 int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **reterr);
 

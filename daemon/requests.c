@@ -118,6 +118,38 @@ static int parse_limits(json_t *req, isolate_limits *l, pc_error **reterr)
         return 0;
 }
 
+/* "disk": a size (string or bytes), 0 or "none" for no limit; "inodes": a number of files. Absent fields
+ * keep the daemon's defaults (has_disk/has_inodes false). */
+static int parse_disk(json_t *req, pc_sandbox_request *s, pc_error **reterr)
+{
+        json_t *v = json_object_get(req, "disk");
+        uint64_t u;
+
+        if (v) {
+                if (json_is_integer(v) && json_integer_value(v) >= 0)
+                        u = (uint64_t) json_integer_value(v);
+                else if (json_is_string(v) && streq(json_string_value(v), "none"))
+                        u = 0;
+                else if (!json_is_string(v) || parse_size(json_string_value(v), &u) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"disk\" must be a size such as \"10G\" (or bytes), or \"none\"");
+                if ((u != 0 && u < ISOLATE_DISK_MIN) || u > INT64_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"disk\" must be at least 16M and less than 2^63 bytes");
+                s->has_disk = true;
+                s->disk_max = u;
+        }
+        v = json_object_get(req, "inodes");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) < 16 || json_integer_value(v) > UINT32_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"inodes\" must be a number of files from 16 to 4294967295");
+                s->has_inodes = true;
+                s->inodes_max = (uint64_t) json_integer_value(v);
+        }
+        return 0;
+}
+
 /* A string field that may be left out for its default; NULL when it is there but not a string. */
 static const char *string_or(json_t *req, const char *field, const char *def)
 {
@@ -128,7 +160,7 @@ static const char *string_or(json_t *req, const char *field, const char *def)
 
 int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "name", "policy", "memory", "pids", "cpus", "network", "rootfs", NULL };
+        static const char *const fields[] = { "name", "policy", "memory", "pids", "cpus", "network", "rootfs", "disk", "inodes", NULL };
         pc_sandbox_request s = {};
         int r;
 
@@ -153,6 +185,9 @@ int pc_sandbox_request_parse(json_t *req, pc_sandbox_request *ret, pc_error **re
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
                                      "field \"rootfs\" must be \"host\" or the name of a built image");
         r = parse_limits(req, &s.limits, reterr);
+        if (r < 0)
+                return r;
+        r = parse_disk(req, &s, reterr);
         if (r < 0)
                 return r;
         *ret = s;

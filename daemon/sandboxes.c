@@ -6,6 +6,7 @@
  * crash are isolate_sandbox_create() and isolate_sandbox_destroy(). A per-sandbox "busy" flag lets slow
  * work (starting takes milliseconds, stopping up to seconds) run without holding the manager lock. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sys/stat.h>
 
 #include "daemon-internal.h"
@@ -48,6 +49,8 @@ typedef struct sandbox_row {
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
         char instance[33]; /* the identity agent tokens and agent connections are bound to */
+        uint64_t disk_max, inodes_max; /* the workspace's limit (0: none) */
+        isolate_disk_mode disk_mode;
 } sandbox_row;
 
 static const char *daemon_id_or_null(const pc_sandbox_manager *m)
@@ -109,11 +112,15 @@ static void row_from_stmt(sqlite3_stmt *st, sandbox_row *r)
         r->started_at = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 15);
         r->stopped_at = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
         snprintf(r->instance, sizeof(r->instance), "%s", sqlite3_column_text(st, 17) ?: (const unsigned char *) "");
+        r->disk_max = (uint64_t) sqlite3_column_int64(st, 18);
+        r->inodes_max = (uint64_t) sqlite3_column_int64(st, 19);
+        r->disk_mode = (isolate_disk_mode) MAX(isolate_disk_mode_from_string((const char *) sqlite3_column_text(st, 20)), 0);
 }
 
 #define ROW_COLUMNS                                                                                       \
         "name, policy, memory_max, swap_max, pids_max, cpu_quota_us, cpu_period_us, network, rootfs, "    \
-        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at, instance"
+        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at, instance, " \
+        "disk_max, inodes_max, disk_mode"
 
 static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
 {
@@ -172,6 +179,11 @@ static char *overlay_path(pc_daemon *d, const char *name)
         return strjoin(d->config.state_dir, "/overlays/", name);
 }
 
+static char *disk_image_path(pc_daemon *d, const char *name)
+{
+        return strjoin(d->config.state_dir, "/disks/", name, ".img");
+}
+
 static char *image_path(pc_daemon *d, const char *rootfs)
 {
         return strjoin(d->config.state_dir, "/images/", rootfs);
@@ -182,7 +194,7 @@ typedef struct sandbox_spec {
         isolate_sandbox_config cfg;
         isolate_net_config net;
         isolate_limits limits; /* the row's, with the config's cpu_weight */
-        char *workspace, *image, *overlay;
+        char *workspace, *image, *overlay, *disk_image;
 } sandbox_spec;
 
 static void sandbox_spec_done(sandbox_spec *s)
@@ -190,6 +202,7 @@ static void sandbox_spec_done(sandbox_spec *s)
         free(s->workspace);
         free(s->image);
         free(s->overlay);
+        free(s->disk_image);
         *s = (sandbox_spec){};
 }
 
@@ -207,13 +220,14 @@ static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec 
                 },
                 .limits = row->limits,
                 .workspace = workspace_path(d, row->name),
+                .disk_image = disk_image_path(d, row->name),
         };
         ret->limits.cpu_weight = d->config.cpu_weight;
         if (!streq(row->rootfs, "host")) {
                 ret->image = image_path(d, row->rootfs);
                 ret->overlay = overlay_path(d, row->name);
         }
-        if (!ret->workspace || (!streq(row->rootfs, "host") && (!ret->image || !ret->overlay))) {
+        if (!ret->workspace || !ret->disk_image || (!streq(row->rootfs, "host") && (!ret->image || !ret->overlay))) {
                 sandbox_spec_done(ret);
                 return -ENOMEM;
         }
@@ -230,6 +244,10 @@ static int sandbox_spec_init(pc_daemon *d, const sandbox_row *row, sandbox_spec 
                 .net = &ret->net,
                 .seccomp_fd = m->seccomp_fd,
                 .nofile_max = d->config.nofile_max,
+                .disk_mode = row->disk_mode,
+                .disk_max = row->disk_max,
+                .inodes_max = row->inodes_max,
+                .disk_image = ret->disk_image,
         };
         return 0;
 }
@@ -300,8 +318,9 @@ static int bring_up(pc_daemon *d, const sandbox_row *row, isolate_sandbox **ret_
 }
 
 /* Tears a sandbox down to "stopped" (flags: also its data, see isolate_sandbox_destroy()). Idempotent;
- * `sb` may be NULL (leftovers of a crash). */
-static void bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb, unsigned flags)
+ * `sb` may be NULL (leftovers of a crash). Failures are logged; with reterr they are the caller's to
+ * report (a delete must not claim to have removed what is still there). */
+static int bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb, unsigned flags, pc_error **reterr)
 {
         _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
         _cleanup_pc_error_ pc_error *err = NULL;
@@ -310,20 +329,31 @@ static void bring_down(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb
         r = sandbox_spec_init(d, row, &spec);
         if (r >= 0)
                 r = isolate_sandbox_destroy(&spec.cfg, sb, flags, &err);
-        if (r < 0)
+        if (r >= 0)
+                return 0;
+        if (!reterr) {
                 log_warning("sandbox %s: %s, ignoring", row->name, err ? err->message : strerror(-r));
+                return r;
+        }
+        log_warning("sandbox %s: %s", row->name, err ? err->message : strerror(-r));
+        if (err) {
+                *reterr = TAKE_PTR(err);
+                return r;
+        }
+        return pc_error_setf(reterr, -r, "internal", "sandbox %s: %s", row->name, strerror(-r));
 }
 
-/* Smallest free slot among those the table uses (EXPR over its rows), so ranges are reused after
+/* Smallest free slot among those the rows of FROM use (EXPR over them), so ranges are reused after
  * deletion. The uid base is bound as ?1 where EXPR mentions it. Called with the store lock held. */
 #define UID_RANGE_SQL "?1"
-static int allocate_slot(pc_daemon *d, const char *expr, uint64_t *ret)
+#define UID_RANGES_USED "(SELECT uid_base FROM sandboxes UNION ALL SELECT uid_base FROM kept_workspaces)"
+static int allocate_slot(pc_daemon *d, const char *expr, const char *from, uint64_t *ret)
 {
         _cleanup_free_ char *sql = NULL;
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         uint64_t want = 0;
 
-        if (asprintf_safe(&sql, "SELECT %s AS slot FROM sandboxes ORDER BY slot", expr) < 0)
+        if (asprintf_safe(&sql, "SELECT %s AS slot FROM %s ORDER BY slot", expr, from) < 0)
                 return -ENOMEM;
         if (sqlite3_prepare_v2(d->store.db, sql, -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
@@ -340,6 +370,25 @@ static int allocate_slot(pc_daemon *d, const char *expr, uint64_t *ret)
                 return -ENOSPC;
         *ret = want;
         return 0;
+}
+
+/* The workspace's limit in "limits" and how it is enforced and used in "disk". */
+static void disk_json(pc_daemon *d, const sandbox_row *row, json_t *limits, json_t *j)
+{
+        _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
+        uint64_t bytes, inodes;
+        json_t *disk;
+
+        json_object_set_new(limits, "disk_max", json_integer((json_int_t) row->disk_max));
+        json_object_set_new(limits, "inodes_max", json_integer((json_int_t) row->inodes_max));
+        disk = json_pack("{s:s}", "quota", isolate_disk_mode_to_string(row->disk_mode));
+        if (disk && sandbox_spec_init(d, row, &spec) >= 0 && isolate_disk_usage(&spec.cfg, &bytes, &inodes) >= 0) {
+                json_object_set_new(disk, "used_bytes", json_integer((json_int_t) bytes));
+                json_object_set_new(disk, "used_inodes", json_integer((json_int_t) inodes));
+        }
+        if (disk && row->disk_mode == ISOLATE_DISK_IMAGE)
+                json_object_set_new(disk, "image_host_path", json_string(spec.disk_image));
+        json_object_set_new(j, "disk", disk ?: json_null());
 }
 
 static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_entry *e)
@@ -380,6 +429,8 @@ static json_t *sandbox_json(pc_daemon *d, const sandbox_row *row, const sandbox_
                 json_object_set_new(limits, "tmpfs_size",
                                     json_integer((json_int_t) isolate_tmpfs_size(&row->limits)));
         }
+        if (j)
+                disk_json(d, row, json_object_get(j, "limits"), j);
         if (j && running)
                 json_object_set_new(j, "init_starttime", json_integer((json_int_t) isolate_sandbox_starttime(e->sb)));
         return j;
@@ -421,7 +472,7 @@ static void reap_dead(pc_daemon *d)
                 pid_t pid = isolate_sandbox_pid(e->sb);
 
                 if (row_load(d, e->name, &row) >= 0)
-                        bring_down(d, &row, e->sb, 0);
+                        bring_down(d, &row, e->sb, 0, NULL);
                 e->sb = isolate_sandbox_free(e->sb);
                 entry_down(e);
                 (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
@@ -514,6 +565,110 @@ static int begin_op(pc_daemon *d, const char *name, sandbox_row *row, sandbox_en
         return 0;
 }
 
+/* The workspace a new sandbox gets, decided with the store lock held: a workspace kept by 'sandbox rm' for
+ * this name is taken back with its uid range (*ret_kept) and, for an image, its size; anything else found
+ * at the workspace's place (a failed purge, a copy made by hand) is refused rather than handed to a new
+ * sandbox. A new workspace gets the request's limit or the config's, enforced the way the state
+ * filesystem allows. */
+static int workspace_decide(pc_daemon *d, const pc_sandbox_request *q, sandbox_row *row, bool *ret_kept,
+                            pc_error **reterr)
+{
+        _cleanup_free_ char *ws = workspace_path(d, row->name), *img = disk_image_path(d, row->name),
+                            *disks = strjoin(d->config.state_dir, "/disks");
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        bool found;
+        int k, r;
+
+        if (!ws || !img || !disks)
+                return -ENOMEM;
+        found = access(ws, F_OK) >= 0 || access(img, F_OK) >= 0;
+        if (sqlite3_prepare_v2(d->store.db,
+                               "SELECT uid_base, disk_max, inodes_max, disk_mode FROM kept_workspaces WHERE name = ?",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC);
+        k = sqlite3_step(st);
+        if (k != SQLITE_ROW && k != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
+        *ret_kept = k == SQLITE_ROW && found;
+        if (k == SQLITE_ROW && !found) {
+                /* Removed by hand since: its uid range is free again. */
+                sqlite3_finalize(TAKE_PTR(st));
+                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM kept_workspaces WHERE name = ?", -1, &st, NULL) !=
+                            SQLITE_OK ||
+                    sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+                    sqlite3_step(st) != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
+        }
+        if (*ret_kept) {
+                row->uid_base = (uid_t) sqlite3_column_int64(st, 0);
+                if (streq((const char *) sqlite3_column_text(st, 3), "image")) {
+                        /* The image's filesystem has the size it was made with. */
+                        row->disk_mode = ISOLATE_DISK_IMAGE;
+                        row->disk_max = (uint64_t) sqlite3_column_int64(st, 1);
+                        row->inodes_max = (uint64_t) sqlite3_column_int64(st, 2);
+                        if ((q->has_disk && q->disk_max != row->disk_max) ||
+                            (q->has_inodes && q->inodes_max != row->inodes_max))
+                                return pc_error_setf(reterr, EEXIST, "workspace_kept",
+                                                     "sandbox \"%s\" has a kept workspace on a %" PRIu64
+                                                     "-byte disk image with %" PRIu64 " inodes; create it without "
+                                                     "--disk/--inodes to take it back, or remove it first with "
+                                                     "'pocketcoder sandbox create %s' and 'sandbox rm --purge %s'",
+                                                     row->name, row->disk_max, row->inodes_max, row->name, row->name);
+                        return 0;
+                }
+        } else if (found)
+                return pc_error_setf(reterr, EEXIST, "workspace_exists",
+                                     "a workspace for sandbox \"%s\" is left over at %s (or its disk image at %s) "
+                                     "and was not kept by 'sandbox rm': a purge that failed, or files put there by "
+                                     "hand. It is not given to a new sandbox: move it away or delete it",
+                                     row->name, ws, img);
+        row->disk_max = q->has_disk ? q->disk_max : d->config.sandbox_disk;
+        if (row->disk_max == 0) {
+                if (q->has_inodes)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"inodes\" needs a disk limit (field \"disk\")");
+                return 0;
+        }
+        row->inodes_max = q->has_inodes ? q->inodes_max : d->config.sandbox_inodes ?: row->disk_max / 16384;
+        r = mkdir_p(ws, 0750); /* its parent, and itself: probed where it will be */
+        if (r >= 0)
+                r = isolate_disk_probe(ws, &row->disk_mode);
+        if (r >= 0 && !*ret_kept)
+                (void) rmdir(ws);
+        if (r >= 0 && row->disk_mode == ISOLATE_DISK_IMAGE)
+                r = mkdir_p(disks, 0700);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "workspace", "cannot prepare the workspaces of %s: %s",
+                                     d->config.state_dir, strerror(-r));
+        if (*ret_kept && row->disk_mode == ISOLATE_DISK_IMAGE) {
+                /* The kept workspace is a plain directory: an image mounted over it would hide its files. */
+                if (q->has_disk && row->disk_max > 0)
+                        return pc_error_setf(reterr, EEXIST, "workspace_kept",
+                                             "sandbox \"%s\" has a kept workspace without a disk limit at %s, and "
+                                             "a disk image cannot take it over; create it with --disk none, or "
+                                             "move its files away first",
+                                             row->name, ws);
+                row->disk_mode = ISOLATE_DISK_NONE;
+                row->disk_max = row->inodes_max = 0;
+                return 0;
+        }
+        if (row->disk_mode == ISOLATE_DISK_NONE) {
+                /* No mechanism here (a container without loop devices, a filesystem without project
+                 * quotas): an explicit limit is refused; the config's default is dropped, visibly. */
+                if (q->has_disk)
+                        return pc_error_setf(reterr, EOPNOTSUPP, "host_unsupported",
+                                             "workspace disk limits need project quotas on the filesystem of %s "
+                                             "or loop devices (/dev/loop-control), and this host has neither; "
+                                             "create the sandbox with --disk none",
+                                             d->config.state_dir);
+                log_warning("sandbox %s: no disk limit for its workspace: this host has neither project quotas "
+                            "nor loop devices (pocketcoder status shows workspace_quota none)", row->name);
+                row->disk_max = row->inodes_max = 0;
+        }
+        return 0;
+}
+
 int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
 {
         pc_sandbox_manager *m = d->sandboxes;
@@ -525,9 +680,13 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         pc_agent_socket *agent = NULL;
         uint64_t slot, net_index;
         sandbox_entry *e;
+        bool kept = false;
         int r;
 
         r = pc_sandbox_request_parse(req, &q, reterr);
+        if (r < 0)
+                return r;
+        r = pc_state_space_check(d, reterr);
         if (r < 0)
                 return r;
         r = pc_policies_exists(d, q.policy);
@@ -552,18 +711,22 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
 
                 if (entry_find(m, name) || row_load(d, name, &(sandbox_row){}) == 0)
                         return pc_error_setf(reterr, EEXIST, "exists", "sandbox \"%s\" already exists", name);
-                if (allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", &slot) < 0)
+                r = workspace_decide(d, &q, &row, &kept, reterr);
+                if (r < 0)
+                        return r;
+                if (!kept && allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", UID_RANGES_USED, &slot) < 0)
                         return pc_error_setf(reterr, ENOSPC, "no_space", "no free uid range for another sandbox");
-                if (allocate_slot(d, "net_index", &net_index) < 0)
+                if (allocate_slot(d, "net_index", "sandboxes", &net_index) < 0)
                         return pc_error_setf(reterr, ENOSPC, "no_space", "no free subnet for another sandbox");
-                row.uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
+                if (!kept)
+                        row.uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
                 row.net_index = (uint32_t) net_index;
                 if (sqlite3_prepare_v2(d->store.db,
                                        "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
                                        "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
-                                       "created_at, instance) "
-                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, lower(hex(randomblob(16)))) "
-                                       "RETURNING instance",
+                                       "created_at, disk_max, inodes_max, disk_mode, instance) "
+                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, "
+                                       "lower(hex(randomblob(16)))) RETURNING instance",
                                        -1, &st, NULL) != SQLITE_OK)
                         return pc_store_error(&d->store, reterr);
                 sqlite3_bind_text(st, 1, row.name, -1, SQLITE_STATIC);
@@ -578,6 +741,9 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 sqlite3_bind_int64(st, 10, row.uid_base);
                 sqlite3_bind_int64(st, 11, row.net_index);
                 sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+                sqlite3_bind_int64(st, 13, (sqlite3_int64) row.disk_max);
+                sqlite3_bind_int64(st, 14, (sqlite3_int64) row.inodes_max);
+                sqlite3_bind_text(st, 15, isolate_disk_mode_to_string(row.disk_mode), -1, SQLITE_STATIC);
                 if (sqlite3_step(st) != SQLITE_ROW)
                         return pc_store_error(&d->store, reterr);
                 snprintf(row.instance, sizeof(row.instance), "%s", sqlite3_column_text(st, 0));
@@ -608,6 +774,16 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         }
         e->busy = false;
         entry_up(d, e, sb, agent);
+        if (kept) { /* the workspace (and its uid range) is the sandbox's again */
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM kept_workspaces WHERE name = ?", -1, &st, NULL) ==
+                    SQLITE_OK) {
+                        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+                        (void) sqlite3_step(st);
+                }
+        }
         r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
         if (r < 0)
                 log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
@@ -634,6 +810,9 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
         char actor[128];
         int r;
 
+        r = pc_state_space_check(d, reterr);
+        if (r < 0)
+                return r;
         pc_principal_describe(who, actor, sizeof(actor));
         {
                 LOCK_GUARD(&m->lock);
@@ -663,6 +842,24 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
         return *ret ? 0 : -ENOMEM;
 }
 
+/* A kept workspace: its files belong to the sandbox's uid range, held back from other sandboxes until a
+ * sandbox of the same name takes it back (with its disk limit). Store lock held. */
+static int kept_record(pc_daemon *d, const sandbox_row *row, sqlite3_stmt **st)
+{
+        if (sqlite3_prepare_v2(d->store.db,
+                               "INSERT OR REPLACE INTO kept_workspaces (name, uid_base, disk_max, inodes_max, "
+                               "disk_mode, kept_at) VALUES (?, ?, ?, ?, ?, ?)",
+                               -1, st, NULL) != SQLITE_OK)
+                return -EIO;
+        sqlite3_bind_text(*st, 1, row->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(*st, 2, row->uid_base);
+        sqlite3_bind_int64(*st, 3, (sqlite3_int64) row->disk_max);
+        sqlite3_bind_int64(*st, 4, (sqlite3_int64) row->inodes_max);
+        sqlite3_bind_text(*st, 5, isolate_disk_mode_to_string(row->disk_mode), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(*st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        return sqlite3_step(*st) == SQLITE_DONE ? 0 : -EIO;
+}
+
 static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, const char *action, bool remove,
                              bool purge, json_t **ret, pc_error **reterr)
 {
@@ -680,20 +877,43 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                 sb = TAKE_PTR(e->sb);
                 entry_down(e);
         }
-        /* Also a stopped sandbox may have leftovers from a crash: bring_down is idempotent. */
-        bring_down(d, &row, sb, (remove ? ISOLATE_DESTROY_ROOTFS : 0) | (purge ? ISOLATE_DESTROY_PURGE_WORKSPACE : 0));
+        /* Also a stopped sandbox may have leftovers from a crash: bring_down is idempotent. A delete unmounts
+         * the workspace's disk image, or with purge removes the workspace with its image or quota. */
+        _cleanup_pc_error_ pc_error *err = NULL;
+        r = bring_down(d, &row, sb,
+                       remove ? ISOLATE_DESTROY_ROOTFS |
+                                        (purge ? ISOLATE_DESTROY_PURGE_WORKSPACE : ISOLATE_DESTROY_RELEASE_WORKSPACE)
+                              : 0,
+                       remove ? &err : NULL);
         isolate_sandbox_free(sb);
 
         LOCK_GUARD(&m->lock);
+        if (remove && r < 0) {
+                /* What could not be removed is still there, and so is the sandbox (stopped): nothing claims
+                 * success, and its name cannot be taken over a leftover workspace. */
+                e = entry_find(m, name);
+                if (e)
+                        e->busy = false;
+                if (row.running) {
+                        (void) row_set_state(d, name, false, 0, 0, actor, "sandbox.stop");
+                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
+                                                json_pack("{s:s, s:s}", "reason", "delete", "actor", actor));
+                }
+                return pc_error_setf(reterr, EIO, purge ? "purge_failed" : "delete_failed",
+                                     "%s; the sandbox is kept (stopped): fix the cause and run 'pocketcoder sandbox "
+                                     "rm%s %s' again",
+                                     err ? err->message : strerror(-r), purge ? " --purge" : "", name);
+        }
         if (remove) {
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_txn_ pc_txn txn = {};
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                _cleanup_stmt_ sqlite3_stmt *st = NULL, *kept = NULL;
 
                 entry_remove(m, name);
                 if (pc_txn_begin(&d->store, &txn) < 0 ||
                     sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
                     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE ||
+                    (!purge && kept_record(d, &row, &kept) < 0) ||
                     pc_store_audit(&d->store, actor, action, name, purge ? "purge" : NULL) < 0 ||
                     pc_txn_commit(&txn) < 0)
                         return pc_store_error(&d->store, reterr);
@@ -814,10 +1034,18 @@ static int adopt_all(pc_daemon *d)
                 int r;
 
                 if (!row->running) {
+                        _cleanup_pc_error_ pc_error *err = NULL;
+
                         /* A crash between creating the host side and recording the sandbox as running
                          * leaves objects behind; destroying is idempotent. */
-                        bring_down(d, row, NULL, 0);
+                        bring_down(d, row, NULL, 0, NULL);
                         pc_agent_socket_remove_stale(d, row->name);
+                        /* Its workspace image stays mounted while it exists (after a reboot: again). */
+                        r = sandbox_spec_init(d, row, &spec);
+                        if (r >= 0)
+                                r = isolate_workspace_mount(&spec.cfg, &err);
+                        if (r < 0)
+                                log_warning("sandbox %s: %s, ignoring", row->name, err ? err->message : strerror(-r));
                         continue;
                 }
                 r = sandbox_spec_init(d, row, &spec);
@@ -826,7 +1054,7 @@ static int adopt_all(pc_daemon *d)
                 r = isolate_sandbox_adopt(&spec.cfg, row->init_pid, row->init_starttime, &sb);
                 if (r < 0) {
                         log_notice("sandbox %s: init (pid %d) is gone; recording it as stopped", row->name, row->init_pid);
-                        bring_down(d, row, NULL, 0);
+                        bring_down(d, row, NULL, 0, NULL);
                         pc_agent_socket_remove_stale(d, row->name);
                         (void) row_set_state(d, row->name, false, 0, 0, "daemon", "sandbox.exited");
                         (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, row->name,

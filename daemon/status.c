@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <inttypes.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 
 #include "daemon-internal.h"
@@ -44,6 +46,54 @@ int pc_daemon_probe_host(pc_daemon *d)
         return 0;
 }
 
+/* Free and total bytes of the state directory's filesystem, and the reserve new work must leave. */
+static int state_space(pc_daemon *d, uint64_t *ret_free, uint64_t *ret_total, uint64_t *ret_reserve)
+{
+        struct statvfs sv;
+
+        if (statvfs(d->config.state_dir, &sv) < 0)
+                return -errno;
+        *ret_free = (uint64_t) sv.f_bavail * sv.f_frsize;
+        *ret_total = (uint64_t) sv.f_blocks * sv.f_frsize;
+        *ret_reserve = d->config.state_reserve_percent ? *ret_total / 100 * d->config.state_reserve_percent
+                                                       : d->config.state_reserve;
+        return 0;
+}
+
+int pc_state_space_check(pc_daemon *d, pc_error **reterr)
+{
+        uint64_t avail, total, reserve;
+        int r;
+
+        r = state_space(d, &avail, &total, &reserve);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "internal", "state directory %s: %s", d->config.state_dir,
+                                     strerror(-r));
+        if (avail < reserve)
+                return pc_error_setf(reterr, EDQUOT, "insufficient_storage",
+                                     "the state directory's filesystem (%s) has %" PRIu64 " MiB free, less than the "
+                                     "%" PRIu64 " MiB reserve (state_reserve): free space there before creating or "
+                                     "starting sandboxes or building images",
+                                     d->config.state_dir, avail >> 20, reserve >> 20);
+        return 0;
+}
+
+/* "state": the state filesystem's space; "workspace_quota": how new workspaces' limits are enforced. */
+static void status_storage(pc_daemon *d, json_t *j)
+{
+        _cleanup_free_ char *ws = strjoin(d->config.state_dir, "/workspaces");
+        uint64_t avail, total, reserve;
+        isolate_disk_mode mode;
+
+        if (state_space(d, &avail, &total, &reserve) >= 0)
+                json_object_set_new(j, "state", json_pack("{s:s, s:I, s:I, s:I}", "path", d->config.state_dir,
+                                                          "free_bytes", (json_int_t) avail, "total_bytes",
+                                                          (json_int_t) total, "reserve_bytes", (json_int_t) reserve));
+        /* Probed where workspaces live (the state directory itself while none exists yet). */
+        if (ws && (isolate_disk_probe(ws, &mode) >= 0 || isolate_disk_probe(d->config.state_dir, &mode) >= 0))
+                json_object_set_new(j, "workspace_quota", json_string(isolate_disk_mode_to_string(mode)));
+}
+
 int pc_daemon_status(pc_daemon *d, json_t **ret)
 {
         uint64_t up = (now_usec(CLOCK_MONOTONIC) - d->started_monotonic_usec) / 1000000;
@@ -56,6 +106,7 @@ int pc_daemon_status(pc_daemon *d, json_t **ret)
                       d->host_caps ?: json_null());
         if (!j)
                 return -ENOMEM;
+        status_storage(d, j);
         *ret = j;
         return 0;
 }

@@ -74,6 +74,21 @@ static const char *const migrations[] = {
         "DELETE FROM tokens WHERE role = 'agent' AND sandbox_instance IS NULL;"
         "CREATE TRIGGER sandboxes_delete_tokens AFTER DELETE ON sandboxes BEGIN"
         "  DELETE FROM tokens WHERE sandbox_instance = OLD.instance; END;",
+        /* 5: each sandbox's workspace limit and how it is enforced. Rows from before have none. */
+        "ALTER TABLE sandboxes ADD COLUMN disk_max INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE sandboxes ADD COLUMN inodes_max INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE sandboxes ADD COLUMN disk_mode TEXT NOT NULL DEFAULT 'none'"
+        "  CHECK (disk_mode IN ('none', 'project', 'image'));",
+        /* 6: workspaces kept by 'sandbox rm' without --purge: their files belong to uid_base's range,
+         * which no other sandbox gets until a sandbox of that name takes the workspace back. */
+        "CREATE TABLE kept_workspaces ("
+        "  name TEXT PRIMARY KEY,"
+        "  uid_base INTEGER NOT NULL UNIQUE,"
+        "  disk_max INTEGER NOT NULL,"
+        "  inodes_max INTEGER NOT NULL,"
+        "  disk_mode TEXT NOT NULL,"
+        "  kept_at INTEGER NOT NULL"
+        ");",
 };
 
 int pc_store_schema_version(pc_store *s)

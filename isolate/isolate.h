@@ -191,6 +191,22 @@ uint64_t isolate_tmpfs_size(const isolate_limits *limits); /* limits may be NULL
  * host directory for this sandbox at /run/pocketcoder). */
 #define ISOLATE_API_SOCKET  "/run/pocketcoder/api.sock"
 
+/* How a workspace's block and inode limit is enforced (workspace.c). */
+typedef enum {
+        ISOLATE_DISK_NONE = 0,    /* no limit */
+        ISOLATE_DISK_PROJECT = 1, /* a project quota (id = uid_base) on the filesystem that holds the workspace */
+        ISOLATE_DISK_IMAGE = 2,   /* an ext4 image of its own (sparse file) on a loop device, mounted as the
+                                   * workspace (nodev, nosuid) */
+} isolate_disk_mode;
+
+#define ISOLATE_DISK_MIN (16u << 20) /* smallest disk limit: an ext4 image with a journal needs room */
+const char *isolate_disk_mode_to_string(isolate_disk_mode m); /* "none", "project", "image" */
+int isolate_disk_mode_from_string(const char *s);
+/* PROJECT when the filesystem holding `dir` enforces project quotas (ext4 with the quota and project
+ * features mounted with prjquota, xfs with pquota), else IMAGE when loop devices can be made, else NONE
+ * (no mechanism on this host). */
+int isolate_disk_probe(const char *dir, isolate_disk_mode *ret);
+
 typedef struct isolate_sandbox_config {
         const char *name;      /* name_is_valid(); the hostname and the tmux session name */
         const char *daemon_id; /* isolate_daemon_id_is_valid(), or NULL (tests, tools): host-side names
@@ -224,6 +240,12 @@ typedef struct isolate_sandbox_config {
                                    * 0: ISOLATE_NOFILE_DEFAULT. Nothing inside can raise it (that takes
                                    * CAP_SYS_RESOURCE on the host) */
         uint64_t ready_timeout_usec; /* bound on waiting for tmux; 0: 10 s */
+        /* The workspace's limits, applied by create() before anything runs: disk_max bytes (also every
+         * process' RLIMIT_FSIZE) and inodes_max files (0: the image's mkfs default; no inode limit with
+         * a project quota). Kept with the workspace when it is kept. */
+        isolate_disk_mode disk_mode;
+        uint64_t disk_max, inodes_max;
+        const char *disk_image; /* IMAGE: the image file (made on first use; removed when purged) */
 } isolate_sandbox_config;
 
 typedef struct isolate_sandbox isolate_sandbox;
@@ -241,7 +263,9 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
 /* What isolate_sandbox_destroy() removes besides the runtime objects. */
 enum {
         ISOLATE_DESTROY_ROOTFS = 1 << 0,            /* the overlay directory (image mode) */
-        ISOLATE_DESTROY_PURGE_WORKSPACE = 1 << 1,   /* the workspace, without following its symlinks */
+        ISOLATE_DESTROY_PURGE_WORKSPACE = 1 << 1,   /* the workspace, without following its symlinks, and
+                                                     * its disk image or quota */
+        ISOLATE_DESTROY_RELEASE_WORKSPACE = 1 << 2, /* unmount its disk image from the host (kept) */
 };
 
 /* Stop and delete, one idempotent call that needs no handle (a daemon that crashed has none): kills
@@ -302,9 +326,22 @@ int isolate_sandbox_exec(isolate_sandbox *sb, const isolate_exec_options *opts, 
  * Returns tmux's exit status (>= 0) and the output; negative errno when it could not run. */
 int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **ret_output, pc_error **reterr);
 
-/* Removes a per-sandbox overlay directory (image mode) after the sandbox stopped: recursively, without
- * following symlinks or crossing mount points (its contents were written by the sandbox). */
-int isolate_sandbox_remove_overlay(const char *overlay_dir);
+/* Removes the directory `path` and everything below it (the workspace, an overlay) iteratively: a bounded
+ * number of fds at any depth, no path lengths, never following a symlink or crossing a mount point. 0
+ * when it does not exist; on failure what is left stays and the first error is returned. */
+int isolate_remove_tree(const char *path);
+
+/* Applies cfg's disk limit to the workspace `base` in the directory parentfd (workspace.c; create() calls
+ * it); `created`: the workspace is new, so its image may be made (*ret_image_made). */
+int isolate_workspace_limit(const isolate_sandbox_config *cfg, int parentfd, const char *base, bool created,
+                            bool *ret_image_made, pc_error **reterr);
+/* Mounts an existing workspace's image again where it is not mounted (a stopped sandbox after a reboot,
+ * so that its files can be served); nothing for other modes. */
+int isolate_workspace_mount(const isolate_sandbox_config *cfg, pc_error **reterr);
+/* Unmounts the workspace's image; with purge also deletes the image or clears the project quota. */
+int isolate_workspace_release(const isolate_sandbox_config *cfg, bool purge);
+/* Bytes and inodes the workspace uses now; -ENODATA without a limit. */
+int isolate_disk_usage(const isolate_sandbox_config *cfg, uint64_t *ret_bytes, uint64_t *ret_inodes);
 
 /* ---- terminals inside a sandbox (pty.c) ---- */
 

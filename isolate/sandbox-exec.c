@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -81,7 +82,7 @@ static int exec_privilege_sequence(const exec_ctx *e, const char **ret_step)
         /*    Limits: the sandbox's file table, and the OOM score of everything but init (raising it needs
          *    no privilege). */
         STEP("set RLIMIT_NOFILE");
-        r = set_nofile(e->sb->nofile_max);
+        r = set_rlimit(RLIMIT_NOFILE, e->sb->nofile_max);
         if (r < 0)
                 goto fail;
         STEP("set oom_score_adj");
@@ -97,6 +98,11 @@ static int exec_privilege_sequence(const exec_ctx *e, const char **ret_step)
                 goto fail;
         STEP("reduce capabilities");
         r = set_caps(o->as_root ? SANDBOX_BOUNDING_KEEP : switch_caps);
+        if (r < 0)
+                goto fail;
+
+        STEP("set RLIMIT_FSIZE");
+        r = set_rlimit(RLIMIT_FSIZE, e->sb->fsize_max);
         if (r < 0)
                 goto fail;
 

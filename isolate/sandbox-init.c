@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -95,7 +96,7 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
                 goto fail;
         /*    The file table: every process inside inherits init's limit. */
         STEP("set RLIMIT_NOFILE");
-        r = set_nofile(c->nofile_max);
+        r = set_rlimit(RLIMIT_NOFILE, c->nofile_max);
         if (r < 0)
                 goto fail;
         STEP("redirect stdio to /dev/null");
@@ -171,6 +172,12 @@ static int init_privilege_sequence(const init_ctx *c, const char **ret_step, cha
                 goto fail;
         STEP("reduce init's capabilities");
         r = set_caps(init_caps);
+        if (r < 0)
+                goto fail;
+
+        /* 7b. No file larger than the workspace's disk limit (inherited by everything init starts). */
+        STEP("set RLIMIT_FSIZE");
+        r = set_rlimit(RLIMIT_FSIZE, c->fsize_max);
         if (r < 0)
                 goto fail;
 

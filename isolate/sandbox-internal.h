@@ -53,6 +53,7 @@ struct isolate_sandbox {
         isolate_bpf bpf;
         unsigned cap_last;
         uint64_t nofile_max; /* RLIMIT_NOFILE of everything inside (cfg->nofile_max or the default) */
+        uint64_t fsize_max; /* RLIMIT_FSIZE of every process (the disk limit); 0: unlimited */
 };
 
 /* ---- parent <-> child messages (SOCK_SEQPACKET: one message per record; sandbox-spawn.c) ---- */
@@ -90,7 +91,8 @@ int stdio_to_devnull(void);
 int drop_bounding_set(unsigned cap_last, uint64_t keep);
 int set_caps(uint64_t caps);
 int set_identity(uid_t uid, gid_t gid);
-int set_nofile(uint64_t max);
+/* Soft and hard limit of `resource` = max (nothing when 0): RLIMIT_NOFILE, RLIMIT_FSIZE (the disk limit). */
+int set_rlimit(int resource, uint64_t max);
 int write_oom_score_adj(pid_t pid, int adj);
 int exec_search(const char *const *argv, char *const *envp);
 void make_env(char *envp[6], char bufs[5][128], bool as_root, const char *term);
@@ -119,6 +121,7 @@ typedef struct init_ctx {
         bool late_cgroupns; /* v1 or no cgroup: unshare the cgroup namespace once in the final cgroup */
         unsigned cap_last;
         uint64_t nofile_max;
+        uint64_t fsize_max;
 } init_ctx;
 
 /* In the cloned child: the privilege sequence, then init's loop; never returns. */

@@ -213,12 +213,15 @@ int set_identity(uid_t uid, gid_t gid)
         return 0;
 }
 
-/* Hard and soft RLIMIT_NOFILE: lowering needs no privilege, raising it again takes CAP_SYS_RESOURCE in the
- * host's user namespace, which nothing inside a sandbox has. */
-int set_nofile(uint64_t max)
+/* Soft and hard limit `resource` = max (nothing when 0). Lowering needs no privilege; raising it again takes
+ * CAP_SYS_RESOURCE in the host's user namespace, which nothing inside a sandbox has. */
+int set_rlimit(int resource, uint64_t max)
 {
         struct rlimit rl = { .rlim_cur = max, .rlim_max = max };
-        return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+
+        if (max == 0)
+                return 0;
+        return setrlimit(resource, &rl) < 0 ? -errno : 0;
 }
 
 /* pid 0: ourselves (through /proc/self, which must be the proc of our pid namespace). */

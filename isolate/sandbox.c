@@ -190,6 +190,11 @@ static int check_config(const isolate_sandbox_config *cfg, pc_error **reterr)
                 return pc_error_setf(reterr, EINVAL, "invalid_config",
                                      "sandbox %s: an image rootfs needs an absolute image path and an overlay directory",
                                      cfg->name);
+        if (cfg->disk_mode == ISOLATE_DISK_IMAGE &&
+            (isempty(cfg->disk_image) || cfg->disk_image[0] != '/' || cfg->disk_max < ISOLATE_DISK_MIN))
+                return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                     "sandbox %s: a disk image needs an absolute path and at least %u bytes",
+                                     cfg->name, ISOLATE_DISK_MIN);
         if (cfg->api_socket_dir && cfg->api_socket_dir[0] != '/')
                 return pc_error_setf(reterr, EINVAL, "invalid_config",
                                      "sandbox %s: the API socket directory must be an absolute path", cfg->name);
@@ -245,6 +250,7 @@ static int sandbox_new(const isolate_sandbox_config *cfg, isolate_sandbox **ret,
         sb->uid_base = cfg->uid_base;
         sb->uid_count = cfg->uid_count;
         sb->nofile_max = cfg->nofile_max ?: ISOLATE_NOFILE_DEFAULT;
+        sb->fsize_max = cfg->disk_max;
         r = load_filter(cfg->seccomp_fd, &sb->bpf, reterr);
         if (r < 0)
                 return r;
@@ -295,7 +301,8 @@ static bool net_config(const isolate_sandbox_config *cfg, isolate_net_config *re
 /* Makes the workspace when missing (parents 0750, root's) and hands its top to the agent. Only its last
  * component can have come from anyone but us, and it is never followed: mkdirat() does not follow a
  * final symlink, and the directory is opened O_NOFOLLOW and changed through that fd. */
-static int workspace_prepare(const isolate_sandbox_config *cfg, bool *ret_made, pc_error **reterr)
+static int workspace_prepare(const isolate_sandbox_config *cfg, bool *ret_made, bool *ret_image_made,
+                             pc_error **reterr)
 {
         _cleanup_free_ char *parent = strdup(cfg->workspace);
         _cleanup_close_ int pfd = -EBADF, fd = -EBADF;
@@ -324,6 +331,13 @@ static int workspace_prepare(const isolate_sandbox_config *cfg, bool *ret_made, 
         if (!*ret_made && errno != EEXIST)
                 return pc_error_setf(reterr, errno, "workspace", "sandbox %s: cannot create workspace %s: %m",
                                      cfg->name, cfg->workspace);
+        /* Its limit first: with an image, the directory handed to the agent is the image's root. */
+        r = isolate_workspace_limit(cfg, pfd, base, *ret_made, ret_image_made, reterr);
+        if (r < 0) {
+                if (*ret_made)
+                        (void) unlinkat(pfd, base, AT_REMOVEDIR);
+                return r;
+        }
         fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 r = -errno;
@@ -335,6 +349,9 @@ static int workspace_prepare(const isolate_sandbox_config *cfg, bool *ret_made, 
                  fchmod(fd, 0750) < 0)
                 r = -errno;
         if (r < 0) {
+                fd = safe_close(fd);
+                if (*ret_image_made || *ret_made)
+                        (void) isolate_workspace_release(cfg, *ret_image_made);
                 if (*ret_made)
                         (void) unlinkat(pfd, base, AT_REMOVEDIR);
                 return pc_error_setf(reterr, -r, "workspace",
@@ -347,7 +364,7 @@ static int workspace_prepare(const isolate_sandbox_config *cfg, bool *ret_made, 
 /* What a create() has made so far; undone on scope exit unless disarmed (create succeeded). */
 typedef struct footprint {
         const isolate_sandbox_config *cfg;
-        bool workspace_made, overlay_made, net_made, armed;
+        bool workspace_made, image_made, overlay_made, net_made, armed;
         isolate_cgroup *cgroup; /* ours, until the handle takes it */
 } footprint;
 
@@ -363,7 +380,9 @@ static void footprint_undo(footprint *f)
                 if (f->net_made && net_config(f->cfg, &net))
                         (void) isolate_net_teardown(f->cfg->name, &net);
                 if (f->overlay_made)
-                        (void) isolate_sandbox_remove_overlay(f->cfg->overlay_dir);
+                        (void) isolate_remove_tree(f->cfg->overlay_dir);
+                /* A workspace or image made here goes again; one that existed before is only unmounted. */
+                (void) isolate_workspace_release(f->cfg, f->image_made);
                 if (f->workspace_made)
                         (void) rmdir(f->cfg->workspace);
         }
@@ -394,7 +413,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 return r;
 
         /* 1. The workspace, owned by the agent. */
-        r = workspace_prepare(cfg, &fp.workspace_made, reterr);
+        r = workspace_prepare(cfg, &fp.workspace_made, &fp.image_made, reterr);
         if (r < 0)
                 return r;
 
@@ -456,6 +475,7 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 .late_cgroupns = cgroup_fd < 0,
                 .cap_last = sb->cap_last,
                 .nofile_max = sb->nofile_max,
+                .fsize_max = sb->fsize_max,
         };
         args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC |
                      CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
@@ -633,12 +653,17 @@ int isolate_sandbox_destroy(const isolate_sandbox_config *cfg, isolate_sandbox *
         }
         /* 4. Data, when asked: written by the sandbox, removed without following its symlinks. */
         if ((flags & ISOLATE_DESTROY_ROOTFS) && cfg->overlay_dir) {
-                r = isolate_sandbox_remove_overlay(cfg->overlay_dir);
+                r = isolate_remove_tree(cfg->overlay_dir);
                 KEEP_FIRST(r, "rootfs", "sandbox %s: cannot remove %s: %s", cfg->name, cfg->overlay_dir,
                            strerror(-r));
         }
+        if (flags & (ISOLATE_DESTROY_RELEASE_WORKSPACE | ISOLATE_DESTROY_PURGE_WORKSPACE)) {
+                r = isolate_workspace_release(cfg, flags & ISOLATE_DESTROY_PURGE_WORKSPACE);
+                KEEP_FIRST(r, "workspace", "sandbox %s: cannot release the disk of workspace %s: %s", cfg->name,
+                           cfg->workspace, strerror(-r));
+        }
         if ((flags & ISOLATE_DESTROY_PURGE_WORKSPACE) && cfg->workspace) {
-                r = isolate_sandbox_remove_overlay(cfg->workspace);
+                r = isolate_remove_tree(cfg->workspace);
                 KEEP_FIRST(r, "workspace", "sandbox %s: cannot remove workspace %s: %s", cfg->name,
                            cfg->workspace, strerror(-r));
         }
@@ -733,74 +758,3 @@ int isolate_sandbox_usage(isolate_sandbox *sb, isolate_usage *ret)
 {
         return sb->cgroup ? isolate_cgroup_usage(sb->cgroup, ret) : -ENODATA;
 }
-
-
-/* Removes everything below dirfd without following symlinks or crossing into other mounts. */
-static int rm_rf_children(int dirfd, dev_t dev)
-{
-        _cleanup_close_ int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-        DIR *d;
-        struct dirent *de;
-        int r = 0;
-
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d)
-                return -errno;
-        fd = -EBADF; /* owned by d now */
-        while ((de = readdir(d))) {
-                struct stat st;
-
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        r = r ?: -errno;
-                        continue;
-                }
-                if (S_ISDIR(st.st_mode)) {
-                        _cleanup_close_ int sub = -EBADF;
-
-                        if (st.st_dev != dev) {
-                                r = r ?: -EXDEV;
-                                continue;
-                        }
-                        sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        if (sub < 0) {
-                                r = r ?: -errno;
-                                continue;
-                        }
-                        /* overlayfs leaves its work/ subdirectory mode 000: we are root, fine. */
-                        int q = rm_rf_children(sub, dev);
-                        if (q < 0)
-                                r = r ?: q;
-                        if (unlinkat(dirfd, de->d_name, AT_REMOVEDIR) < 0)
-                                r = r ?: -errno;
-                } else if (unlinkat(dirfd, de->d_name, 0) < 0)
-                        r = r ?: -errno;
-        }
-        closedir(d);
-        return r;
-}
-
-int isolate_sandbox_remove_overlay(const char *overlay_dir)
-{
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        int r;
-
-        if (isempty(overlay_dir) || overlay_dir[0] != '/')
-                return -EINVAL;
-        fd = open(overlay_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        r = rm_rf_children(fd, st.st_dev);
-        if (r < 0)
-                return r;
-        if (rmdir(overlay_dir) < 0 && errno != ENOENT)
-                return -errno;
-        return 0;
-}
-

@@ -388,19 +388,23 @@ try:
     b_init = show(B).json["init_pid"]
     b_ws = show(B).json["workspace_host_path"]
     b_cg = show(B).json["cgroup_path"]
+    b_img = (show(B).json["disk"] or {}).get("image_host_path")
     r = api("DELETE", f"/v1/sandboxes/{B}")
     t.eq(r.status, 204, "deleting a running sandbox is 204")
     t.ok(wait_dead(b_init) and not alive(b_init), "delete stopped the sandbox first")
     t.ok(not os.path.exists(b_cg), "delete removed the cgroup", b_cg)
     t.eq(show(B).status, 404, "a deleted sandbox is 404")
     t.eq(api("DELETE", f"/v1/sandboxes/{B}").status, 404, "deleting twice is 404")
-    t.ok(os.path.exists(os.path.join(b_ws, "keep.txt")), "delete keeps the workspace")
+    # A workspace on a disk image of its own is kept as the image (unmounted from the host's tree).
+    t.ok(os.path.exists(b_img) if b_img else os.path.exists(os.path.join(b_ws, "keep.txt")),
+         "delete keeps the workspace", b_img)
     r = create(B)
     p = run(B, "cat", "/workspace/keep.txt")
     t.ok(r.status == 201 and p.stdout == b"kept\n", "a re-created sandbox finds its kept workspace", p.stderr)
     t.eq(api("DELETE", f"/v1/sandboxes/{B}?purge=maybe").status, 400, "purge must be a boolean")
     p = cli("sandbox", "rm", B, "--purge")
-    t.ok(p.returncode == 0 and not os.path.exists(b_ws), "rm --purge removes the workspace", p.stderr)
+    t.ok(p.returncode == 0 and not os.path.exists(b_ws) and not (b_img and os.path.exists(b_img)),
+         "rm --purge removes the workspace", p.stderr)
     made.discard(B)
 
     # ---- daemon restart: kill -9, adoption, a sandbox that died meanwhile ----

@@ -25,7 +25,8 @@ b = Daemon(spec=spec, config="uid_range_base = 1979711488\negress_subnet = 10.23
 # What a default configuration shares: one cgroup parent, one nftables table.
 b.cgroup_parent, b.nft_table = a.cgroup_parent, a.nft_table
 b.config = f"cgroup_parent = {a.cgroup_parent}\nnft_table = {a.nft_table}\n" \
-           "uid_range_base = 1979711488\negress_subnet = 10.233.0.0/16\n"
+           "uid_range_base = 1979711488\negress_subnet = 10.233.0.0/16\n" \
+           "sandbox_disk = none\n"  # its database is turned back into one from before disk limits below
 
 
 def links():
@@ -116,8 +117,11 @@ try:
     db.execute("INSERT INTO tokens (id, role, sandbox, hash, created_at, created_by) "
                "VALUES ('0123456789ab', 'agent', 'gone', zeroblob(32), 0, 'test')")
     db.commit()
-    # Back to version 3: undo 5 (sandbox identities, token binding and expiry), then 4 (settings).
-    db.executescript("DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
+    # Back to version 3: undo 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
+    # and expiry), then 4 (settings).
+    db.executescript("DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
+                     "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode;"
+                     "DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
                      "ALTER TABLE sandboxes DROP COLUMN instance; ALTER TABLE tokens DROP COLUMN sandbox_instance;"
                      "ALTER TABLE tokens DROP COLUMN expires_at; DROP TABLE settings; PRAGMA user_version = 3;")
     db.close()
@@ -131,6 +135,8 @@ try:
     t.ok(r.status == 200 and r.json["cgroup_parent"] == b.cgroup_parent and
          r.json["cgroup_path"].endswith(f"/{b.cgroup_parent}/{NAME}"),
          "its sandboxes keep the unprefixed cgroup names", r.json)
+    t.ok(r.status == 200 and r.json["limits"]["disk_max"] == 0 and r.json["disk"]["quota"] == "none",
+         "a sandbox from before disk limits keeps working without one", r.json)
     b.request("POST", f"/v1/sandboxes/{NAME}/stop", via="unix")
     a_state("after b's legacy start and stop")
 

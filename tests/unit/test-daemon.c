@@ -35,7 +35,8 @@ TEST(config_every_key_quoting_and_comments)
                           "uid_range_base = 131072\ncgroup_parent = pc-t\nnft_table = pc_t\n"
                           "http_idle_timeout = 7\nevents_keep = 42\ntcp_max_connections = 100\n"
                           "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n"
-                          "egress_allow = 10.1.2.0/24, 192.168.7.7\n");
+                          "egress_allow = 10.1.2.0/24, 192.168.7.7\nsandbox_disk = 32M\nsandbox_inodes = 900\n"
+                          "state_reserve = 5%\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -58,6 +59,9 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_INTEQ(c.tcp_max_connections_per_address, 5);
         CHECK_INTEQ(c.tcp_auth_timeout, 4);
         CHECK_STREQ(c.egress_allow, "10.1.2.0/24, 192.168.7.7");
+        CHECK_INTEQ(c.sandbox_disk, 32 << 20);
+        CHECK_INTEQ(c.sandbox_inodes, 900);
+        CHECK(c.state_reserve_percent == 5 && c.state_reserve == 0);
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
 }
@@ -93,6 +97,10 @@ TEST(config_errors_name_the_line)
                   "config t.conf:1:27: value for \"egress_allow\": empty entry" },
                 { "egress_allow = 169.254.169.254/40\n",
                   "config t.conf:1:16: value for \"egress_allow\": prefix length must be a number from 0 to 32" },
+                { "sandbox_disk = none\nsandbox_disk = 1M\n",
+                  "config t.conf:2: value for \"sandbox_disk\": expected a size of at least 16M such as 10G, or none" },
+                { "state_reserve = 1G\n\nstate_reserve = 95%\n",
+                  "config t.conf:3: value for \"state_reserve\": expected a percentage from 0% to 90%, or a size such as 1G" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -157,7 +165,13 @@ TEST(request_bodies)
                   "field \"memory\" must be less than 8388608T (2^63 bytes)" },
                 { "{\"name\":\"dev\",\"swap\":1}",
                   "unknown field \"swap\" in request body (expected name, policy, memory, pids, cpus, network, "
-                  "rootfs)" },
+                  "rootfs, disk, inodes)" },
+                { "{\"name\":\"dev\",\"disk\":\"1M\"}",
+                  "field \"disk\" must be at least 16M and less than 2^63 bytes" },
+                { "{\"name\":\"dev\",\"disk\":\"lots\"}",
+                  "field \"disk\" must be a size such as \"10G\" (or bytes), or \"none\"" },
+                { "{\"name\":\"dev\",\"inodes\":3}",
+                  "field \"inodes\" must be a number of files from 16 to 4294967295" },
                 { "[1]", "request body must be a JSON object" },
         };
         pc_sandbox_request s;
@@ -168,7 +182,14 @@ TEST(request_bodies)
         err = REFUSAL(pc_sandbox_request_parse(body("{\"name\":\"dev\",\"memory\":\"512M\",\"cpus\":1.5,"
                                                     "\"network\":\"egress\"}"), &s, &e));
         CHECK(!err && s.limits.memory_max == 512ULL << 20 && s.limits.cpu_quota_us == 150000 &&
-              s.network == ISOLATE_NET_EGRESS && streq(s.policy, "default") && streq(s.rootfs, "host"));
+              s.network == ISOLATE_NET_EGRESS && streq(s.policy, "default") && streq(s.rootfs, "host") &&
+              !s.has_disk && !s.has_inodes);
+        free(err);
+        err = REFUSAL(pc_sandbox_request_parse(body("{\"name\":\"dev\",\"disk\":\"32M\",\"inodes\":500}"), &s, &e));
+        CHECK(!err && s.has_disk && s.disk_max == 32ULL << 20 && s.has_inodes && s.inodes_max == 500);
+        free(err);
+        err = REFUSAL(pc_sandbox_request_parse(body("{\"name\":\"dev\",\"disk\":\"none\"}"), &s, &e));
+        CHECK(!err && s.has_disk && s.disk_max == 0);
         free(err);
         for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
                 err = REFUSAL(pc_sandbox_request_parse(body(refused[i].input), &s, &e));

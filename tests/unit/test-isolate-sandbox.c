@@ -7,6 +7,9 @@
 #include <linux/capability.h>
 #include <linux/nsfs.h>
 #include <mqueue.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -857,13 +860,82 @@ TEST(no_host_paths_inside)
         (void) rmdir(sockdir);
 }
 
+/* A 12,000-level nest with symlinks planted at several depths (to a directory outside with a file in it,
+ * and to /): removed with a limit of 16 open fds, nothing outside touched. */
+TEST(remove_tree_deep_bounded_fds)
+{
+        char deep[160], outside[160], victim[192];
+        struct rlimit old, low;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!tmpdir[0])
+                SKIP("no temporary directory (setup skipped)");
+        snprintf(deep, sizeof(deep), "%s/deep", tmpdir);
+        snprintf(outside, sizeof(outside), "%s/outside", tmpdir);
+        snprintf(victim, sizeof(victim), "%s/victim", outside);
+        CHECK(mkdir(outside, 0755) == 0);
+        CHECK(write_file_atomic(victim, "keep\n", 5, 0644) == 0);
+        CHECK(mkdir(deep, 0755) == 0);
+        fd = open(deep, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        for (int i = 0; i < 12000; i++) {
+                int sub;
+
+                if (i % 3000 == 5) {
+                        CHECK(symlinkat(outside, fd, "link-out") == 0);
+                        CHECK(symlinkat("/", fd, "link-root") == 0);
+                }
+                CHECK(mkdirat(fd, "d", 0755) == 0);
+                sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                CHECK(sub >= 0);
+                safe_close(fd);
+                fd = sub;
+        }
+        CHECK(symlinkat(outside, fd, "bottom-link") == 0);
+        fd = safe_close(fd);
+
+        CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+        low = (struct rlimit){ .rlim_cur = 16, .rlim_max = old.rlim_max };
+        CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+        int r = isolate_remove_tree(deep);
+        CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+        CHECK_INTEQ(r, 0);
+        CHECK(access(deep, F_OK) < 0 && errno == ENOENT);
+        CHECK(access(victim, F_OK) == 0);
+        CHECK(access("/usr/bin", F_OK) == 0);
+}
+
+/* A file that cannot be removed (immutable) makes the removal fail, and says so. */
+TEST(remove_tree_reports_failure)
+{
+        char dir[160], file[192];
+        _cleanup_close_ int fd = -EBADF;
+        int flags = FS_IMMUTABLE_FL;
+
+        if (!tmpdir[0])
+                SKIP("no temporary directory (setup skipped)");
+        snprintf(dir, sizeof(dir), "%s/stuck", tmpdir);
+        snprintf(file, sizeof(file), "%s/immutable", dir);
+        CHECK(mkdir(dir, 0755) == 0);
+        CHECK(write_file_atomic(file, "x", 1, 0644) == 0);
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+                SKIP("the filesystem of /tmp has no immutable flag");
+        CHECK(isolate_remove_tree(dir) == -EPERM);
+        CHECK(access(file, F_OK) == 0);
+        flags = 0;
+        CHECK(ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0);
+        CHECK_INTEQ(isolate_remove_tree(dir), 0);
+}
+
 TEST(cleanup)
 {
         if (!tmpdir[0])
                 SKIP("nothing to clean");
         safe_close(abstract_fd);
         safe_close(seccomp_fd);
-        CHECK_INTEQ(isolate_sandbox_remove_overlay(tmpdir), 0);
+        CHECK_INTEQ(isolate_remove_tree(tmpdir), 0);
         CHECK(access(tmpdir, F_OK) < 0 && errno == ENOENT);
 }
 
