@@ -74,7 +74,7 @@ unsigned api_status_for_errno(int errnum)
         case EEXIST:
         case EBUSY:
         case EALREADY:
-        case ENOSPC:
+        case EUSERS: /* every uid range or subnet is taken */
         case ENOTEMPTY:
                 return MHD_HTTP_CONFLICT;
         case EFBIG:
@@ -82,6 +82,8 @@ unsigned api_status_for_errno(int errnum)
                 return MHD_HTTP_CONTENT_TOO_LARGE;
         case EBADMSG:
                 return MHD_HTTP_UNPROCESSABLE_CONTENT;
+        case ENOSPC: /* the state filesystem is full: the change was not made */
+                return MHD_HTTP_INSUFFICIENT_STORAGE;
         case EAGAIN:
         case EOPNOTSUPP:
         case ENOTCONN:

@@ -35,6 +35,7 @@ typedef struct pc_config {
         char *cgroup_parent;      /* group (under the daemon's own on v2) that holds the sandboxes' groups */
         char *nft_table;          /* nftables inet table of the egress NAT and host-blocking rules */
         uint64_t uid_range_base;  /* host uid of the first sandbox's root; each takes 65536 */
+        bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
 } pc_config;
 
 void pc_config_init(pc_config *c);

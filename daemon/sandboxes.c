@@ -33,6 +33,21 @@ struct pc_sandbox_manager {
         char *cgroup_parent; /* the group that holds our sandboxes' groups: cgroup_parent-daemon_id */
 };
 
+/* A row's state: 'creating' until the sandbox first runs (undone at the next start if the daemon died
+ * meanwhile), then 'running' or 'stopped'. */
+typedef enum {
+        ROW_CREATING,
+        ROW_RUNNING,
+        ROW_STOPPED,
+        _ROW_STATE_MAX,
+} row_state;
+
+static const char *const row_state_table[_ROW_STATE_MAX] = {
+        [ROW_CREATING] = "creating",
+        [ROW_RUNNING] = "running",
+        [ROW_STOPPED] = "stopped",
+};
+
 /* One row, as stored. */
 typedef struct sandbox_row {
         char name[64];
@@ -42,7 +57,8 @@ typedef struct sandbox_row {
         char rootfs[64];
         uid_t uid_base;
         uint32_t net_index;
-        bool running;
+        row_state state;
+        bool running; /* state == ROW_RUNNING */
         pid_t init_pid;
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
@@ -86,33 +102,117 @@ static void entry_remove(pc_sandbox_manager *m, const char *name)
         *e = m->entries[--m->n_entries];
 }
 
-static void row_from_stmt(sqlite3_stmt *st, sandbox_row *r)
-{
-        *r = (sandbox_row){};
-        snprintf(r->name, sizeof(r->name), "%s", sqlite3_column_text(st, 0));
-        snprintf(r->policy, sizeof(r->policy), "%s", sqlite3_column_text(st, 1));
-        r->limits.memory_max = (uint64_t) sqlite3_column_int64(st, 2);
-        r->limits.swap_max = (uint64_t) sqlite3_column_int64(st, 3);
-        r->limits.pids_max = (uint64_t) sqlite3_column_int64(st, 4);
-        r->limits.cpu_quota_us = (uint64_t) sqlite3_column_int64(st, 5);
-        r->limits.cpu_period_us = (uint64_t) sqlite3_column_int64(st, 6);
-        r->network = (isolate_net_mode) MAX(pc_net_from_string((const char *) sqlite3_column_text(st, 7)), 0);
-        snprintf(r->rootfs, sizeof(r->rootfs), "%s", sqlite3_column_text(st, 8));
-        r->uid_base = (uid_t) sqlite3_column_int64(st, 9);
-        r->net_index = (uint32_t) sqlite3_column_int64(st, 10);
-        r->running = streq((const char *) sqlite3_column_text(st, 11), "running");
-        r->init_pid = (pid_t) sqlite3_column_int64(st, 12);
-        r->init_starttime = (uint64_t) sqlite3_column_int64(st, 13);
-        r->created_at = sqlite3_column_int64(st, 14);
-        r->started_at = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 15);
-        r->stopped_at = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
-}
-
 #define ROW_COLUMNS                                                                                       \
         "name, policy, memory_max, swap_max, pids_max, cpu_quota_us, cpu_period_us, network, rootfs, "    \
-        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at"
+        "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at, rowid"
+static const char *const row_column_names[] = {
+        "name", "policy", "memory_max", "swap_max", "pids_max", "cpu_quota_us", "cpu_period_us", "network", "rootfs",
+        "uid_base", "net_index", "state", "init_pid", "init_starttime", "created_at", "started_at", "stopped_at",
+};
 
-static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
+/* Column i as an integer in [min, max]; NULL (when `nullable`) is -1. Anything else is corrupt. */
+static bool column_int(sqlite3_stmt *st, int i, int64_t min, int64_t max, bool nullable, int64_t *ret)
+{
+        int64_t v;
+
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+                *ret = -1;
+                return nullable;
+        }
+        if (sqlite3_column_type(st, i) != SQLITE_INTEGER)
+                return false;
+        v = sqlite3_column_int64(st, i);
+        *ret = v;
+        return v >= min && v <= max;
+}
+
+/* Column i as a name (name_is_valid(), so also safe in paths) copied into buf[64]. */
+static bool column_name(sqlite3_stmt *st, int i, char buf[static 64])
+{
+        const char *v = (const char *) sqlite3_column_text(st, i);
+
+        if (sqlite3_column_type(st, i) != SQLITE_TEXT || !v || !name_is_valid(v) || strlen(v) >= 64)
+                return false;
+        strcpy(buf, v);
+        return true;
+}
+
+/* Column i as the index of its text in table[n], or -EBADMSG. */
+static int column_enum(sqlite3_stmt *st, int i, const char *const *table, size_t n)
+{
+        const char *v = (const char *) sqlite3_column_text(st, i);
+
+        for (size_t k = 0; sqlite3_column_type(st, i) == SQLITE_TEXT && v && k < n; k++)
+                if (streq(v, table[k]))
+                        return (int) k;
+        return -EBADMSG;
+}
+
+/* Every column is untrusted: the file may have been damaged or edited by hand. A value that could not
+ * have been written by us (NULL, another type, out of range, a name unsafe in a path) makes the row
+ * corrupt: -EBADMSG with an error naming the row and the column, never a guess. */
+static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
+{
+        static const char *const networks[] = { "none", "loopback", "egress" };
+        int64_t v[17] = {};
+        int bad = -1, net = -1, state = -1;
+
+        *r = (sandbox_row){};
+        if (!column_name(st, 0, r->name))
+                bad = 0;
+        else if (!column_name(st, 1, r->policy))
+                bad = 1;
+        for (int i = 2; bad < 0 && i <= 5; i++) /* limits */
+                if (!column_int(st, i, 0, INT64_MAX, false, &v[i]))
+                        bad = i;
+        /* A CPU quota needs a period (it is divided by it). */
+        if (bad < 0 && !column_int(st, 6, v[5] > 0 ? 1 : 0, INT64_MAX, false, &v[6]))
+                bad = 6;
+        if (bad < 0 && (net = column_enum(st, 7, networks, ELEMENTSOF(networks))) < 0)
+                bad = 7;
+        if (bad < 0 && !column_name(st, 8, r->rootfs))
+                bad = 8;
+        /* Never 0 (sandbox root would be host root), and the whole range fits in a uid_t. */
+        if (bad < 0 && !column_int(st, 9, 1, (int64_t) UINT32_MAX - UID_COUNT, false, &v[9]))
+                bad = 9;
+        if (bad < 0 && !column_int(st, 10, 0, MAX_SANDBOXES - 1, false, &v[10]))
+                bad = 10;
+        if (bad < 0 && (state = column_enum(st, 11, row_state_table, _ROW_STATE_MAX)) < 0)
+                bad = 11;
+        /* A running sandbox's init: pid and start time, as adoption checks them. */
+        if (bad < 0 && !column_int(st, 12, 1, INT32_MAX, state != ROW_RUNNING, &v[12]))
+                bad = 12;
+        if (bad < 0 && !column_int(st, 13, 0, INT64_MAX, state != ROW_RUNNING, &v[13]))
+                bad = 13;
+        for (int i = 14; bad < 0 && i <= 16; i++) /* times; only created_at is always set */
+                if (!column_int(st, i, INT64_MIN, INT64_MAX, i > 14, &v[i]))
+                        bad = i;
+        if (bad >= 0)
+                return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                                     "state database: sandbox row %lld (\"%s\") is corrupt: column %s holds an "
+                                     "invalid value",
+                                     (long long) sqlite3_column_int64(st, 17), bad == 0 ? "?" : r->name,
+                                     row_column_names[bad]);
+        r->limits.memory_max = (uint64_t) v[2];
+        r->limits.swap_max = (uint64_t) v[3];
+        r->limits.pids_max = (uint64_t) v[4];
+        r->limits.cpu_quota_us = (uint64_t) v[5];
+        r->limits.cpu_period_us = (uint64_t) v[6];
+        r->network = (isolate_net_mode) net;
+        r->uid_base = (uid_t) v[9];
+        r->net_index = (uint32_t) v[10];
+        r->state = (row_state) state;
+        r->running = r->state == ROW_RUNNING;
+        r->init_pid = r->running ? (pid_t) v[12] : 0;
+        r->init_starttime = r->running ? (uint64_t) v[13] : 0;
+        r->created_at = v[14];
+        r->started_at = v[15];
+        r->stopped_at = v[16];
+        return 0;
+}
+
+/* -ENOENT, -EIO, -ENOSPC, or -EBADMSG (corrupt; *reterr says how) */
+static int row_load(pc_daemon *d, const char *name, sandbox_row *ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -120,43 +220,110 @@ static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
 
         if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes WHERE name = ?", -1, &st,
                                NULL) != SQLITE_OK)
-                return -EIO;
+                return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         k = sqlite3_step(st);
         if (k == SQLITE_DONE)
                 return -ENOENT;
         if (k != SQLITE_ROW)
-                return -EIO;
-        row_from_stmt(st, ret);
+                return pc_store_error(&d->store, reterr);
+        return row_from_stmt(st, ret, reterr);
+}
+
+/* Records NAME's new state with its audit entry (unless `action` is NULL) and its event, in one
+ * transaction: all of it or nothing. `event_data` is taken over. */
+static int row_set_state(pc_daemon *d, const char *name, row_state state, isolate_sandbox *sb, const char *actor,
+                         const char *action, pc_event_type event, json_t *event_data)
+{
+        _cleanup_event_pending_ pc_event_pending ev = {};
+        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        int r;
+
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_txn_ pc_txn txn = {};
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = pc_txn_begin(&d->store, &txn);
+                if (r < 0) {
+                        json_decref(event_data);
+                        return r;
+                }
+                if (sqlite3_prepare_v2(d->store.db,
+                                       state == ROW_RUNNING
+                                               ? "UPDATE sandboxes SET state = ?1, init_pid = ?2, init_starttime = ?3, "
+                                                 "started_at = ?4 WHERE name = ?5"
+                                               : "UPDATE sandboxes SET state = ?1, init_pid = NULL, "
+                                                 "init_starttime = NULL, stopped_at = ?4 WHERE name = ?5",
+                                       -1, &st, NULL) != SQLITE_OK) {
+                        json_decref(event_data);
+                        return pc_store_errno(&d->store);
+                }
+                sqlite3_bind_text(st, 1, row_state_table[state], -1, SQLITE_STATIC);
+                if (state == ROW_RUNNING) {
+                        sqlite3_bind_int64(st, 2, isolate_sandbox_pid(sb));
+                        sqlite3_bind_int64(st, 3, (sqlite3_int64) isolate_sandbox_starttime(sb));
+                }
+                sqlite3_bind_int64(st, 4, now);
+                sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+                if (sqlite3_step(st) != SQLITE_DONE) {
+                        json_decref(event_data);
+                        return pc_store_errno(&d->store);
+                }
+                if (action) {
+                        r = pc_store_audit(&d->store, actor, action, name, NULL);
+                        if (r < 0) {
+                                json_decref(event_data);
+                                return r;
+                        }
+                }
+                r = pc_event_record(d, event, name, event_data, &ev);
+                if (r < 0)
+                        return r;
+                r = pc_txn_commit(&txn);
+                if (r < 0)
+                        return r;
+        }
+        pc_event_deliver(d, &ev);
         return 0;
 }
 
-/* Records a state change together with its audit entry, in one transaction. */
-static int row_set_state(pc_daemon *d, const char *name, bool running, pid_t pid, uint64_t starttime,
-                         const char *actor, const char *action)
+/* Deletes NAME's row, with its audit entry (unless `action` is NULL) and event (unless `event_data` is
+ * NULL, taken over), in one transaction. */
+static int row_delete(pc_daemon *d, const char *name, const char *actor, const char *action, const char *detail,
+                      json_t *event_data)
 {
-        LOCK_GUARD(&d->store.lock);
-        _cleanup_txn_ pc_txn txn = {};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        _cleanup_event_pending_ pc_event_pending ev = {};
+        _cleanup_json_ json_t *data = event_data;
+        int r;
 
-        if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_prepare_v2(d->store.db,
-                               running ? "UPDATE sandboxes SET state = 'running', init_pid = ?, init_starttime = ?, "
-                                         "started_at = ? WHERE name = ?"
-                                       : "UPDATE sandboxes SET state = 'stopped', init_pid = NULL, "
-                                         "init_starttime = NULL, stopped_at = ?3 WHERE name = ?4",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        if (running) {
-                sqlite3_bind_int64(st, 1, pid);
-                sqlite3_bind_int64(st, 2, (sqlite3_int64) starttime);
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_txn_ pc_txn txn = {};
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                r = pc_txn_begin(&d->store, &txn);
+                if (r < 0)
+                        return r;
+                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
+                    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+                        return pc_store_errno(&d->store);
+                if (action) {
+                        r = pc_store_audit(&d->store, actor, action, name, detail);
+                        if (r < 0)
+                                return r;
+                }
+                if (data) {
+                        r = pc_event_record(d, PC_EVENT_SANDBOX_DELETED, name, TAKE_PTR(data), &ev);
+                        if (r < 0)
+                                return r;
+                }
+                r = pc_txn_commit(&txn);
+                if (r < 0)
+                        return r;
         }
-        sqlite3_bind_int64(st, 3, now);
-        sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE || pc_store_audit(&d->store, actor, action, name, NULL) < 0)
-                return -EIO;
-        return pc_txn_commit(&txn);
+        pc_event_deliver(d, &ev);
+        return 0;
 }
 
 static char *workspace_path(pc_daemon *d, const char *name)
@@ -391,7 +558,9 @@ static void entry_down(sandbox_entry *e)
 }
 
 /* Notices sandboxes whose init died since we last looked (the agent cannot kill it, but the OOM killer
- * or an admin can): they are recorded as stopped and their leftovers cleaned. Called with m->lock held. */
+ * or an admin can): they are recorded as stopped and their leftovers cleaned. A record that cannot be
+ * written is retried at the next start (the row still says running, with an init that is gone). Called
+ * with m->lock held. */
 static void reap_dead(pc_daemon *d)
 {
         pc_sandbox_manager *m = d->sandboxes;
@@ -399,19 +568,23 @@ static void reap_dead(pc_daemon *d)
         for (size_t i = 0; i < m->n_entries; i++) {
                 sandbox_entry *e = &m->entries[i];
                 sandbox_row row;
+                int r;
 
                 if (e->busy || !e->sb || isolate_sandbox_is_running(e->sb))
                         continue;
                 pid_t pid = isolate_sandbox_pid(e->sb);
 
-                if (row_load(d, e->name, &row) >= 0)
+                if (row_load(d, e->name, &row, NULL) >= 0)
                         bring_down(d, &row, e->sb, 0);
                 e->sb = isolate_sandbox_free(e->sb);
                 entry_down(e);
-                (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
-                log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
-                (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, e->name,
-                                        json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                r = row_set_state(d, e->name, ROW_STOPPED, NULL, "daemon", "sandbox.exited", PC_EVENT_SANDBOX_STOPPED,
+                                  json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                if (r < 0)
+                        log_error_errno(r, "sandbox %s: init (pid %d) exited, but this cannot be recorded: %m; "
+                                           "recorded at the next start", e->name, pid);
+                else
+                        log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
         }
 }
 
@@ -421,11 +594,20 @@ void pc_sandboxes_reap(pc_daemon *d, void *userdata)
         reap_dead(d);
 }
 
+/* A row that is 'creating' exists for clients only while its create runs (its entry is busy): one
+ * whose create failed and could not remove it is undone at the next create of that name or start. */
+static bool row_visible(pc_daemon *d, const sandbox_row *row)
+{
+        sandbox_entry *e = entry_find(d->sandboxes, row->name);
+
+        return row->state != ROW_CREATING || (e && e->busy);
+}
+
 int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->sandboxes->lock);
         _cleanup_json_ json_t *arr = json_array();
-        int k;
+        int k, r;
 
         reap_dead(d);
         {
@@ -437,11 +619,16 @@ int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_er
                         return pc_store_error(&d->store, reterr);
                 while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         sandbox_row row;
-                        row_from_stmt(st, &row);
-                        if (who->role == PC_ROLE_AGENT && !streq(row.name, who->sandbox))
+
+                        r = row_from_stmt(st, &row, reterr);
+                        if (r < 0)
+                                return r;
+                        if ((who->role == PC_ROLE_AGENT && !streq(row.name, who->sandbox)) || !row_visible(d, &row))
                                 continue;
                         json_array_append_new(arr, sandbox_json(d, &row, entry_find(d->sandboxes, row.name)));
                 }
+                if (k != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
         }
         *ret = json_pack("{s:O}", "sandboxes", arr);
         return *ret ? 0 : -ENOMEM;
@@ -455,6 +642,16 @@ static int may_touch(const pc_principal *who, const char *name, pc_error **reter
         return 0;
 }
 
+/* NAME's row as clients see it (see row_visible()); errors are set. */
+static int row_load_visible(pc_daemon *d, const char *name, sandbox_row *row, pc_error **reterr)
+{
+        int r = row_load(d, name, row, reterr);
+
+        if (r == -ENOENT || (r >= 0 && !row_visible(d, row)))
+                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        return r;
+}
+
 int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->sandboxes->lock);
@@ -465,11 +662,9 @@ int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, j
         if (r < 0)
                 return r;
         reap_dead(d);
-        r = row_load(d, name, &row);
-        if (r == -ENOENT)
-                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        r = row_load_visible(d, name, &row, reterr);
         if (r < 0)
-                return pc_error_setf(reterr, -r, "store_error", "state database: cannot read sandbox \"%s\"", name);
+                return r;
         *ret = sandbox_json(d, &row, entry_find(d->sandboxes, name));
         return *ret ? 0 : -ENOMEM;
 }
@@ -482,11 +677,9 @@ static int begin_op(pc_daemon *d, const char *name, sandbox_row *row, sandbox_en
         int r;
 
         reap_dead(d);
-        r = row_load(d, name, row);
-        if (r == -ENOENT)
-                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        r = row_load_visible(d, name, row, reterr);
         if (r < 0)
-                return pc_error_setf(reterr, EIO, "store_error", "state database: cannot read sandbox \"%s\"", name);
+                return r;
         e = entry_find(m, name) ?: entry_add(m, name);
         if (!e)
                 return -ENOMEM;
@@ -495,6 +688,76 @@ static int begin_op(pc_daemon *d, const char *name, sandbox_row *row, sandbox_en
                                      "sandbox \"%s\" is being started or stopped; try again when it is done", name);
         e->busy = true;
         *ret = e;
+        return 0;
+}
+
+/* Undoes a create that did not finish (the daemon died, or its failure could not be recorded): whatever
+ * isolate/ made for it goes (destroying is idempotent; a workspace stays, as after any failed create),
+ * then its row. */
+static int undo_create(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb)
+{
+        int r;
+
+        bring_down(d, row, sb, ISOLATE_DESTROY_ROOTFS);
+        pc_agent_socket_remove_stale(d, row->name);
+        r = row_delete(d, row->name, NULL, NULL, NULL, NULL);
+        if (r < 0)
+                return log_error_errno(r, "sandbox %s: its unfinished creation was undone, but its record cannot be "
+                                          "removed: %m; it is removed at the next create of that name or start",
+                                       row->name);
+        log_notice("sandbox %s: unfinished creation undone", row->name);
+        return 0;
+}
+
+/* Reserves the name, uid range and subnet in the store as a 'creating' row, so concurrent creates cannot
+ * collide and a daemon killed before the sandbox runs undoes it at its next start. Fills in row's slots.
+ * Called with the manager lock held. */
+static int reserve(pc_daemon *d, sandbox_row *row, pc_error **reterr)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sandbox_row old;
+        uint64_t slot, net_index;
+        int r;
+
+        r = row_load(d, row->name, &old, reterr);
+        if (r >= 0 && old.state == ROW_CREATING && !entry_find(d->sandboxes, row->name)) {
+                r = undo_create(d, &old, NULL);
+                if (r < 0)
+                        return pc_store_errorf(r, reterr, "an unfinished earlier creation of this name cannot be removed");
+                r = -ENOENT;
+        }
+        if (r >= 0 || entry_find(d->sandboxes, row->name))
+                return pc_error_setf(reterr, EEXIST, "exists", "sandbox \"%s\" already exists", row->name);
+        if (r != -ENOENT)
+                return r;
+        if (allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", &slot) < 0)
+                return pc_error_setf(reterr, EUSERS, "no_space", "no free uid range for another sandbox");
+        if (allocate_slot(d, "net_index", &net_index) < 0)
+                return pc_error_setf(reterr, EUSERS, "no_space", "no free subnet for another sandbox");
+        row->uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
+        row->net_index = (uint32_t) net_index;
+        if (sqlite3_prepare_v2(d->store.db,
+                               "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
+                               "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
+                               "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'creating', ?)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, row->policy, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) row->limits.memory_max);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64) row->limits.swap_max);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64) row->limits.pids_max);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64) row->limits.cpu_quota_us);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64) row->limits.cpu_period_us);
+        sqlite3_bind_text(st, 8, pc_net_to_string(row->network), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 9, row->rootfs, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 10, row->uid_base);
+        sqlite3_bind_int64(st, 11, row->net_index);
+        sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        if (sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
+        row->state = ROW_CREATING;
         return 0;
 }
 
@@ -507,7 +770,6 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         char actor[128];
         isolate_sandbox *sb = NULL;
         pc_agent_socket *agent = NULL;
-        uint64_t slot, net_index;
         sandbox_entry *e;
         int r;
 
@@ -527,76 +789,50 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         row.limits = q.limits;
         pc_principal_describe(who, actor, sizeof(actor));
 
-        /* Reserve the name, uid range and subnet in the store first, so concurrent creates cannot collide;
-         * the row says "stopped" until the sandbox is really up. */
         {
                 LOCK_GUARD(&m->lock);
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-                if (entry_find(m, name) || row_load(d, name, &(sandbox_row){}) == 0)
-                        return pc_error_setf(reterr, EEXIST, "exists", "sandbox \"%s\" already exists", name);
-                if (allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", &slot) < 0)
-                        return pc_error_setf(reterr, ENOSPC, "no_space", "no free uid range for another sandbox");
-                if (allocate_slot(d, "net_index", &net_index) < 0)
-                        return pc_error_setf(reterr, ENOSPC, "no_space", "no free subnet for another sandbox");
-                row.uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
-                row.net_index = (uint32_t) net_index;
-                if (sqlite3_prepare_v2(d->store.db,
-                                       "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
-                                       "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
-                                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?)",
-                                       -1, &st, NULL) != SQLITE_OK)
-                        return pc_store_error(&d->store, reterr);
-                sqlite3_bind_text(st, 1, row.name, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 2, row.policy, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 3, (sqlite3_int64) row.limits.memory_max);
-                sqlite3_bind_int64(st, 4, (sqlite3_int64) row.limits.swap_max);
-                sqlite3_bind_int64(st, 5, (sqlite3_int64) row.limits.pids_max);
-                sqlite3_bind_int64(st, 6, (sqlite3_int64) row.limits.cpu_quota_us);
-                sqlite3_bind_int64(st, 7, (sqlite3_int64) row.limits.cpu_period_us);
-                sqlite3_bind_text(st, 8, network, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 9, row.rootfs, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 10, row.uid_base);
-                sqlite3_bind_int64(st, 11, row.net_index);
-                sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-                if (sqlite3_step(st) != SQLITE_DONE)
-                        return pc_store_error(&d->store, reterr);
+                r = reserve(d, &row, reterr);
+                if (r < 0)
+                        return r;
                 e = entry_add(m, name);
-                if (!e)
+                if (!e) {
+                        (void) undo_create(d, &row, NULL);
                         return -ENOMEM;
+                }
                 e->busy = true;
         }
 
         r = bring_up(d, &row, &sb, &agent, reterr);
+        /* The sandbox exists for clients once this is stored: the 201 never precedes it, and a failure
+         * undoes the sandbox (a create is all or nothing). */
+        if (r >= 0) {
+                r = row_set_state(d, name, ROW_RUNNING, sb, actor, "sandbox.create", PC_EVENT_SANDBOX_CREATED,
+                                  json_pack("{s:s, s:s, s:s, s:s, s:i}", "actor", actor, "policy", row.policy,
+                                            "network", network, "rootfs", row.rootfs, "init_pid",
+                                            (int) isolate_sandbox_pid(sb)));
+                if (r < 0) {
+                        pc_store_errorf(r, reterr, "the new sandbox cannot be recorded, so it was removed again");
+                        pc_agent_socket_free(TAKE_PTR(agent), true);
+                        bring_down(d, &row, sb, ISOLATE_DESTROY_ROOTFS);
+                        sb = isolate_sandbox_free(sb);
+                }
+        }
 
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         if (r < 0) {
-                /* isolate/ removed what it made; the reservation goes too. */
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) == SQLITE_OK) {
-                        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-                        (void) sqlite3_step(st);
-                }
+                /* isolate/ removed what it made (or bring_down above did); the reservation goes too. */
                 entry_remove(m, name);
+                (void) undo_create(d, &row, NULL);
                 log_warning("sandbox %s: creation failed: %s", name, reterr && *reterr ? (*reterr)->message : strerror(-r));
                 return r;
         }
         e->busy = false;
         entry_up(d, e, sb, agent);
-        r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
-        if (r < 0)
-                log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
-        (void) pc_event_publish(d, PC_EVENT_SANDBOX_CREATED, name,
-                                json_pack("{s:s, s:s, s:s, s:s, s:i}", "actor", actor, "policy", row.policy,
-                                          "network", network, "rootfs", row.rootfs, "init_pid",
-                                          (int) isolate_sandbox_pid(sb)));
         log_info("sandbox %s: created (init pid %d, uid base %u, policy %s, network %s)", name,
                  isolate_sandbox_pid(sb), (unsigned) row.uid_base, row.policy, network);
-        r = row_load(d, name, &row);
+        r = row_load(d, name, &row, reterr);
         if (r < 0)
                 return r;
         *ret = sandbox_json(d, &row, e);
@@ -626,22 +862,36 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
                 }
         }
         r = bring_up(d, &row, &sb, &agent, reterr);
+        if (r >= 0) {
+                r = row_set_state(d, name, ROW_RUNNING, sb, actor, "sandbox.start", PC_EVENT_SANDBOX_STARTED,
+                                  json_pack("{s:s, s:i}", "actor", actor, "init_pid", (int) isolate_sandbox_pid(sb)));
+                if (r < 0) {
+                        /* Not recorded as running: it must not run (the host stays as it was). */
+                        pc_store_errorf(r, reterr, "the start cannot be recorded, so the sandbox was stopped again");
+                        pc_agent_socket_free(agent, true);
+                        bring_down(d, &row, sb, 0);
+                        isolate_sandbox_free(sb);
+                }
+        }
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         e->busy = false;
         if (r < 0)
                 return r;
         entry_up(d, e, sb, agent);
-        (void) row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.start");
-        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STARTED, name,
-                                json_pack("{s:s, s:i}", "actor", actor, "init_pid", (int) isolate_sandbox_pid(sb)));
         log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
-        if (row_load(d, name, &row) < 0)
-                return -EIO;
+        r = row_load(d, name, &row, reterr);
+        if (r < 0)
+                return r;
         *ret = sandbox_json(d, &row, e);
         return *ret ? 0 : -ENOMEM;
 }
 
+/* Stop (and with `remove`, delete). The new state is stored before the sandbox is touched: when it cannot
+ * be, the request fails and the sandbox runs on untouched. A daemon that dies after the record and before
+ * the teardown finishes it at its next start (a row that is not running gets its leftovers removed). A
+ * delete whose final row removal fails leaves a stopped sandbox (said so in the error): deleting again
+ * finishes it. */
 static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, const char *action, bool remove,
                              bool purge, json_t **ret, pc_error **reterr)
 {
@@ -656,6 +906,16 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                 r = begin_op(d, name, &row, &e, reterr);
                 if (r < 0)
                         return r;
+                if (row.running) {
+                        r = row_set_state(d, name, ROW_STOPPED, NULL, actor, remove ? NULL : action,
+                                          PC_EVENT_SANDBOX_STOPPED,
+                                          json_pack("{s:s, s:s}", "reason", remove ? "delete" : "stop", "actor", actor));
+                        if (r < 0) {
+                                e->busy = false;
+                                return pc_store_errorf(r, reterr, "the stop cannot be recorded, so the sandbox was "
+                                                                  "left running");
+                        }
+                }
                 sb = TAKE_PTR(e->sb);
                 entry_down(e);
         }
@@ -665,36 +925,22 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
 
         LOCK_GUARD(&m->lock);
         if (remove) {
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_txn_ pc_txn txn = {};
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
                 entry_remove(m, name);
-                if (pc_txn_begin(&d->store, &txn) < 0 ||
-                    sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
-                    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE ||
-                    pc_store_audit(&d->store, actor, action, name, purge ? "purge" : NULL) < 0 ||
-                    pc_txn_commit(&txn) < 0)
-                        return pc_store_error(&d->store, reterr);
+                r = row_delete(d, name, actor, action, purge ? "purge" : NULL,
+                               json_pack("{s:s, s:b}", "actor", actor, "purge", purge));
+                if (r < 0)
+                        return pc_store_errorf(r, reterr, "the sandbox was stopped, but its deletion cannot be "
+                                                          "recorded; delete it again");
                 log_info("sandbox %s: deleted%s", name, purge ? " with its workspace" : " (workspace kept)");
-                if (row.running)
-                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
-                                                json_pack("{s:s, s:s}", "reason", "delete", "actor", actor));
-                (void) pc_event_publish(d, PC_EVENT_SANDBOX_DELETED, name,
-                                        json_pack("{s:s, s:b}", "actor", actor, "purge", purge));
                 return 0;
         }
         e = entry_find(m, name);
         if (e)
                 e->busy = false;
-        if (row.running) {
-                (void) row_set_state(d, name, false, 0, 0, actor, action);
-                (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
-                                        json_pack("{s:s, s:s}", "reason", "stop", "actor", actor));
-        }
         log_info("sandbox %s: stopped", name);
-        if (row_load(d, name, &row) < 0)
-                return -EIO;
+        r = row_load(d, name, &row, reterr);
+        if (r < 0)
+                return r;
         *ret = sandbox_json(d, &row, e);
         return *ret ? 0 : -ENOMEM;
 }
@@ -715,38 +961,65 @@ int pc_sandboxes_delete(pc_daemon *d, const pc_principal *who, const char *name,
         return stop_locked_entry(d, name, actor, "sandbox.delete", true, purge, NULL, reterr);
 }
 
-/* At start: re-adopt every sandbox recorded as running whose init is still the same process; record the
- * dead ones as stopped; clean cgroups and veths of sandboxes that no longer exist. */
-static int adopt_all(pc_daemon *d)
+static int corrupt_row_refusal(pc_daemon *d, const pc_error *e, int64_t rowid, pc_error **reterr)
 {
+        return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                             "%s; pocketcoderd does not start on it (a guess could stop or expose a sandbox), and "
+                             "running sandboxes are left alone. To recover, stop every pocketcoderd using it, then "
+                             "look at the row with\n"
+                             "  sqlite3 %s/state.db 'SELECT * FROM sandboxes WHERE rowid = %lld'\n"
+                             "and correct the value, or delete the row (its sandbox, if it runs, is stopped at the "
+                             "next start) with\n"
+                             "  sqlite3 %s/state.db 'DELETE FROM sandboxes WHERE rowid = %lld'\n"
+                             "and start pocketcoderd again. Or put back a backup of state.db.",
+                             e->message, d->config.state_dir, (long long) rowid, d->config.state_dir,
+                             (long long) rowid);
+}
+
+/* At start: undo unfinished creates; re-adopt every sandbox recorded as running whose init is still the
+ * same process; record the dead ones as stopped; clean cgroups and veths of sandboxes that no longer
+ * exist. A corrupt row stops the start (see pc_store_recovery_hint()): guessing could kill or expose a
+ * sandbox. */
+static int adopt_all(pc_daemon *d, pc_error **reterr)
+{
+        _cleanup_pc_error_ pc_error *corrupt = NULL;
         pc_sandbox_manager *m = d->sandboxes;
         _cleanup_free_ sandbox_row *rows = NULL;
         size_t n = 0, adopted = 0;
         char **leftover = NULL;
+        int r, k;
 
         {
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
                 if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes", -1, &st, NULL) != SQLITE_OK)
-                        return -EIO;
-                while (sqlite3_step(st) == SQLITE_ROW) {
+                        return pc_store_error(&d->store, reterr);
+                while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         sandbox_row *nr = realloc(rows, (n + 1) * sizeof(*nr));
                         if (!nr)
                                 return -ENOMEM;
                         rows = nr;
-                        row_from_stmt(st, &rows[n++]);
+                        r = row_from_stmt(st, &rows[n++], &corrupt);
+                        if (r < 0)
+                                return corrupt_row_refusal(d, corrupt, sqlite3_column_int64(st, 17), reterr);
                 }
+                if (k != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
         }
         for (size_t i = 0; i < n; i++) {
                 _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
                 sandbox_row *row = &rows[i];
                 isolate_sandbox *sb = NULL;
-                int r;
 
+                if (row->state == ROW_CREATING) {
+                        (void) undo_create(d, row, NULL);
+                        continue;
+                }
                 if (!row->running) {
-                        /* A crash between creating the host side and recording the sandbox as running
-                         * leaves objects behind; destroying is idempotent. */
+                        /* A crash between creating the host side and recording the sandbox as running, or
+                         * between recording a stop and finishing it, leaves objects behind; destroying is
+                         * idempotent. */
                         bring_down(d, row, NULL, 0);
                         pc_agent_socket_remove_stale(d, row->name);
                         continue;
@@ -759,9 +1032,12 @@ static int adopt_all(pc_daemon *d)
                         log_notice("sandbox %s: init (pid %d) is gone; recording it as stopped", row->name, row->init_pid);
                         bring_down(d, row, NULL, 0);
                         pc_agent_socket_remove_stale(d, row->name);
-                        (void) row_set_state(d, row->name, false, 0, 0, "daemon", "sandbox.exited");
-                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, row->name,
-                                                json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                        r = row_set_state(d, row->name, ROW_STOPPED, NULL, "daemon", "sandbox.exited",
+                                          PC_EVENT_SANDBOX_STOPPED,
+                                          json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                        if (r < 0)
+                                log_error_errno(r, "sandbox %s: cannot record it as stopped: %m; it shows as "
+                                                   "stopped and is recorded at the next start", row->name);
                         continue;
                 }
                 sandbox_entry *e = entry_add(m, row->name);
@@ -806,8 +1082,9 @@ static int adopt_all(pc_daemon *d)
 /* The per-daemon id: generated at the first start and kept in the store, so it survives restarts (the
  * names of running sandboxes' host objects contain it). A database that already holds sandboxes made
  * before ids existed keeps the unprefixed names ("" is stored), so its running sandboxes are re-adopted
- * and cleaned up under the names they have. */
-static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 1], pc_error **reterr)
+ * and cleaned up under the names they have. *ret_new: not stored yet (daemon_id_store() does that). */
+static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 1], bool *ret_new,
+                          pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -820,10 +1097,12 @@ static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 
         r = sqlite3_step(st);
         if (r == SQLITE_ROW) {
                 v = (const char *) sqlite3_column_text(st, 0);
-                if (!isempty(v) && !isolate_daemon_id_is_valid(v))
-                        return pc_error_setf(reterr, EINVAL, "store_error",
-                                             "state database: stored daemon id \"%s\" is invalid", strna(v));
+                if (sqlite3_column_type(st, 0) != SQLITE_TEXT || !v || (!isempty(v) && !isolate_daemon_id_is_valid(v)))
+                        return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                                             "state database: the stored daemon id is invalid; pocketcoderd does "
+                                             "not start on it. Put back a backup of state.db");
                 snprintf(ret, ISOLATE_DAEMON_ID_LEN + 1, "%s", v);
+                *ret_new = false;
                 return 0;
         }
         if (r != SQLITE_DONE)
@@ -841,17 +1120,95 @@ static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 
                 if (r < 0)
                         return pc_error_setf(reterr, -r, "internal", "cannot generate a daemon id: %s", strerror(-r));
         }
-        sqlite3_finalize(TAKE_PTR(st));
+        *ret_new = true;
+        return 0;
+}
+
+static int daemon_id_store(pc_daemon *d, const char *id, pc_error **reterr)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
         if (sqlite3_prepare_v2(d->store.db, "INSERT INTO settings (key, value) VALUES ('daemon_id', ?)", -1, &st,
                                NULL) != SQLITE_OK ||
-            sqlite3_bind_text(st, 1, ret, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
                 return pc_store_error(&d->store, reterr);
         return 0;
+}
+
+/* The id of the daemon that last ran with this runtime directory, kept outside the database: when the
+ * database is lost (missing, emptied, replaced by another daemon's), its running sandboxes are found
+ * by it. The runtime directory lives as long as those sandboxes can (until reboot). */
+static char *daemon_id_record_path(pc_daemon *d)
+{
+        return strjoin(d->config.runtime_dir, "/daemon-id");
+}
+
+/* A database without our id while sandboxes of the recorded daemon still run on this host: starting
+ * would leave them running out of reach, or (same id) kill them as leftovers. Refused, unless
+ * --reset-state, which stops and removes them first (their workspaces stay). */
+static int check_lost_state(pc_daemon *d, const char *id, bool id_is_new, pc_error **reterr)
+{
+        _cleanup_free_ char *path = daemon_id_record_path(d), *old = NULL, *parent = NULL, *names = NULL;
+        char **groups = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = read_full_file(path, 64, &old, NULL);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "runtime_dir", "cannot read %s: %s", path, strerror(-r));
+        old[strcspn(old, "\n")] = 0;
+        if (!isolate_daemon_id_is_valid(old) || (streq(old, id) && !id_is_new))
+                return 0;
+        r = isolate_cgroup_parent_name(d->config.cgroup_parent, old, &parent);
+        if (r < 0)
+                return 0;
+        if (isolate_cgroup_list(parent, &groups) < 0 || !groups)
+                return 0;
+        for (char **g = groups; *g; g++) {
+                n++;
+                if (!d->config.reset_state) {
+                        char *j = names ? strjoin(names, ", ", *g) : strdup(*g);
+                        free(names);
+                        names = j;
+                } else {
+                        isolate_sandbox_config cfg = { .name = *g, .daemon_id = old, .cgroup_parent = d->config.cgroup_parent };
+                        _cleanup_pc_error_ pc_error *err = NULL;
+
+                        log_notice("--reset-state: stopping sandbox %s of daemon %s", *g, old);
+                        if (isolate_sandbox_destroy(&cfg, NULL, 0, &err) < 0)
+                                log_warning("sandbox %s: %s, ignoring", *g, err ? err->message : "cannot stop it");
+                        pc_agent_socket_remove_stale(d, *g);
+                }
+                free(*g);
+        }
+        free(groups);
+        if (d->config.reset_state) {
+                (void) isolate_cgroup_destroy_parent(parent);
+                log_notice("--reset-state: %zu sandboxes of daemon %s stopped; starting with the state in %s/state.db",
+                           n, old, d->config.state_dir);
+                return 0;
+        }
+        return pc_error_setf(reterr, EEXIST, "state_lost",
+                             "state database %s/state.db %s, but %zu sandboxes of daemon %s (recorded in %s) still "
+                             "run on this host: %s (cgroup %s). Starting would leave them out of reach. Either stop "
+                             "pocketcoderd, put back the state database (a backup of state.db) and start it again; "
+                             "or start it once with --reset-state, which stops and removes those sandboxes (their "
+                             "workspaces are kept) and starts with the state database as it is.",
+                             d->config.state_dir, id_is_new ? "has no record of this daemon (it is missing or empty)"
+                                                            : "belongs to another daemon",
+                             n, old, path, strna(names), parent);
 }
 
 int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
 {
         pc_sandbox_manager *m = calloc(1, sizeof(*m));
+        _cleanup_free_ char *record = NULL;
+        bool id_is_new;
         int r;
 
         if (!m)
@@ -862,16 +1219,30 @@ int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
         r = isolate_seccomp_compile(&m->seccomp_fd, reterr);
         if (r < 0)
                 return r;
-        r = daemon_id_load(d, m->daemon_id, reterr);
+        r = daemon_id_load(d, m->daemon_id, &id_is_new, reterr);
         if (r < 0)
                 return r;
+        r = check_lost_state(d, m->daemon_id, id_is_new, reterr);
+        if (r < 0)
+                return r;
+        if (id_is_new) {
+                r = daemon_id_store(d, m->daemon_id, reterr);
+                if (r < 0)
+                        return r;
+        }
+        record = daemon_id_record_path(d);
+        if (!record)
+                return -ENOMEM;
+        r = write_file_atomic(record, m->daemon_id, strlen(m->daemon_id), 0644);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "runtime_dir", "cannot write %s: %s", record, strerror(-r));
         r = isolate_cgroup_parent_name(d->config.cgroup_parent, daemon_id_or_null(m), &m->cgroup_parent);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "invalid_config", "cgroup_parent \"%s\" is invalid",
                                      d->config.cgroup_parent);
         log_info("daemon id %s: sandboxes' cgroups under %s, host interfaces pc%s-*",
                  strna(daemon_id_or_null(m)), m->cgroup_parent, m->daemon_id);
-        return adopt_all(d);
+        return adopt_all(d, reterr);
 }
 
 void pc_sandbox_manager_free(pc_daemon *d)
