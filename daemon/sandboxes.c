@@ -230,100 +230,78 @@ static int row_load(pc_daemon *d, const char *name, sandbox_row *ret, pc_error *
         return row_from_stmt(st, ret, reterr);
 }
 
-/* Records NAME's new state with its audit entry (unless `action` is NULL) and its event, in one
- * transaction: all of it or nothing. `event_data` is taken over. */
-static int row_set_state(pc_daemon *d, const char *name, row_state state, isolate_sandbox *sb, const char *actor,
-                         const char *action, pc_event_type event, json_t *event_data)
+/* Runs `st` (a prepared change of NAME's row), the audit entry (unless `action` is NULL) and the event
+ * (unless `event_data` is NULL; taken over) in one transaction, all of it or nothing, then delivers the
+ * event. Called with the store lock held. */
+static int row_change(pc_daemon *d, sqlite3_stmt *st, const char *name, const char *actor, const char *action,
+                      const char *detail, pc_event_type event, json_t *event_data)
 {
+        _cleanup_json_ json_t *data = event_data;
         _cleanup_event_pending_ pc_event_pending ev = {};
-        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        _cleanup_txn_ pc_txn txn = {};
         int r;
 
-        {
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_txn_ pc_txn txn = {};
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-                r = pc_txn_begin(&d->store, &txn);
-                if (r < 0) {
-                        json_decref(event_data);
-                        return r;
-                }
-                if (sqlite3_prepare_v2(d->store.db,
-                                       state == ROW_RUNNING
-                                               ? "UPDATE sandboxes SET state = ?1, init_pid = ?2, init_starttime = ?3, "
-                                                 "started_at = ?4 WHERE name = ?5"
-                                               : "UPDATE sandboxes SET state = ?1, init_pid = NULL, "
-                                                 "init_starttime = NULL, stopped_at = ?4 WHERE name = ?5",
-                                       -1, &st, NULL) != SQLITE_OK) {
-                        json_decref(event_data);
-                        return pc_store_errno(&d->store);
-                }
-                sqlite3_bind_text(st, 1, row_state_table[state], -1, SQLITE_STATIC);
-                if (state == ROW_RUNNING) {
-                        sqlite3_bind_int64(st, 2, isolate_sandbox_pid(sb));
-                        sqlite3_bind_int64(st, 3, (sqlite3_int64) isolate_sandbox_starttime(sb));
-                }
-                sqlite3_bind_int64(st, 4, now);
-                sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
-                if (sqlite3_step(st) != SQLITE_DONE) {
-                        json_decref(event_data);
-                        return pc_store_errno(&d->store);
-                }
-                if (action) {
-                        r = pc_store_audit(&d->store, actor, action, name, NULL);
-                        if (r < 0) {
-                                json_decref(event_data);
-                                return r;
-                        }
-                }
-                r = pc_event_record(d, event, name, event_data, &ev);
-                if (r < 0)
-                        return r;
-                r = pc_txn_commit(&txn);
+        r = pc_txn_begin(&d->store, &txn);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_errno(&d->store);
+        if (action) {
+                r = pc_store_audit(&d->store, actor, action, name, detail);
                 if (r < 0)
                         return r;
         }
+        if (data) {
+                r = pc_event_record(d, event, name, TAKE_PTR(data), &ev);
+                if (r < 0)
+                        return r;
+        }
+        r = pc_txn_commit(&txn);
+        if (r < 0)
+                return r;
         pc_event_deliver(d, &ev);
         return 0;
 }
 
-/* Deletes NAME's row, with its audit entry (unless `action` is NULL) and event (unless `event_data` is
- * NULL, taken over), in one transaction. */
+/* Records NAME's new state (sb: the running sandbox, for its init) with its audit entry and event. */
+static int row_set_state(pc_daemon *d, const char *name, row_state state, isolate_sandbox *sb, const char *actor,
+                         const char *action, pc_event_type event, json_t *event_data)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(d->store.db,
+                               state == ROW_RUNNING ? "UPDATE sandboxes SET state = ?1, init_pid = ?2, init_starttime = ?3, "
+                                                      "started_at = ?4 WHERE name = ?5"
+                                                    : "UPDATE sandboxes SET state = ?1, init_pid = NULL, "
+                                                      "init_starttime = NULL, stopped_at = ?4 WHERE name = ?5",
+                               -1, &st, NULL) != SQLITE_OK) {
+                json_decref(event_data);
+                return pc_store_errno(&d->store);
+        }
+        sqlite3_bind_text(st, 1, row_state_table[state], -1, SQLITE_STATIC);
+        if (state == ROW_RUNNING) {
+                sqlite3_bind_int64(st, 2, isolate_sandbox_pid(sb));
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) isolate_sandbox_starttime(sb));
+        }
+        sqlite3_bind_int64(st, 4, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+        return row_change(d, st, name, actor, action, NULL, event, event_data);
+}
+
+/* Deletes NAME's row, with its audit entry and its sandbox.deleted event (see row_change()). */
 static int row_delete(pc_daemon *d, const char *name, const char *actor, const char *action, const char *detail,
                       json_t *event_data)
 {
-        _cleanup_event_pending_ pc_event_pending ev = {};
-        _cleanup_json_ json_t *data = event_data;
-        int r;
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-        {
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_txn_ pc_txn txn = {};
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-                r = pc_txn_begin(&d->store, &txn);
-                if (r < 0)
-                        return r;
-                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
-                    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-                        return pc_store_errno(&d->store);
-                if (action) {
-                        r = pc_store_audit(&d->store, actor, action, name, detail);
-                        if (r < 0)
-                                return r;
-                }
-                if (data) {
-                        r = pc_event_record(d, PC_EVENT_SANDBOX_DELETED, name, TAKE_PTR(data), &ev);
-                        if (r < 0)
-                                return r;
-                }
-                r = pc_txn_commit(&txn);
-                if (r < 0)
-                        return r;
+        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {
+                json_decref(event_data);
+                return pc_store_errno(&d->store);
         }
-        pc_event_deliver(d, &ev);
-        return 0;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        return row_change(d, st, name, actor, action, detail, PC_EVENT_SANDBOX_DELETED, event_data);
 }
 
 static char *workspace_path(pc_daemon *d, const char *name)
@@ -1167,8 +1145,10 @@ static int check_lost_state(pc_daemon *d, const char *id, bool id_is_new, pc_err
         r = isolate_cgroup_parent_name(d->config.cgroup_parent, old, &parent);
         if (r < 0)
                 return 0;
-        if (isolate_cgroup_list(parent, &groups) < 0 || !groups)
+        if (isolate_cgroup_list(parent, &groups) < 0 || !groups || !groups[0]) {
+                free(groups);
                 return 0;
+        }
         for (char **g = groups; *g; g++) {
                 n++;
                 if (!d->config.reset_state) {
