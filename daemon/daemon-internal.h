@@ -127,6 +127,12 @@ pc_agent_socket *pc_agent_socket_free(pc_agent_socket *s, bool remove);
 /* Removes what a sandbox that is no longer running left in RUNTIME_DIR/sandboxes (after a crash). */
 void pc_agent_socket_remove_stale(pc_daemon *d, const char *sandbox);
 
+/* The daemon id (daemon-id.c) into ret (ISOLATE_DAEMON_ID_LEN + 1 bytes; "" for a database from before
+ * ids): loaded from the store, or made and stored at the first start, and recorded in RUNTIME_DIR/daemon-id.
+ * Refuses ("state_lost") a database without it while sandboxes of the recorded daemon still run, unless
+ * config.reset_state, which stops those first. */
+int pc_daemon_id_setup(pc_daemon *d, char *ret, pc_error **reterr);
+
 typedef struct pc_sandbox_manager pc_sandbox_manager;
 /* Compiles the seccomp filter and re-adopts running sandboxes (cleaning leftovers of dead ones). */
 int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr);
