@@ -150,7 +150,7 @@ static int column_enum(sqlite3_stmt *st, int i, const char *const *table, size_t
 
 /* Every column is untrusted: the file may have been damaged or edited by hand. A value that could not
  * have been written by us (NULL, another type, out of range, a name unsafe in a path) makes the row
- * corrupt: -EBADMSG with an error naming the row and the column, never a guess. */
+ * corrupt: "store_corrupt" (-EIO: a 500 at the API) naming the row and the column, never a guess. */
 static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
 {
         static const char *const networks[] = { "none", "loopback", "egress" };
@@ -188,7 +188,7 @@ static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
                 if (!column_int(st, i, INT64_MIN, INT64_MAX, i > 14, &v[i]))
                         bad = i;
         if (bad >= 0)
-                return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                return pc_error_setf(reterr, EIO, "store_corrupt",
                                      "state database: sandbox row %lld (\"%s\") is corrupt: column %s holds an "
                                      "invalid value",
                                      (long long) sqlite3_column_int64(st, 17), bad == 0 ? "?" : r->name,
@@ -211,7 +211,7 @@ static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
         return 0;
 }
 
-/* -ENOENT, -EIO, -ENOSPC, or -EBADMSG (corrupt; *reterr says how) */
+/* -ENOENT (*reterr untouched), or -EIO/-ENOSPC with *reterr set (a corrupt row included) */
 static int row_load(pc_daemon *d, const char *name, sandbox_row *ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
