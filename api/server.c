@@ -377,11 +377,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 if (!rq)
                         return MHD_NO;
                 *con_cls = rq;
-                if (stopping(rq->waiting)) {
-                        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+                if (stopping(rq->waiting))
                         return api_reply_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                                "pocketcoderd is stopping; try again when it is back");
-                }
                 /* Refuse an announced oversized body before reading it. */
                 cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
                 if (cl && strtoull(cl, NULL, 10) > rq->max_body_size)
