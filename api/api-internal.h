@@ -26,12 +26,15 @@ typedef struct api_agent_identity {
         char instance[33];
 } api_agent_identity;
 
-/* Requests that have waited for an event (suspended at least once) and are not finished yet: a stopping
- * server lets them answer first, so that a client gets its cursor rather than a dropped connection. */
+/* Requests in flight (from their first byte until their answer was sent): a stopping server lets them
+ * finish and answer first, so that a client gets its 201 or its cursor rather than a dropped connection
+ * (and a retry that finds the sandbox it was never told about). Once `stopping`, new requests on open
+ * connections get 503. */
 typedef struct api_waiting {
         pthread_mutex_t lock;
         pthread_cond_t done;
         unsigned n;
+        bool stopping;
 } api_waiting;
 
 typedef struct api_request {
@@ -90,6 +93,9 @@ int api_reply_error(api_request *rq, unsigned status, const char *code, const ch
         __attribute__((format(printf, 4, 5)));
 int api_reply_pc_error(api_request *rq, int r, pc_error *e);
 unsigned api_status_for_errno(int errnum);
+/* Stops counting the request as in flight: a stream that runs until it is stopped (an image build's
+ * events) does not hold up the daemon's stop. */
+void api_request_uncount(api_request *rq);
 /* Suspends the request until an event matching rq->waiter's filter arrives after `seen`, its deadline
  * passes or the daemon stops; the handler then runs again. Holds no thread meanwhile. */
 int api_suspend_until_event(api_request *rq, uint64_t seen);

@@ -74,7 +74,7 @@ unsigned api_status_for_errno(int errnum)
         case EEXIST:
         case EBUSY:
         case EALREADY:
-        case ENOSPC:
+        case EUSERS: /* every uid range or subnet is taken */
         case ENOTEMPTY:
                 return MHD_HTTP_CONFLICT;
         case EFBIG:
@@ -83,6 +83,7 @@ unsigned api_status_for_errno(int errnum)
         case EBADMSG:
                 return MHD_HTTP_UNPROCESSABLE_CONTENT;
         case EDQUOT:
+        case ENOSPC: /* the state filesystem is full: the change was not made */
                 return MHD_HTTP_INSUFFICIENT_STORAGE;
         case EAGAIN:
         case EOPNOTSUPP:
@@ -103,6 +104,16 @@ int api_reply_pc_error(api_request *rq, int r, pc_error *e)
         return api_reply_error(rq, api_status_for_errno(r), "internal", "%s", strerror(-r));
 }
 
+void api_request_uncount(api_request *rq)
+{
+        if (!rq->waited)
+                return;
+        LOCK_GUARD(&rq->waiting->lock);
+        rq->waiting->n--;
+        rq->waited = false;
+        pthread_cond_broadcast(&rq->waiting->done);
+}
+
 /* Runs with the event bus's lock held, in whatever thread woke us: only resume. */
 static void wake(pc_event_waiter *w)
 {
@@ -116,11 +127,6 @@ int api_suspend_until_event(api_request *rq, uint64_t seen)
         rq->waiter.seen = seen;
         rq->waiter.wake = wake;
         rq->suspended = true;
-        if (!rq->waited) {
-                LOCK_GUARD(&rq->waiting->lock);
-                rq->waiting->n++;
-                rq->waited = true;
-        }
         /* Suspended first: the waiter may be woken (resumed) as soon as it is registered, even at once. */
         MHD_suspend_connection(rq->conn);
         pc_event_wait(rq->daemon, &rq->waiter);

@@ -203,6 +203,7 @@ static int post_images(api_request *rq)
         /* debootstrap may be quiet for minutes (downloads): no idle timeout for this answer. */
         MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+        api_request_uncount(rq);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         ok = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);

@@ -56,6 +56,8 @@ typedef struct tcp_watchdog {
         tcp_deadline *entries;
         size_t n;
 } tcp_watchdog;
+/* How long a stopping server waits for requests in flight: above a sandbox stop's 5 s grace period. */
+#define API_STOP_TIMEOUT_USEC (15 * 1000000ULL)
 
 struct api_server {
         pc_daemon *daemon;
@@ -112,11 +114,8 @@ static void on_request_completed(void *cls, struct MHD_Connection *c, void **con
         /* A request is only ever freed resumed, but never leave a waiter registered behind. */
         if (rq && rq->suspended)
                 pc_event_wait_done(l->server->daemon, &rq->waiter);
-        if (rq && rq->waited) {
-                LOCK_GUARD(&rq->waiting->lock);
-                rq->waiting->n--;
-                pthread_cond_broadcast(&rq->waiting->done);
-        }
+        if (rq)
+                api_request_uncount(rq);
         request_free(rq);
         *con_cls = NULL;
 }
@@ -468,6 +467,11 @@ static void request_init(api_request *rq, api_listener *l, struct MHD_Connection
         rq->socket_gid = l->server->socket_gid;
         rq->waiting = &l->server->waiting;
         rq->watchdog = &l->server->watchdog;
+        {
+                LOCK_GUARD(&rq->waiting->lock);
+                rq->waiting->n++;
+                rq->waited = true;
+        }
         rq->method = method;
         rq->url = url;
         if (l->kind == API_LISTENER_AGENT) {
@@ -475,6 +479,12 @@ static void request_init(api_request *rq, api_listener *l, struct MHD_Connection
                                                                                MHD_CONNECTION_INFO_SOCKET_CONTEXT);
                 rq->agent = info ? info->socket_context : NULL;
         }
+}
+
+static bool stopping(api_waiting *w)
+{
+        LOCK_GUARD(&w->lock);
+        return w->stopping;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -490,6 +500,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 const char *cl;
 
                 request_init(rq, l, conn, url, method);
+                if (stopping(rq->waiting))
+                        return api_reply_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
+                                               "pocketcoderd is stopping; try again when it is back");
                 /* Refuse an announced oversized body before reading it. */
                 cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
                 if (cl && strtoull(cl, NULL, 10) > rq->max_body_size)
@@ -792,7 +805,7 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         return 0;
 }
 
-/* Until every request that waited has completed, or `usec` passed. */
+/* Until every request in flight has answered, or `usec` passed. */
 static void wait_for_waited(api_waiting *w, uint64_t usec)
 {
         uint64_t end = now_usec(CLOCK_MONOTONIC) + usec;
@@ -801,7 +814,8 @@ static void wait_for_waited(api_waiting *w, uint64_t usec)
         LOCK_GUARD(&w->lock);
         while (w->n > 0)
                 if (pthread_cond_timedwait(&w->done, &w->lock, &ts) == ETIMEDOUT) {
-                        log_debug("%u waiting requests did not finish in time, closing them", w->n);
+                        log_warning("%u requests did not finish within %" PRIu64 " s of the stop, closing them",
+                                    w->n, usec / 1000000);
                         return;
                 }
 }
@@ -812,15 +826,21 @@ api_server *api_server_free(api_server *s)
 
         if (!s)
                 return NULL;
-        /* 1. No new connections. 2. Every suspended request is resumed (and none suspends any more):
-         * libmicrohttpd must not be stopped with suspended connections; they answer (with what they
-         * have and their cursor) within a bound. 3. Stop, which finishes the requests in flight and
-         * joins the pool threads: after this nothing calls into the daemon. */
+        /* 1. No new connections, and new requests on open ones get 503. 2. Every suspended request is
+         * resumed (and none suspends any more): libmicrohttpd must not be stopped with suspended
+         * connections; they answer with what they have and their cursor. Sessions end. 3. Every request
+         * in flight finishes and its answer is sent (a create's 201 included), within a bound: stopping
+         * libmicrohttpd closes connections without sending what is queued. 4. Stop, which joins the pool
+         * threads: after this nothing calls into the daemon. */
         unix_fd = quiesce_httpd(s->unix_httpd);
         tcp_fd = quiesce_httpd(s->tcp_httpd);
+        {
+                LOCK_GUARD(&s->waiting.lock);
+                s->waiting.stopping = true;
+        }
         pc_event_waiters_stop(s->daemon);
-        wait_for_waited(&s->waiting, 2 * 1000000);
         api_sessions_done(&s->sessions);
+        wait_for_waited(&s->waiting, API_STOP_TIMEOUT_USEC);
         if (s->unix_httpd)
                 MHD_stop_daemon(s->unix_httpd);
         if (s->tcp_httpd)

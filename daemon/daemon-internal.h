@@ -27,13 +27,19 @@ int pc_store_exec(pc_store *s, const char *sql);
  * finalized, then the transaction is rolled back, then the lock is released. */
 typedef struct pc_txn {
         sqlite3 *db;
+        bool nested; /* a savepoint inside the caller's transaction */
 } pc_txn;
 int pc_txn_begin(pc_store *s, pc_txn *ret);
 int pc_txn_commit(pc_txn *t);
 void pc_txn_rollbackp(pc_txn *t);
 #define _cleanup_txn_ _cleanup_(pc_txn_rollbackp)
-/* "state database: <sqlite's message>" as a pc_error; returns -EIO. */
+/* The last failure as -ENOSPC (SQLITE_FULL: the state filesystem is full) or -EIO. */
+int pc_store_errno(pc_store *s);
+/* The last failure as a pc_error: "store_full" (ENOSPC, the API's 507) or "store_error" (EIO, 500) with
+ * sqlite's message; returns -ENOSPC or -EIO. */
 int pc_store_error(pc_store *s, pc_error **reterr);
+/* The same for a failure `r` (-ENOSPC or another errno) that was already mapped, with what failed. */
+int pc_store_errorf(int r, pc_error **reterr, const char *what);
 
 /* Appends to the audit ledger; caller may hold the lock (lock is recursive). */
 int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail);
@@ -84,6 +90,23 @@ typedef struct pc_watch pc_watch;
 int pc_watch_new(pc_daemon *d, int fd, pc_daemon_post_fn fn, pc_watch **ret);
 pc_watch *pc_watch_free(pc_watch *w);
 
+/* An event in two steps, for a change and its event in one transaction: record() stores it (inside the
+ * caller's transaction, if one is open: it commits or rolls back with it), deliver() hands it to
+ * subscribers and waiters once the caller committed, and frees it; pending_done() frees one that is not
+ * delivered (the transaction rolled back). record() takes over `data` (an object or NULL) and logs its
+ * failures; -ENOSPC when the state filesystem is full. */
+typedef struct pc_event_pending {
+        uint64_t seq; /* 0: nothing to deliver */
+        pc_event_type type;
+        char *sandbox;
+        int64_t at;
+        json_t *data;
+} pc_event_pending;
+int pc_event_record(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data, pc_event_pending *ret);
+void pc_event_deliver(pc_daemon *d, pc_event_pending *p);
+void pc_event_pending_done(pc_event_pending *p);
+#define _cleanup_event_pending_ _cleanup_(pc_event_pending_done)
+
 /* The event bus's state (events.c). */
 int pc_event_bus_new(pc_daemon *d);
 void pc_event_bus_free(pc_daemon *d);
@@ -106,6 +129,12 @@ const char *pc_agent_socket_dir(const pc_agent_socket *s);
 pc_agent_socket *pc_agent_socket_free(pc_agent_socket *s, bool remove);
 /* Removes what a sandbox that is no longer running left in RUNTIME_DIR/sandboxes (after a crash). */
 void pc_agent_socket_remove_stale(pc_daemon *d, const char *sandbox);
+
+/* The daemon id (daemon-id.c) into ret (ISOLATE_DAEMON_ID_LEN + 1 bytes; "" for a database from before
+ * ids): loaded from the store, or made and stored at the first start, and recorded in RUNTIME_DIR/daemon-id.
+ * Refuses ("state_lost") a database without it while sandboxes of the recorded daemon still run, unless
+ * config.reset_state, which stops those first. */
+int pc_daemon_id_setup(pc_daemon *d, char *ret, pc_error **reterr);
 
 typedef struct pc_sandbox_manager pc_sandbox_manager;
 /* Compiles the seccomp filter and re-adopts running sandboxes (cleaning leftovers of dead ones). */

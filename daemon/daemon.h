@@ -45,6 +45,7 @@ typedef struct pc_config {
         uint64_t sandbox_inodes;  /* default inode limit; 0 = one per 16 KiB of the disk limit */
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
+        bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
 } pc_config;
 
 void pc_config_init(pc_config *c);

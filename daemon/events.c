@@ -117,59 +117,97 @@ static int64_t store_event(pc_daemon *d, pc_event_type type, const char *sandbox
         _cleanup_txn_ pc_txn txn = {};
         _cleanup_stmt_ sqlite3_stmt *ins = NULL, *del = NULL;
         int64_t seq;
+        int r;
 
-        if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_prepare_v2(d->store.db, "INSERT INTO events (at, type, sandbox, data) VALUES (?, ?, ?, ?)", -1,
+        r = pc_txn_begin(&d->store, &txn);
+        if (r < 0)
+                return r;
+        if (sqlite3_prepare_v2(d->store.db, "INSERT INTO events (at, type, sandbox, data) VALUES (?, ?, ?, ?)", -1,
                                &ins, NULL) != SQLITE_OK)
-                return -EIO;
+                return pc_store_errno(&d->store);
         sqlite3_bind_int64(ins, 1, at);
         sqlite3_bind_text(ins, 2, pc_event_type_to_string(type), -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 3, sandbox, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 4, text, -1, SQLITE_STATIC);
         if (sqlite3_step(ins) != SQLITE_DONE)
-                return -EIO;
+                return pc_store_errno(&d->store);
         seq = sqlite3_last_insert_rowid(d->store.db);
         /* Bounded retention: a range delete on the primary key, cheap at every insert. */
         if (sqlite3_prepare_v2(d->store.db, "DELETE FROM events WHERE seq <= ?", -1, &del, NULL) != SQLITE_OK)
-                return -EIO;
+                return pc_store_errno(&d->store);
         sqlite3_bind_int64(del, 1, seq - (int64_t) d->config.events_keep);
-        if (sqlite3_step(del) != SQLITE_DONE || pc_txn_commit(&txn) < 0)
-                return -EIO;
+        if (sqlite3_step(del) != SQLITE_DONE)
+                return pc_store_errno(&d->store);
+        r = pc_txn_commit(&txn);
+        if (r < 0)
+                return r;
         return seq;
 }
 
-int64_t pc_event_publish(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data)
+void pc_event_pending_done(pc_event_pending *p)
+{
+        json_decref(p->data);
+        free(p->sandbox);
+        *p = (pc_event_pending){};
+}
+
+int pc_event_record(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data, pc_event_pending *ret)
 {
         _cleanup_json_ json_t *j = data ?: json_object();
-        _cleanup_free_ char *text = NULL;
-        pc_event_bus *b = d->bus;
-        pc_event e = { .type = type, .sandbox = sandbox, .data = j };
-        int64_t seq;
+        _cleanup_free_ char *text = NULL, *sb = NULL;
+        int64_t at, seq;
 
         if (!j || !json_is_object(j) || !pc_event_type_to_string(type))
                 return log_error_errno(EINVAL, "event %s for %s: invalid, not recorded",
                                        strna(pc_event_type_to_string(type)), strna(sandbox));
         text = json_dumps(j, JSON_COMPACT);
-        if (!text)
+        if (!text || (sandbox && !(sb = strdup(sandbox))))
                 return log_oom();
-        e.at = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
-        seq = store_event(d, type, sandbox, e.at, text);
+        at = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        seq = store_event(d, type, sandbox, at, text);
         if (seq < 0)
                 return log_error_errno((int) -seq, "event %s for %s: cannot record it: %m",
                                        pc_event_type_to_string(type), strna(sandbox));
-        e.seq = (uint64_t) seq;
+        *ret = (pc_event_pending){
+                .seq = (uint64_t) seq, .type = type, .sandbox = TAKE_PTR(sb), .at = at, .data = TAKE_PTR(j),
+        };
+        return 0;
+}
 
-        LOCK_GUARD(&b->lock);
-        if (e.seq > b->last_seq)
-                b->last_seq = e.seq;
-        for (pc_event_subscription *s = b->subscriptions; s; s = s->next)
-                s->fn(&e, s->userdata);
-        for (pc_event_waiter *w = b->waiters, *next; w; w = next) {
-                next = w->next;
-                if (filter_matches(&w->filter, type, sandbox))
-                        waiter_fire(b, w);
+void pc_event_deliver(pc_daemon *d, pc_event_pending *p)
+{
+        pc_event_bus *b = d->bus;
+        pc_event e = { .seq = p->seq, .type = p->type, .sandbox = p->sandbox, .at = p->at, .data = p->data };
+
+        if (p->seq == 0)
+                return;
+        {
+                LOCK_GUARD(&b->lock);
+                if (e.seq > b->last_seq)
+                        b->last_seq = e.seq;
+                for (pc_event_subscription *s = b->subscriptions; s; s = s->next)
+                        s->fn(&e, s->userdata);
+                for (pc_event_waiter *w = b->waiters, *next; w; w = next) {
+                        next = w->next;
+                        if (filter_matches(&w->filter, e.type, e.sandbox))
+                                waiter_fire(b, w);
+                }
         }
-        log_debug("event %" PRIu64 ": %s %s", e.seq, pc_event_type_to_string(type), strna(sandbox));
+        log_debug("event %" PRIu64 ": %s %s", e.seq, pc_event_type_to_string(e.type), strna(e.sandbox));
+        pc_event_pending_done(p);
+}
+
+int64_t pc_event_publish(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data)
+{
+        pc_event_pending p = {};
+        int64_t seq;
+        int r;
+
+        r = pc_event_record(d, type, sandbox, data, &p);
+        if (r < 0)
+                return r;
+        seq = (int64_t) p.seq;
+        pc_event_deliver(d, &p);
         return seq;
 }
 

@@ -149,6 +149,12 @@ int pc_images_delete(pc_daemon *d, const pc_principal *who, const char *name, pc
                                      "image \"%s\" is in use by sandbox %s; delete those first (pocketcoder sandbox "
                                      "rm)",
                                      name, users);
+        /* Recorded first: a deletion the ledger cannot hold is not made. */
+        pc_principal_describe(who, actor, sizeof(actor));
+        r = pc_store_audit(&d->store, actor, "image.delete", name, NULL);
+        if (r < 0)
+                return pc_store_errorf(r, reterr, "the deletion cannot be recorded in the audit ledger, so the image "
+                                                  "was kept");
         /* Out of sight first, atomically (a half-removed image is never listed or used), then gone. */
         if (rename(path, doomed) < 0)
                 return pc_error_setf(reterr, errno, "io", "cannot remove image \"%s\": %m", name);
@@ -156,8 +162,6 @@ int pc_images_delete(pc_daemon *d, const pc_principal *who, const char *name, pc
         if (r < 0)
                 return pc_error_setf(reterr, -r, "io", "image \"%s\" was unlisted but %s could not be removed: %s",
                                      name, doomed, strerror(-r));
-        pc_principal_describe(who, actor, sizeof(actor));
-        (void) pc_store_audit(&d->store, actor, "image.delete", name, NULL);
         return 0;
 }
 
@@ -254,8 +258,9 @@ int pc_images_build(pc_daemon *d, const pc_principal *who, json_t *req, pc_image
 
         pc_principal_describe(who, actor, sizeof(actor));
         detail = json_dumps(req, JSON_COMPACT);
-        if (pc_store_audit(&d->store, actor, "image.build", im.name, detail) < 0)
-                return pc_error_setf(reterr, EIO, "audit_failed", "cannot record the build in the audit ledger");
+        r = pc_store_audit(&d->store, actor, "image.build", im.name, detail);
+        if (r < 0)
+                return pc_store_errorf(r, reterr, "the build cannot be recorded in the audit ledger, so it was not started");
         b->started_usec = (int64_t) now_usec(CLOCK_MONOTONIC);
         b->pid = fork();
         if (b->pid < 0) {

@@ -35,6 +35,21 @@ struct pc_sandbox_manager {
         bool table_synced;   /* the nftables table was brought in line with the running sandboxes at start */
 };
 
+/* A row's state: 'creating' until the sandbox first runs (undone at the next start if the daemon died
+ * meanwhile), then 'running' or 'stopped'. */
+typedef enum {
+        ROW_CREATING,
+        ROW_RUNNING,
+        ROW_STOPPED,
+        _ROW_STATE_MAX,
+} row_state;
+
+static const char *const row_state_table[_ROW_STATE_MAX] = {
+        [ROW_CREATING] = "creating",
+        [ROW_RUNNING] = "running",
+        [ROW_STOPPED] = "stopped",
+};
+
 /* One row, as stored. */
 typedef struct sandbox_row {
         char name[64];
@@ -44,7 +59,8 @@ typedef struct sandbox_row {
         char rootfs[64];
         uid_t uid_base;
         uint32_t net_index;
-        bool running;
+        row_state state;
+        bool running; /* state == ROW_RUNNING */
         pid_t init_pid;
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
@@ -91,38 +107,144 @@ static void entry_remove(pc_sandbox_manager *m, const char *name)
         *e = m->entries[--m->n_entries];
 }
 
-static void row_from_stmt(sqlite3_stmt *st, sandbox_row *r)
-{
-        *r = (sandbox_row){};
-        snprintf(r->name, sizeof(r->name), "%s", sqlite3_column_text(st, 0));
-        snprintf(r->policy, sizeof(r->policy), "%s", sqlite3_column_text(st, 1));
-        r->limits.memory_max = (uint64_t) sqlite3_column_int64(st, 2);
-        r->limits.swap_max = (uint64_t) sqlite3_column_int64(st, 3);
-        r->limits.pids_max = (uint64_t) sqlite3_column_int64(st, 4);
-        r->limits.cpu_quota_us = (uint64_t) sqlite3_column_int64(st, 5);
-        r->limits.cpu_period_us = (uint64_t) sqlite3_column_int64(st, 6);
-        r->network = (isolate_net_mode) MAX(pc_net_from_string((const char *) sqlite3_column_text(st, 7)), 0);
-        snprintf(r->rootfs, sizeof(r->rootfs), "%s", sqlite3_column_text(st, 8));
-        r->uid_base = (uid_t) sqlite3_column_int64(st, 9);
-        r->net_index = (uint32_t) sqlite3_column_int64(st, 10);
-        r->running = streq((const char *) sqlite3_column_text(st, 11), "running");
-        r->init_pid = (pid_t) sqlite3_column_int64(st, 12);
-        r->init_starttime = (uint64_t) sqlite3_column_int64(st, 13);
-        r->created_at = sqlite3_column_int64(st, 14);
-        r->started_at = sqlite3_column_type(st, 15) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 15);
-        r->stopped_at = sqlite3_column_type(st, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 16);
-        snprintf(r->instance, sizeof(r->instance), "%s", sqlite3_column_text(st, 17) ?: (const unsigned char *) "");
-        r->disk_max = (uint64_t) sqlite3_column_int64(st, 18);
-        r->inodes_max = (uint64_t) sqlite3_column_int64(st, 19);
-        r->disk_mode = (isolate_disk_mode) MAX(isolate_disk_mode_from_string((const char *) sqlite3_column_text(st, 20)), 0);
-}
-
 #define ROW_COLUMNS                                                                                       \
         "name, policy, memory_max, swap_max, pids_max, cpu_quota_us, cpu_period_us, network, rootfs, "    \
         "uid_base, net_index, state, init_pid, init_starttime, created_at, started_at, stopped_at, instance, " \
-        "disk_max, inodes_max, disk_mode"
+        "disk_max, inodes_max, disk_mode, rowid"
+#define ROW_ROWID 21
+static const char *const row_column_names[] = {
+        "name", "policy", "memory_max", "swap_max", "pids_max", "cpu_quota_us", "cpu_period_us", "network", "rootfs",
+        "uid_base", "net_index", "state", "init_pid", "init_starttime", "created_at", "started_at", "stopped_at",
+        "instance", "disk_max", "inodes_max", "disk_mode",
+};
 
-static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
+/* Column i as an integer in [min, max]; NULL (when `nullable`) is -1. Anything else is corrupt. */
+static bool column_int(sqlite3_stmt *st, int i, int64_t min, int64_t max, bool nullable, int64_t *ret)
+{
+        int64_t v;
+
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+                *ret = -1;
+                return nullable;
+        }
+        if (sqlite3_column_type(st, i) != SQLITE_INTEGER)
+                return false;
+        v = sqlite3_column_int64(st, i);
+        *ret = v;
+        return v >= min && v <= max;
+}
+
+/* Column i as a name (name_is_valid(), so also safe in paths) copied into buf[64]. */
+static bool column_name(sqlite3_stmt *st, int i, char buf[static 64])
+{
+        const char *v = (const char *) sqlite3_column_text(st, i);
+
+        if (sqlite3_column_type(st, i) != SQLITE_TEXT || !v || !name_is_valid(v) || strlen(v) >= 64)
+                return false;
+        strcpy(buf, v);
+        return true;
+}
+
+/* Column i as a sandbox's identity: 32 lowercase hex digits, copied into buf[33]. */
+static bool column_instance(sqlite3_stmt *st, int i, char buf[static 33])
+{
+        const char *v = (const char *) sqlite3_column_text(st, i);
+
+        if (sqlite3_column_type(st, i) != SQLITE_TEXT || !v || strlen(v) != 32 ||
+            strspn(v, "0123456789abcdef") != 32)
+                return false;
+        strcpy(buf, v);
+        return true;
+}
+
+/* Column i as the index of its text in table[n], or -EBADMSG. */
+static int column_enum(sqlite3_stmt *st, int i, const char *const *table, size_t n)
+{
+        const char *v = (const char *) sqlite3_column_text(st, i);
+
+        for (size_t k = 0; sqlite3_column_type(st, i) == SQLITE_TEXT && v && k < n; k++)
+                if (streq(v, table[k]))
+                        return (int) k;
+        return -EBADMSG;
+}
+
+/* Every column is untrusted: the file may have been damaged or edited by hand. A value that could not
+ * have been written by us (NULL, another type, out of range, a name unsafe in a path) makes the row
+ * corrupt: "store_corrupt" (-EIO: a 500 at the API) naming the row and the column, never a guess. */
+static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
+{
+        static const char *const networks[] = { "none", "loopback", "egress" };
+        static const char *const disk_modes[] = { "none", "project", "image" }; /* isolate_disk_mode */
+        int64_t v[ROW_ROWID] = {};
+        int bad = -1, net = -1, state = -1, disk = -1;
+
+        *r = (sandbox_row){};
+        if (!column_name(st, 0, r->name))
+                bad = 0;
+        else if (!column_name(st, 1, r->policy))
+                bad = 1;
+        for (int i = 2; bad < 0 && i <= 5; i++) /* limits */
+                if (!column_int(st, i, 0, INT64_MAX, false, &v[i]))
+                        bad = i;
+        /* A CPU quota needs a period (it is divided by it). */
+        if (bad < 0 && !column_int(st, 6, v[5] > 0 ? 1 : 0, INT64_MAX, false, &v[6]))
+                bad = 6;
+        if (bad < 0 && (net = column_enum(st, 7, networks, ELEMENTSOF(networks))) < 0)
+                bad = 7;
+        if (bad < 0 && !column_name(st, 8, r->rootfs))
+                bad = 8;
+        /* Never 0 (sandbox root would be host root), and the whole range fits in a uid_t. */
+        if (bad < 0 && !column_int(st, 9, 1, (int64_t) UINT32_MAX - UID_COUNT, false, &v[9]))
+                bad = 9;
+        if (bad < 0 && !column_int(st, 10, 0, MAX_SANDBOXES - 1, false, &v[10]))
+                bad = 10;
+        if (bad < 0 && (state = column_enum(st, 11, row_state_table, _ROW_STATE_MAX)) < 0)
+                bad = 11;
+        /* A running sandbox's init: pid and start time, as adoption checks them. */
+        if (bad < 0 && !column_int(st, 12, 1, INT32_MAX, state != ROW_RUNNING, &v[12]))
+                bad = 12;
+        if (bad < 0 && !column_int(st, 13, 0, INT64_MAX, state != ROW_RUNNING, &v[13]))
+                bad = 13;
+        for (int i = 14; bad < 0 && i <= 16; i++) /* times; only created_at is always set */
+                if (!column_int(st, i, INT64_MIN, INT64_MAX, i > 14, &v[i]))
+                        bad = i;
+        if (bad < 0 && !column_instance(st, 17, r->instance))
+                bad = 17;
+        if (bad < 0 && !column_int(st, 18, 0, INT64_MAX, false, &v[18]))
+                bad = 18;
+        if (bad < 0 && !column_int(st, 19, 0, UINT32_MAX, false, &v[19]))
+                bad = 19;
+        if (bad < 0 && (disk = column_enum(st, 20, disk_modes, ELEMENTSOF(disk_modes))) < 0)
+                bad = 20;
+        if (bad >= 0)
+                return pc_error_setf(reterr, EIO, "store_corrupt",
+                                     "state database: sandbox row %lld (\"%s\") is corrupt: column %s holds an "
+                                     "invalid value",
+                                     (long long) sqlite3_column_int64(st, ROW_ROWID), bad == 0 ? "?" : r->name,
+                                     row_column_names[bad]);
+        r->limits.memory_max = (uint64_t) v[2];
+        r->limits.swap_max = (uint64_t) v[3];
+        r->limits.pids_max = (uint64_t) v[4];
+        r->limits.cpu_quota_us = (uint64_t) v[5];
+        r->limits.cpu_period_us = (uint64_t) v[6];
+        r->network = (isolate_net_mode) net;
+        r->uid_base = (uid_t) v[9];
+        r->net_index = (uint32_t) v[10];
+        r->state = (row_state) state;
+        r->running = r->state == ROW_RUNNING;
+        r->init_pid = r->running ? (pid_t) v[12] : 0;
+        r->init_starttime = r->running ? (uint64_t) v[13] : 0;
+        r->created_at = v[14];
+        r->started_at = v[15];
+        r->stopped_at = v[16];
+        r->disk_max = (uint64_t) v[18];
+        r->inodes_max = (uint64_t) v[19];
+        r->disk_mode = (isolate_disk_mode) disk;
+        return 0;
+}
+
+/* -ENOENT (*reterr untouched), or -EIO/-ENOSPC with *reterr set (a corrupt row included) */
+static int row_load(pc_daemon *d, const char *name, sandbox_row *ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -130,43 +252,104 @@ static int row_load(pc_daemon *d, const char *name, sandbox_row *ret)
 
         if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes WHERE name = ?", -1, &st,
                                NULL) != SQLITE_OK)
-                return -EIO;
+                return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         k = sqlite3_step(st);
         if (k == SQLITE_DONE)
                 return -ENOENT;
         if (k != SQLITE_ROW)
-                return -EIO;
-        row_from_stmt(st, ret);
+                return pc_store_error(&d->store, reterr);
+        return row_from_stmt(st, ret, reterr);
+}
+
+/* Runs `st` (a prepared change of NAME's row), the audit entry (unless `action` is NULL) and the event
+ * (unless `event_data` is NULL; taken over) in one transaction, all of it or nothing, then delivers the
+ * event. Called with the store lock held. */
+static int row_change(pc_daemon *d, sqlite3_stmt *st, sqlite3_stmt *also, const char *name, const char *actor,
+                      const char *action, const char *detail, pc_event_type event, json_t *event_data)
+{
+        _cleanup_json_ json_t *data = event_data;
+        _cleanup_event_pending_ pc_event_pending ev = {};
+        _cleanup_txn_ pc_txn txn = {};
+        int r;
+
+        r = pc_txn_begin(&d->store, &txn);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(st) != SQLITE_DONE || (also && sqlite3_step(also) != SQLITE_DONE))
+                return pc_store_errno(&d->store);
+        if (action) {
+                r = pc_store_audit(&d->store, actor, action, name, detail);
+                if (r < 0)
+                        return r;
+        }
+        if (data) {
+                r = pc_event_record(d, event, name, TAKE_PTR(data), &ev);
+                if (r < 0)
+                        return r;
+        }
+        r = pc_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        pc_event_deliver(d, &ev);
         return 0;
 }
 
-/* Records a state change together with its audit entry, in one transaction. */
-static int row_set_state(pc_daemon *d, const char *name, bool running, pid_t pid, uint64_t starttime,
-                         const char *actor, const char *action)
+/* Records NAME's new state (sb: the running sandbox, for its init) with its audit entry and event. */
+static int row_set_state(pc_daemon *d, const char *name, row_state state, isolate_sandbox *sb, const char *actor,
+                         const char *action, pc_event_type event, json_t *event_data)
 {
         LOCK_GUARD(&d->store.lock);
-        _cleanup_txn_ pc_txn txn = {};
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
 
-        if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_prepare_v2(d->store.db,
-                               running ? "UPDATE sandboxes SET state = 'running', init_pid = ?, init_starttime = ?, "
-                                         "started_at = ? WHERE name = ?"
-                                       : "UPDATE sandboxes SET state = 'stopped', init_pid = NULL, "
-                                         "init_starttime = NULL, stopped_at = ?3 WHERE name = ?4",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        if (running) {
-                sqlite3_bind_int64(st, 1, pid);
-                sqlite3_bind_int64(st, 2, (sqlite3_int64) starttime);
+        if (sqlite3_prepare_v2(d->store.db,
+                               state == ROW_RUNNING ? "UPDATE sandboxes SET state = ?1, init_pid = ?2, init_starttime = ?3, "
+                                                      "started_at = ?4 WHERE name = ?5"
+                                                    : "UPDATE sandboxes SET state = ?1, init_pid = NULL, "
+                                                      "init_starttime = NULL, stopped_at = ?4 WHERE name = ?5",
+                               -1, &st, NULL) != SQLITE_OK) {
+                json_decref(event_data);
+                return pc_store_errno(&d->store);
         }
-        sqlite3_bind_int64(st, 3, now);
-        sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE || pc_store_audit(&d->store, actor, action, name, NULL) < 0)
-                return -EIO;
-        return pc_txn_commit(&txn);
+        sqlite3_bind_text(st, 1, row_state_table[state], -1, SQLITE_STATIC);
+        if (state == ROW_RUNNING) {
+                sqlite3_bind_int64(st, 2, isolate_sandbox_pid(sb));
+                sqlite3_bind_int64(st, 3, (sqlite3_int64) isolate_sandbox_starttime(sb));
+        }
+        sqlite3_bind_int64(st, 4, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
+        return row_change(d, st, NULL, name, actor, action, NULL, event, event_data);
+}
+
+/* Deletes NAME's row, with its audit entry and its sandbox.deleted event (see row_change()). */
+/* Deletes NAME's row, with its audit entry and its sandbox.deleted event (see row_change()). With `kept`
+ * (the row of a sandbox whose workspace 'sandbox rm' keeps), the same transaction records the kept
+ * workspace: its files belong to the sandbox's uid range, held back from other sandboxes until a sandbox
+ * of the same name takes it back (with its disk limit). */
+static int row_delete(pc_daemon *d, const char *name, const sandbox_row *kept, const char *actor, const char *action,
+                      const char *detail, json_t *event_data)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *keep = NULL;
+
+        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
+            (kept && sqlite3_prepare_v2(d->store.db,
+                                        "INSERT OR REPLACE INTO kept_workspaces (name, uid_base, disk_max, inodes_max, "
+                                        "disk_mode, kept_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                        -1, &keep, NULL) != SQLITE_OK)) {
+                json_decref(event_data);
+                return pc_store_errno(&d->store);
+        }
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        if (kept) {
+                sqlite3_bind_text(keep, 1, kept->name, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(keep, 2, kept->uid_base);
+                sqlite3_bind_int64(keep, 3, (sqlite3_int64) kept->disk_max);
+                sqlite3_bind_int64(keep, 4, (sqlite3_int64) kept->inodes_max);
+                sqlite3_bind_text(keep, 5, isolate_disk_mode_to_string(kept->disk_mode), -1, SQLITE_STATIC);
+                sqlite3_bind_int64(keep, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        }
+        return row_change(d, st, keep, name, actor, action, detail, PC_EVENT_SANDBOX_DELETED, event_data);
 }
 
 static char *workspace_path(pc_daemon *d, const char *name)
@@ -458,7 +641,9 @@ static void entry_down(sandbox_entry *e)
 }
 
 /* Notices sandboxes whose init died since we last looked (the agent cannot kill it, but the OOM killer
- * or an admin can): they are recorded as stopped and their leftovers cleaned. Called with m->lock held. */
+ * or an admin can): they are recorded as stopped and their leftovers cleaned. A record that cannot be
+ * written is retried at the next start (the row still says running, with an init that is gone). Called
+ * with m->lock held. */
 static void reap_dead(pc_daemon *d)
 {
         pc_sandbox_manager *m = d->sandboxes;
@@ -466,19 +651,23 @@ static void reap_dead(pc_daemon *d)
         for (size_t i = 0; i < m->n_entries; i++) {
                 sandbox_entry *e = &m->entries[i];
                 sandbox_row row;
+                int r;
 
                 if (e->busy || !e->sb || isolate_sandbox_is_running(e->sb))
                         continue;
                 pid_t pid = isolate_sandbox_pid(e->sb);
 
-                if (row_load(d, e->name, &row) >= 0)
+                if (row_load(d, e->name, &row, NULL) >= 0)
                         bring_down(d, &row, e->sb, 0, NULL);
                 e->sb = isolate_sandbox_free(e->sb);
                 entry_down(e);
-                (void) row_set_state(d, e->name, false, 0, 0, "daemon", "sandbox.exited");
-                log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
-                (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, e->name,
-                                        json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                r = row_set_state(d, e->name, ROW_STOPPED, NULL, "daemon", "sandbox.exited", PC_EVENT_SANDBOX_STOPPED,
+                                  json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                if (r < 0)
+                        log_error_errno(r, "sandbox %s: init (pid %d) exited, but this cannot be recorded: %m; "
+                                           "recorded at the next start", e->name, pid);
+                else
+                        log_notice("sandbox %s: init (pid %d) exited; recorded as stopped", e->name, pid);
         }
 }
 
@@ -488,11 +677,20 @@ void pc_sandboxes_reap(pc_daemon *d, void *userdata)
         reap_dead(d);
 }
 
+/* A row that is 'creating' exists for clients only while its create runs (its entry is busy): one
+ * whose create failed and could not remove it is undone at the next create of that name or start. */
+static bool row_visible(pc_daemon *d, const sandbox_row *row)
+{
+        sandbox_entry *e = entry_find(d->sandboxes, row->name);
+
+        return row->state != ROW_CREATING || (e && e->busy);
+}
+
 int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->sandboxes->lock);
         _cleanup_json_ json_t *arr = json_array();
-        int k;
+        int k, r;
 
         reap_dead(d);
         {
@@ -504,11 +702,16 @@ int pc_sandboxes_list(pc_daemon *d, const pc_principal *who, json_t **ret, pc_er
                         return pc_store_error(&d->store, reterr);
                 while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         sandbox_row row;
-                        row_from_stmt(st, &row);
-                        if (who->role == PC_ROLE_AGENT && !streq(row.name, who->sandbox))
+
+                        r = row_from_stmt(st, &row, reterr);
+                        if (r < 0)
+                                return r;
+                        if ((who->role == PC_ROLE_AGENT && !streq(row.name, who->sandbox)) || !row_visible(d, &row))
                                 continue;
                         json_array_append_new(arr, sandbox_json(d, &row, entry_find(d->sandboxes, row.name)));
                 }
+                if (k != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
         }
         *ret = json_pack("{s:O}", "sandboxes", arr);
         return *ret ? 0 : -ENOMEM;
@@ -522,6 +725,16 @@ static int may_touch(const pc_principal *who, const char *name, pc_error **reter
         return 0;
 }
 
+/* NAME's row as clients see it (see row_visible()); errors are set. */
+static int row_load_visible(pc_daemon *d, const char *name, sandbox_row *row, pc_error **reterr)
+{
+        int r = row_load(d, name, row, reterr);
+
+        if (r == -ENOENT || (r >= 0 && !row_visible(d, row)))
+                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        return r;
+}
+
 int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->sandboxes->lock);
@@ -532,11 +745,9 @@ int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, j
         if (r < 0)
                 return r;
         reap_dead(d);
-        r = row_load(d, name, &row);
-        if (r == -ENOENT)
-                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        r = row_load_visible(d, name, &row, reterr);
         if (r < 0)
-                return pc_error_setf(reterr, -r, "store_error", "state database: cannot read sandbox \"%s\"", name);
+                return r;
         *ret = sandbox_json(d, &row, entry_find(d->sandboxes, name));
         return *ret ? 0 : -ENOMEM;
 }
@@ -549,11 +760,9 @@ static int begin_op(pc_daemon *d, const char *name, sandbox_row *row, sandbox_en
         int r;
 
         reap_dead(d);
-        r = row_load(d, name, row);
-        if (r == -ENOENT)
-                return pc_error_setf(reterr, ENOENT, "not_found", "sandbox \"%s\" does not exist", name);
+        r = row_load_visible(d, name, row, reterr);
         if (r < 0)
-                return pc_error_setf(reterr, EIO, "store_error", "state database: cannot read sandbox \"%s\"", name);
+                return r;
         e = entry_find(m, name) ?: entry_add(m, name);
         if (!e)
                 return -ENOMEM;
@@ -669,6 +878,108 @@ static int workspace_decide(pc_daemon *d, const pc_sandbox_request *q, sandbox_r
         return 0;
 }
 
+/* Whether a workspace of NAME is kept by 'sandbox rm' (1), or not (0). */
+static int kept_exists(pc_daemon *d, const char *name)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k;
+
+        if (sqlite3_prepare_v2(d->store.db, "SELECT 1 FROM kept_workspaces WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+                return pc_store_errno(&d->store);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        k = sqlite3_step(st);
+        return k == SQLITE_ROW ? 1 : k == SQLITE_DONE ? 0 : pc_store_errno(&d->store);
+}
+
+/* Undoes a create that did not finish (the daemon died, or its failure could not be recorded): whatever
+ * isolate/ made for it goes (destroying is idempotent; a workspace stays, as after any failed create),
+ * then its row. */
+static int undo_create(pc_daemon *d, const sandbox_row *row, isolate_sandbox *sb)
+{
+        int r;
+
+        /* A workspace taken back from 'sandbox rm' stays kept; a new one (anything else at its place is
+         * refused before the row exists) was made by this create and goes. */
+        r = kept_exists(d, row->name);
+        bring_down(d, row, sb, ISOLATE_DESTROY_ROOTFS |
+                                       (r > 0 ? ISOLATE_DESTROY_RELEASE_WORKSPACE : ISOLATE_DESTROY_PURGE_WORKSPACE),
+                   NULL);
+        pc_agent_socket_remove_stale(d, row->name);
+        r = row_delete(d, row->name, NULL, NULL, NULL, NULL, NULL);
+        if (r < 0)
+                return log_error_errno(r, "sandbox %s: its unfinished creation was undone, but its record cannot be "
+                                          "removed: %m; it is removed at the next create of that name or start",
+                                       row->name);
+        log_notice("sandbox %s: unfinished creation undone", row->name);
+        return 0;
+}
+
+/* Reserves the name, uid range and subnet in the store as a 'creating' row, so concurrent creates cannot
+ * collide and a daemon killed before the sandbox runs undoes it at its next start. Fills in row's slots,
+ * its workspace limit and its identity; *ret_kept: the workspace is one kept by 'sandbox rm'. Called with
+ * the manager lock held. */
+static int reserve(pc_daemon *d, const pc_sandbox_request *q, sandbox_row *row, bool *ret_kept, pc_error **reterr)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sandbox_row old;
+        uint64_t slot, net_index;
+        int r;
+
+        r = row_load(d, row->name, &old, reterr);
+        if (r >= 0 && old.state == ROW_CREATING && !entry_find(d->sandboxes, row->name)) {
+                r = undo_create(d, &old, NULL);
+                if (r < 0)
+                        return pc_store_errorf(r, reterr, "an unfinished earlier creation of this name cannot be removed");
+                r = -ENOENT;
+        }
+        if (r >= 0 || entry_find(d->sandboxes, row->name))
+                return pc_error_setf(reterr, EEXIST, "exists", "sandbox \"%s\" already exists", row->name);
+        if (r != -ENOENT)
+                return r;
+        r = workspace_decide(d, q, row, ret_kept, reterr);
+        if (r < 0)
+                return r;
+        if (!*ret_kept && allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", UID_RANGES_USED, &slot) < 0)
+                return pc_error_setf(reterr, EUSERS, "no_space", "no free uid range for another sandbox");
+        if (allocate_slot(d, "net_index", "sandboxes", &net_index) < 0)
+                return pc_error_setf(reterr, EUSERS, "no_space", "no free subnet for another sandbox");
+        if (!*ret_kept)
+                row->uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
+        row->net_index = (uint32_t) net_index;
+        if (sqlite3_prepare_v2(d->store.db,
+                               "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
+                               "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
+                               "created_at, disk_max, inodes_max, disk_mode, instance) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?, ?, "
+                               "lower(hex(randomblob(16)))) RETURNING instance",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_bind_text(st, 1, row->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, row->policy, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) row->limits.memory_max);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64) row->limits.swap_max);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64) row->limits.pids_max);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64) row->limits.cpu_quota_us);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64) row->limits.cpu_period_us);
+        sqlite3_bind_text(st, 8, pc_net_to_string(row->network), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 9, row->rootfs, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 10, row->uid_base);
+        sqlite3_bind_int64(st, 11, row->net_index);
+        sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_int64(st, 13, (sqlite3_int64) row->disk_max);
+        sqlite3_bind_int64(st, 14, (sqlite3_int64) row->inodes_max);
+        sqlite3_bind_text(st, 15, isolate_disk_mode_to_string(row->disk_mode), -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW)
+                return pc_store_error(&d->store, reterr);
+        snprintf(row->instance, sizeof(row->instance), "%s", sqlite3_column_text(st, 0));
+        if (sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_error(&d->store, reterr);
+        row->state = ROW_CREATING;
+        return 0;
+}
+
 int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr)
 {
         pc_sandbox_manager *m = d->sandboxes;
@@ -678,7 +989,6 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         char actor[128];
         isolate_sandbox *sb = NULL;
         pc_agent_socket *agent = NULL;
-        uint64_t slot, net_index;
         sandbox_entry *e;
         bool kept = false;
         int r;
@@ -702,73 +1012,42 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         row.limits = q.limits;
         pc_principal_describe(who, actor, sizeof(actor));
 
-        /* Reserve the name, uid range and subnet in the store first, so concurrent creates cannot collide;
-         * the row says "stopped" until the sandbox is really up. */
         {
                 LOCK_GUARD(&m->lock);
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-                if (entry_find(m, name) || row_load(d, name, &(sandbox_row){}) == 0)
-                        return pc_error_setf(reterr, EEXIST, "exists", "sandbox \"%s\" already exists", name);
-                r = workspace_decide(d, &q, &row, &kept, reterr);
+                r = reserve(d, &q, &row, &kept, reterr);
                 if (r < 0)
                         return r;
-                if (!kept && allocate_slot(d, "(uid_base - " UID_RANGE_SQL ") / 65536", UID_RANGES_USED, &slot) < 0)
-                        return pc_error_setf(reterr, ENOSPC, "no_space", "no free uid range for another sandbox");
-                if (allocate_slot(d, "net_index", "sandboxes", &net_index) < 0)
-                        return pc_error_setf(reterr, ENOSPC, "no_space", "no free subnet for another sandbox");
-                if (!kept)
-                        row.uid_base = (uid_t) (d->config.uid_range_base + slot * UID_COUNT);
-                row.net_index = (uint32_t) net_index;
-                if (sqlite3_prepare_v2(d->store.db,
-                                       "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
-                                       "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
-                                       "created_at, disk_max, inodes_max, disk_mode, instance) "
-                                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, "
-                                       "lower(hex(randomblob(16)))) RETURNING instance",
-                                       -1, &st, NULL) != SQLITE_OK)
-                        return pc_store_error(&d->store, reterr);
-                sqlite3_bind_text(st, 1, row.name, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 2, row.policy, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 3, (sqlite3_int64) row.limits.memory_max);
-                sqlite3_bind_int64(st, 4, (sqlite3_int64) row.limits.swap_max);
-                sqlite3_bind_int64(st, 5, (sqlite3_int64) row.limits.pids_max);
-                sqlite3_bind_int64(st, 6, (sqlite3_int64) row.limits.cpu_quota_us);
-                sqlite3_bind_int64(st, 7, (sqlite3_int64) row.limits.cpu_period_us);
-                sqlite3_bind_text(st, 8, network, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 9, row.rootfs, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 10, row.uid_base);
-                sqlite3_bind_int64(st, 11, row.net_index);
-                sqlite3_bind_int64(st, 12, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-                sqlite3_bind_int64(st, 13, (sqlite3_int64) row.disk_max);
-                sqlite3_bind_int64(st, 14, (sqlite3_int64) row.inodes_max);
-                sqlite3_bind_text(st, 15, isolate_disk_mode_to_string(row.disk_mode), -1, SQLITE_STATIC);
-                if (sqlite3_step(st) != SQLITE_ROW)
-                        return pc_store_error(&d->store, reterr);
-                snprintf(row.instance, sizeof(row.instance), "%s", sqlite3_column_text(st, 0));
-                if (sqlite3_step(st) != SQLITE_DONE)
-                        return pc_store_error(&d->store, reterr);
                 e = entry_add(m, name);
-                if (!e)
+                if (!e) {
+                        (void) undo_create(d, &row, NULL);
                         return -ENOMEM;
+                }
                 e->busy = true;
         }
 
         r = bring_up(d, &row, &sb, &agent, reterr);
+        /* The sandbox exists for clients once this is stored: the 201 never precedes it, and a failure
+         * undoes the sandbox (a create is all or nothing). */
+        if (r >= 0) {
+                r = row_set_state(d, name, ROW_RUNNING, sb, actor, "sandbox.create", PC_EVENT_SANDBOX_CREATED,
+                                  json_pack("{s:s, s:s, s:s, s:s, s:i}", "actor", actor, "policy", row.policy,
+                                            "network", network, "rootfs", row.rootfs, "init_pid",
+                                            (int) isolate_sandbox_pid(sb)));
+                if (r < 0) {
+                        pc_store_errorf(r, reterr, "the new sandbox cannot be recorded, so it was removed again");
+                        pc_agent_socket_free(TAKE_PTR(agent), true);
+                        bring_down(d, &row, sb, ISOLATE_DESTROY_ROOTFS, NULL);
+                        sb = isolate_sandbox_free(sb);
+                }
+        }
 
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         if (r < 0) {
-                /* isolate/ removed what it made; the reservation goes too. */
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) == SQLITE_OK) {
-                        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-                        (void) sqlite3_step(st);
-                }
+                /* isolate/ removed what it made (or bring_down above did); the reservation goes too. */
                 entry_remove(m, name);
+                (void) undo_create(d, &row, NULL);
                 log_warning("sandbox %s: creation failed: %s", name, reterr && *reterr ? (*reterr)->message : strerror(-r));
                 return r;
         }
@@ -778,22 +1057,16 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM kept_workspaces WHERE name = ?", -1, &st, NULL) ==
-                    SQLITE_OK) {
-                        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-                        (void) sqlite3_step(st);
-                }
+                /* A record left behind is harmless (the same uid range, replaced at the next rm). */
+                if (sqlite3_prepare_v2(d->store.db, "DELETE FROM kept_workspaces WHERE name = ?", -1, &st, NULL) !=
+                            SQLITE_OK ||
+                    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+                        log_warning("sandbox %s: cannot forget its kept workspace's record: %s, ignoring", name,
+                                    sqlite3_errmsg(d->store.db));
         }
-        r = row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.create");
-        if (r < 0)
-                log_warning_errno(r, "sandbox %s: cannot record its state: %m", name);
-        (void) pc_event_publish(d, PC_EVENT_SANDBOX_CREATED, name,
-                                json_pack("{s:s, s:s, s:s, s:s, s:i}", "actor", actor, "policy", row.policy,
-                                          "network", network, "rootfs", row.rootfs, "init_pid",
-                                          (int) isolate_sandbox_pid(sb)));
         log_info("sandbox %s: created (init pid %d, uid base %u, policy %s, network %s)", name,
                  isolate_sandbox_pid(sb), (unsigned) row.uid_base, row.policy, network);
-        r = row_load(d, name, &row);
+        r = row_load(d, name, &row, reterr);
         if (r < 0)
                 return r;
         *ret = sandbox_json(d, &row, e);
@@ -826,40 +1099,36 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
                 }
         }
         r = bring_up(d, &row, &sb, &agent, reterr);
+        if (r >= 0) {
+                r = row_set_state(d, name, ROW_RUNNING, sb, actor, "sandbox.start", PC_EVENT_SANDBOX_STARTED,
+                                  json_pack("{s:s, s:i}", "actor", actor, "init_pid", (int) isolate_sandbox_pid(sb)));
+                if (r < 0) {
+                        /* Not recorded as running: it must not run (the host stays as it was). */
+                        pc_store_errorf(r, reterr, "the start cannot be recorded, so the sandbox was stopped again");
+                        pc_agent_socket_free(agent, true);
+                        bring_down(d, &row, sb, 0, NULL);
+                        isolate_sandbox_free(sb);
+                }
+        }
         LOCK_GUARD(&m->lock);
         e = entry_find(m, name);
         e->busy = false;
         if (r < 0)
                 return r;
         entry_up(d, e, sb, agent);
-        (void) row_set_state(d, name, true, isolate_sandbox_pid(sb), isolate_sandbox_starttime(sb), actor, "sandbox.start");
-        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STARTED, name,
-                                json_pack("{s:s, s:i}", "actor", actor, "init_pid", (int) isolate_sandbox_pid(sb)));
         log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
-        if (row_load(d, name, &row) < 0)
-                return -EIO;
+        r = row_load(d, name, &row, reterr);
+        if (r < 0)
+                return r;
         *ret = sandbox_json(d, &row, e);
         return *ret ? 0 : -ENOMEM;
 }
 
-/* A kept workspace: its files belong to the sandbox's uid range, held back from other sandboxes until a
- * sandbox of the same name takes it back (with its disk limit). Store lock held. */
-static int kept_record(pc_daemon *d, const sandbox_row *row, sqlite3_stmt **st)
-{
-        if (sqlite3_prepare_v2(d->store.db,
-                               "INSERT OR REPLACE INTO kept_workspaces (name, uid_base, disk_max, inodes_max, "
-                               "disk_mode, kept_at) VALUES (?, ?, ?, ?, ?, ?)",
-                               -1, st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_text(*st, 1, row->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(*st, 2, row->uid_base);
-        sqlite3_bind_int64(*st, 3, (sqlite3_int64) row->disk_max);
-        sqlite3_bind_int64(*st, 4, (sqlite3_int64) row->inodes_max);
-        sqlite3_bind_text(*st, 5, isolate_disk_mode_to_string(row->disk_mode), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(*st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-        return sqlite3_step(*st) == SQLITE_DONE ? 0 : -EIO;
-}
-
+/* Stop (and with `remove`, delete). The new state is stored before the sandbox is touched: when it cannot
+ * be, the request fails and the sandbox runs on untouched. A daemon that dies after the record and before
+ * the teardown finishes it at its next start (a row that is not running gets its leftovers removed). A
+ * delete whose final row removal fails leaves a stopped sandbox (said so in the error): deleting again
+ * finishes it. */
 static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, const char *action, bool remove,
                              bool purge, json_t **ret, pc_error **reterr)
 {
@@ -874,6 +1143,16 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                 r = begin_op(d, name, &row, &e, reterr);
                 if (r < 0)
                         return r;
+                if (row.running) {
+                        r = row_set_state(d, name, ROW_STOPPED, NULL, actor, remove ? NULL : action,
+                                          PC_EVENT_SANDBOX_STOPPED,
+                                          json_pack("{s:s, s:s}", "reason", remove ? "delete" : "stop", "actor", actor));
+                        if (r < 0) {
+                                e->busy = false;
+                                return pc_store_errorf(r, reterr, "the stop cannot be recorded, so the sandbox was "
+                                                                  "left running");
+                        }
+                }
                 sb = TAKE_PTR(e->sb);
                 entry_down(e);
         }
@@ -889,53 +1168,33 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
 
         LOCK_GUARD(&m->lock);
         if (remove && r < 0) {
-                /* What could not be removed is still there, and so is the sandbox (stopped): nothing claims
-                 * success, and its name cannot be taken over a leftover workspace. */
+                /* What could not be removed is still there, and so is the sandbox (recorded as stopped above):
+                 * nothing claims success, and its name cannot be taken over a leftover workspace. */
                 e = entry_find(m, name);
                 if (e)
                         e->busy = false;
-                if (row.running) {
-                        (void) row_set_state(d, name, false, 0, 0, actor, "sandbox.stop");
-                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
-                                                json_pack("{s:s, s:s}", "reason", "delete", "actor", actor));
-                }
                 return pc_error_setf(reterr, EIO, purge ? "purge_failed" : "delete_failed",
                                      "%s; the sandbox is kept (stopped): fix the cause and run 'pocketcoder sandbox "
                                      "rm%s %s' again",
                                      err ? err->message : strerror(-r), purge ? " --purge" : "", name);
         }
         if (remove) {
-                LOCK_GUARD(&d->store.lock);
-                _cleanup_txn_ pc_txn txn = {};
-                _cleanup_stmt_ sqlite3_stmt *st = NULL, *kept = NULL;
-
                 entry_remove(m, name);
-                if (pc_txn_begin(&d->store, &txn) < 0 ||
-                    sqlite3_prepare_v2(d->store.db, "DELETE FROM sandboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK ||
-                    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE ||
-                    (!purge && kept_record(d, &row, &kept) < 0) ||
-                    pc_store_audit(&d->store, actor, action, name, purge ? "purge" : NULL) < 0 ||
-                    pc_txn_commit(&txn) < 0)
-                        return pc_store_error(&d->store, reterr);
+                r = row_delete(d, name, purge ? NULL : &row, actor, action, purge ? "purge" : NULL,
+                               json_pack("{s:s, s:b}", "actor", actor, "purge", purge));
+                if (r < 0)
+                        return pc_store_errorf(r, reterr, "the sandbox was stopped, but its deletion cannot be "
+                                                          "recorded; delete it again");
                 log_info("sandbox %s: deleted%s", name, purge ? " with its workspace" : " (workspace kept)");
-                if (row.running)
-                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
-                                                json_pack("{s:s, s:s}", "reason", "delete", "actor", actor));
-                (void) pc_event_publish(d, PC_EVENT_SANDBOX_DELETED, name,
-                                        json_pack("{s:s, s:b}", "actor", actor, "purge", purge));
                 return 0;
         }
         e = entry_find(m, name);
         if (e)
                 e->busy = false;
-        if (row.running) {
-                (void) row_set_state(d, name, false, 0, 0, actor, action);
-                (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, name,
-                                        json_pack("{s:s, s:s}", "reason", "stop", "actor", actor));
-        }
         log_info("sandbox %s: stopped", name);
-        if (row_load(d, name, &row) < 0)
-                return -EIO;
+        r = row_load(d, name, &row, reterr);
+        if (r < 0)
+                return r;
         *ret = sandbox_json(d, &row, e);
         return *ret ? 0 : -ENOMEM;
 }
@@ -985,7 +1244,7 @@ static void net_table_sync(pc_daemon *d, bool rebuild)
                 if (!m->entries[i].sb)
                         continue;
                 /* Unsure whether a running sandbox uses the table: keep it. */
-                if (row_load(d, m->entries[i].name, &rows[n]) < 0)
+                if (row_load(d, m->entries[i].name, &rows[n], NULL) < 0)
                         return;
                 if (rows[n].network != ISOLATE_NET_EGRESS)
                         continue;
@@ -1004,40 +1263,67 @@ static void net_table_sync(pc_daemon *d, bool rebuild)
         m->table_synced = true;
 }
 
-/* At start: re-adopt every sandbox recorded as running whose init is still the same process; record the
- * dead ones as stopped; clean cgroups and veths of sandboxes that no longer exist. */
-static int adopt_all(pc_daemon *d)
+static int corrupt_row_refusal(pc_daemon *d, const pc_error *e, int64_t rowid, pc_error **reterr)
 {
+        return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                             "%s; pocketcoderd does not start on it (a guess could stop or expose a sandbox), and "
+                             "running sandboxes are left alone. To recover, stop every pocketcoderd using it, then "
+                             "look at the row with\n"
+                             "  sqlite3 %s/state.db 'SELECT * FROM sandboxes WHERE rowid = %lld'\n"
+                             "and correct the value, or delete the row (its sandbox, if it runs, is stopped at the "
+                             "next start) with\n"
+                             "  sqlite3 %s/state.db 'DELETE FROM sandboxes WHERE rowid = %lld'\n"
+                             "and start pocketcoderd again. Or put back a backup of state.db.",
+                             e->message, d->config.state_dir, (long long) rowid, d->config.state_dir,
+                             (long long) rowid);
+}
+
+/* At start: undo unfinished creates; re-adopt every sandbox recorded as running whose init is still the
+ * same process; record the dead ones as stopped; clean cgroups and veths of sandboxes that no longer
+ * exist. A corrupt row stops the start (see pc_store_recovery_hint()): guessing could kill or expose a
+ * sandbox. */
+static int adopt_all(pc_daemon *d, pc_error **reterr)
+{
+        _cleanup_pc_error_ pc_error *corrupt = NULL;
         pc_sandbox_manager *m = d->sandboxes;
         _cleanup_free_ sandbox_row *rows = NULL;
         size_t n = 0, adopted = 0;
         char **leftover = NULL;
+        int r, k;
 
         {
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
                 if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes", -1, &st, NULL) != SQLITE_OK)
-                        return -EIO;
-                while (sqlite3_step(st) == SQLITE_ROW) {
+                        return pc_store_error(&d->store, reterr);
+                while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         sandbox_row *nr = realloc(rows, (n + 1) * sizeof(*nr));
                         if (!nr)
                                 return -ENOMEM;
                         rows = nr;
-                        row_from_stmt(st, &rows[n++]);
+                        r = row_from_stmt(st, &rows[n++], &corrupt);
+                        if (r < 0)
+                                return corrupt_row_refusal(d, corrupt, sqlite3_column_int64(st, 17), reterr);
                 }
+                if (k != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
         }
         for (size_t i = 0; i < n; i++) {
                 _cleanup_(sandbox_spec_done) sandbox_spec spec = {};
                 sandbox_row *row = &rows[i];
                 isolate_sandbox *sb = NULL;
-                int r;
 
+                if (row->state == ROW_CREATING) {
+                        (void) undo_create(d, row, NULL);
+                        continue;
+                }
                 if (!row->running) {
                         _cleanup_pc_error_ pc_error *err = NULL;
 
-                        /* A crash between creating the host side and recording the sandbox as running
-                         * leaves objects behind; destroying is idempotent. */
+                        /* A crash between creating the host side and recording the sandbox as running, or
+                         * between recording a stop and finishing it, leaves objects behind; destroying is
+                         * idempotent. */
                         bring_down(d, row, NULL, 0, NULL);
                         pc_agent_socket_remove_stale(d, row->name);
                         /* Its workspace image stays mounted while it exists (after a reboot: again). */
@@ -1056,9 +1342,12 @@ static int adopt_all(pc_daemon *d)
                         log_notice("sandbox %s: init (pid %d) is gone; recording it as stopped", row->name, row->init_pid);
                         bring_down(d, row, NULL, 0, NULL);
                         pc_agent_socket_remove_stale(d, row->name);
-                        (void) row_set_state(d, row->name, false, 0, 0, "daemon", "sandbox.exited");
-                        (void) pc_event_publish(d, PC_EVENT_SANDBOX_STOPPED, row->name,
-                                                json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                        r = row_set_state(d, row->name, ROW_STOPPED, NULL, "daemon", "sandbox.exited",
+                                          PC_EVENT_SANDBOX_STOPPED,
+                                          json_pack("{s:s, s:s}", "reason", "exited", "actor", "daemon"));
+                        if (r < 0)
+                                log_error_errno(r, "sandbox %s: cannot record it as stopped: %m; it shows as "
+                                                   "stopped and is recorded at the next start", row->name);
                         continue;
                 }
                 sandbox_entry *e = entry_add(m, row->name);
@@ -1101,52 +1390,6 @@ static int adopt_all(pc_daemon *d)
         return 0;
 }
 
-/* The per-daemon id: generated at the first start and kept in the store, so it survives restarts (the
- * names of running sandboxes' host objects contain it). A database that already holds sandboxes made
- * before ids existed keeps the unprefixed names ("" is stored), so its running sandboxes are re-adopted
- * and cleaned up under the names they have. */
-static int daemon_id_load(pc_daemon *d, char ret[static ISOLATE_DAEMON_ID_LEN + 1], pc_error **reterr)
-{
-        LOCK_GUARD(&d->store.lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        const char *v;
-        int r;
-
-        if (sqlite3_prepare_v2(d->store.db, "SELECT value FROM settings WHERE key = 'daemon_id'", -1, &st, NULL) !=
-            SQLITE_OK)
-                return pc_store_error(&d->store, reterr);
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-                v = (const char *) sqlite3_column_text(st, 0);
-                if (!isempty(v) && !isolate_daemon_id_is_valid(v))
-                        return pc_error_setf(reterr, EINVAL, "store_error",
-                                             "state database: stored daemon id \"%s\" is invalid", strna(v));
-                snprintf(ret, ISOLATE_DAEMON_ID_LEN + 1, "%s", v);
-                return 0;
-        }
-        if (r != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        sqlite3_finalize(TAKE_PTR(st));
-        if (sqlite3_prepare_v2(d->store.db, "SELECT count(*) FROM sandboxes", -1, &st, NULL) != SQLITE_OK ||
-            sqlite3_step(st) != SQLITE_ROW)
-                return pc_store_error(&d->store, reterr);
-        if (sqlite3_column_int64(st, 0) > 0) {
-                log_notice("the state database predates daemon ids: host-side names stay without one, so another "
-                           "daemon on this host needs a different cgroup_parent");
-                ret[0] = 0;
-        } else {
-                r = isolate_daemon_id_new(ret);
-                if (r < 0)
-                        return pc_error_setf(reterr, -r, "internal", "cannot generate a daemon id: %s", strerror(-r));
-        }
-        sqlite3_finalize(TAKE_PTR(st));
-        if (sqlite3_prepare_v2(d->store.db, "INSERT INTO settings (key, value) VALUES ('daemon_id', ?)", -1, &st,
-                               NULL) != SQLITE_OK ||
-            sqlite3_bind_text(st, 1, ret, -1, SQLITE_STATIC) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        return 0;
-}
-
 int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
 {
         pc_sandbox_manager *m = calloc(1, sizeof(*m));
@@ -1160,7 +1403,7 @@ int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
         r = isolate_seccomp_compile(&m->seccomp_fd, reterr);
         if (r < 0)
                 return r;
-        r = daemon_id_load(d, m->daemon_id, reterr);
+        r = pc_daemon_id_setup(d, m->daemon_id, reterr);
         if (r < 0)
                 return r;
         r = isolate_cgroup_parent_name(d->config.cgroup_parent, daemon_id_or_null(m), &m->cgroup_parent);
@@ -1169,7 +1412,7 @@ int pc_sandbox_manager_new(pc_daemon *d, pc_error **reterr)
                                      d->config.cgroup_parent);
         log_info("daemon id %s: sandboxes' cgroups under %s, host interfaces pc%s-*",
                  strna(daemon_id_or_null(m)), m->cgroup_parent, m->daemon_id);
-        return adopt_all(d);
+        return adopt_all(d, reterr);
 }
 
 void pc_sandbox_manager_free(pc_daemon *d)

@@ -73,14 +73,15 @@ int pc_session_new(pc_daemon *d, const pc_principal *who, const char *name, json
 int pc_session_record_start(pc_session *s, pc_error **reterr)
 {
         _cleanup_free_ char *detail = json_dumps(s->req, JSON_COMPACT);
+        int r;
 
         if (!detail)
                 return -ENOMEM;
-        if (pc_store_audit(&s->daemon->store, s->actor, s->r.enter ? "sandbox.enter" : "sandbox.run", s->name,
-                           detail) < 0)
-                return pc_error_setf(reterr, EIO, "audit_failed",
-                                     "cannot record the session in the audit ledger (%s); it was not started",
-                                     sqlite3_errmsg(s->daemon->store.db));
+        r = pc_store_audit(&s->daemon->store, s->actor, s->r.enter ? "sandbox.enter" : "sandbox.run", s->name,
+                           detail);
+        if (r < 0)
+                return pc_store_errorf(r, reterr,
+                                       "the session cannot be recorded in the audit ledger, so it was not started");
         return 0;
 }
 

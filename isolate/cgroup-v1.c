@@ -49,8 +49,14 @@ static int v1_make(const cgroup_layout *l, const char *parent_name, const char *
                 if (v1_dir_is_repeat(cg, i))
                         continue;
                 if (!create) {
-                        if (access(cg->v1_dir[i], F_OK) < 0)
-                                return -errno;
+                        /* A create killed between two hierarchies left the group in some of them only:
+                         * opened as it is, so that it can be killed and removed (destroy is idempotent). */
+                        if (access(cg->v1_dir[i], F_OK) < 0) {
+                                if (errno != ENOENT)
+                                        return -errno;
+                                free(cg->v1_dir[i]);
+                                cg->v1_dir[i] = NULL;
+                        }
                         continue;
                 }
                 mnt_fd = open_dir(l->v1_mount[i]);
@@ -72,10 +78,13 @@ static int v1_make(const cgroup_layout *l, const char *parent_name, const char *
                         return r;
                 }
         }
-        /* The memory hierarchy names the group: all three controllers are required to get here. */
-        cg->path = strdup(cg->v1_dir[CGROUP_V1_MEMORY]);
+        /* The memory hierarchy names the group (all three controllers are required to create it); one
+         * opened in part is named by a hierarchy it is in. */
+        for (size_t i = CGROUP_V1_MEMORY; !cg->path && i < CGROUP_V1_MEMORY + _CGROUP_V1_MAX; i++)
+                if (cg->v1_dir[i % _CGROUP_V1_MAX] && !(cg->path = strdup(cg->v1_dir[i % _CGROUP_V1_MAX])))
+                        return -ENOMEM;
         if (!cg->path)
-                return -ENOMEM;
+                return -ENOENT;
         *ret = TAKE_PTR(cg);
         return 0;
 }

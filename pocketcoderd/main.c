@@ -28,6 +28,8 @@ static void help(void)
                "  --log-level LEVEL    error, warning, notice, info (default) or debug\n"
                "  --pid-file FILE      write the daemon's pid to FILE once it is ready\n"
                "  --daemonize          go to the background; exit 0 once the API answers\n"
+               "  --reset-state        when the state database was lost while sandboxes of this\n"
+               "                       daemon still run: stop them first, then start (see pocketcoderd(8))\n"
                "  -h --help            show this help\n"
                "  --version            show the version\n"
                "  --list-routes        print the HTTP routes served (METHOD PATH) and exit\n"
@@ -51,6 +53,7 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
                 ARG_PID_FILE,
                 _ARG_VALUE_MAX,
                 ARG_DAEMONIZE,
+                ARG_RESET_STATE,
                 ARG_VERSION,
                 ARG_LIST_ROUTES,
         };
@@ -64,6 +67,7 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "pid-file", required_argument, NULL, ARG_PID_FILE },
                 { "daemonize", no_argument, NULL, ARG_DAEMONIZE },
+                { "reset-state", no_argument, NULL, ARG_RESET_STATE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "list-routes", no_argument, NULL, ARG_LIST_ROUTES },
@@ -97,6 +101,9 @@ static int parse_argv(int argc, char **argv, pc_config *c, bool *ret_daemonize)
                         return 0;
                 case ARG_DAEMONIZE:
                         *ret_daemonize = true;
+                        break;
+                case ARG_RESET_STATE:
+                        c->reset_state = true;
                         break;
                 default:
                         fprintf(stderr, "Try 'pocketcoderd --help'.\n");

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -454,3 +455,55 @@ class Daemon:
 
     def cli(self, *args, token=None, input=None, text=True, timeout=120):
         return run_cmd([CLI, *args], env=self.cli_env(token), input=input, text=text, timeout=timeout)
+
+
+class Foreground:
+    """pocketcoderd as our child (its exit status is what some tests check), stderr captured, readiness from
+    sd_notify's READY=1 on a socket of ours."""
+
+    def __init__(self, d, *extra):
+        self.nsock_path = os.path.join(d.tmp, f"notify-{secrets.token_hex(4)}")
+        self.nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.nsock.bind(self.nsock_path)
+        argv = d.argv(*extra)
+        i = argv.index("--log-file")
+        del argv[i:i + 2]  # stderr: sanitizer reports and the refusal go there
+        self.err = open(os.path.join(d.tmp, "stderr"), "w+")
+        env = dict(os.environ, NOTIFY_SOCKET=self.nsock_path)
+        self.p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=self.err)
+        self.pidfd = os.pidfd_open(self.p.pid)
+
+    def ready(self, timeout=60):
+        """True on READY=1, False when the daemon exited first (or at the deadline)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            r = select.select([self.nsock, self.pidfd], [], [], left)[0]
+            if self.nsock in r and b"READY=1" in self.nsock.recv(4096):
+                return True
+            if self.pidfd in r:
+                return False
+        return False
+
+    def wait(self, timeout=60):
+        if not select.select([self.pidfd], [], [], timeout)[0]:
+            self.p.kill()
+        return self.p.wait()
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read()
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        os.close(self.pidfd)
+        self.nsock.close()
+        self.err.close()
+        os.unlink(self.nsock_path)
+
+
+def sanitizer_clean(text):
+    """No AddressSanitizer, UBSan or LeakSanitizer report in a process' output."""
+    return "AddressSanitizer" not in text and "runtime error:" not in text and "LeakSanitizer" not in text

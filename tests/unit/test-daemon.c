@@ -336,4 +336,67 @@ TEST(event_bus_publish_subscribe_wait_retention)
         CHECK(rmdir(dir) == 0);
 }
 
+/* A change and its event in one transaction: rolled back, neither is stored and nothing is delivered;
+ * committed, both are. The schema accepts the 'creating' state (migration 5), nothing else new. */
+TEST(event_recorded_with_its_change_or_not_at_all)
+{
+        char dir[] = "/tmp/pc-test-txn-XXXXXX";
+        _cleanup_free_ char *db = NULL, *wal = NULL, *shm = NULL;
+        pc_event_subscription *sub = NULL;
+        pc_event_pending ev = {};
+        pc_daemon d = {};
+        json_t *j = NULL;
+        uint64_t seen = 0;
+        unsigned before = n_seen;
+
+        CHECK(mkdtemp(dir));
+        db = strjoin(dir, "/state.db");
+        pc_config_init(&d.config);
+        d.config.events_keep = 100;
+        CHECK(pc_store_open(&d.store, db, NULL) == 0);
+        CHECK(pc_event_bus_new(&d) == 0);
+        CHECK(pc_event_subscribe(&d, count_event, NULL, &sub) == 0);
+        {
+                _cleanup_txn_ pc_txn txn = {};
+
+                CHECK(pc_txn_begin(&d.store, &txn) == 0 && !txn.nested);
+                CHECK(pc_store_exec(&d.store, "INSERT INTO settings (key, value) VALUES ('k', 'rolled back')") == 0);
+                CHECK(pc_event_record(&d, PC_EVENT_SANDBOX_CREATED, "x", NULL, &ev) == 0 && ev.seq > 0);
+                pc_event_pending_done(&ev); /* not committed: not delivered; the guard rolls back */
+        }
+        CHECK(n_seen == before);
+        CHECK(pc_events_list(&d, &(pc_event_filter){ .type = _PC_EVENT_TYPE_MAX }, 0, 100, &j, &seen, NULL) == 0);
+        CHECK(json_array_size(json_object_get(j, "events")) == 0);
+        json_decref(j);
+        {
+                _cleanup_txn_ pc_txn txn = {};
+
+                CHECK(pc_txn_begin(&d.store, &txn) == 0);
+                CHECK(pc_store_exec(&d.store, "INSERT INTO settings (key, value) VALUES ('k', 'kept')") == 0);
+                CHECK(pc_event_record(&d, PC_EVENT_SANDBOX_CREATED, "x", NULL, &ev) == 0);
+                CHECK(pc_txn_commit(&txn) == 0);
+                pc_event_deliver(&d, &ev);
+        }
+        CHECK(n_seen == before + 1);
+        CHECK(pc_events_list(&d, &(pc_event_filter){ .type = _PC_EVENT_TYPE_MAX }, 0, 100, &j, &seen, NULL) == 0);
+        CHECK(json_array_size(json_object_get(j, "events")) == 1);
+        json_decref(j);
+        CHECK(pc_store_exec(&d.store, "INSERT INTO sandboxes (name, policy, memory_max, swap_max, pids_max, "
+                                      "cpu_quota_us, cpu_period_us, network, rootfs, uid_base, net_index, state, "
+                                      "created_at) VALUES ('c', 'default', 0, 0, 0, 0, 0, 'none', 'host', 65536, "
+                                      "0, 'creating', 0)") == 0);
+        CHECK(pc_store_exec(&d.store, "UPDATE sandboxes SET state = 'gone'") < 0);
+
+        sub = pc_event_unsubscribe(&d, sub);
+        pc_event_bus_free(&d);
+        pc_store_close(&d.store);
+        pc_config_done(&d.config);
+        wal = strjoin(db, "-wal");
+        shm = strjoin(db, "-shm");
+        (void) unlink(db);
+        (void) unlink(wal);
+        (void) unlink(shm);
+        CHECK(rmdir(dir) == 0);
+}
+
 TAP_MAIN()
