@@ -1304,7 +1304,7 @@ static int adopt_all(pc_daemon *d, pc_error **reterr)
                         rows = nr;
                         r = row_from_stmt(st, &rows[n++], &corrupt);
                         if (r < 0)
-                                return corrupt_row_refusal(d, corrupt, sqlite3_column_int64(st, 17), reterr);
+                                return corrupt_row_refusal(d, corrupt, sqlite3_column_int64(st, ROW_ROWID), reterr);
                 }
                 if (k != SQLITE_DONE)
                         return pc_store_error(&d->store, reterr);

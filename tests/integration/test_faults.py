@@ -25,7 +25,8 @@ if os.geteuid() != 0:
 
 spec = Spec()
 P = "ft" + secrets.token_hex(3)
-UID_BASE = "uid_range_base = 1879048192\n"  # a range of our own, away from other tests' daemons
+# A uid range of our own; no state reserve: these tests fill the state filesystem on purpose.
+UID_BASE = "uid_range_base = 1879048192\nstate_reserve = 0\n"
 libc = ctypes.CDLL(None, use_errno=True)
 IN_CREATE = 0x100
 

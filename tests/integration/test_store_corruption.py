@@ -32,7 +32,7 @@ CORRUPTIONS = [("NULL", None), ("text", "../x"), ("blob", b"\x00\xff"), ("huge",
                ("real", 1e300)]
 COLUMNS = ["name", "policy", "memory_max", "swap_max", "pids_max", "cpu_quota_us", "cpu_period_us", "network",
            "rootfs", "uid_base", "net_index", "state", "init_pid", "init_starttime", "created_at", "started_at",
-           "stopped_at"]
+           "stopped_at", "instance", "disk_max", "inodes_max", "disk_mode"]
 
 
 def corrupt(db_path, column, value, state):
