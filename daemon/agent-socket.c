@@ -2,10 +2,12 @@
 /* A sandbox's agent socket. RUNTIME_DIR/sandboxes is 0700 root, so no host user reaches what is below it;
  * RUNTIME_DIR/sandboxes/NAME (0755) is bound into the sandbox at /run/pocketcoder, and its api.sock (0666)
  * is therefore reachable from inside that one sandbox only, by the agent, without a token and without any
- * network. The directory, not the socket file, is what the sandbox mounts: a daemon that restarts binds
+ * network. The directory (a tmpfs of its own, so that the sandbox's mountinfo shows no host path), not the
+ * socket file, is what the sandbox mounts: a daemon that restarts binds
  * a new socket (a new inode) in the same directory, and the running sandbox sees it. Accepting happens on
  * the event loop; each connection goes to the handler the composition root set (the HTTP server). */
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-event.h>
@@ -66,6 +68,32 @@ static void destroy(pc_daemon *d, void *userdata)
         free(s);
 }
 
+/* The directory is a tiny tmpfs of its own (once; a restarted daemon finds it mounted): bound into the
+ * sandbox, its mountinfo line then shows the root of that tmpfs, "/", not where RUNTIME_DIR is on the
+ * host. */
+static int mount_private_tmpfs(const char *dir)
+{
+        struct statx sx;
+
+        if (statx(AT_FDCWD, dir, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &sx) < 0)
+                return -errno;
+        if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+                return 0;
+        if (mount("pocketcoder-agent", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=0755,size=64k,nr_inodes=16") < 0)
+                return -errno;
+        return 0;
+}
+
+/* The tmpfs goes with the directory; an already unmounted one is fine. */
+static void remove_dir(const char *name, const char *dir)
+{
+        if (umount2(dir, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+                log_warning_errno(errno, "sandbox %s: cannot unmount %s: %m, ignoring", name, dir);
+        if (rmdir(dir) < 0 && errno != ENOENT)
+                log_warning_errno(errno, "sandbox %s: cannot remove %s: %m, ignoring", name, dir);
+}
+
 /* Creates (or, after a restart, re-uses) the sandbox's directory and binds a fresh socket in it. */
 static int bind_socket(pc_agent_socket *s, const char *parent, pc_error **reterr)
 {
@@ -80,6 +108,10 @@ static int bind_socket(pc_agent_socket *s, const char *parent, pc_error **reterr
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot make %s private: %m", parent);
         if (mkdir(s->dir, 0755) < 0 && errno != EEXIST)
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot create %s: %m", s->dir);
+        r = mount_private_tmpfs(s->dir);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "agent_socket", "cannot mount a tmpfs on %s: %s", s->dir,
+                                     strerror(-r));
         s->dir_fd = open(s->dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (s->dir_fd < 0)
                 return pc_error_setf(reterr, errno, "agent_socket", "cannot open %s: %m", s->dir);
@@ -148,8 +180,8 @@ pc_agent_socket *pc_agent_socket_free(pc_agent_socket *s, bool remove)
                 return NULL;
         /* The path goes now; the listening socket and its source go on the loop, after the attach. */
         (void) unlinkat(s->dir_fd, AGENT_SOCKET_NAME, 0);
-        if (remove && rmdir(s->dir) < 0 && errno != ENOENT)
-                log_warning_errno(errno, "sandbox %s: cannot remove %s: %m, ignoring", s->name, s->dir);
+        if (remove)
+                remove_dir(s->name, s->dir);
         if (pc_daemon_post(s->daemon, destroy, s) < 0)
                 log_error("sandbox %s: cannot release the agent socket (out of memory), leaking it", s->name);
         return NULL;
@@ -163,5 +195,5 @@ void pc_agent_socket_remove_stale(pc_daemon *d, const char *sandbox)
         if (!dir || !sock)
                 return;
         (void) unlink(sock);
-        (void) rmdir(dir);
+        remove_dir(sandbox, dir);
 }

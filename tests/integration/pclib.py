@@ -403,6 +403,12 @@ class Daemon:
         return self.cli("sandbox", "run", name, "--", *cmd, timeout=timeout)
 
     def cleanup(self):
+        # Sandboxes outlive a stopped daemon: start it again to delete what the test made.
+        if self.sandboxes and self.pid is None:
+            try:
+                self.start()
+            except Exception:  # noqa: BLE001 - cleanup goes on (the state may be what the test broke)
+                pass
         for name in self.sandboxes:
             try:
                 self.request("DELETE", f"/v1/sandboxes/{name}?purge=true", via="unix", check=False)
@@ -412,6 +418,13 @@ class Daemon:
         # The nftables table of this daemon's egress sandboxes, should a failed test have left one.
         for table in {self.nft_table_name(), self.nft_table}:
             run_cmd(["nft", "delete", "table", "inet", table])
+        # Mounts the daemon made below its directories (agent socket tmpfs, workspace images) and a failed
+        # test left: lazily unmounted, deepest first, so that the directory goes.
+        prefix = os.path.realpath(self.tmp) + "/"
+        with open("/proc/self/mountinfo") as f:
+            points = [ln.split()[4] for ln in f if ln.split()[4].startswith(prefix)]
+        for point in sorted(points, key=len, reverse=True):
+            run_cmd(["umount", "-l", point])
         shutil.rmtree(self.tmp, ignore_errors=True)
         # An egress sandbox turns on IPv4 forwarding (the daemon never turns it off: other sandboxes may
         # need it); a test leaves the host as it found it.

@@ -96,6 +96,13 @@ try:
     t.ok(r["status"] == 200 and r["body"]["sandbox"] == B, "each sandbox's socket names its own sandbox", r)
     p = d.cli("sandbox", "run", A, "--", "ls", "-A", "/run/pocketcoder")
     t.eq(p.stdout, "api.sock\n", "/run/pocketcoder inside holds the agent socket only")
+    # The socket's directory is a tmpfs of its own and the workspace a disk image (the default limit): the
+    # sandbox's mountinfo names no directory of the daemon on the host (its temp dir is in all of them).
+    p = d.cli("sandbox", "run", A, "--", "cat", "/proc/self/mountinfo")
+    leaks = [ln for ln in p.stdout.splitlines() if os.path.basename(d.tmp) in ln]
+    t.ok(p.returncode == 0 and " /run/pocketcoder " in p.stdout and not leaks,
+         "mountinfo inside shows no host path of the daemon's (runtime dir, state dir, workspace)",
+         leaks or p.stderr)
 
     # ---- what the agent may not do ----
     r = inside(A, "GET", "/v1/sandboxes")
