@@ -49,6 +49,9 @@ static int quotactl_fd(int fd, unsigned cmd, unsigned id, void *addr)
         return syscall(SYS_quotactl_fd, fd, cmd, id, addr) < 0 ? -errno : 0;
 }
 
+/* <sys/quota.h>'s QCMD() shifts an int: Q_GETINFO (0x800005) << 8 overflows it (undefined; UBSan stops). */
+#define QCMD_PRJ(cmd) ((int) (((unsigned) (cmd) << SUBCMDSHIFT) | (PRJQUOTA & SUBCMDMASK)))
+
 int isolate_disk_probe(const char *dir, isolate_disk_mode *ret)
 {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -59,7 +62,7 @@ int isolate_disk_probe(const char *dir, isolate_disk_mode *ret)
         /* Q_GETINFO answers only while project quotas are on (ext4 -O quota,project mounted with prjquota,
          * xfs with pquota); then the kernel enforces them. Images need loop devices, which a container
          * may not have: then there is no mechanism (NONE). */
-        if (quotactl_fd(fd, QCMD(Q_GETINFO, PRJQUOTA), 0, &info) >= 0)
+        if (quotactl_fd(fd, QCMD_PRJ(Q_GETINFO), 0, &info) >= 0)
                 *ret = ISOLATE_DISK_PROJECT;
         else
                 *ret = access("/dev/loop-control", R_OK | W_OK) >= 0 ? ISOLATE_DISK_IMAGE : ISOLATE_DISK_NONE;
@@ -88,7 +91,7 @@ static int project_set(int wsfd, uint32_t projid, uint64_t disk_max, uint64_t in
         x.fsx_xflags |= FS_XFLAG_PROJINHERIT;
         if (ioctl(wsfd, FS_IOC_FSSETXATTR, &x) < 0)
                 return -errno;
-        return quotactl_fd(wsfd, QCMD(Q_SETQUOTA, PRJQUOTA), projid, &q);
+        return quotactl_fd(wsfd, QCMD_PRJ(Q_SETQUOTA), projid, &q);
 }
 
 int isolate_disk_usage(const isolate_sandbox_config *cfg, uint64_t *ret_bytes, uint64_t *ret_inodes)
@@ -102,7 +105,7 @@ int isolate_disk_usage(const isolate_sandbox_config *cfg, uint64_t *ret_bytes, u
                 return -errno;
         switch (cfg->disk_mode) {
         case ISOLATE_DISK_PROJECT:
-                r = quotactl_fd(fd, QCMD(Q_GETQUOTA, PRJQUOTA), cfg->uid_base, &q);
+                r = quotactl_fd(fd, QCMD_PRJ(Q_GETQUOTA), cfg->uid_base, &q);
                 if (r < 0)
                         return r;
                 *ret_bytes = q.dqb_curspace;
