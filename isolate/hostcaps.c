@@ -6,7 +6,6 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -18,6 +17,7 @@
 #endif
 
 #include "cgroup-internal.h"
+#include "isolate-internal.h"
 #include "common.h"
 #include "isolate.h"
 
@@ -151,53 +151,20 @@ static bool probe_pidfd(void)
         return true;
 }
 
-/* Runs `tmux -V` ("tmux 3.3a") with stdout on a pipe; posix_spawn is vfork-fast and leaves no window
- * where our other fds (all O_CLOEXEC) could leak. */
+/* `tmux -V` says "tmux 3.3a". */
 static int probe_tmux(char *ret, size_t size)
 {
-        static const char *const dirs[] = {"/usr/bin/tmux", "/usr/local/bin/tmux", "/bin/tmux"};
-        char *const argv[] = {(char *)"tmux", (char *)"-V", NULL};
-        char *const envp[] = {(char *)"PATH=/usr/local/bin:/usr/bin:/bin", (char *)"LC_ALL=C", NULL};
-        _cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
+        static const char *const paths[] = { "/usr/bin/tmux", "/usr/local/bin/tmux", "/bin/tmux" };
+        char *const argv[] = { (char *) "tmux", (char *) "-V", NULL };
         _cleanup_free_ char *out = NULL;
-        posix_spawn_file_actions_t fa;
-        const char *bin = NULL;
-        int pipefd[2], status, r;
-        pid_t pid;
         char *v;
+        int r;
 
         ret[0] = 0;
-        for (size_t i = 0; i < ELEMENTSOF(dirs) && !bin; i++)
-                if (access(dirs[i], X_OK) >= 0)
-                        bin = dirs[i];
-        if (!bin)
-                return -ENOENT;
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        rfd = pipefd[0];
-        wfd = pipefd[1];
-
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0)
-                return -r;
-        r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, wfd, 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-        if (r == 0)
-                r = posix_spawn(&pid, bin, &fa, NULL, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        if (r != 0)
-                return -r;
-        wfd = safe_close(wfd);
-        r = read_full_fd(rfd, 4096, &out, NULL);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
+        r = isolate_run_tool(paths, ELEMENTSOF(paths), argv, -EBADF, false, 4096, &out);
         if (r < 0)
                 return r;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        if (r != 0)
                 return -EIO;
         v = strstrip(out);
         if (startswith(v, "tmux "))

@@ -55,3 +55,11 @@ int isolate_rootfs_make_overlay(const char *image, const char *overlay_dir, uid_
  * offset goes to *ret_offset (net-prefix.c). */
 int prefix_list_foreach(const char *list, int (*fn)(const char *s, size_t n, void *userdata), void *userdata,
                         size_t *ret_offset);
+
+/* Runs the first of `paths` that exists (argv[0] names it) with a fixed PATH and LC_ALL=C: stdin from stdin_fd
+ * (-1: /dev/null), stdout and, with `with_stderr`, stderr (else /dev/null) read into *ret_output (at most `max`
+ * bytes). posix_spawn is vfork-fast and leaves no window where the caller's fds (all O_CLOEXEC) could leak.
+ * Returns the exit status (0..255), -ENOENT when none of `paths` exists, -ECHILD when killed by a signal. */
+int isolate_run_tool(const char *const *paths, size_t n_paths, char *const *argv, int stdin_fd, bool with_stderr,
+                     size_t max, char **ret_output);
+

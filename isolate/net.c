@@ -38,7 +38,6 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -550,22 +549,11 @@ static int enable_ip_forward(void)
  * early). Returns nft's diagnostics in reterr. */
 static int nft_run(const char *script, pc_error **reterr)
 {
-        static const char *const bins[] = {"/usr/sbin/nft", "/sbin/nft", "/usr/local/sbin/nft"};
-        char *const argv[] = {(char *)"nft", (char *)"-f", (char *)"-", NULL};
-        char *const envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LC_ALL=C", NULL};
-        _cleanup_close_ int in = -EBADF, rfd = -EBADF, wfd = -EBADF;
+        static const char *const paths[] = { "/usr/sbin/nft", "/sbin/nft", "/usr/local/sbin/nft" };
+        char *const argv[] = { (char *) "nft", (char *) "-f", (char *) "-", NULL };
+        _cleanup_close_ int in = -EBADF;
         _cleanup_free_ char *out = NULL;
-        posix_spawn_file_actions_t fa;
-        const char *bin = NULL;
-        int p[2], status, r;
-        pid_t pid;
-
-        for (size_t i = 0; i < ELEMENTSOF(bins) && !bin; i++)
-                if (access(bins[i], X_OK) >= 0)
-                        bin = bins[i];
-        if (!bin)
-                return pc_error_setf(reterr, ENOENT, "nft_missing",
-                                     "network: nft(8) not found (install nftables for egress networking)");
+        int r;
 
         in = memfd_create("pc-nft-script", MFD_CLOEXEC);
         if (in < 0)
@@ -575,33 +563,13 @@ static int nft_run(const char *script, pc_error **reterr)
                 return r;
         if (lseek(in, 0, SEEK_SET) < 0)
                 return -errno;
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return -errno;
-        rfd = p[0];
-        wfd = p[1];
-
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0)
-                return -r;
-        r = posix_spawn_file_actions_adddup2(&fa, in, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, wfd, 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, wfd, 2);
-        if (r == 0)
-                r = posix_spawn(&pid, bin, &fa, NULL, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        if (r != 0)
-                return pc_error_setf(reterr, r, "nft_failed", "network: cannot run %s: %s", bin,
-                                     strerror(r));
-        wfd = safe_close(wfd);
-        r = read_full_fd(rfd, 64 * 1024, &out, NULL);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
+        r = isolate_run_tool(paths, ELEMENTSOF(paths), argv, in, true, 64 * 1024, &out);
+        if (r == -ENOENT)
+                return pc_error_setf(reterr, ENOENT, "nft_missing",
+                                     "network: nft(8) not found (install nftables for egress networking)");
         if (r < 0)
-                return r;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return pc_error_setf(reterr, -r, "nft_failed", "network: cannot run nft: %s", strerror(-r));
+        if (r != 0)
                 return pc_error_setf(reterr, EIO, "nft_failed", "network: nft rejected the ruleset: %s",
                                      isempty(strstrip(out)) ? "(no message)" : strstrip(out));
         return 0;

@@ -8,7 +8,6 @@
 #include <linux/fs.h>
 #include <linux/loop.h>
 #include <linux/quota.h>
-#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -127,10 +126,11 @@ int isolate_disk_usage(const isolate_sandbox_config *cfg, uint64_t *ret_bytes, u
 static int run_mkfs(const isolate_sandbox_config *cfg)
 {
         char size_kib[32], inodes[32], owner[96];
+        static const char *const paths[] = { "/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4" };
+        _cleanup_free_ char *out = NULL;
         const char *argv[16];
         size_t n = 0;
-        pid_t pid;
-        int status, r;
+        int r;
 
         snprintf(size_kib, sizeof(size_kib), "%" PRIu64 "k", cfg->disk_max / 1024);
         snprintf(owner, sizeof(owner), "root_owner=%u:%u,lazy_itable_init=1,lazy_journal_init=1,nodiscard",
@@ -150,13 +150,10 @@ static int run_mkfs(const isolate_sandbox_config *cfg)
         argv[n++] = cfg->disk_image;
         argv[n++] = size_kib;
         argv[n] = NULL;
-        r = posix_spawnp(&pid, "mkfs.ext4", NULL, NULL, (char *const *) argv, environ);
-        if (r != 0)
-                return -r;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+        r = isolate_run_tool(paths, ELEMENTSOF(paths), (char *const *) argv, -EBADF, true, 64 * 1024, &out);
+        if (r > 0)
+                log_warning("sandbox %s: mkfs.ext4 failed: %s", cfg->name, strstrip(out));
+        return r > 0 ? -EIO : r;
 }
 
 /* The image file; made (sparse, with its filesystem) only for a new workspace: a missing image of an
