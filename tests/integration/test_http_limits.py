@@ -148,6 +148,37 @@ try:
 finally:
     d.cleanup()
 
+# ---- the total: idle connections from many addresses fill it, the unix socket is still served ----
+TOTAL = 4
+full = Daemon(config=f"tcp_max_connections = {TOTAL}\ntcp_max_connections_per_address = 64\n"
+              f"tcp_auth_timeout = {TIMEOUT}\n")
+try:
+    full.start()
+    token = full.request("POST", "/v1/tokens", {"role": "admin"}, via="unix").json["token"]
+    idle = []
+    for i in range(TOTAL):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((f"127.0.1.{i + 1}", 0))
+        s.connect(("127.0.0.1", full.port))
+        idle.append(s)
+    extra = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    extra.bind(("127.0.2.1", 0))
+    extra.settimeout(30)
+    extra.connect(("127.0.0.1", full.port))  # completes in the kernel's backlog
+    extra.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n")
+    ready, _, _ = select.select([extra], [], [], 1.0)
+    t.ok(not ready, f"with {TOTAL} connections open (the total), one more is not served meanwhile")
+    start = time.monotonic()
+    st = full.request("GET", "/v1/status", via="unix")
+    t.ok(st.status == 200 and time.monotonic() - start < 1.0, "... while the unix socket is served at once", st.status)
+    # The idle ones are closed at tcp_auth_timeout; then the waiting request is answered.
+    status, _ = read_response(extra)
+    t.eq(status, 200, f"after the idle connections were closed ({TIMEOUT} s), the waiting request is served")
+    for s in idle + [extra]:
+        s.close()
+finally:
+    full.cleanup()
+
 # The limits are configuration: bad values name the file, line and key.
 for line in ("tcp_max_connections = 0", "tcp_max_connections_per_address = lots", "tcp_auth_timeout = 3601"):
     bad = Daemon(config=line + "\n")
