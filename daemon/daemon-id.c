@@ -134,7 +134,7 @@ static int check_lost_state(pc_daemon *d, const char *id, bool id_is_new, pc_err
 int pc_daemon_id_setup(pc_daemon *d, char *ret, pc_error **reterr)
 {
         _cleanup_free_ char *record = NULL;
-        bool is_new;
+        bool is_new = false;
         int r;
 
         r = daemon_id_load(d, ret, &is_new, reterr);

@@ -62,7 +62,7 @@ static int state_space(pc_daemon *d, uint64_t *ret_free, uint64_t *ret_total, ui
 
 int pc_state_space_check(pc_daemon *d, pc_error **reterr)
 {
-        uint64_t avail, total, reserve;
+        uint64_t avail = 0, total = 0, reserve = 0;
         int r;
 
         r = state_space(d, &avail, &total, &reserve);
@@ -82,7 +82,7 @@ int pc_state_space_check(pc_daemon *d, pc_error **reterr)
 static void status_storage(pc_daemon *d, json_t *j)
 {
         _cleanup_free_ char *ws = strjoin(d->config.state_dir, "/workspaces");
-        uint64_t avail, total, reserve;
+        uint64_t avail = 0, total = 0, reserve = 0;
         isolate_disk_mode mode;
 
         if (state_space(d, &avail, &total, &reserve) >= 0)
