@@ -23,6 +23,7 @@ typedef struct parser {
         heredoc hd[HEREDOC_MAX];
         size_t n_hd;
         uint32_t *close; /* paren_close() answers: 0 unknown, else one past the ")" (len + 1: none) */
+        bool assignment_ok; /* the next word may be an assignment (scan_word: NAME[ ... ] is one word) */
 } parser;
 
 /* ---- strbuf ---- */
@@ -997,11 +998,24 @@ static size_t assignment_prefix(const char *s, size_t n, size_t *ret_namelen, bo
         return 0;
 }
 
+/* Whether s[0..n) is a NAME (where bash's lexer may be reading an assignment's NAME[subscript]). */
+static bool is_name(const char *s, size_t n)
+{
+        if (n == 0 || !is_name_start(s[0]))
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if (!is_name_char(s[i]))
+                        return false;
+        return true;
+}
+
 static int scan_word(parser *p, sh_word *w)
 {
         _cleanup_(sb_done) strbuf sb = {};
         size_t start = p->pos;
         bool literal = true, glob = false, bracket = false, brace = false, brace_list = false;
+        bool assignment_ok = TAKE_GENERIC(p->assignment_ok, bool, false);
+        unsigned subscript = 0; /* depth of NAME[ ... ] */
         int r = 0;
 
         r = enter(p);
@@ -1011,11 +1025,29 @@ static int scan_word(parser *p, sh_word *w)
                 char c = cur(p);
 
                 p->res->steps++;
-                if (is_eof(p))
+                if (is_eof(p)) {
+                        if (subscript > 0)
+                                return syntax_error(p, "unterminated subscript (missing \"]\")");
                         break;
+                }
                 if ((c == '<' || c == '>') && at(p, 1) == '(') {
                         literal = false;
                         r = scan_cmdsubst(p);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                /* Where an assignment may stand, bash reads NAME[ ... ] up to the matching "]" as part of
+                 * one word, blanks and operators included ("a[1 + 2]=x"; and "t[ -n $(id) ]]", which is
+                 * no assignment, is one word too: a command named "t[ -n  ]]"). */
+                if (c == '[' && assignment_ok && (subscript > 0 || is_name(p->s + start, p->pos - start)))
+                        subscript++;
+                else if (c == ']' && subscript > 0)
+                        subscript--;
+                else if (subscript > 0 && is_meta(c)) {
+                        literal = false;
+                        r = sb_putc(&sb, c);
+                        p->pos++;
                         if (r < 0)
                                 return r;
                         continue;
@@ -1304,6 +1336,7 @@ static int parse_simple(parser *p)
                 size_t start = p->pos, namelen = 0;
                 bool subscript;
                 sh_word w = {};
+                p->assignment_ok = prefix;
                 r = scan_word(p, &w);
                 if (r < 0)
                         break;

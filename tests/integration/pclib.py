@@ -316,7 +316,11 @@ class Daemon:
         self.cgroup_parent = "pc-it-" + os.path.basename(self.tmp).split("-")[-1].lower().replace("_", "")
         self.nft_table = self.cgroup_parent.replace("-", "_")
         self.sandboxes = []  # made with create_sandbox(), deleted (purged) by cleanup()
-        self.config = f"cgroup_parent = {self.cgroup_parent}\nnft_table = {self.nft_table}\n" + (config or "")
+        # No state reserve unless a test sets one: test directories may be on a small /tmp (the cgroup2 VM's
+        # is a 1 GiB tmpfs, below the default reserve). A test's own lines come after these.
+        prefix = f"cgroup_parent = {self.cgroup_parent}\nnft_table = {self.nft_table}\nstate_reserve = 0\n"
+        self.config_prefix_lines = prefix.count("\n")
+        self.config = prefix + (config or "")
         self.spec = spec
         self.pid = None
         self.port = None

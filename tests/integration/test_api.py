@@ -186,7 +186,7 @@ t.ok(p.returncode != 0 and "allow_remote_listen" in p.stderr, "a non-loopback li
 bad.cleanup()
 bad = Daemon(config="listen = 127.0.0.1:0\nmax_body_size = lots\n")
 p = run_cmd(bad.argv(), text=True)
-t.ok(p.returncode != 0 and "pocketcoder.conf:4:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
+t.ok(p.returncode != 0 and f"pocketcoder.conf:{bad.config_prefix_lines + 2}:" in p.stderr and "max_body_size" in p.stderr, "config errors name file:line and key", p.stderr)
 bad.cleanup()
 bad = Daemon(config="colour = blue\n")
 p = run_cmd(bad.argv(), text=True)

@@ -25,8 +25,7 @@ if os.geteuid() != 0:
 
 spec = Spec()
 P = "ft" + secrets.token_hex(3)
-# A uid range of our own; no state reserve: these tests fill the state filesystem on purpose.
-UID_BASE = "uid_range_base = 1879048192\nstate_reserve = 0\n"
+UID_BASE = "uid_range_base = 1879048192\n"  # a range of our own, away from other tests' daemons
 libc = ctypes.CDLL(None, use_errno=True)
 IN_CREATE = 0x100
 

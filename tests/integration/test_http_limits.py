@@ -184,6 +184,6 @@ for line in ("tcp_max_connections = 0", "tcp_max_connections_per_address = lots"
     bad = Daemon(config=line + "\n")
     p = run_cmd(bad.argv(), text=True)
     key = line.split(" ")[0]
-    t.ok(p.returncode != 0 and "pocketcoder.conf:3:" in p.stderr and key in p.stderr, f"{line!r} is refused", p.stderr)
+    t.ok(p.returncode != 0 and f"pocketcoder.conf:{bad.config_prefix_lines + 1}:" in p.stderr and key in p.stderr, f"{line!r} is refused", p.stderr)
     bad.cleanup()
 t.done()
