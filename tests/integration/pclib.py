@@ -430,6 +430,17 @@ class Daemon:
         for point in sorted(points, key=len, reverse=True):
             run_cmd(["umount", "-l", point])
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # The group that held this daemon's sandboxes (cgroup_parent and the daemon id), also when the daemon
+        # was killed rather than stopped: its empty groups, deepest first, in every hierarchy.
+        roots = ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", x) for x in os.listdir("/sys/fs/cgroup")]
+        for root in filter(os.path.isdir, roots):
+            for name in os.listdir(root):
+                if name.startswith(self.cgroup_parent + "-"):
+                    for sub, _, _ in sorted(os.walk(os.path.join(root, name)), key=lambda x: -len(x[0])):
+                        try:
+                            os.rmdir(sub)
+                        except OSError:
+                            pass
         # An egress sandbox turns on IPv4 forwarding (the daemon never turns it off: other sandboxes may
         # need it); a test leaves the host as it found it.
         if self._ip_forward is not None:

@@ -190,7 +190,7 @@ t.ok(p.returncode != 0 and f"pocketcoder.conf:{bad.config_prefix_lines + 2}:" in
 bad.cleanup()
 bad = Daemon(config="colour = blue\n")
 p = run_cmd(bad.argv(), text=True)
-t.ok(p.returncode != 0 and ":3:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
+t.ok(p.returncode != 0 and f":{bad.config_prefix_lines + 1}:" in p.stderr and "colour" in p.stderr, "unknown config keys are refused", p.stderr)
 bad.cleanup()
 small = Daemon(config="max_body_size = 2K\n").start()
 try:
