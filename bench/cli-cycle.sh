@@ -7,7 +7,8 @@
 #      starting tmux + bash in a comparable sandbox and killing it again.
 # With BASE_BUILD (a build of an earlier commit, e.g. the one before this change) steps 1-3 run against it
 # too, with its own daemon, for a before/after comparison on the same machine state.
-#   RUNS=30 bench/cli-cycle.sh BUILD_DIR [BASE_BUILD_DIR]
+#   RUNS=30 [CONFIG='sandbox_disk = none\n'] bench/cli-cycle.sh BUILD_DIR [BASE_BUILD_DIR]
+# CONFIG: extra lines for the daemons' config (e.g. without the default 10G workspace disk image).
 # hyperfine prints means; the p50 table at the end is computed from its JSON exports. Needs root and
 # hyperfine and bwrap (apt-get install hyperfine bubblewrap). Everything it starts is removed
 # again (trap).
@@ -43,7 +44,8 @@ trap cleanup EXIT INT TERM
 start_daemon() {
         local label=$1 b=$2 uid_base=$3
         mkdir -p "$tmp/$label"
-        printf 'cgroup_parent = pc-bench-%s-%s\nuid_range_base = %s\n' "$label" "$$" "$uid_base" >"$tmp/$label/conf"
+        printf 'cgroup_parent = pc-bench-%s-%s\nuid_range_base = %s\n%b' "$label" "$$" "$uid_base" "${CONFIG:-}" \
+                >"$tmp/$label/conf"
         local d=$b/pocketcoderd/pocketcoderd
         [ -x "$d" ] || d=$b/daemon/pocketcoderd # builds before issue 9
         "$d" --config "$tmp/$label/conf" --state-dir "$tmp/$label/state" \
