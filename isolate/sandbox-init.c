@@ -224,12 +224,11 @@ static pid_t spawn_agent(const char *const *argv)
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-/* OOM scores: the daemon gave init ISOLATE_OOM_SCORE_ADJ for tmux and its first window to inherit. The
- * server then lowers its own to 0 (allowed down to the daemon's own floor; the daemon exempts init
- * itself), in the background: nothing waits for it, windows made meanwhile get 500 anyway. Hooks raise
- * every later window, pane and session back up, so that an OOM kill takes the agent's processes and tmux
- * survives it. tmux has no hook for respawn-pane, pipe-pane or run-shell: what they start keeps the
- * server's 0, killable as ever. */
+/* OOM scores: the daemon gave init ISOLATE_OOM_SCORE_ADJ for tmux and its first window to inherit; once the
+ * session is ready, the daemon lowers tmux's server to 0 (isolate_sandbox_create). Hooks raise every later
+ * window, pane and session back up, so that an OOM kill takes the agent's processes and tmux survives it.
+ * tmux has no hook for respawn-pane, pipe-pane or run-shell: what they start keeps the server's 0,
+ * killable as ever. */
 #define OOM_HOOK "run-shell '{ echo " STR(ISOLATE_OOM_SCORE_ADJ) " > /proc/#{pane_pid}/oom_score_adj; } 2>/dev/null || true'"
 
 _noreturn_ static void init_main(const init_ctx *c)
@@ -239,7 +238,6 @@ _noreturn_ static void init_main(const init_ctx *c)
                 ";", "set-hook", "-g", "after-new-window", OOM_HOOK,
                 ";", "set-hook", "-g", "after-split-window", OOM_HOOK,
                 ";", "set-hook", "-g", "after-new-session", OOM_HOOK,
-                ";", "run-shell", "-b", "{ echo 0 > /proc/#{pid}/oom_score_adj; } 2>/dev/null || true",
                 NULL
         };
         int sync_fd = c->sync_fd, sfd;

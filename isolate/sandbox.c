@@ -160,6 +160,23 @@ static int copy_oom_score_adj(pid_t pid)
         return write_oom_score_adj(pid, atoi(s));
 }
 
+/* Init's children (at READY: tmux's server) to score 0, or to the daemon's own where lowering that far needs
+ * CAP_SYS_RESOURCE. Best effort: a server left at the agent's score is merely killable with it. */
+static void lower_children_oom_score_adj(pid_t init)
+{
+        _cleanup_free_ char *list = NULL;
+        char path[64];
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) init, (int) init);
+        if (read_full_file(path, 4096, &list, NULL) < 0)
+                return;
+        for (char *save = NULL, *w = strtok_r(list, " \n", &save); w; w = strtok_r(NULL, " \n", &save)) {
+                pid_t pid = (pid_t) atoi(w);
+                if (pid > 0 && write_oom_score_adj(pid, 0) == -EACCES)
+                        (void) copy_oom_score_adj(pid);
+        }
+}
+
 uint64_t isolate_tmpfs_size(const isolate_limits *limits)
 {
         if (!limits || limits->memory_max == 0)
@@ -566,6 +583,11 @@ int isolate_sandbox_create(const isolate_sandbox_config *cfg, isolate_sandbox **
                 return pc_error_setf(reterr, r, "sandbox_init",
                                      "sandbox %s: cannot protect init from the OOM killer: %s", cfg->name,
                                      strerror(-r));
+
+        /*    tmux's server (init's child once it has daemonized; its first window has inherited the agent's
+         *    score already) gets 0, so that it outlives an OOM kill of what runs in it: the daemon does it
+         *    here, before anyone can attach, rather than tmux from inside at the cost of a shell. */
+        lower_children_oom_score_adj(child.pid);
 
         r = isolate_pid_starttime(child.pid, &sb->starttime);
         if (r < 0)
