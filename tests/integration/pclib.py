@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import traceback
 import termios
 import time
 
@@ -58,6 +59,20 @@ class Tap:
     def done(self):
         print(f"1..{self.n}", flush=True)
         sys.exit(1 if self.failed else 0)
+
+    def run_all(self, tests, spec=None):
+        """Runs each test function in turn: one that raises is a failure with its traceback, and the others
+        still run. Then the responses' check against api/openapi.yaml (when a Spec was used), and done()."""
+        try:
+            for test in tests:
+                try:
+                    test()
+                except Exception:  # noqa: BLE001 - reported as a failure, the other tests still run
+                    self.ok(False, f"{test.__name__} ran to its end", traceback.format_exc())
+        finally:
+            if spec is not None and spec.errors:
+                self.ok(False, "responses match api/openapi.yaml", "\n".join(spec.errors))
+            self.done()
 
 
 def read_response(sock):

@@ -309,14 +309,4 @@ def test_lost_state():
         d.cleanup()
 
 
-try:
-    for test in (test_full_state_fs, test_sigterm_during_create, test_lost_state, test_kill9_during_create):
-        try:
-            test()
-        except Exception:  # noqa: BLE001 - reported as a failure, the other tests still run
-            import traceback
-            t.ok(False, f"{test.__name__} ran to its end", traceback.format_exc())
-finally:
-    if spec.errors:
-        t.ok(False, "responses match api/openapi.yaml", "\n".join(spec.errors))
-    t.done()
+t.run_all((test_full_state_fs, test_sigterm_during_create, test_lost_state, test_kill9_during_create), spec)

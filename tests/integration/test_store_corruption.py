@@ -167,14 +167,4 @@ def test_damaged_file():
         d.cleanup()
 
 
-try:
-    for test in (test_corrupt_rows, test_damaged_file):
-        try:
-            test()
-        except Exception:  # noqa: BLE001 - reported as a failure, the other test still runs
-            import traceback
-            t.ok(False, f"{test.__name__} ran to its end", traceback.format_exc())
-finally:
-    if spec.errors:
-        t.ok(False, "responses match api/openapi.yaml", "\n".join(spec.errors))
-    t.done()
+t.run_all((test_corrupt_rows, test_damaged_file), spec)
