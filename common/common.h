@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,6 +144,12 @@ uint64_t now_usec(int clock);                       /* CLOCK_MONOTONIC or CLOCK_
 
 #define log_oom() log_error_errno(ENOMEM, "out of memory")
 #define _fallthrough_ __attribute__((fallthrough))
+
+/* Whether statx() (asked for anything) found the root of a mount: a directory is mounted on. */
+static inline bool statx_is_mount_root(const struct statx *sx)
+{
+        return (sx->stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx->stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
 
 static inline bool streq_ptr(const char *a, const char *b)
 {

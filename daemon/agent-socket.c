@@ -77,7 +77,7 @@ static int mount_private_tmpfs(const char *dir)
 
         if (statx(AT_FDCWD, dir, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &sx) < 0)
                 return -errno;
-        if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+        if (statx_is_mount_root(&sx))
                 return 0;
         if (mount("pocketcoder-agent", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                   "mode=0755,size=64k,nr_inodes=16") < 0)

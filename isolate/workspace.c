@@ -229,7 +229,7 @@ static int image_mounted(int wsfd, const char *image)
 
         if (statx(wsfd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) < 0)
                 return -errno;
-        if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) || !(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+        if (!statx_is_mount_root(&sx))
                 return 0;
         if (sx.stx_dev_major != LOOP_MAJOR_NUMBER)
                 return -EBUSY; /* something else is mounted there */
