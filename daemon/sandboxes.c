@@ -60,7 +60,6 @@ typedef struct sandbox_row {
         uid_t uid_base;
         uint32_t net_index;
         row_state state;
-        bool running; /* state == ROW_RUNNING */
         pid_t init_pid;
         uint64_t init_starttime;
         int64_t created_at, started_at, stopped_at;
@@ -231,9 +230,8 @@ static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
         r->uid_base = (uid_t) v[9];
         r->net_index = (uint32_t) v[10];
         r->state = (row_state) state;
-        r->running = r->state == ROW_RUNNING;
-        r->init_pid = r->running ? (pid_t) v[12] : 0;
-        r->init_starttime = r->running ? (uint64_t) v[13] : 0;
+        r->init_pid = r->state == ROW_RUNNING ? (pid_t) v[12] : 0;
+        r->init_starttime = r->state == ROW_RUNNING ? (uint64_t) v[13] : 0;
         r->created_at = v[14];
         r->started_at = v[15];
         r->stopped_at = v[16];
@@ -1143,7 +1141,7 @@ static int stop_locked_entry(pc_daemon *d, const char *name, const char *actor, 
                 r = begin_op(d, name, &row, &e, reterr);
                 if (r < 0)
                         return r;
-                if (row.running) {
+                if (row.state == ROW_RUNNING) {
                         r = row_set_state(d, name, ROW_STOPPED, NULL, actor, remove ? NULL : action,
                                           PC_EVENT_SANDBOX_STOPPED,
                                           json_pack("{s:s, s:s}", "reason", remove ? "delete" : "stop", "actor", actor));
@@ -1318,7 +1316,7 @@ static int adopt_all(pc_daemon *d, pc_error **reterr)
                         (void) undo_create(d, row, NULL);
                         continue;
                 }
-                if (!row->running) {
+                if (row->state != ROW_RUNNING) {
                         _cleanup_pc_error_ pc_error *err = NULL;
 
                         /* A crash between creating the host side and recording the sandbox as running, or
