@@ -67,6 +67,7 @@ struct pc_daemon {
         uint64_t started_realtime_usec;
         uint64_t started_monotonic_usec;
         json_t *host_caps; /* probed once at start */
+        const char *workspace_quota; /* how new workspaces' limits are enforced, probed at start; NULL: unknown */
         struct pc_policy_manager *policies;
         struct pc_sandbox_manager *sandboxes;
         pc_event_bus *bus;

@@ -18,7 +18,8 @@ static const char *cgroup_version_string(isolate_cgroup_version v)
         }
 }
 
-/* Host capabilities are probed once at start: they only change with a reboot, and probing forks. */
+/* Host capabilities and the workspaces' quota mechanism are probed once at start: they only change with a
+ * reboot (or a remount), and probing forks. */
 int pc_daemon_probe_host(pc_daemon *d)
 {
         isolate_host_caps c = {};
@@ -43,6 +44,14 @@ int pc_daemon_probe_host(pc_daemon *d)
                 return -ENOMEM;
         json_decref(d->host_caps);
         d->host_caps = j;
+        /* Where workspaces live (the state directory itself while none exists yet). */
+        {
+                _cleanup_free_ char *ws = strjoin(d->config.state_dir, "/workspaces");
+                isolate_disk_mode mode;
+
+                if (ws && (isolate_disk_probe(ws, &mode) >= 0 || isolate_disk_probe(d->config.state_dir, &mode) >= 0))
+                        d->workspace_quota = isolate_disk_mode_to_string(mode);
+        }
         return 0;
 }
 
@@ -78,20 +87,18 @@ int pc_state_space_check(pc_daemon *d, pc_error **reterr)
         return 0;
 }
 
-/* "state": the state filesystem's space; "workspace_quota": how new workspaces' limits are enforced. */
+/* "state": the state filesystem's space, now; "workspace_quota": how new workspaces' limits are enforced
+ * (probed at start, like the host's capabilities: /v1/status is polled and must stay cheap). */
 static void status_storage(pc_daemon *d, json_t *j)
 {
-        _cleanup_free_ char *ws = strjoin(d->config.state_dir, "/workspaces");
         uint64_t avail = 0, total = 0, reserve = 0;
-        isolate_disk_mode mode;
 
         if (state_space(d, &avail, &total, &reserve) >= 0)
                 json_object_set_new(j, "state", json_pack("{s:s, s:I, s:I, s:I}", "path", d->config.state_dir,
                                                           "free_bytes", (json_int_t) avail, "total_bytes",
                                                           (json_int_t) total, "reserve_bytes", (json_int_t) reserve));
-        /* Probed where workspaces live (the state directory itself while none exists yet). */
-        if (ws && (isolate_disk_probe(ws, &mode) >= 0 || isolate_disk_probe(d->config.state_dir, &mode) >= 0))
-                json_object_set_new(j, "workspace_quota", json_string(isolate_disk_mode_to_string(mode)));
+        if (d->workspace_quota)
+                json_object_set_new(j, "workspace_quota", json_string(d->workspace_quota));
 }
 
 int pc_daemon_status(pc_daemon *d, json_t **ret)
