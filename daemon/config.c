@@ -75,6 +75,40 @@ static int parse_log_level(const char *s)
         return -EINVAL;
 }
 
+/* The keys that take a number in a range, and where it goes (an unsigned or a uint64_t). */
+#define NUMBER_KEY(k, lo, hi, why) { #k, offsetof(pc_config, k), sizeof(((pc_config *) 0)->k), lo, hi, why }
+static const struct number_key {
+        const char *key;
+        size_t offset, size;
+        uint64_t min, max;
+        const char *why;
+} number_keys[] = {
+        NUMBER_KEY(api_threads, 0, 64, "expected a number from 0 (one per CPU) to 64"),
+        NUMBER_KEY(http_idle_timeout, 1, 3600, "expected seconds from 1 to 3600"),
+        NUMBER_KEY(tcp_auth_timeout, 1, 3600, "expected seconds from 1 to 3600"),
+        NUMBER_KEY(tcp_max_connections, 1, 65536, "expected a number of connections from 1 to 65536"),
+        NUMBER_KEY(tcp_max_connections_per_address, 1, 65536, "expected a number of connections from 1 to 65536"),
+        NUMBER_KEY(events_keep, 1, 10000000, "expected a number of events from 1 to 10000000"),
+        NUMBER_KEY(nofile_max, 64, 1048576, "expected a number of open files from 64 to 1048576"),
+        NUMBER_KEY(cpu_weight, 1, 10000, "expected a weight from 1 to 10000 (100 is the kernel's default)"),
+        NUMBER_KEY(sandbox_inodes, 0, UINT32_MAX, "expected a number of files up to 4294967295 (0: one per 16K of disk)"),
+};
+
+static int apply_number_key(pc_config *c, const struct number_key *k, const char *value, const char **ret_why)
+{
+        uint64_t u;
+
+        if (parse_uint64(value, &u) < 0 || u < k->min || u > k->max) {
+                *ret_why = k->why;
+                return -EINVAL;
+        }
+        if (k->size == sizeof(unsigned))
+                *(unsigned *) ((char *) c + k->offset) = (unsigned) u;
+        else
+                *(uint64_t *) ((char *) c + k->offset) = u;
+        return 0;
+}
+
 /* One table of keys keeps the file format, the error message and docs/config.md in step. */
 static int apply_key(pc_config *c, const char *key, const char *value, const char **ret_why, size_t *ret_offset)
 {
@@ -82,6 +116,9 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         bool b;
         int r;
 
+        for (size_t i = 0; i < ELEMENTSOF(number_keys); i++)
+                if (streq(key, number_keys[i].key))
+                        return apply_number_key(c, &number_keys[i], value, ret_why);
         if (streq(key, "policy_dir"))
                 return set_string(&c->policy_dir, value);
         if (streq(key, "state_dir"))
@@ -128,22 +165,6 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->uid_range_base = u;
                 return 0;
         }
-        if (streq(key, "nofile_max")) {
-                if (parse_uint64(value, &u) < 0 || u < 64 || u > 1048576) {
-                        *ret_why = "expected a number of open files from 64 to 1048576";
-                        return -EINVAL;
-                }
-                c->nofile_max = u;
-                return 0;
-        }
-        if (streq(key, "cpu_weight")) {
-                if (parse_uint64(value, &u) < 0 || u < 1 || u > 10000) {
-                        *ret_why = "expected a weight from 1 to 10000 (100 is the kernel's default)";
-                        return -EINVAL;
-                }
-                c->cpu_weight = u;
-                return 0;
-        }
         if (streq(key, "sandbox_disk")) {
                 /* Sizes are stored as signed 64-bit integers (sqlite, JSON). */
                 if (streq(value, "none"))
@@ -153,14 +174,6 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                         return -EINVAL;
                 }
                 c->sandbox_disk = u;
-                return 0;
-        }
-        if (streq(key, "sandbox_inodes")) {
-                if (parse_uint64(value, &u) < 0 || u > UINT32_MAX) {
-                        *ret_why = "expected a number of files up to 4294967295 (0: one per 16K of disk)";
-                        return -EINVAL;
-                }
-                c->sandbox_inodes = u;
                 return 0;
         }
         if (streq(key, "state_reserve")) {
@@ -206,39 +219,6 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                         return -EINVAL;
                 }
                 c->max_body_size = u;
-                return 0;
-        }
-        if (streq(key, "api_threads")) {
-                if (parse_uint64(value, &u) < 0 || u > 64) {
-                        *ret_why = "expected a number from 0 (one per CPU) to 64";
-                        return -EINVAL;
-                }
-                c->api_threads = (unsigned) u;
-                return 0;
-        }
-        if (streq(key, "http_idle_timeout") || streq(key, "tcp_auth_timeout")) {
-                if (parse_uint64(value, &u) < 0 || u < 1 || u > 3600) {
-                        *ret_why = "expected seconds from 1 to 3600";
-                        return -EINVAL;
-                }
-                *(streq(key, "http_idle_timeout") ? &c->http_idle_timeout : &c->tcp_auth_timeout) = (unsigned) u;
-                return 0;
-        }
-        if (streq(key, "tcp_max_connections") || streq(key, "tcp_max_connections_per_address")) {
-                if (parse_uint64(value, &u) < 0 || u < 1 || u > 65536) {
-                        *ret_why = "expected a number of connections from 1 to 65536";
-                        return -EINVAL;
-                }
-                *(streq(key, "tcp_max_connections") ? &c->tcp_max_connections
-                                                    : &c->tcp_max_connections_per_address) = (unsigned) u;
-                return 0;
-        }
-        if (streq(key, "events_keep")) {
-                if (parse_uint64(value, &u) < 0 || u < 1 || u > 10000000) {
-                        *ret_why = "expected a number of events from 1 to 10000000";
-                        return -EINVAL;
-                }
-                c->events_keep = u;
                 return 0;
         }
         if (streq(key, "log_level")) {
