@@ -214,6 +214,13 @@ typedef enum {
         PC_EVENT_IMAGE_PROGRESS, /* a line the build printed */
         PC_EVENT_IMAGE_BUILT,
         PC_EVENT_IMAGE_FAILED,
+        PC_EVENT_EXEC_STARTED,        /* execs.c */
+        PC_EVENT_EXEC_FINISHED,       /* execs.c */
+        PC_EVENT_PERMISSION_REQUESTED, /* permissions.c */
+        PC_EVENT_PERMISSION_DECIDED,  /* permissions.c */
+        PC_EVENT_WEBHOOK_PING,        /* webhooks.c: POST /v1/webhooks/test */
+        PC_EVENT_KEY_ADDED,           /* keys.c */
+        PC_EVENT_KEY_REMOVED,         /* keys.c */
         _PC_EVENT_TYPE_MAX,
         PC_EVENT_TYPE_INVALID = -EINVAL,
 } pc_event_type;

@@ -16,6 +16,13 @@ static const char *const event_type_table[_PC_EVENT_TYPE_MAX] = {
         [PC_EVENT_IMAGE_PROGRESS] = "image.progress",
         [PC_EVENT_IMAGE_BUILT] = "image.built",
         [PC_EVENT_IMAGE_FAILED] = "image.failed",
+        [PC_EVENT_EXEC_STARTED] = "exec.started",
+        [PC_EVENT_EXEC_FINISHED] = "exec.finished",
+        [PC_EVENT_PERMISSION_REQUESTED] = "permission.requested",
+        [PC_EVENT_PERMISSION_DECIDED] = "permission.decided",
+        [PC_EVENT_WEBHOOK_PING] = "webhook.ping",
+        [PC_EVENT_KEY_ADDED] = "key.added",
+        [PC_EVENT_KEY_REMOVED] = "key.removed",
 };
 
 const char *pc_event_type_to_string(pc_event_type t)
