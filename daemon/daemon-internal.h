@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "common.h"
+#include "crypto.h"
 #include "daemon.h"
 
 

@@ -61,27 +61,6 @@ static bool is_hex(const char *s, size_t n)
         return true;
 }
 
-int pc_sha256(const void *data, size_t n, uint8_t ret[static 32])
-{
-        struct sha256_ctx c;
-
-        sha256_init(&c);
-        sha256_update(&c, n, data);
-        sha256_digest(&c, SHA256_DIGEST_SIZE, ret);
-        return 0;
-}
-
-int pc_sha256_hex(const void *data, size_t n, char ret[static 65])
-{
-        uint8_t md[32];
-        int r = pc_sha256(data, n, md);
-
-        if (r < 0)
-                return r;
-        hex(md, sizeof(md), ret);
-        return 0;
-}
-
 /* Removes the tokens whose expiry has passed, each with an audit entry, in one transaction. The same
  * clock and rule as pc_daemon_authenticate(): expired from the second expires_at on. */
 static void tokens_expire(pc_daemon *d)
