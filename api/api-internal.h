@@ -114,3 +114,12 @@ void api_sessions_done(api_sessions *r);
 int api_post_sandbox_session(api_request *rq);
 /* Frees a session whose upgrade never happened (the request ended first). */
 void api_session_abandon(api_request *rq);
+
+/* ---- devaudit (audit.c) ---- */
+/* Query parameter KEY as a number up to MAX into *ret (left alone when absent); -EINVAL otherwise. */
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret);
+int api_get_audit(api_request *rq);
+int api_get_audit_verify(api_request *rq);
+int api_post_devices(api_request *rq);
+int api_get_devices(api_request *rq);
+int api_delete_device(api_request *rq);

@@ -217,7 +217,7 @@ static int get_whoami(api_request *rq)
         return j ? api_reply_json(rq, MHD_HTTP_OK, j) : MHD_NO;
 }
 
-static int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
 {
         const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
         uint64_t u;
@@ -316,5 +316,10 @@ const api_route api_routes[] = {
         { "GET", "/v1/images", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_images },
         { "POST", "/v1/images", API_ROLE(PC_ROLE_ADMIN), post_images },
         { "DELETE", "/v1/images/{name}", API_ROLE(PC_ROLE_ADMIN), delete_image },
+        { "GET", "/v1/audit", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_audit },
+        { "GET", "/v1/audit/verify", API_ROLE(PC_ROLE_ADMIN), api_get_audit_verify },
+        { "POST", "/v1/devices", API_ROLE(PC_ROLE_ADMIN), api_post_devices },
+        { "GET", "/v1/devices", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_devices },
+        { "DELETE", "/v1/devices/{id}", API_ROLE(PC_ROLE_ADMIN), api_delete_device },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

@@ -230,11 +230,19 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->log_level = r;
                 return 0;
         }
+        if (streq(key, "require_signed_approvals")) {
+                if (parse_bool(value, &b) < 0) {
+                        *ret_why = "expected yes or no";
+                        return -EINVAL;
+                }
+                c->require_signed_approvals = b;
+                return 0;
+        }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve)";
+                   "sandbox_disk, sandbox_inodes, state_reserve, require_signed_approvals)";
         return -ENOKEY;
 }
 

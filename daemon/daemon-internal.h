@@ -171,3 +171,7 @@ int pc_state_space_check(pc_daemon *d, pc_error **reterr);
 
 /* Audit actor string for a principal ("local:uid=0", "token:ID(role)"). */
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n);
+
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* Chains the rows of a ledger from before the hash chain and records its head (once; at store open). */
+int pc_audit_chain_init(pc_store *s, pc_error **reterr);

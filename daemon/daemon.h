@@ -46,6 +46,7 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -282,3 +283,20 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
 /* Wakes every waiter with `stopping` set and refuses new ones (their wake runs at once). Before the HTTP
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
+
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* GET /v1/audit: rows after SINCE (at most LIMIT, 1..1000) as {"audit": [...], "next": last seq}. */
+int pc_audit_list(pc_daemon *d, uint64_t since, unsigned limit, json_t **ret, pc_error **reterr);
+/* GET /v1/audit/verify: {"ok", "rows", "first_bad", "reason"} after checking every row's hash, the chain and
+ * the recorded head (edited, inserted, deleted and cut-off rows all fail). */
+int pc_audit_verify(pc_daemon *d, json_t **ret, pc_error **reterr);
+/* Devices: phones whose Ed25519 key may sign approvals. REQ is {"name", "public_key"} (base64, 32 bytes). */
+int pc_devices_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_devices_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_devices_remove(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* 0 when SIGNATURE_B64 is DEVICE_ID's signature over pc_approval_message(ID, COMMAND, CWD, SCOPE, MINUTES,
+ * EXPIRES) and EXPIRES has not passed; else -EPERM with the reason (unknown or removed device, malformed or
+ * bad signature, expired). */
+int pc_devices_verify_approval(pc_daemon *d, const char *device_id, const char *signature_b64, const char *id,
+                               const char *command, const char *cwd, const char *scope, unsigned minutes,
+                               int64_t expires, pc_error **reterr);

@@ -69,6 +69,11 @@ try:
         ("GET", "/v1/images"): ({ADMIN, RELAY}, "/v1/images", None, 200),
         ("POST", "/v1/images"): ({ADMIN}, "/v1/images", {"name": "x", "mirror": "ftp://example.org/"}, 400),
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
+        ("GET", "/v1/audit"): ({ADMIN, RELAY}, "/v1/audit", None, 200),
+        ("GET", "/v1/audit/verify"): ({ADMIN}, "/v1/audit/verify", None, 200),
+        ("POST", "/v1/devices"): ({ADMIN}, "/v1/devices", {"name": "p", "public_key": "short"}, 400),
+        ("GET", "/v1/devices"): ({ADMIN, RELAY}, "/v1/devices", None, 200),
+        ("DELETE", "/v1/devices/{id}"): ({ADMIN}, "/v1/devices/0000000000000000", None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
     }
