@@ -23,6 +23,8 @@ static void help(void)
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
                "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
+               "  devices SUBCOMMAND          keygen, add, list, rm, sign: phones that sign approvals\n"
+               "  audit list|verify           the hash-chained audit ledger\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
@@ -68,6 +70,8 @@ static const struct {
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "image", cmd_image },
+        { "devices", cmd_devices },
+        { "audit", cmd_audit },
         { "daemon", cmd_daemon },
 };
 
