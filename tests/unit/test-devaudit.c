@@ -121,4 +121,19 @@ TEST(audit_chain_survives_rollback)
         fixture_close(&f);
 }
 
+TEST(config_require_signed_approvals)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_config c;
+
+        pc_config_init(&c);
+        CHECK(!c.require_signed_approvals); /* default no */
+        CHECK(pc_config_parse(&c, "t.conf", "require_signed_approvals = yes\n", 31, NULL) == 0);
+        CHECK(c.require_signed_approvals);
+        CHECK(pc_config_parse(&c, "t.conf", "require_signed_approvals = maybe\n", 33, &e) < 0);
+        CHECK(e && strstr(e->message, "t.conf:1") && strstr(e->message, "expected yes or no"));
+        CHECK(c.require_signed_approvals); /* a refused file changes nothing */
+        pc_config_done(&c);
+}
+
 TAP_MAIN()
