@@ -100,13 +100,16 @@ static const char *const migrations[] = {
         "PRAGMA writable_schema = RESET;",
         /* 9: devices and the audit hash chain. Each audit row gets the hash of the row before it and its own
          * (daemon/audit.c chains the rows that exist once, at the first start, then every new row as it is
-         * written). A row may be updated only while it has no hash yet: to get one. A device's key is
+         * written). A row may be updated only while it has no hash yet: to get one; and no row without
+         * one may be inserted, so code that bypassed pc_store_audit() fails at once. A device's key is
          * unique among the devices not removed; removed ones stay, for the ledger. */
         "ALTER TABLE audit ADD COLUMN prev_hash TEXT;"
         "ALTER TABLE audit ADD COLUMN hash TEXT;"
         "DROP TRIGGER audit_no_update;"
         "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit WHEN OLD.hash IS NOT NULL BEGIN"
         "  SELECT RAISE(ABORT, 'audit is append-only'); END;"
+        "CREATE TRIGGER audit_chained BEFORE INSERT ON audit WHEN NEW.hash IS NULL OR NEW.prev_hash IS NULL BEGIN"
+        "  SELECT RAISE(ABORT, 'audit rows are written by pc_store_audit(), which chains them'); END;"
         "CREATE TABLE devices ("
         "  id TEXT PRIMARY KEY,"
         "  name TEXT NOT NULL,"

@@ -140,9 +140,11 @@ try:
 
     # The database refuses edits while its triggers are in place.
     d.stop()
-    for stmt in ("UPDATE audit SET detail = 'x' WHERE seq = 3;", "DELETE FROM audit WHERE seq = 3;"):
+    for stmt, why in (("UPDATE audit SET detail = 'x' WHERE seq = 3;", "append-only"),
+                      ("DELETE FROM audit WHERE seq = 3;", "append-only"),
+                      ("INSERT INTO audit (at, actor, action) VALUES (1, 'x', 'y');", "pc_store_audit")):
         p = subprocess.run(["sqlite3", os.path.join(d.state, "state.db"), stmt], capture_output=True, text=True)
-        t.ok(p.returncode != 0 and "append-only" in p.stderr, f"the triggers refuse: {stmt}", p.stderr)
+        t.ok(p.returncode != 0 and why in p.stderr, f"the triggers refuse: {stmt}", p.stderr)
     d.start()
 
     mid = rows[len(rows) // 2]

@@ -120,8 +120,8 @@ try:
     # Back to version 3: undo 9 (devices, the audit chain: its rows are chained again at the upgrade),
     # 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
     # and expiry), then 4 (settings).
-    db.executescript("DROP TABLE devices; DROP TRIGGER audit_no_update; ALTER TABLE audit DROP COLUMN prev_hash;"
-                     "ALTER TABLE audit DROP COLUMN hash; CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    db.executescript("DROP TABLE devices; DROP TRIGGER audit_no_update; DROP TRIGGER audit_chained;"
+                     "ALTER TABLE audit DROP COLUMN prev_hash; ALTER TABLE audit DROP COLUMN hash; CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
                      " BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
                      "DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
                      "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode;"
