@@ -30,7 +30,8 @@ static int plain_insert(pc_store *s)
 
 static int chained_insert(pc_store *s)
 {
-        return pc_store_audit(s, "token:5c0e9a3b7d21(admin)", "exec.end", "box1", "{\"exit_code\":0,\"duration_ms\":3}");
+        return pc_store_audit(s, "token:5c0e9a3b7d21(admin)", "exec.end", "box1",
+                              "{\"exit_code\":0,\"duration_ms\":3}");
 }
 
 static double run(pc_store *s, int (*fn)(pc_store *), unsigned n, bool batch)

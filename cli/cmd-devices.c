@@ -136,12 +136,24 @@ static int devices_sign(int argc, char **argv)
 
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (opt) {
-                case 'k': key = optarg; break;
-                case 'i': id = optarg; break;
-                case 'c': command = optarg; break;
-                case 'w': cwd = optarg; break;
-                case 's': scope = optarg; break;
-                case 'd': device = optarg; break;
+                case 'k':
+                        key = optarg;
+                        break;
+                case 'i':
+                        id = optarg;
+                        break;
+                case 'c':
+                        command = optarg;
+                        break;
+                case 'w':
+                        cwd = optarg;
+                        break;
+                case 's':
+                        scope = optarg;
+                        break;
+                case 'd':
+                        device = optarg;
+                        break;
                 case 'm':
                         if (parse_uint64(optarg, &minutes) < 0 || minutes > UINT32_MAX) {
                                 fprintf(stderr, "pocketcoder devices sign: --minutes \"%s\" is not a number\n", optarg);
@@ -150,7 +162,8 @@ static int devices_sign(int argc, char **argv)
                         break;
                 case 't':
                         if (parse_duration(optarg, &ttl) < 0 || ttl == 0 || ttl > INT32_MAX) {
-                                fprintf(stderr, "pocketcoder devices sign: --ttl \"%s\" is not a duration (e.g. 90s, 5m)\n",
+                                fprintf(stderr,
+                                        "pocketcoder devices sign: --ttl \"%s\" is not a duration (e.g. 90s, 5m)\n",
                                         optarg);
                                 return CLI_EXIT_USAGE;
                         }

@@ -248,7 +248,8 @@ int pc_audit_verify(pc_daemon *d, json_t **ret, pc_error **reterr)
                 return verify_result(ret, false, 0, 0, "the ledger's recorded head is missing from settings");
         if (r < 0 ||
             sqlite3_prepare_v2(d->store.db,
-                               "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit ORDER BY seq",
+                               "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit "
+                               "ORDER BY seq",
                                -1, &st, NULL) != SQLITE_OK)
                 return pc_store_error(&d->store, reterr);
         while ((k = sqlite3_step(st)) == SQLITE_ROW) {
