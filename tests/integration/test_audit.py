@@ -262,6 +262,15 @@ try:
     except ImportError:
         t.skip("independent signature check", "python3-cryptography is not installed")
 
+    bad_key = os.path.join(d.tmp, "bad.key")
+    for what, content in (("31 bytes", base64.b64encode(os.urandom(31)).decode() + "\n"),
+                          ("two lines", open(key_path).read() * 2), ("empty", "")):
+        with open(bad_key, "w") as f:
+            f.write(content)
+        p = d.cli("devices", "sign", "--key", bad_key, "--id", "r", "--command", "c", "--cwd", "/")
+        t.ok(p.returncode == 1 and "not a key file" in p.stderr, f"sign refuses a key file that is {what}", p.stderr)
+    p = d.cli("devices", "sign", "--key", key_path, "--id", "r", "--command", "c", "--cwd", "/", "--scope", "all")
+    t.eq(p.returncode, 2, "sign refuses an unknown scope")
     p = d.cli("devices", "rm", dev)
     t.eq(p.returncode, 0, "devices rm removes it")
     t.eq(d.request("GET", "/v1/devices", via="unix").json["devices"], before_devices, "it is gone from the list")
