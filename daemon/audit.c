@@ -39,32 +39,30 @@ static int audit_hash(int64_t seq, int64_t at, const char *actor, const char *ac
         return pc_sha256_hex(buf, strlen(buf), ret);
 }
 
-/* The recorded head: hash of the last row and the number of rows (genesis and 0 for an empty ledger).
- * -ENOENT when none is recorded (a ledger from before the chain). */
-static int head_get(pc_store *s, char head[static 65], int64_t *ret_rows)
+/* The recorded head: hash of the last row and the number of rows, and the seq the next row gets (what
+ * AUTOINCREMENT would hand out: a row's hash covers its seq). One statement: this runs for every row.
+ * -ENOENT when no head is recorded (a ledger from before the chain). */
+static int head_get(pc_store *s, char head[static 65], int64_t *ret_rows, int64_t *ret_next)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        bool have_head = false, have_rows = false;
-        int k;
+        const char *h;
 
-        if (sqlite3_prepare_v2(s->db, "SELECT key, value FROM settings WHERE key IN ('audit_head', 'audit_rows')",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT (SELECT value FROM settings WHERE key = 'audit_head'), "
+                               "(SELECT value FROM settings WHERE key = 'audit_rows'), "
+                               "max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0), "
+                               "coalesce((SELECT max(seq) FROM audit), 0)) + 1",
+                               -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW)
                 return pc_store_errno(s);
-        while ((k = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *key = (const char *) sqlite3_column_text(st, 0);
-                const char *v = (const char *) sqlite3_column_text(st, 1);
-
-                if (streq_ptr(key, "audit_head") && v && strlen(v) == 64) {
-                        memcpy(head, v, 65);
-                        have_head = true;
-                } else if (streq_ptr(key, "audit_rows")) {
-                        *ret_rows = sqlite3_column_int64(st, 1);
-                        have_rows = true;
-                }
-        }
-        if (k != SQLITE_DONE)
-                return pc_store_errno(s);
-        return have_head && have_rows ? 0 : -ENOENT;
+        h = (const char *) sqlite3_column_text(st, 0);
+        if (!h || strlen(h) != 64 || sqlite3_column_type(st, 1) == SQLITE_NULL)
+                return -ENOENT;
+        memcpy(head, h, 65);
+        *ret_rows = sqlite3_column_int64(st, 1);
+        if (ret_next)
+                *ret_next = sqlite3_column_int64(st, 2);
+        return 0;
 }
 
 static int head_set(pc_store *s, const char *head, int64_t rows)
@@ -93,18 +91,9 @@ int pc_store_audit(pc_store *s, const char *actor, const char *action, const cha
         r = pc_txn_begin(s, &txn);
         if (r < 0)
                 return r;
-        r = head_get(s, prev, &rows);
+        r = head_get(s, prev, &rows, &seq);
         if (r < 0)
                 return r == -ENOENT ? -EBADMSG : r;
-        /* The number AUTOINCREMENT would hand out next: the row's hash covers its seq. */
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0), "
-                               "coalesce((SELECT max(seq) FROM audit), 0)) + 1",
-                               -1, &st, NULL) != SQLITE_OK ||
-            sqlite3_step(st) != SQLITE_ROW)
-                return pc_store_errno(s);
-        seq = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(TAKE_PTR(st));
         r = audit_hash(seq, at, actor, action, subject, detail, prev, hash);
         if (r < 0)
                 return r;
@@ -140,7 +129,7 @@ int pc_audit_chain_init(pc_store *s, pc_error **reterr)
         int64_t rows = 0;
         int r, k;
 
-        r = head_get(s, prev, &rows);
+        r = head_get(s, prev, &rows, NULL);
         if (r != -ENOENT)
                 return r < 0 ? pc_store_error(s, reterr) : 0;
         memcpy(prev, AUDIT_GENESIS, sizeof(prev));
@@ -243,7 +232,7 @@ int pc_audit_verify(pc_daemon *d, json_t **ret, pc_error **reterr)
 
         if (pc_txn_begin(&d->store, &txn) < 0)
                 return pc_store_error(&d->store, reterr);
-        r = head_get(&d->store, head, &want_rows);
+        r = head_get(&d->store, head, &want_rows, NULL);
         if (r == -ENOENT)
                 return verify_result(ret, false, 0, 0, "the ledger's recorded head is missing from settings");
         if (r < 0 ||
