@@ -131,6 +131,8 @@ try:
     db.close()
     b.start()
     t.ok("predates daemon ids" in b.logtext(), "an old state database with sandboxes gets no daemon id")
+    v = b.request("GET", "/v1/audit/verify", via="unix").json
+    t.ok(v["ok"] and v["rows"] > 0, "the upgrade hash-chained the ledger's existing rows", v)
     ids = [x["id"] for x in b.request("GET", "/v1/tokens", via="unix").json["tokens"]]
     t.ok("0123456789ab" not in ids, "the upgrade removed the agent token of a sandbox that no longer exists", ids)
     r = b.request("GET", "/v1/whoami", token=agent)
