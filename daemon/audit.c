@@ -92,8 +92,12 @@ int pc_store_audit(pc_store *s, const char *actor, const char *action, const cha
         if (r < 0)
                 return r;
         r = head_get(s, prev, &rows, &seq);
+        if (r == -ENOENT)
+                /* Someone removed it from settings: chaining on would hide what happened. */
+                return log_error_errno(EBADMSG, "audit ledger: the recorded head is missing from settings; "
+                                                "refusing to write (GET /v1/audit/verify)");
         if (r < 0)
-                return r == -ENOENT ? -EBADMSG : r;
+                return r;
         r = audit_hash(seq, at, actor, action, subject, detail, prev, hash);
         if (r < 0)
                 return r;
@@ -134,6 +138,22 @@ int pc_audit_chain_init(pc_store *s, pc_error **reterr)
                 return r < 0 ? pc_store_error(s, reterr) : 0;
         memcpy(prev, AUDIT_GENESIS, sizeof(prev));
         rows = 0;
+        /* Chained rows but no head: someone removed it. Recording a new one would accept whatever was done
+         * to the ledger; the admin decides, after looking. */
+        if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM audit WHERE hash IS NOT NULL LIMIT 1", -1, &st, NULL) !=
+                    SQLITE_OK ||
+            (k = sqlite3_step(st)) == SQLITE_ERROR)
+                return pc_store_error(s, reterr);
+        if (k == SQLITE_ROW)
+                return pc_error_setf(
+                        reterr, EBADMSG, "audit_tampered",
+                        "state database: the audit ledger's rows are hash-chained but its recorded head is missing "
+                        "from the settings table: it was tampered with. Inspect it (sqlite3 state.db 'SELECT * "
+                        "FROM audit ORDER BY seq'); to accept the ledger as it is now and start, stop every "
+                        "pocketcoderd using it and run: sqlite3 state.db \"INSERT OR REPLACE INTO settings (key, value) "
+                        "VALUES ('audit_head', (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1)), "
+                        "('audit_rows', (SELECT count(*) FROM audit))\"");
+        sqlite3_finalize(TAKE_PTR(st));
         if (pc_txn_begin(s, &txn) < 0 ||
             sqlite3_prepare_v2(s->db, "SELECT seq, at, actor, action, subject, detail FROM audit ORDER BY seq", -1,
                                &st, NULL) != SQLITE_OK ||

@@ -194,6 +194,24 @@ try:
         p = d.cli("audit", "verify")
         t.eq(p.returncode, 1, "pocketcoder audit verify exits 1 on a truncated ledger")
     tampered(f"DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq >= {rows[-3]['seq']};", check_truncate)
+    # The recorded head removed: the daemon does not start on the ledger (a new head would accept whatever
+    # was done to it) and says how to accept it after looking.
+    d.stop()
+    shutil.copy2(os.path.join(d.state, "state.db"), os.path.join(d.tmp, "head.db"))
+    sql("DELETE FROM settings WHERE key = 'audit_head';")
+    try:
+        d.start()
+        t.ok(False, "the daemon refuses to start on a ledger without its head")
+    except RuntimeError as e:
+        t.ok("recorded head is missing" in str(e), "the daemon refuses to start on a ledger without its head",
+             str(e)[-400:])
+        accept = str(e).split('run: sqlite3 state.db "')[1].split('"')[0]
+        sql(accept + ";")
+        d.start()
+        t.eq(verify()["ok"], True, "after the documented acceptance it starts and verifies")
+        d.stop()
+    shutil.copy2(os.path.join(d.tmp, "head.db"), os.path.join(d.state, "state.db"))
+    d.start()
     v = verify()
     t.eq((v["ok"], v["rows"]), (True, len(rows)), "after all that the real ledger still verifies")
 
