@@ -114,3 +114,8 @@ void api_sessions_done(api_sessions *r);
 int api_post_sandbox_session(api_request *rq);
 /* Frees a session whose upgrade never happened (the request ended first). */
 void api_session_abandon(api_request *rq);
+
+/* /v1/keys (keys.c) */
+int api_post_keys(api_request *rq);
+int api_get_keys(api_request *rq);
+int api_delete_key(api_request *rq);

@@ -316,5 +316,8 @@ const api_route api_routes[] = {
         { "GET", "/v1/images", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_images },
         { "POST", "/v1/images", API_ROLE(PC_ROLE_ADMIN), post_images },
         { "DELETE", "/v1/images/{name}", API_ROLE(PC_ROLE_ADMIN), delete_image },
+        { "POST", "/v1/keys", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_post_keys },
+        { "GET", "/v1/keys", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_keys },
+        { "DELETE", "/v1/keys/{id}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_delete_key },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

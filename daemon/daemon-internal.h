@@ -170,3 +170,8 @@ int pc_state_space_check(pc_daemon *d, pc_error **reterr);
 
 /* Audit actor string for a principal ("local:uid=0", "token:ID(role)"). */
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n);
+
+/* Writes the keys that reach sandbox NAME (running, its agent uid_base + ISOLATE_AGENT_UID) to its
+ * ~agent/.ssh/authorized_keys (keys.c); failures are logged (an agent that planted a symlink loses its keys,
+ * nothing else). Called when a sandbox comes up. */
+void pc_keys_sync_sandbox(pc_daemon *d, const char *name, uid_t uid_base);

@@ -282,3 +282,14 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
 /* Wakes every waiter with `stopping` set and refuses new ones (their wake runs at once). Before the HTTP
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
+
+/* ---- keys (keys.c) ---- */
+
+/* People's SSH public keys. add: {"key": "<OpenSSH public key line>", "sandboxes": [names] (optional: every
+ * sandbox)} -> the key {"id", "type", "key", "comment", "bits", "fingerprint", "sandboxes", "created",
+ * "created_by"}; a key registered already is EEXIST ("conflict"). Adding and removing reach every running
+ * sandbox's ~agent/.ssh/authorized_keys before they return (key.added / key.removed events, audit rows
+ * key.add / key.remove). */
+int pc_keys_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_keys_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_keys_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);

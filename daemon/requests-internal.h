@@ -53,3 +53,14 @@ int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr
 /* A network mode's name in the API and the store ("none", "loopback", "egress"). */
 const char *pc_net_to_string(isolate_net_mode m);
 int pc_net_from_string(const char *s);
+
+/* ---- keys (keys.c) ---- */
+#include "sshkey.h"
+/* POST /v1/keys {"key": "<OpenSSH public key line>", "sandboxes": [names]}: the key parsed (pc_sshkey_done()
+ * it) and the scope, NULL for every sandbox (else 1..PC_KEY_SANDBOXES_MAX distinct valid names). */
+#define PC_KEY_SANDBOXES_MAX 64u
+typedef struct pc_key_request {
+        pc_sshkey key;
+        json_t *sandboxes;
+} pc_key_request;
+int pc_key_request_parse(json_t *req, pc_key_request *ret, pc_error **reterr);

@@ -98,6 +98,25 @@ static const char *const migrations[] = {
         "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN (''running'', ''stopped''))', "
         "  'CHECK (state IN (''creating'', ''running'', ''stopped''))') WHERE type = 'table' AND name = 'sandboxes';"
         "PRAGMA writable_schema = RESET;",
+        /* 9: keys: people's SSH public keys (fingerprint unique: a key is registered once) and the sandboxes
+         * a scoped key reaches, by name (none: every sandbox). */
+        "CREATE TABLE keys ("
+        "  id TEXT PRIMARY KEY,"
+        "  type TEXT NOT NULL,"
+        "  base64 TEXT NOT NULL,"
+        "  comment TEXT,"
+        "  bits INTEGER NOT NULL,"
+        "  fingerprint TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL,"
+        "  created_by TEXT NOT NULL"
+        ");"
+        "CREATE TABLE key_sandboxes ("
+        "  key_id TEXT NOT NULL,"
+        "  sandbox TEXT NOT NULL,"
+        "  PRIMARY KEY (key_id, sandbox)"
+        ");"
+        "CREATE TRIGGER keys_delete_scope AFTER DELETE ON keys BEGIN"
+        "  DELETE FROM key_sandboxes WHERE key_id = OLD.id; END;",
 };
 
 int pc_store_schema_version(pc_store *s)

@@ -92,6 +92,19 @@ static void check_image(json_t *req)
                                 (!im.suite || !strpbrk(im.suite, " ,;"))));
 }
 
+static void check_key(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_key_request q = {};
+        int r = pc_key_request_parse(req, &q, &e);
+
+        require(r, e,
+                r < 0 || (q.key.type && strlen(q.key.fingerprint) == PC_SSHKEY_FINGERPRINT_LEN - 1 &&
+                          (!q.sandboxes || (json_array_size(q.sandboxes) >= 1 &&
+                                            json_array_size(q.sandboxes) <= PC_KEY_SANDBOXES_MAX))));
+        pc_sshkey_done(&q.key);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         json_error_t jerr;
@@ -105,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_decide(req);
         check_session(req);
         check_image(req);
+        check_key(req);
         json_decref(req);
         return 0;
 }

@@ -71,6 +71,9 @@ try:
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
+        ("POST", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", {"key": "ssh-ed25519 AAAA"}, 400),
+        ("GET", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", None, 200),
+        ("DELETE", "/v1/keys/{id}"): ({ADMIN, RELAY}, "/v1/keys/0000000000000000", None, 404),
     }
     t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):
