@@ -30,6 +30,7 @@ void pc_config_init(pc_config *c)
                 .cpu_weight = 100,
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
+                .ssh_group = strdup("pocketcoder-ssh"),
         };
 }
 
@@ -47,6 +48,7 @@ void pc_config_done(pc_config *c)
         free(c->egress_allow);
         free(c->cgroup_parent);
         free(c->nft_table);
+        free(c->ssh_group);
         *c = (pc_config){};
 }
 
@@ -221,6 +223,14 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->max_body_size = u;
                 return 0;
         }
+        if (streq(key, "ssh_group")) {
+                /* The SSH login's gateway socket: members may look keys up and attach with a key. */
+                if (isempty(value) || streq(value, "none")) {
+                        c->ssh_group = (free(c->ssh_group), NULL);
+                        return 0;
+                }
+                return set_string(&c->ssh_group, value);
+        }
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -234,7 +244,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve)";
+                   "sandbox_disk, sandbox_inodes, state_reserve, ssh_group)";
         return -ENOKEY;
 }
 

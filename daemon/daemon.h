@@ -46,6 +46,7 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        char *ssh_group;          /* group that may use RUNTIME_DIR/ssh.sock, the SSH login's gateway (keys.c) */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -101,6 +102,7 @@ typedef enum {
         PC_ROLE_ADMIN,
         PC_ROLE_RELAY,
         PC_ROLE_AGENT,
+        PC_ROLE_SSH, /* RUNTIME_DIR/ssh.sock: the SSH login's helper; only /v1/ssh/ (no token has it) */
         _PC_ROLE_MAX,
         PC_ROLE_INVALID = -EINVAL,
 } pc_role;
@@ -116,6 +118,7 @@ typedef struct pc_principal {
         bool local_peer;   /* unix socket peer credentials (uid 0 or group pocketcoder) */
         bool agent_socket; /* a connection on a sandbox's agent socket: role agent, no token */
         uid_t uid;
+        char ssh_key[17];  /* role ssh: the id of the key that logged in (a session), else empty */
 } pc_principal;
 
 /* GET /v1/whoami: {"role", "sandbox", "token_id", "uid", "via"}. */
@@ -293,3 +296,6 @@ void pc_event_waiters_stop(pc_daemon *d);
 int pc_keys_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
 int pc_keys_list(pc_daemon *d, json_t **ret, pc_error **reterr);
 int pc_keys_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* The SSH login (role ssh): KEY ("TYPE BASE64", what sshd authenticated) is registered (else ENOENT) and,
+ * with SANDBOX, may enter it (else EACCES); *ret is the key as add returns it. */
+int pc_keys_ssh_check(pc_daemon *d, const char *key, const char *sandbox, json_t **ret, pc_error **reterr);

@@ -361,3 +361,46 @@ int pc_keys_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_err
         sync_all(d);
         return 0;
 }
+
+int pc_keys_ssh_check(pc_daemon *d, const char *key, const char *sandbox, json_t **ret, pc_error **reterr)
+{
+        _cleanup_(pc_sshkey_done) pc_sshkey k = {};
+        int r;
+
+        r = pc_sshkey_parse(key, strlen(key), &k, reterr);
+        if (r < 0)
+                return r;
+        if (sandbox && !name_is_valid(sandbox))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "\"%s\" is not a sandbox name: log in with 'ssh -t pocketcoder@HOST SANDBOX'",
+                                     sandbox);
+
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        json_t *scope;
+
+        if (sqlite3_prepare_v2(d->store.db, "SELECT " KEY_COLUMNS " FROM keys k WHERE fingerprint = ?", -1, &st,
+                               NULL) != SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_bind_text(st, 1, k.fingerprint, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        if (r == SQLITE_DONE)
+                return pc_error_setf(reterr, ENOENT, "not_found", "key %s is not registered", k.fingerprint);
+        if (r != SQLITE_ROW || !(j = key_json(d, st)))
+                return pc_store_error(&d->store, reterr);
+        scope = json_object_get(j, "sandboxes");
+        if (sandbox && json_is_array(scope)) {
+                bool found = false;
+                size_t i;
+                json_t *v;
+
+                json_array_foreach(scope, i, v)
+                        found = found || streq(json_string_value(v), sandbox);
+                if (!found)
+                        return pc_error_setf(reterr, EACCES, "forbidden",
+                                             "key %s may not log in to sandbox \"%s\"", k.fingerprint, sandbox);
+        }
+        *ret = TAKE_PTR(j);
+        return 0;
+}

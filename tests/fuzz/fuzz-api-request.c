@@ -53,7 +53,7 @@ static void check_token(json_t *req)
         int r = pc_token_request_parse(req, &q, &e);
 
         require(r, e,
-                r < 0 || (pc_role_to_string(q.role) && (q.role == PC_ROLE_AGENT) == !!q.sandbox &&
+                r < 0 || (pc_role_to_string(q.role) && q.role != PC_ROLE_SSH && (q.role == PC_ROLE_AGENT) == !!q.sandbox &&
                           (!q.sandbox || name_is_valid(q.sandbox)) && (!q.label || strlen(q.label) <= 200) &&
                           q.ttl_seconds <= TOKEN_TTL_MAX));
 }
