@@ -16,7 +16,7 @@ typedef enum {
         API_LISTENER_UNIX,  /* RUNTIME_DIR/api.sock: peer credentials or a token */
         API_LISTENER_TCP,   /* tokens only */
         API_LISTENER_AGENT, /* a sandbox's agent socket: the principal is fixed to that sandbox's agent */
-        API_LISTENER_SSH,   /* RUNTIME_DIR/ssh.sock (ssh_group): the principal is the SSH gateway (role ssh) */
+        API_LISTENER_SSH,   /* the ssh_socket (ssh_group): the principal is the SSH gateway (role ssh) */
 } api_listener_kind;
 
 typedef struct api_route api_route;

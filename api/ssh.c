@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* /v1/ssh/: the SSH login's gateway, on RUNTIME_DIR/ssh.sock only (role ssh). sshd's AuthorizedKeysCommand
+/* /v1/ssh/: the SSH login's gateway, on the ssh_socket only (role ssh). sshd's AuthorizedKeysCommand
  * asks whether a key is registered (authorize); the ForceCommand helper then asks for a session in a
  * sandbox for the key sshd authenticated (sessions): the key's scope is checked and the session is the one
  * `pocketcoder enter` gets (a pty allocated inside the sandbox, attached to its tmux session, audited with
@@ -39,7 +39,7 @@ int api_post_ssh_authorize(api_request *rq)
 
 int api_post_ssh_session(api_request *rq)
 {
-        static const char *const fields[] = { "key", "sandbox", "term", "rows", "cols", NULL };
+        static const char *const fields[] = { "key", "sandbox", "term", "rows", "cols", "tty", NULL };
         _cleanup_pc_error_ pc_error *e = NULL;
         _cleanup_(json_decrefp) json_t *k = NULL, *req = NULL;
         pc_session *s = NULL;
@@ -61,7 +61,7 @@ int api_post_ssh_session(api_request *rq)
                 return api_reply_pc_error(rq, r, e);
 
         /* The session `pocketcoder enter` asks for: the sandbox's tmux session on a pty, with the client's
-         * terminal type and size (checked by the session's own parser). */
+         * terminal type and size (checked by the session's own parser), always on a pty. */
         req = json_deep_copy(rq->json);
         if (!req || json_object_del(req, "key") < 0 || json_object_del(req, "sandbox") < 0 ||
             json_object_set_new(req, "kind", json_string("enter")) < 0 ||

@@ -23,6 +23,8 @@ static void help(void)
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
                "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
+               "  keys add|list|rm            SSH public keys that reach sandboxes and log in to them\n"
+               "  ssh authorized-keys|attach  helpers sshd runs for 'ssh -t pocketcoder@HOST SANDBOX'\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
@@ -68,6 +70,8 @@ static const struct {
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "image", cmd_image },
+        { "keys", cmd_keys },
+        { "ssh", cmd_ssh },
         { "daemon", cmd_daemon },
 };
 

@@ -30,6 +30,7 @@ void pc_config_init(pc_config *c)
                 .cpu_weight = 100,
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
+                .ssh_socket = strdup("/run/pocketcoder-ssh.sock"),
                 .ssh_group = strdup("pocketcoder-ssh"),
         };
 }
@@ -48,6 +49,7 @@ void pc_config_done(pc_config *c)
         free(c->egress_allow);
         free(c->cgroup_parent);
         free(c->nft_table);
+        free(c->ssh_socket);
         free(c->ssh_group);
         *c = (pc_config){};
 }
@@ -223,14 +225,20 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->max_body_size = u;
                 return 0;
         }
-        if (streq(key, "ssh_group")) {
-                /* The SSH login's gateway socket: members may look keys up and attach with a key. */
+        if (streq(key, "ssh_socket")) {
+                /* The SSH login's gateway: not in runtime_dir, which only the admins' group may enter. */
                 if (isempty(value) || streq(value, "none")) {
-                        c->ssh_group = (free(c->ssh_group), NULL);
+                        c->ssh_socket = (free(c->ssh_socket), NULL);
                         return 0;
                 }
-                return set_string(&c->ssh_group, value);
+                if (value[0] != '/') {
+                        *ret_why = "expected an absolute path, or none";
+                        return -EINVAL;
+                }
+                return set_string(&c->ssh_socket, value);
         }
+        if (streq(key, "ssh_group"))
+                return set_string(&c->ssh_group, value);
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -244,7 +252,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve, ssh_group)";
+                   "sandbox_disk, sandbox_inodes, state_reserve, ssh_socket, ssh_group)";
         return -ENOKEY;
 }
 

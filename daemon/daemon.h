@@ -46,7 +46,8 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
-        char *ssh_group;          /* group that may use RUNTIME_DIR/ssh.sock, the SSH login's gateway (keys.c) */
+        char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
+        char *ssh_group;          /* the group that may use it (mode 0660) */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -102,7 +103,7 @@ typedef enum {
         PC_ROLE_ADMIN,
         PC_ROLE_RELAY,
         PC_ROLE_AGENT,
-        PC_ROLE_SSH, /* RUNTIME_DIR/ssh.sock: the SSH login's helper; only /v1/ssh/ (no token has it) */
+        PC_ROLE_SSH, /* the ssh_socket: the SSH login's helper; only /v1/ssh/ (no token has it) */
         _PC_ROLE_MAX,
         PC_ROLE_INVALID = -EINVAL,
 } pc_role;

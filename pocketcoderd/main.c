@@ -223,7 +223,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(api_server *, api_server_free);
 static int run(pc_config *config, int ready_fd)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
-        _cleanup_free_ char *socket_path = NULL, *ssh_socket_path = NULL;
+        _cleanup_free_ char *socket_path = NULL;
         _cleanup_(pc_daemon_freep) pc_daemon *d = NULL;
         _cleanup_(api_server_freep) api_server *srv = NULL;
         struct sockaddr_storage tcp;
@@ -236,8 +236,7 @@ static int run(pc_config *config, int ready_fd)
                 return log_error_errno(r, "%s", e ? e->message : "cannot start: %m");
         const pc_config *c = pc_daemon_config(d);
         socket_path = strjoin(c->runtime_dir, "/api.sock");
-        ssh_socket_path = strjoin(c->runtime_dir, "/ssh.sock");
-        if (!socket_path || !ssh_socket_path)
+        if (!socket_path)
                 return log_oom();
         if (c->listen) {
                 r = pc_listen_address(c->listen, &tcp, &tcp_len, &loopback);
@@ -256,7 +255,7 @@ static int run(pc_config *config, int ready_fd)
                                      .tcp_connections_max = c->tcp_max_connections,
                                      .tcp_connections_per_address = c->tcp_max_connections_per_address,
                                      .tcp_auth_timeout = c->tcp_auth_timeout,
-                                     .ssh_socket_path = ssh_socket_path,
+                                     .ssh_socket_path = c->ssh_socket,
                                      .ssh_socket_gid = socket_gid(c->ssh_group),
                              },
                              &srv, &e);
@@ -267,6 +266,8 @@ static int run(pc_config *config, int ready_fd)
         log_info("pocketcoderd %s ready on %s", PACKAGE_VERSION, socket_path);
         if (c->listen)
                 log_info("also serving HTTP on %s (port %u)", c->listen, api_server_tcp_port(srv));
+        if (c->ssh_socket && socket_gid(c->ssh_group) != (gid_t) -1)
+                log_info("SSH gateway on %s (group %s)", c->ssh_socket, c->ssh_group);
         if (c->pid_file) {
                 r = write_pid_file(c->pid_file);
                 if (r < 0)
