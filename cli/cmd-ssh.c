@@ -107,7 +107,8 @@ static int attach(const cli_global *g)
                         sandbox);
                 return CLI_EXIT_USAGE;
         }
-        if (!isatty(STDIN_FILENO)) {
+        /* sshd's pty is stdin and stdout: the sandbox's output always goes through the terminal filter. */
+        if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
                 fprintf(stderr, "pocketcoder: a sandbox's tmux session needs a terminal: use ssh -t\n");
                 return CLI_EXIT_USAGE;
         }

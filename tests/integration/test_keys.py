@@ -234,9 +234,28 @@ def test_symlinks():
     api("DELETE", f"/v1/keys/{r.json['id']}")
 
 
+def test_cli():
+    line, fp = keygen("c1")
+    path = os.path.join(tmp, "c1.pub")
+    r = d.cli("keys", "add", "--sandbox", D, path)
+    t.ok(r.returncode == 0 and fp in r.stdout, "pocketcoder keys add FILE prints the fingerprint", r.stdout + r.stderr)
+    kid = r.stdout.split()[2] if r.returncode == 0 else "0" * 16
+    t.eq(keys_of(D), {b64(line)}, "and the key reaches its sandbox")
+    r = d.cli("keys", "list")
+    t.ok(r.returncode == 0 and kid in r.stdout and fp in r.stdout and D in r.stdout, "keys list shows it", r.stdout)
+    r = d.cli("keys", "add", "-", input=line)
+    t.ok(r.returncode == 1 and "already registered" in r.stderr, "adding it again says it is registered", r.stderr)
+    r = d.cli("keys", "add", os.path.join(tmp, "c1"))
+    t.ok(r.returncode == 1 and "key" in r.stderr, "a private key file is refused with a reason", r.stderr)
+    r = d.cli("keys", "rm", "nothex")
+    t.eq(r.returncode, 2, "keys rm with a malformed id is a usage error")
+    r = d.cli("keys", "rm", kid)
+    t.ok(r.returncode == 0 and keys_of(D) == set(), "keys rm removes it from the sandbox", r.stdout + r.stderr)
+
+
 try:
     d.start()
-    t.run_all([test_api, test_sync, test_symlinks], spec=spec)
+    t.run_all([test_api, test_sync, test_symlinks, test_cli], spec=spec)
 finally:
     if t.failed:
         for ln in d.logtext().splitlines()[-30:]:
