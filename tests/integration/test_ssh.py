@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 
-from pclib import CLI, SOURCE, Daemon, Spec, Tap, read_response, run_cmd
+from pclib import CLI, SOURCE, Daemon, Pty, Spec, Tap, read_response, run_cmd
 
 t = Tap()
 if os.geteuid() != 0:
@@ -183,6 +183,34 @@ def test_login():
          "the next login with the removed key is refused", r.stdout + r.stderr)
 
 
+CONTROL = (b"\x1b]", b"\x1bP", b"\x1b_", b"\x1b^", b"\x1bX", b"\x9d", b"\x90", b"\xc2\x9d")
+
+
+def test_filter():
+    """The agent turns on tmux's clipboard, passthrough and titles and prints OSC 52, OSC 0, DCS and APC
+    strings: none of it reaches the terminal of the person logged in over SSH (as with enter)."""
+    key, pub = keygen("filter")
+    kid = api("POST", "/v1/keys", {"key": pub}).json["id"]
+    tmux = ["tmux", "-S", "/run/tmux/agent.sock"]
+    for opt in (["set-clipboard", "on"], ["allow-passthrough", "on"], ["set-titles", "on"]):
+        t.eq(d.sandbox_run(S, *tmux, "set", "-g", *opt).returncode, 0, f"the agent sets tmux {opt[0]}")
+    term = Pty(ssh_argv(key, "-t") + [f"{USER}@127.0.0.1", S], env=dict(os.environ, TERM="xterm-256color"))
+    try:
+        t.ok(term.expect(f'"{S}"'.encode(), timeout=60), "the login shows the sandbox's tmux", term.out[-300:])
+        term.send(b"printf '\\033]52;c;cHduZWQ=\\007\\033Ptmux;\\033\\033]52;c;cHduZWQ=\\007\\033\\\\"
+                  b"\\033]0;TITLE\\007\\033P+q544e\\033\\\\\\033_APC\\033\\\\'; echo MARK-$((6*7))\r")
+        marked = term.expect(b"MARK-42", timeout=60)
+        term.send(b"\x02d")
+        detached = term.expect(b"[detached", timeout=60)
+        status = term.wait(timeout=60)
+    finally:
+        term.close()
+    t.ok(marked and detached and status == 0, "the agent's printf ran and the login detached", term.out[-300:])
+    t.ok(not any(c in term.out for c in CONTROL), "no OSC, DCS or APC byte reached the SSH client's terminal",
+         [c for c in CONTROL if c in term.out])
+    api("DELETE", f"/v1/keys/{kid}")
+
+
 def test_no_password():
     # Only publickey is offered for the SSH user, even though the main config allows passwords.
     r = run_cmd(["ssh", "-p", str(port), "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
@@ -229,7 +257,7 @@ def test_gateway_role():
 
 try:
     setup()
-    t.run_all([test_login, test_no_password, test_gateway_role], spec=spec)
+    t.run_all([test_login, test_filter, test_no_password, test_gateway_role], spec=spec)
 finally:
     run_cmd([*TMUX, "kill-server"])
     if sshd:
