@@ -60,14 +60,16 @@ static json_t *key_json(pc_daemon *d, sqlite3_stmt *st)
                          (json_int_t) sqlite3_column_int64(st, 6), "created_by", sqlite3_column_text(st, 7));
 }
 
-/* The keys that reach sandbox NAME (unscoped ones and those scoped to it), as authorized_keys text. */
-static int authorized_keys_text(pc_daemon *d, const char *name, char **ret, size_t *ret_n)
+/* The keys that reach sandbox NAME (unscoped ones and those scoped to it), as authorized_keys text;
+ * *ret_empty when there are none. */
+static int authorized_keys_text(pc_daemon *d, const char *name, char **ret, size_t *ret_n, bool *ret_empty)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_fclose_ FILE *f = NULL;
         char *buf = NULL;
         size_t n = 0;
+        bool empty = true;
         int k;
 
         f = open_memstream(&buf, &n);
@@ -90,6 +92,7 @@ static int authorized_keys_text(pc_daemon *d, const char *name, char **ret, size
                 const char *comment = (const char *) sqlite3_column_text(st, 2);
                 fprintf(f, "%s %s%s%s\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1), comment ? " " : "",
                         comment ?: "");
+                empty = false;
         }
         if (fclose(TAKE_PTR(f)) != 0 || k != SQLITE_DONE) {
                 free(buf);
@@ -97,12 +100,14 @@ static int authorized_keys_text(pc_daemon *d, const char *name, char **ret, size
         }
         *ret = buf;
         *ret_n = n;
+        *ret_empty = empty;
         return 0;
 }
 
 /* Replaces WORKSPACE/.ssh/authorized_keys with DATA, owned by the agent (uid_base + its uid), mode 0600 in
- * a 0700 .ssh. */
-static int write_authorized_keys(pc_daemon *d, const char *name, uid_t uid_base, const char *data, size_t n)
+ * a 0700 .ssh. Without keys (`empty`) a workspace that has no .ssh is left as it is. */
+static int write_authorized_keys(pc_daemon *d, const char *name, uid_t uid_base, const char *data, size_t n,
+                                 bool empty)
 {
         _cleanup_free_ char *ws = strjoin(d->config.state_dir, "/workspaces/", name);
         _cleanup_close_ int wsfd = -EBADF, sshfd = -EBADF, fd = -EBADF;
@@ -117,6 +122,8 @@ static int write_authorized_keys(pc_daemon *d, const char *name, uid_t uid_base,
         wsfd = open(ws, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (wsfd < 0)
                 return -errno;
+        if (empty && fstatat(wsfd, ".ssh", &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+                return 0;
         if (mkdirat(wsfd, ".ssh", 0700) < 0 && errno != EEXIST)
                 return -errno;
         sshfd = isolate_openat_beneath(wsfd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
@@ -153,11 +160,12 @@ static int sync_one(pc_daemon *d, const char *name, uid_t uid_base)
 {
         _cleanup_free_ char *text = NULL;
         size_t n;
+        bool empty;
         int r;
 
-        r = authorized_keys_text(d, name, &text, &n);
+        r = authorized_keys_text(d, name, &text, &n, &empty);
         if (r >= 0)
-                r = write_authorized_keys(d, name, uid_base, text, n);
+                r = write_authorized_keys(d, name, uid_base, text, n, empty);
         if (r < 0)
                 log_warning_errno(-r, "sandbox %s: cannot write ~agent/.ssh/authorized_keys: %m%s", name,
                                   r == -ELOOP || r == -EXDEV || r == -ENOTDIR ? " (.ssh is not a directory of the workspace, e.g. "

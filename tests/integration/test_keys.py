@@ -158,7 +158,7 @@ def test_sync():
     for n in (A, B, C):
         t.eq(d.create_sandbox(n).status, 201, f"sandbox {n} runs")
     uid = {n: api("GET", f"/v1/sandboxes/{n}").json["uid_base"] + 1000 for n in (A, B, C)}
-    t.eq((keys_of(A), keys_of(B)), (set(), set()), "a sandbox without keys gets an empty authorized_keys")
+    t.eq((keys_of(A), keys_of(B)), (None, None), "a sandbox that no key reaches gets no ~/.ssh")
 
     l1, _ = keygen("s1")
     k1 = api("POST", "/v1/keys", {"key": l1}).json
