@@ -29,8 +29,9 @@ static json_t *key_scope(pc_daemon *d, const char *id)
         _cleanup_json_ json_t *arr = json_array();
         int k;
 
-        if (!arr || sqlite3_prepare_v2(d->store.db, "SELECT sandbox FROM key_sandboxes WHERE key_id = ? ORDER BY sandbox",
-                                       -1, &st, NULL) != SQLITE_OK)
+        if (!arr || sqlite3_prepare_v2(d->store.db,
+                                       "SELECT sandbox FROM key_sandboxes WHERE key_id = ? ORDER BY sandbox", -1,
+                                       &st, NULL) != SQLITE_OK)
                 return NULL;
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         while ((k = sqlite3_step(st)) == SQLITE_ROW)
@@ -79,9 +80,10 @@ static int authorized_keys_text(pc_daemon *d, const char *name, char **ret, size
               "# Changes here are replaced at the next key change or start.\n",
               f);
         if (sqlite3_prepare_v2(d->store.db,
-                               "SELECT type, base64, comment FROM keys k WHERE NOT EXISTS (SELECT 1 FROM key_sandboxes "
-                               "s WHERE s.key_id = k.id) OR EXISTS (SELECT 1 FROM key_sandboxes s WHERE s.key_id = k.id "
-                               "AND s.sandbox = ?) ORDER BY created_at, id",
+                               "SELECT type, base64, comment FROM keys k WHERE "
+                               "NOT EXISTS (SELECT 1 FROM key_sandboxes s WHERE s.key_id = k.id) OR "
+                               "EXISTS (SELECT 1 FROM key_sandboxes s WHERE s.key_id = k.id AND s.sandbox = ?) "
+                               "ORDER BY created_at, id",
                                -1, &st, NULL) != SQLITE_OK) {
                 fclose(TAKE_PTR(f));
                 free(buf);
@@ -132,7 +134,8 @@ static int write_authorized_keys(pc_daemon *d, const char *name, uid_t uid_base,
         if (fstat(sshfd, &st) < 0)
                 return -errno;
         /* The directory the daemon opened, whatever happens to the name meanwhile: the agent's. */
-        if ((st.st_uid != uid && fchown(sshfd, uid, gid) < 0) || ((st.st_mode & 07777) != 0700 && fchmod(sshfd, 0700) < 0))
+        if ((st.st_uid != uid && fchown(sshfd, uid, gid) < 0) ||
+            ((st.st_mode & 07777) != 0700 && fchmod(sshfd, 0700) < 0))
                 return -errno;
         for (unsigned attempt = 0;; attempt++) {
                 uint32_t rnd;
@@ -166,11 +169,12 @@ static int sync_one(pc_daemon *d, const char *name, uid_t uid_base)
         r = authorized_keys_text(d, name, &text, &n, &empty);
         if (r >= 0)
                 r = write_authorized_keys(d, name, uid_base, text, n, empty);
-        if (r < 0)
-                log_warning_errno(-r, "sandbox %s: cannot write ~agent/.ssh/authorized_keys: %m%s", name,
-                                  r == -ELOOP || r == -EXDEV || r == -ENOTDIR ? " (.ssh is not a directory of the workspace, e.g. "
-                                                                      "a symlink the agent planted: refused)"
-                                                                    : "");
+        if (r == -ELOOP || r == -EXDEV || r == -ENOTDIR)
+                log_warning_errno(-r, "sandbox %s: cannot write ~agent/.ssh/authorized_keys: %m (.ssh is not a "
+                                      "directory of the workspace, e.g. a symlink the agent planted: refused)",
+                                  name);
+        else if (r < 0)
+                log_warning_errno(-r, "sandbox %s: cannot write ~agent/.ssh/authorized_keys: %m", name);
         return r;
 }
 
@@ -278,9 +282,9 @@ int pc_keys_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret
                         if (r != SQLITE_ROW)
                                 return pc_store_error(&d->store, reterr);
                         sqlite3_finalize(TAKE_PTR(st));
-                        if (!scope && sqlite3_prepare_v2(d->store.db,
-                                                         "INSERT INTO key_sandboxes (key_id, sandbox) VALUES (?, ?)", -1,
-                                                         &scope, NULL) != SQLITE_OK)
+                        if (!scope &&
+                            sqlite3_prepare_v2(d->store.db, "INSERT INTO key_sandboxes (key_id, sandbox) VALUES (?, ?)",
+                                               -1, &scope, NULL) != SQLITE_OK)
                                 return pc_store_error(&d->store, reterr);
                         sqlite3_reset(scope);
                         sqlite3_bind_text(scope, 1, id, -1, SQLITE_STATIC);
