@@ -310,6 +310,9 @@ typedef struct pc_execs {
 
 static const char *const shim_script =
         "use strict; use Socket; use POSIX ();"
+        /* tmux's server may pass on descriptors of its clients (their stdio) to a new pane: dropped, so that
+         * neither the command gets them nor the clients wait for their end */
+        "POSIX::close($_) for 3 .. 1023;"
         "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = 'IGNORE';"
         "sub conn { socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die \"socket: $!\\n\";"
         "  connect($s, pack_sockaddr_un('" EXEC_SOCKET_IN "')) or die \"connect: $!\\n\";"
@@ -326,8 +329,8 @@ static const char *const shim_script =
         "  delete @ENV{qw(TMUX TMUX_PANE)}; for (@env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }"
         "  open(STDIN, '<&', $i) && open(STDOUT, '>&', $o) && open(STDERR, '>&', $e) or POSIX::_exit(127);"
         "  $SIG{PIPE} = 'DEFAULT';"
-        "  chdir($cwd) or do { print STDERR \"pocketcoder: cd $cwd: $!\\n\"; POSIX::_exit(126) };"
-        "  exec { '/bin/bash' } 'bash', '-c', $cmd; print STDERR \"pocketcoder: bash: $!\\n\"; POSIX::_exit(127); }"
+        "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); POSIX::_exit(126) };"
+        "  exec { '/bin/bash' } 'bash', '-c', $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); POSIX::_exit(127); }"
         "waitpid($pid, 0); my $w = $?; my (undef, undef, $cu, $cs) = times;"
         "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $w, $cu * 1e6, $cs * 1e6));"
         "print(($w & 127) ? '[signal ' . ($w & 127) . \"]\\n\" : '[exit ' . ($w >> 8) . \"]\\n\");"
