@@ -110,14 +110,16 @@ typedef struct pc_execs {
         char *spool_dir;
 } pc_execs;
 
+/* The shim, as small as perl lets it be: no modules (Socket and POSIX cost ~15 ms to load), so the constants
+ * are Linux's (AF_UNIX = SOCK_STREAM = 1; a sockaddr_un is the family and the path). */
 static const char *const shim_script =
-        "use strict; use Socket; use POSIX ();"
         /* tmux's server may pass on descriptors of its clients (their stdio) to a new pane: dropped, so that
          * neither the command gets them nor the clients wait for their end */
-        "POSIX::close($_) for 3 .. 1023;"
+        "opendir(my $fds, '/proc/self/fd') or die \"fds: $!\\n\";"
+        "for (grep { /^\\d+$/ && $_ > 2 } readdir($fds)) { open(my $f, '<&=', $_) && close($f); } closedir($fds);"
         "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = 'IGNORE';"
-        "sub conn { socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die \"socket: $!\\n\";"
-        "  connect($s, pack_sockaddr_un('" EXEC_SOCKET_IN "')) or die \"connect: $!\\n\";"
+        "sub conn { socket(my $s, 1, 1, 0) or die \"socket: $!\\n\";"
+        "  connect($s, pack('S Z*', 1, '" EXEC_SOCKET_IN "')) or die \"connect: $!\\n\";"
         "  syswrite($s, \"$id $secret $_[0]\\n\") or die \"write: $!\\n\"; return $s; }"
         "sub readn { my ($s, $n) = @_; my $b = ''; while (length($b) < $n) {"
         "  my $k = sysread($s, $b, $n - length($b), length($b)); die \"job: $!\\n\" unless $k; } return $b; }"
@@ -127,12 +129,12 @@ static const char *const shim_script =
         "(my $show = $cmd) =~ s/[\\x00-\\x1f\\x7f]/?/g; print \"\\$ $show\\n\";"
         "my $pid = fork(); die \"fork: $!\\n\" unless defined $pid;"
         "if (!$pid) { my $o = conn('out'); my $e = conn('err'); my $i = conn('in'); my $go = '';"
-        "  sysread($o, $go, 3); POSIX::_exit(127) unless $go eq \"go\\n\"; POSIX::setsid();"
+        "  sysread($o, $go, 3); exit 127 unless $go eq \"go\\n\"; setpgrp(0, 0);"
         "  delete @ENV{qw(TMUX TMUX_PANE)}; for (@env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }"
-        "  open(STDIN, '<&', $i) && open(STDOUT, '>&', $o) && open(STDERR, '>&', $e) or POSIX::_exit(127);"
+        "  open(STDIN, '<&', $i) && open(STDOUT, '>&', $o) && open(STDERR, '>&', $e) or exit 127;"
         "  $SIG{PIPE} = 'DEFAULT';"
-        "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); POSIX::_exit(126) };"
-        "  exec { '/bin/bash' } 'bash', '-c', $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); POSIX::_exit(127); }"
+        "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); exit 126 };"
+        "  exec { '/bin/bash' } 'bash', '-c', $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit 127; }"
         "waitpid($pid, 0); my $w = $?; my (undef, undef, $cu, $cs) = times;"
         "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $w, $cu * 1e6, $cs * 1e6));"
         "print(($w & 127) ? '[signal ' . ($w & 127) . \"]\\n\" : '[exit ' . ($w >> 8) . \"]\\n\");"
