@@ -24,6 +24,20 @@ static void check_base64(const uint8_t *data, size_t size)
         (void) pc_base64_decode((const char *) data, size, &dec, &n);
 }
 
+/* Every component of an accepted cwd is a name: not empty, "." or "..". */
+static bool cwd_components_ok(const char *cwd)
+{
+        _cleanup_free_ char *c = strdup(cwd);
+        char *save = NULL;
+
+        if (!c)
+                return true;
+        for (char *w = strtok_r(c, "/", &save); w; w = strtok_r(NULL, "/", &save))
+                if (streq(w, ".") || streq(w, ".."))
+                        return false;
+        return !strstr(cwd, "//") && cwd[strlen(cwd) - 1] != '/';
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         _cleanup_json_ json_t *req = json_loadb((const char *) data, size, PC_JSON_REQUEST_FLAGS, NULL);
@@ -41,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         }
         if (e || !q.cmd || !*q.cmd || strlen(q.cmd) > PC_EXEC_COMMAND_MAX || !startswith(q.cwd, "/workspace") ||
-            strstr(q.cwd, "/..") || q.timeout < 1 || q.timeout > PC_EXEC_TIMEOUT_MAX || q.wait > PC_EXEC_WAIT_MAX ||
+            !cwd_components_ok(q.cwd) || (q.cwd[10] != 0 && q.cwd[10] != '/') || q.timeout < 1 || q.timeout > PC_EXEC_TIMEOUT_MAX || q.wait > PC_EXEC_WAIT_MAX ||
             (q.stdin_len > 0 && !q.stdin_data) || (q.env && !json_is_object(q.env)))
                 abort();
         pc_exec_request_done(&q);
