@@ -71,6 +71,13 @@ try:
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
+        ("POST", "/v1/sandboxes/{name}/execs"): ({ADMIN, AGENT}, "/v1/sandboxes/box1/execs", {"cmd": "true"}, 404),
+        ("GET", "/v1/execs"): ({ADMIN, RELAY, AGENT}, "/v1/execs", None, 200),
+        ("GET", "/v1/execs/{id}"): ({ADMIN, RELAY, AGENT}, "/v1/execs/" + "0" * 32, None, 404),
+        ("GET", "/v1/execs/{id}/output"): ({ADMIN, RELAY, AGENT}, "/v1/execs/" + "0" * 32 + "/output", None, 404),
+        ("POST", "/v1/execs/{id}/signal"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/signal", {"signal": "TERM"},
+                                           404),
+        ("POST", "/v1/execs/{id}/stdin"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/stdin", {"data": "x"}, 404),
         ("POST", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", {"key": "ssh-ed25519 AAAA"}, 400),
         ("GET", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", None, 200),
         ("DELETE", "/v1/keys/{id}"): ({ADMIN, RELAY}, "/v1/keys/0000000000000000", None, 404),

@@ -117,9 +117,9 @@ try:
     db.execute("INSERT INTO tokens (id, role, sandbox, hash, created_at, created_by) "
                "VALUES ('0123456789ab', 'agent', 'gone', zeroblob(32), 0, 'test')")
     db.commit()
-    # Back to version 3: undo 9 (keys), 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
+    # Back to version 3: undo 10 (keys), 9 (execs), 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
     # and expiry), then 4 (settings).
-    db.executescript("DROP TABLE key_sandboxes; DROP TABLE keys; DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
+    db.executescript("DROP TABLE key_sandboxes; DROP TABLE keys; DROP TABLE execs; DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
                      "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode;"
                      "DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
                      "ALTER TABLE sandboxes DROP COLUMN instance; ALTER TABLE tokens DROP COLUMN sandbox_instance;"
