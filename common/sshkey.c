@@ -2,6 +2,9 @@
 /* OpenSSH public key lines: see sshkey.h. The blob is the RFC 4253 wire encoding (uint32 length-prefixed
  * strings and mpints); every field is checked, so what is stored is a key OpenSSH would load. */
 #include <nettle/base64.h>
+#include <nettle/bignum.h>
+#include <nettle/ecc-curve.h>
+#include <nettle/ecc.h>
 #include <nettle/sha2.h>
 
 #include "sshkey.h"
@@ -83,6 +86,30 @@ static int read_mpint_positive(blob *b, unsigned *ret_bits)
         return 0;
 }
 
+/* Whether the uncompressed point Q (0x04 X Y, N bytes) lies on CURVE (what OpenSSH checks when it loads
+ * the key: a point that does not could never authenticate). */
+static bool ecdsa_point_valid(const char *curve, const uint8_t *q, size_t n)
+{
+        const struct ecc_curve *c = streq(curve, "nistp256")   ? nettle_get_secp_256r1()
+                                    : streq(curve, "nistp384") ? nettle_get_secp_384r1()
+                                                               : nettle_get_secp_521r1();
+        size_t k = (n - 1) / 2;
+        struct ecc_point p;
+        mpz_t x, y;
+        bool ok;
+
+        mpz_init(x);
+        mpz_init(y);
+        nettle_mpz_set_str_256_u(x, k, q + 1);
+        nettle_mpz_set_str_256_u(y, k, q + 1 + k);
+        ecc_point_init(&p, c);
+        ok = ecc_point_set(&p, x, y) == 1;
+        ecc_point_clear(&p);
+        mpz_clear(x);
+        mpz_clear(y);
+        return ok;
+}
+
 /* The key fields after the type string, for `t`; the blob must end with them. */
 static int check_blob(const struct key_type *t, blob *b, unsigned *ret_bits, pc_error **reterr)
 {
@@ -102,6 +129,8 @@ static int check_blob(const struct key_type *t, blob *b, unsigned *ret_bits, pc_
                 /* An uncompressed point (0x04 X Y) of the curve's size: what OpenSSH writes. */
                 if (read_string(b, &s, &n) < 0 || n != t->point || s[0] != 0x04)
                         return invalid(reterr, "the %s key is not an uncompressed point of its curve", t->name);
+                if (!ecdsa_point_valid(t->curve, s, n))
+                        return invalid(reterr, "the %s key is not a point on its curve", t->name);
                 *ret_bits = t->bits;
                 break;
         case KIND_RSA:

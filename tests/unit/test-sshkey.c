@@ -98,6 +98,8 @@ static const struct {
         { "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAzODQAAABBBKn9tp+mtm4wtSzlTQieLcEz4+98KBIgN6EfycEce7zndGm73uG8rpm4H8Cw8iMzMncDIro58I0cgWGEO1rKSDQ=", 0, "curve" },
         /* a compressed point (0x02) */
         { "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBAqn9tp+mtm4wtSzlTQieLcEz4+98KBIgN6EfycEce7zndGm73uG8rpm4H8Cw8iMzMncDIro58I0cgWGEO1rKSDQ=", 0, "uncompressed" },
+        /* a nistp256 point whose Y is off by one bit: not on the curve */
+        { "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKn9tp+mtm4wtSzlTQieLcEz4+98KBIgN6EfycEce7zndGm73uG8rpm4H8Cw8iMzMncDIro58I0cgWGEO1rKSDU=", 0, "not a point on its curve" },
         /* RSA with a length prefix past the end */
         { "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAB", 0, "modulus" },
         /* RSA whose exponent has a needless leading zero */
