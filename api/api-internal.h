@@ -114,3 +114,14 @@ void api_sessions_done(api_sessions *r);
 int api_post_sandbox_session(api_request *rq);
 /* Frees a session whose upgrade never happened (the request ended first). */
 void api_session_abandon(api_request *rq);
+
+/* Answers with the daemon's JSON j (status) or, when r < 0, its error: the shape of most routes. */
+int api_reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e);
+
+/* The permission broker's routes (permissions.c). */
+int api_get_permissions(api_request *rq);
+int api_get_permission(api_request *rq);
+int api_post_permission_approve(api_request *rq);
+int api_post_permission_deny(api_request *rq);
+int api_get_permission_rules(api_request *rq);
+int api_delete_permission_rule(api_request *rq);

@@ -67,6 +67,7 @@ int cmd_policy(int argc, char **argv, const cli_global *g);
 int cmd_sandbox(int argc, char **argv, const cli_global *g);
 int cmd_enter(int argc, char **argv, const cli_global *g);
 int cmd_image(int argc, char **argv, const cli_global *g);
+int cmd_permissions(int argc, char **argv, const cli_global *g);
 
 /* A session (enter, sandbox run; session.c): POSTs req to /v1/sandboxes/NAME/sessions with the upgrade,
  * relays until the process exits and returns its status (or CLI_EXIT_FAILED after saying why). */
@@ -80,3 +81,4 @@ void cli_table_print(const char *const *header, size_t ncols, char **cells, size
 
 /* jansson ships json_decrefp() for cleanup attributes. */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
+

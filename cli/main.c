@@ -23,6 +23,7 @@ static void help(void)
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
                "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
+               "  permissions SUBCOMMAND      commands waiting for a person: list, approve, deny, rules\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
@@ -68,6 +69,7 @@ static const struct {
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "image", cmd_image },
+        { "permissions", cmd_permissions },
         { "daemon", cmd_daemon },
 };
 

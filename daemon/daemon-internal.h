@@ -81,6 +81,8 @@ struct pc_daemon {
 
         pc_agent_connection_fn agent_fn;
         void *agent_userdata;
+
+        sd_event_source *permission_timer; /* permissions.c: the earliest expiry */
 };
 
 /* A one-shot watch of a readable fd on the loop (a sandbox init's pidfd: readable once it exited), made
@@ -170,3 +172,11 @@ int pc_state_space_check(pc_daemon *d, pc_error **reterr);
 
 /* Audit actor string for a principal ("local:uid=0", "token:ID(role)"). */
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n);
+
+/* The permission broker's expiry timer and the hand-over of decisions stored before a restart
+ * (permissions.c); start once the loop exists, stop before it is freed. */
+int pc_permissions_start(pc_daemon *d);
+void pc_permissions_stop(pc_daemon *d);
+
+/* N random bytes as 2N lowercase hex digits and a NUL (tokens.c). */
+int pc_random_hex(char *ret, size_t n);

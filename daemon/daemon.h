@@ -46,6 +46,8 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        uint64_t permission_timeout; /* seconds a permission request waits for a person before it expires */
+        bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -282,3 +284,33 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
 /* Wakes every waiter with `stopping` set and refuses new ones (their wake runs at once). Before the HTTP
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
+
+/* ---- the permission broker (permissions.c) ---- */
+
+/* For an `ask` decision (the verdict's JSON) of COMMAND in CWD of SANDBOX: whether a remembered approval
+ * covers it (exact: same command and directory; prefix: a simple command starting with the rule's words).
+ * Always false for any other decision: a policy `deny` is never overridden. */
+bool pc_permissions_remembered(pc_daemon *d, const char *sandbox, const char *command, const char *cwd,
+                               json_t *decision);
+/* Makes the pending permission request for exec EXEC_ID (stored, audited, event permission.requested); it
+ * expires after the config's permission_timeout. The exec engine learns the outcome from
+ * pc_execs_permission_decided(), on the loop's thread, also after a daemon restart. */
+int pc_permissions_ask(pc_daemon *d, const char *sandbox, const char *exec_id, const char *command, const char *cwd,
+                       json_t *decision, char ret_id[static 33], pc_error **reterr);
+/* Defined by the exec engine (execs.c): approved runs the exec, else it is denied with REASON ("expired" on
+ * expiry). Called at most once per decision the engine has not acknowledged; an exec that is no longer
+ * waiting is ignored. */
+void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approved, const char *reason);
+/* GET /v1/permissions?state=pending|approved|denied|expired|all&sandbox= -> {"permissions": [...]} */
+int pc_permissions_list(pc_daemon *d, const char *state, const char *sandbox, json_t **ret, pc_error **reterr);
+int pc_permissions_show(pc_daemon *d, const char *id, json_t **ret, pc_error **reterr);
+/* POST .../approve {"scope", "minutes", "device", "signature", "expires"}, .../deny {"reason"}: the request
+ * as decided. A signed approval is verified (pc_devices_verify_approval()) before anything is stored;
+ * with require_signed_approvals an unsigned one is refused. */
+int pc_permissions_approve(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                           pc_error **reterr);
+int pc_permissions_deny(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                        pc_error **reterr);
+/* GET /v1/permissions/rules?sandbox= -> {"rules": [...]} (unexpired, of existing sandboxes); DELETE one. */
+int pc_permission_rules_list(pc_daemon *d, const char *sandbox, json_t **ret, pc_error **reterr);
+int pc_permission_rules_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);

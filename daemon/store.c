@@ -98,6 +98,45 @@ static const char *const migrations[] = {
         "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN (''running'', ''stopped''))', "
         "  'CHECK (state IN (''creating'', ''running'', ''stopped''))') WHERE type = 'table' AND name = 'sandboxes';"
         "PRAGMA writable_schema = RESET;",
+        /* 10: permission requests (an `ask` waiting for a person) and the answers remembered for a while,
+         * bound to the sandbox's instance: a later sandbox of the same name does not inherit them.
+         * `notified`: the exec engine was told of the decision (else it is told at the next start). */
+        "CREATE TABLE permissions ("
+        "  id TEXT PRIMARY KEY,"
+        "  sandbox TEXT NOT NULL,"
+        "  instance TEXT NOT NULL,"
+        "  exec_id TEXT,"
+        "  command TEXT NOT NULL,"
+        "  cwd TEXT NOT NULL,"
+        "  decision TEXT NOT NULL,"
+        "  explanation TEXT,"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),"
+        "  created INTEGER NOT NULL,"
+        "  expires INTEGER NOT NULL,"
+        "  decided_at INTEGER,"
+        "  decided_by TEXT,"
+        "  scope TEXT CHECK (scope IN ('once', 'exact', 'prefix')),"
+        "  minutes INTEGER,"
+        "  device TEXT,"
+        "  reason TEXT,"
+        "  notified INTEGER NOT NULL DEFAULT 0"
+        ");"
+        "CREATE INDEX permissions_state ON permissions (state, expires);"
+        "CREATE TABLE permission_rules ("
+        "  id TEXT PRIMARY KEY,"
+        "  sandbox TEXT NOT NULL,"
+        "  instance TEXT NOT NULL,"
+        "  scope TEXT NOT NULL CHECK (scope IN ('exact', 'prefix')),"
+        "  match_key TEXT NOT NULL,"
+        "  command TEXT NOT NULL,"
+        "  argv TEXT,"
+        "  cwd TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  expires INTEGER NOT NULL,"
+        "  permission TEXT NOT NULL,"
+        "  created_by TEXT NOT NULL"
+        ");"
+        "CREATE INDEX permission_rules_sandbox ON permission_rules (sandbox, expires);",
 };
 
 int pc_store_schema_version(pc_store *s)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
 #include <sys/random.h>
@@ -51,6 +52,19 @@ static int random_bytes(uint8_t *buf, size_t n)
         if (k < 0)
                 return -errno;
         return (size_t) k == n ? 0 : -EIO;
+}
+
+int pc_random_hex(char *ret, size_t n)
+{
+        uint8_t buf[64];
+        int r;
+
+        assert(n <= sizeof(buf));
+        r = random_bytes(buf, n);
+        if (r < 0)
+                return r;
+        hex(buf, n, ret);
+        return 0;
 }
 
 static bool is_hex(const char *s, size_t n)

@@ -69,6 +69,12 @@ try:
         ("GET", "/v1/images"): ({ADMIN, RELAY}, "/v1/images", None, 200),
         ("POST", "/v1/images"): ({ADMIN}, "/v1/images", {"name": "x", "mirror": "ftp://example.org/"}, 400),
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
+        ("GET", "/v1/permissions"): ({ADMIN, RELAY}, "/v1/permissions", None, 200),
+        ("GET", "/v1/permissions/{id}"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32, None, 404),
+        ("POST", "/v1/permissions/{id}/approve"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32 + "/approve", {}, 404),
+        ("POST", "/v1/permissions/{id}/deny"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32 + "/deny", {}, 404),
+        ("GET", "/v1/permissions/rules"): ({ADMIN, RELAY}, "/v1/permissions/rules", None, 200),
+        ("DELETE", "/v1/permissions/rules/{id}"): ({ADMIN, RELAY}, "/v1/permissions/rules/" + "0" * 32, None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
     }
