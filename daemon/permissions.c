@@ -101,17 +101,25 @@ static char *exact_key(const char *command, json_t *decision)
         return asprintf_safe(&key, "%s%s", argv ? "argv:" : "cmd:", argv ? words : command) < 0 ? NULL : key;
 }
 
-/* The words a `prefix` rule keeps: the program and, when the next word is not an option, that word too
- * ("git push", "npm test", "ls"). */
+/* Whether WORD looks like a sub-command ("push", "run", "install"): lowercase letters, digits, '-' and '_',
+ * starting with a letter; not an option, a path or a file name. */
+static bool subcommand_like(const char *word)
+{
+        if (!word || !(word[0] >= 'a' && word[0] <= 'z'))
+                return false;
+        return strspn(word, "abcdefghijklmnopqrstuvwxyz0123456789-_") == strlen(word);
+}
+
+/* The words a `prefix` rule keeps: the program and, when the next word is a sub-command, that word too
+ * ("git push", "npm test"; "ls -la" and "touch notes.txt" keep only the program). */
 static json_t *prefix_words(json_t *argv)
 {
         json_t *w = json_array();
-        const char *second = json_string_value(json_array_get(argv, 1));
 
         if (!w)
                 return NULL;
         json_array_append(w, json_array_get(argv, 0));
-        if (second && second[0] && second[0] != '-')
+        if (subcommand_like(json_string_value(json_array_get(argv, 1))))
                 json_array_append(w, json_array_get(argv, 1));
         return w;
 }
