@@ -117,8 +117,12 @@ try:
     db.execute("INSERT INTO tokens (id, role, sandbox, hash, created_at, created_by) "
                "VALUES ('0123456789ab', 'agent', 'gone', zeroblob(32), 0, 'test')")
     db.commit()
-    # Back to version 3: undo 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
-    # and expiry), then 4 (settings).
+    # Back to version 3: drop what migrations after 8 made (their own tables), undo 7 (kept workspaces),
+    # 6 (disk limits), 5 (sandbox identities, token binding and expiry), then 4 (settings).
+    v3_tables = {"tokens", "audit", "sandboxes", "events", "settings", "kept_workspaces", "sqlite_sequence"}
+    for (table,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall():
+        if table not in v3_tables:
+            db.execute(f'DROP TABLE "{table}"')
     db.executescript("DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
                      "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode;"
                      "DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
