@@ -69,6 +69,7 @@ typedef struct api_request {
         bool wait_started;
         struct api_session *session; /* a session between its 101 and the upgrade (session.c) */
         struct api_sessions *sessions; /* the server's registry of upgraded sessions (session.c) */
+        char exec_id[33];       /* execs.c: the exec a suspended request waits for */
 } api_request;
 
 /* Bit per role a route admits; API_NO_AUTH skips authentication entirely (health). */
@@ -115,6 +116,14 @@ int api_post_sandbox_session(api_request *rq);
 /* Frees a session whose upgrade never happened (the request ended first). */
 void api_session_abandon(api_request *rq);
 
+/* Execs (execs.c): POST /v1/sandboxes/{name}/execs, GET /v1/execs[/{id}[/output]], POST /v1/execs/{id}/signal
+ * and /stdin. */
+int api_post_sandbox_exec(api_request *rq);
+int api_get_execs(api_request *rq);
+int api_get_exec(api_request *rq);
+int api_get_exec_output(api_request *rq);
+int api_post_exec_signal(api_request *rq);
+int api_post_exec_stdin(api_request *rq);
 /* Answers with the daemon's JSON j (status) or, when r < 0, its error: the shape of most routes. */
 int api_reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e);
 

@@ -318,5 +318,11 @@ const api_route api_routes[] = {
         { "GET", "/v1/images", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_images },
         { "POST", "/v1/images", API_ROLE(PC_ROLE_ADMIN), post_images },
         { "DELETE", "/v1/images/{name}", API_ROLE(PC_ROLE_ADMIN), delete_image },
+        { "POST", "/v1/sandboxes/{name}/execs", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_sandbox_exec },
+        { "GET", "/v1/execs", API_ANY_ROLE, api_get_execs },
+        { "GET", "/v1/execs/{id}", API_ANY_ROLE, api_get_exec },
+        { "GET", "/v1/execs/{id}/output", API_ANY_ROLE, api_get_exec_output },
+        { "POST", "/v1/execs/{id}/signal", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_exec_signal },
+        { "POST", "/v1/execs/{id}/stdin", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_exec_stdin },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

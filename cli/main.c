@@ -22,6 +22,7 @@ static void help(void)
                "  policy list|show|reload     policies loaded by the daemon\n"
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
                "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
+               "  exec NAME -- COMMAND...     run a command through the sandbox's policy, streaming its output\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
                "  permissions SUBCOMMAND      commands waiting for a person: list, approve, deny, rules\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
@@ -69,6 +70,7 @@ static const struct {
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "image", cmd_image },
+        { "exec", cmd_exec },
         { "permissions", cmd_permissions },
         { "daemon", cmd_daemon },
 };
@@ -99,6 +101,8 @@ static const struct {
         { "policy", "decide", 1, (const char *const[]){ "--policy", "-p", NULL } },
         /* pocketcoderd's own flags */
         { "daemon", NULL, 0, NULL },
+        /* exec NAME COMMAND...: COMMAND's own words, with or without "--" */
+        { "exec", NULL, 1, (const char *const[]){ "--cwd", "--timeout", "--env", NULL } },
 };
 
 static void apply_global_option(cli_global *g, int opt, const char *arg)

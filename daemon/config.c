@@ -19,6 +19,7 @@ void pc_config_init(pc_config *c)
                 .tcp_max_connections_per_address = 128,
                 .tcp_auth_timeout = 10,
                 .events_keep = 10000,
+                .exec_output_max = 16u << 20,
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
                 .cgroup_parent = strdup("pocketcoder"),
@@ -223,6 +224,14 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->max_body_size = u;
                 return 0;
         }
+        if (streq(key, "exec_output_max")) {
+                if (parse_size(value, &u) < 0 || u < 1024 || u > (1ULL << 30)) {
+                        *ret_why = "expected a size between 1K and 1G";
+                        return -EINVAL;
+                }
+                c->exec_output_max = u;
+                return 0;
+        }
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -236,7 +245,8 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve, permission_timeout, require_signed_approvals)";
+                   "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
+                   "require_signed_approvals)";
         return -ENOKEY;
 }
 

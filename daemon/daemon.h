@@ -46,6 +46,7 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        uint64_t exec_output_max; /* bytes of stdout and of stderr kept per exec (more is dropped and reported) */
         uint64_t permission_timeout; /* seconds a permission request waits for a person before it expires */
         bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
 } pc_config;
@@ -285,6 +286,46 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
 
+/* ---- execs (execs.c) ---- */
+
+/* POST /v1/sandboxes/{name}/execs: parses and checks the request, has the sandbox's policy decide, records the
+ * exec and, when allowed, starts it in a tmux window of the sandbox. *ret is the exec; its "state" is "denied"
+ * (the policy said deny: nothing ran), "pending" (waiting for a person), "running" or already "finished".
+ * *ret_wait is how long the caller may wait for it to end (the request's "wait", seconds). */
+int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, json_t *req, json_t **ret,
+                    unsigned *ret_wait, pc_error **reterr);
+/* One exec, with its output when it ended ("stdout"/"stderr" when valid UTF-8, else "stdout_base64"/
+ * "stderr_base64"). *ret_sandbox (64 bytes, may be NULL) gets its sandbox, for waiting on its events. */
+int pc_execs_show(pc_daemon *d, const pc_principal *who, const char *id, json_t **ret, char *ret_sandbox,
+                  pc_error **reterr);
+/* {"execs": [...]} without output, newest first; sandbox and state may be NULL (any). */
+int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, const char *state, json_t **ret,
+                  pc_error **reterr);
+/* {"signal": "TERM"|N} to a running exec's command. */
+int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                    pc_error **reterr);
+/* {"data": "..."|"data_base64": "...", "eof": bool} to a running exec's stdin (opened with "stdin_open"). */
+int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                   pc_error **reterr);
+/* The output past byte offsets off[0] (stdout) and off[1] (stderr), for GET /v1/execs/{id}/output: *ret_chunk
+ * is {"stream", "data"|"data_base64"} with at most `max` bytes of one stream (off[] advanced past it); else,
+ * when the exec ended and nothing is left, *ret_end is its end {"state", "exit_code", "signal", ...}; else
+ * both are NULL: wait (pc_execs_output_wait) and ask again. Offsets count the bytes kept (see
+ * exec_output_max). */
+int pc_execs_output(pc_daemon *d, const pc_principal *who, const char *id, uint64_t off[2], size_t max,
+                    json_t **ret_chunk, json_t **ret_end, pc_error **reterr);
+/* A one-shot waiter for more output of one exec (or its end); wake(w) runs once, from any thread, with the
+ * engine's lock held: it must only resume the request. */
+typedef struct pc_exec_output_waiter pc_exec_output_waiter;
+struct pc_exec_output_waiter {
+        void (*wake)(pc_exec_output_waiter *w);
+        /* the engine's */
+        pc_exec_output_waiter *next;
+        void *exec;
+};
+/* Registers w for exec ID; wakes it at once when more than off[] is there already or the exec is not running. */
+void pc_execs_output_wait(pc_daemon *d, const char *id, const uint64_t off[2], pc_exec_output_waiter *w);
+void pc_execs_output_wait_done(pc_daemon *d, pc_exec_output_waiter *w);
 /* ---- the permission broker (permissions.c) ---- */
 
 /* For an `ask` decision (the verdict's JSON) of COMMAND in CWD of SANDBOX: whether a remembered approval

@@ -98,6 +98,41 @@ static const char *const migrations[] = {
         "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN (''running'', ''stopped''))', "
         "  'CHECK (state IN (''creating'', ''running'', ''stopped''))') WHERE type = 'table' AND name = 'sandboxes';"
         "PRAGMA writable_schema = RESET;",
+        /* 9: execs. Each is one row from its decision on: what ran (command, cwd, env, stdin: enough to start
+         * a pending one after a restart), how it ended and its output, bounded by exec_output_max. */
+        "CREATE TABLE execs ("
+        "  id TEXT PRIMARY KEY,"
+        "  sandbox TEXT NOT NULL,"
+        "  instance TEXT NOT NULL,"
+        "  actor TEXT NOT NULL,"
+        "  command TEXT NOT NULL,"
+        "  cwd TEXT NOT NULL,"
+        "  env TEXT NOT NULL,"
+        "  stdin BLOB,"
+        "  stdin_open INTEGER NOT NULL,"
+        "  timeout INTEGER NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'finished', 'denied', 'lost')),"
+        "  decision TEXT NOT NULL,"
+        "  remembered INTEGER NOT NULL DEFAULT 0,"
+        "  permission TEXT,"
+        "  reason TEXT,"
+        "  exit_code INTEGER,"
+        "  signal INTEGER,"
+        "  timed_out INTEGER NOT NULL DEFAULT 0,"
+        "  created INTEGER NOT NULL,"
+        "  started INTEGER,"
+        "  finished INTEGER,"
+        "  duration_ms INTEGER,"
+        "  cpu_user_us INTEGER,"
+        "  cpu_system_us INTEGER,"
+        "  memory_peak INTEGER,"
+        "  stdout BLOB,"
+        "  stderr BLOB,"
+        "  stdout_truncated INTEGER NOT NULL DEFAULT 0,"
+        "  stderr_truncated INTEGER NOT NULL DEFAULT 0"
+        ");"
+        "CREATE INDEX execs_sandbox ON execs (sandbox, created);"
+        "CREATE INDEX execs_state ON execs (state);",
         /* 10: permission requests (an `ask` waiting for a person) and the answers remembered for a while,
          * bound to the sandbox's instance: a later sandbox of the same name does not inherit them.
          * `notified`: the exec engine was told of the decision (else it is told at the next start). */

@@ -77,6 +77,13 @@ try:
         ("DELETE", "/v1/permissions/rules/{id}"): ({ADMIN, RELAY}, "/v1/permissions/rules/" + "0" * 32, None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
+        ("POST", "/v1/sandboxes/{name}/execs"): ({ADMIN, AGENT}, "/v1/sandboxes/box1/execs", {"cmd": "true"}, 404),
+        ("GET", "/v1/execs"): ({ADMIN, RELAY, AGENT}, "/v1/execs", None, 200),
+        ("GET", "/v1/execs/{id}"): ({ADMIN, RELAY, AGENT}, "/v1/execs/" + "0" * 32, None, 404),
+        ("GET", "/v1/execs/{id}/output"): ({ADMIN, RELAY, AGENT}, "/v1/execs/" + "0" * 32 + "/output", None, 404),
+        ("POST", "/v1/execs/{id}/signal"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/signal", {"signal": "TERM"},
+                                           404),
+        ("POST", "/v1/execs/{id}/stdin"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/stdin", {"data": "x"}, 404),
     }
     t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):
