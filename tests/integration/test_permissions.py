@@ -131,8 +131,8 @@ def test_ask_deny():
     d.request("POST", f"/v1/permissions/{pid2}/deny", {"reason": "use a branch"}, via="unix")
     th.join(40)
     r = res.get("r")
-    t.ok(r is not None and r.status == 403 and "use a branch" in r.text,
-         "a waiting POST answers 403 with the reason", r and (r.status, r.text))
+    t.ok(r is not None and r.status == 403 and "use a branch" in r.raw,
+         "a waiting POST answers 403 with the reason", r)
 
 
 _since = [0]
@@ -177,7 +177,8 @@ def test_remember_exact():
     t.ok(r.json.get("remembered") is True, "and says it ran on a remembered approval", r.json)
     r = execs(BOX, "mkdir  -p  '/workspace/ex'", wait=30)
     t.eq(r.json.get("state"), "finished", "exact compares words, not spacing or quoting")
-    r = execs(BOX, "mkdir -p /workspace/ex", cwd="/tmp", wait=0)
+    d.sandbox_run(BOX, "mkdir", "-p", "/workspace/other")
+    r = execs(BOX, "mkdir -p /workspace/ex", cwd="/workspace/other", wait=0)
     t.eq(r.status, 202, "the same command in another directory asks again")
     d.request("POST", f"/v1/permissions/{r.json['permission']}/deny", {}, via="unix")
     r = execs(BOX, "mkdir -p /workspace/ex2", wait=0)
@@ -199,7 +200,7 @@ def test_remember_prefix():
     finished(eid)
     rule = [x for x in d.request("GET", "/v1/permissions/rules", via="unix").json["rules"] if x["permission"] == pid]
     t.ok(rule and rule[0]["prefix"] == ["mkdir"], "prefix keeps the program (its next word is an option)", rule)
-    r = execs(BOX, "mkdir /workspace/pre-b", cwd="/tmp", wait=30)
+    r = execs(BOX, "mkdir /workspace/pre-b", cwd="/workspace/other", wait=30)
     t.eq(r.json.get("state"), "finished", "a simple command with the prefix runs anywhere in the sandbox")
     r = execs(BOX, "mkdir -p /workspace/forbidden", wait=30)
     t.eq(r.status, 403, "a remembered prefix never overrides a policy deny")
@@ -293,10 +294,10 @@ def test_signed():
         t.eq(s.create_sandbox(box, network="none", policy="asking").status, 201, "signed: a sandbox")
         key = os.path.join(s.tmp, "phone.key")
         r = s.cli("devices", "keygen", key)
-        t.eq(r.returncode, 0, "devices keygen writes a key", r.stderr)
+        t.ok(r.returncode == 0, "devices keygen writes a key", r.stderr)
         pub = r.stdout.strip().split()[-1]
         r = s.request("POST", "/v1/devices", {"name": "phone", "public_key": pub}, via="unix")
-        t.eq(r.status, 201, "the phone's public key is registered", r.text)
+        t.ok(r.status == 201, "the phone's public key is registered", r)
         dev = r.json["id"]
         other_key = os.path.join(s.tmp, "other.key")
         s.cli("devices", "keygen", other_key)
@@ -345,7 +346,7 @@ def test_signed():
                       via="unix")
         t.eq(r.status, 403, "signed: a replayed signature does not approve another request")
         r = s.cli("permissions", "approve", pid2, "--key", key, "--device", dev)
-        t.eq(r.returncode, 0, "signed: pocketcoder permissions approve --key signs and approves", r.stderr)
+        t.ok(r.returncode == 0, "signed: pocketcoder permissions approve --key signs and approves", r.stderr)
         e = s.request("GET", f"/v1/execs/{eid2}?wait=60", via="unix").json
         t.eq(e.get("exit_code"), 0, "signed: the CLI-approved exec ran")
         audit = s.request("GET", "/v1/audit?limit=1000", via="unix").json
