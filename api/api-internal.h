@@ -134,3 +134,11 @@ int api_post_permission_approve(api_request *rq);
 int api_post_permission_deny(api_request *rq);
 int api_get_permission_rules(api_request *rq);
 int api_delete_permission_rule(api_request *rq);
+/* ---- devaudit (audit.c) ---- */
+/* Query parameter KEY as a number up to MAX into *ret (left alone when absent); -EINVAL otherwise. */
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret);
+int api_get_audit(api_request *rq);
+int api_get_audit_verify(api_request *rq);
+int api_post_devices(api_request *rq);
+int api_get_devices(api_request *rq);
+int api_delete_device(api_request *rq);

@@ -211,7 +211,7 @@ static int get_whoami(api_request *rq)
         return j ? api_reply_json(rq, MHD_HTTP_OK, j) : MHD_NO;
 }
 
-static int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
 {
         const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
         uint64_t u;
@@ -324,5 +324,10 @@ const api_route api_routes[] = {
         { "GET", "/v1/execs/{id}/output", API_ANY_ROLE, api_get_exec_output },
         { "POST", "/v1/execs/{id}/signal", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_exec_signal },
         { "POST", "/v1/execs/{id}/stdin", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_exec_stdin },
+        { "GET", "/v1/audit", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_audit },
+        { "GET", "/v1/audit/verify", API_ROLE(PC_ROLE_ADMIN), api_get_audit_verify },
+        { "POST", "/v1/devices", API_ROLE(PC_ROLE_ADMIN), api_post_devices },
+        { "GET", "/v1/devices", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_devices },
+        { "DELETE", "/v1/devices/{id}", API_ROLE(PC_ROLE_ADMIN), api_delete_device },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "common.h"
+#include "crypto.h"
 #include "daemon.h"
 
 
@@ -203,3 +204,6 @@ void pc_permissions_stop(pc_daemon *d);
 
 /* N random bytes as 2N lowercase hex digits and a NUL (tokens.c). */
 int pc_random_hex(char *ret, size_t n);
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* Chains the rows of a ledger from before the hash chain and records its head (once; at store open). */
+int pc_audit_chain_init(pc_store *s, pc_error **reterr);

@@ -355,3 +355,19 @@ int pc_permissions_deny(pc_daemon *d, const pc_principal *who, const char *id, j
 /* GET /v1/permissions/rules?sandbox= -> {"rules": [...]} (unexpired, of existing sandboxes); DELETE one. */
 int pc_permission_rules_list(pc_daemon *d, const char *sandbox, json_t **ret, pc_error **reterr);
 int pc_permission_rules_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* GET /v1/audit: rows after SINCE (at most LIMIT, 1..1000) as {"audit": [...], "next": last seq}. */
+int pc_audit_list(pc_daemon *d, uint64_t since, unsigned limit, json_t **ret, pc_error **reterr);
+/* GET /v1/audit/verify: {"ok", "rows", "first_bad", "reason"} after checking every row's hash, the chain and
+ * the recorded head (edited, inserted, deleted and cut-off rows all fail). */
+int pc_audit_verify(pc_daemon *d, json_t **ret, pc_error **reterr);
+/* Devices: phones whose Ed25519 key may sign approvals. REQ is {"name", "public_key"} (base64, 32 bytes). */
+int pc_devices_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_devices_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_devices_remove(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* 0 when SIGNATURE_B64 is DEVICE_ID's signature over pc_approval_message(ID, COMMAND, CWD, SCOPE, MINUTES,
+ * EXPIRES) and EXPIRES has not passed; else -EPERM with the reason (unknown or removed device, malformed or
+ * bad signature, expired). */
+int pc_devices_verify_approval(pc_daemon *d, const char *device_id, const char *signature_b64, const char *id,
+                               const char *command, const char *cwd, const char *scope, unsigned minutes,
+                               int64_t expires, pc_error **reterr);

@@ -172,6 +172,23 @@ static const char *const migrations[] = {
         "  created_by TEXT NOT NULL"
         ");"
         "CREATE INDEX permission_rules_sandbox ON permission_rules (sandbox, expires);",
+        /* 11: devices and the audit hash chain. Each audit row gets the hash of the row before it and its own
+         * (daemon/audit.c chains the rows that exist once, at the first start, then every new row as it is
+         * written). A row may be updated only while it has no hash yet: to get one. A device's key is
+         * unique among the devices not removed; removed ones stay, for the ledger. */
+        "ALTER TABLE audit ADD COLUMN prev_hash TEXT;"
+        "ALTER TABLE audit ADD COLUMN hash TEXT;"
+        "DROP TRIGGER audit_no_update;"
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit WHEN OLD.hash IS NOT NULL BEGIN"
+        "  SELECT RAISE(ABORT, 'audit is append-only'); END;"
+        "CREATE TABLE devices ("
+        "  id TEXT PRIMARY KEY,"
+        "  name TEXT NOT NULL,"
+        "  public_key TEXT NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  removed INTEGER"
+        ");"
+        "CREATE UNIQUE INDEX devices_public_key ON devices (public_key) WHERE removed IS NULL;",
 };
 
 int pc_store_schema_version(pc_store *s)
@@ -303,6 +320,8 @@ int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
         r = check_integrity(s, path, reterr);
         if (r >= 0)
                 r = migrate(s, reterr);
+        if (r >= 0)
+                r = pc_audit_chain_init(s, reterr);
         if (r < 0) {
                 pc_store_close(s);
                 return r;
@@ -382,21 +401,4 @@ int pc_store_exec(pc_store *s, const char *sql)
 {
         LOCK_GUARD(&s->lock);
         return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
-}
-
-int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail)
-{
-        LOCK_GUARD(&s->lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_int64(st, 1, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-        sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, subject, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, detail, -1, SQLITE_STATIC);
-        return sqlite3_step(st) == SQLITE_DONE ? 0 : pc_store_errno(s);
 }

@@ -75,6 +75,11 @@ try:
         ("POST", "/v1/permissions/{id}/deny"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32 + "/deny", {}, 404),
         ("GET", "/v1/permissions/rules"): ({ADMIN, RELAY}, "/v1/permissions/rules", None, 200),
         ("DELETE", "/v1/permissions/rules/{id}"): ({ADMIN, RELAY}, "/v1/permissions/rules/" + "0" * 32, None, 404),
+        ("GET", "/v1/audit"): ({ADMIN, RELAY}, "/v1/audit", None, 200),
+        ("GET", "/v1/audit/verify"): ({ADMIN}, "/v1/audit/verify", None, 200),
+        ("POST", "/v1/devices"): ({ADMIN}, "/v1/devices", {"name": "p", "public_key": "short"}, 400),
+        ("GET", "/v1/devices"): ({ADMIN, RELAY}, "/v1/devices", None, 200),
+        ("DELETE", "/v1/devices/{id}"): ({ADMIN}, "/v1/devices/0000000000000000", None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
         ("POST", "/v1/sandboxes/{name}/execs"): ({ADMIN, AGENT}, "/v1/sandboxes/box1/execs", {"cmd": "true"}, 404),
