@@ -16,6 +16,7 @@ typedef enum {
         API_LISTENER_UNIX,  /* RUNTIME_DIR/api.sock: peer credentials or a token */
         API_LISTENER_TCP,   /* tokens only */
         API_LISTENER_AGENT, /* a sandbox's agent socket: the principal is fixed to that sandbox's agent */
+        API_LISTENER_SSH,   /* the ssh_socket (ssh_group): the principal is the SSH gateway (role ssh) */
 } api_listener_kind;
 
 typedef struct api_route api_route;
@@ -142,3 +143,15 @@ int api_get_audit_verify(api_request *rq);
 int api_post_devices(api_request *rq);
 int api_get_devices(api_request *rq);
 int api_delete_device(api_request *rq);
+/* /v1/keys (keys.c) */
+int api_post_keys(api_request *rq);
+int api_get_keys(api_request *rq);
+int api_delete_key(api_request *rq);
+
+/* The rest of a session request once pc_session_new() accepted it (session.c): the upgrade headers, the
+ * audited start, the 101 and the session's thread. Takes over `s`. */
+int api_session_upgrade(api_request *rq, pc_session *s);
+
+/* /v1/ssh/ (ssh.c): the SSH login's gateway (role ssh only) */
+int api_post_ssh_authorize(api_request *rq);
+int api_post_ssh_session(api_request *rq);

@@ -329,5 +329,10 @@ const api_route api_routes[] = {
         { "POST", "/v1/devices", API_ROLE(PC_ROLE_ADMIN), api_post_devices },
         { "GET", "/v1/devices", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_devices },
         { "DELETE", "/v1/devices/{id}", API_ROLE(PC_ROLE_ADMIN), api_delete_device },
+        { "POST", "/v1/keys", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_post_keys },
+        { "GET", "/v1/keys", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_keys },
+        { "DELETE", "/v1/keys/{id}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_delete_key },
+        { "POST", "/v1/ssh/authorize", API_ROLE(PC_ROLE_SSH), api_post_ssh_authorize },
+        { "POST", "/v1/ssh/sessions", API_ROLE(PC_ROLE_SSH), api_post_ssh_session },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

@@ -25,6 +25,8 @@ static void help(void)
                "  exec NAME -- COMMAND...     run a command through the sandbox's policy, streaming its output\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
                "  permissions SUBCOMMAND      commands waiting for a person: list, approve, deny, rules\n"
+               "  keys add|list|rm            SSH public keys that reach sandboxes and log in to them\n"
+               "  ssh authorized-keys|attach  helpers sshd runs for 'ssh -t pocketcoder@HOST SANDBOX'\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
@@ -72,6 +74,8 @@ static const struct {
         { "image", cmd_image },
         { "exec", cmd_exec },
         { "permissions", cmd_permissions },
+        { "keys", cmd_keys },
+        { "ssh", cmd_ssh },
         { "daemon", cmd_daemon },
 };
 

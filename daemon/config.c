@@ -32,6 +32,8 @@ void pc_config_init(pc_config *c)
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
                 .permission_timeout = 600,
+                .ssh_socket = strdup("/run/pocketcoder-ssh.sock"),
+                .ssh_group = strdup("pocketcoder-ssh"),
         };
 }
 
@@ -49,6 +51,8 @@ void pc_config_done(pc_config *c)
         free(c->egress_allow);
         free(c->cgroup_parent);
         free(c->nft_table);
+        free(c->ssh_socket);
+        free(c->ssh_group);
         *c = (pc_config){};
 }
 
@@ -232,6 +236,20 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->exec_output_max = u;
                 return 0;
         }
+        if (streq(key, "ssh_socket")) {
+                /* The SSH login's gateway: not in runtime_dir, which only the admins' group may enter. */
+                if (isempty(value) || streq(value, "none")) {
+                        c->ssh_socket = (free(c->ssh_socket), NULL);
+                        return 0;
+                }
+                if (value[0] != '/') {
+                        *ret_why = "expected an absolute path, or none";
+                        return -EINVAL;
+                }
+                return set_string(&c->ssh_socket, value);
+        }
+        if (streq(key, "ssh_group"))
+                return set_string(&c->ssh_group, value);
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -246,7 +264,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
                    "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
-                   "require_signed_approvals)";
+                   "require_signed_approvals, ssh_socket, ssh_group)";
         return -ENOKEY;
 }
 

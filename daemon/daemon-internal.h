@@ -207,3 +207,7 @@ int pc_random_hex(char *ret, size_t n);
 /* ---- devaudit (audit.c, devices.c) ---- */
 /* Chains the rows of a ledger from before the hash chain and records its head (once; at store open). */
 int pc_audit_chain_init(pc_store *s, pc_error **reterr);
+/* Writes the keys that reach sandbox NAME (running, its agent uid_base + ISOLATE_AGENT_UID) to its
+ * ~agent/.ssh/authorized_keys (keys.c); failures are logged (an agent that planted a symlink loses its keys,
+ * nothing else). Called when a sandbox comes up. */
+void pc_keys_sync_sandbox(pc_daemon *d, const char *name, uid_t uid_base);

@@ -49,6 +49,8 @@ typedef struct pc_config {
         uint64_t exec_output_max; /* bytes of stdout and of stderr kept per exec (more is dropped and reported) */
         uint64_t permission_timeout; /* seconds a permission request waits for a person before it expires */
         bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
+        char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
+        char *ssh_group;          /* the group that may use it (mode 0660) */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -104,6 +106,7 @@ typedef enum {
         PC_ROLE_ADMIN,
         PC_ROLE_RELAY,
         PC_ROLE_AGENT,
+        PC_ROLE_SSH, /* the ssh_socket: the SSH login's helper; only /v1/ssh/ (no token has it) */
         _PC_ROLE_MAX,
         PC_ROLE_INVALID = -EINVAL,
 } pc_role;
@@ -119,6 +122,7 @@ typedef struct pc_principal {
         bool local_peer;   /* unix socket peer credentials (uid 0 or group pocketcoder) */
         bool agent_socket; /* a connection on a sandbox's agent socket: role agent, no token */
         uid_t uid;
+        char ssh_key[17];  /* role ssh: the id of the key that logged in (a session), else empty */
 } pc_principal;
 
 /* GET /v1/whoami: {"role", "sandbox", "token_id", "uid", "via"}. */
@@ -371,3 +375,16 @@ int pc_devices_remove(pc_daemon *d, const pc_principal *who, const char *id, pc_
 int pc_devices_verify_approval(pc_daemon *d, const char *device_id, const char *signature_b64, const char *id,
                                const char *command, const char *cwd, const char *scope, unsigned minutes,
                                int64_t expires, pc_error **reterr);
+/* ---- keys (keys.c) ---- */
+
+/* People's SSH public keys. add: {"key": "<OpenSSH public key line>", "sandboxes": [names] (optional: every
+ * sandbox)} -> the key {"id", "type", "key", "comment", "bits", "fingerprint", "sandboxes", "created",
+ * "created_by"}; a key registered already is EEXIST ("conflict"). Adding and removing reach every running
+ * sandbox's ~agent/.ssh/authorized_keys before they return (key.added / key.removed events, audit rows
+ * key.add / key.remove). */
+int pc_keys_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_keys_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_keys_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* The SSH login (role ssh): KEY ("TYPE BASE64", what sshd authenticated) is registered (else ENOENT) and,
+ * with SANDBOX, may enter it (else EACCES); *ret is the key as add returns it. */
+int pc_keys_ssh_check(pc_daemon *d, const char *key, const char *sandbox, json_t **ret, pc_error **reterr);

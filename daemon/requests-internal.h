@@ -70,3 +70,13 @@ int pc_approve_request_parse(json_t *req, pc_approve_request *ret, pc_error **re
 /* POST /v1/permissions/{id}/deny {"reason"}: what the engine is told; NULL when absent. */
 #define PC_DENY_REASON_MAX 1024u
 int pc_deny_request_parse(json_t *req, const char **ret_reason, pc_error **reterr);
+/* ---- keys (keys.c) ---- */
+#include "sshkey.h"
+/* POST /v1/keys {"key": "<OpenSSH public key line>", "sandboxes": [names]}: the key parsed (pc_sshkey_done()
+ * it) and the scope, NULL for every sandbox (else 1..PC_KEY_SANDBOXES_MAX distinct valid names). */
+#define PC_KEY_SANDBOXES_MAX 64u
+typedef struct pc_key_request {
+        pc_sshkey key;
+        json_t *sandboxes;
+} pc_key_request;
+int pc_key_request_parse(json_t *req, pc_key_request *ret, pc_error **reterr);

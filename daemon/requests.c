@@ -496,3 +496,45 @@ int pc_deny_request_parse(json_t *req, const char **ret_reason, pc_error **reter
         *ret_reason = json_string_value(v);
         return 0;
 }
+
+int pc_key_request_parse(json_t *req, pc_key_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "key", "sandboxes", NULL };
+        json_t *key, *sandboxes, *v;
+        size_t i;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        key = json_object_get(req, "key");
+        if (!json_is_string(key))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"key\" must be a string: one OpenSSH public key line such as the "
+                                     "contents of ~/.ssh/id_ed25519.pub");
+        sandboxes = json_object_get(req, "sandboxes");
+        if (sandboxes && !json_is_null(sandboxes)) {
+                if (!json_is_array(sandboxes) || json_array_size(sandboxes) == 0 ||
+                    json_array_size(sandboxes) > PC_KEY_SANDBOXES_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"sandboxes\" must be a list of 1 to %u sandbox names (leave "
+                                             "it out for a key that reaches every sandbox)",
+                                             PC_KEY_SANDBOXES_MAX);
+                json_array_foreach(sandboxes, i, v) {
+                        if (!json_is_string(v) || !name_is_valid(json_string_value(v)))
+                                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                                     "field \"sandboxes\": entry %zu is not a sandbox name", i);
+                        for (size_t k = 0; k < i; k++)
+                                if (json_equal(v, json_array_get(sandboxes, k)))
+                                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                                             "field \"sandboxes\" names \"%s\" twice",
+                                                             json_string_value(v));
+                }
+        } else
+                sandboxes = NULL;
+        r = pc_sshkey_parse(json_string_value(key), json_string_length(key), &ret->key, reterr);
+        if (r < 0)
+                return r;
+        ret->sandboxes = sandboxes;
+        return 0;
+}

@@ -1051,6 +1051,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         }
         e->busy = false;
         entry_up(d, e, sb, agent);
+        pc_keys_sync_sandbox(d, name, row.uid_base);
         if (kept) { /* the workspace (and its uid range) is the sandbox's again */
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -1114,6 +1115,7 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
         if (r < 0)
                 return r;
         entry_up(d, e, sb, agent);
+        pc_keys_sync_sandbox(d, name, row.uid_base);
         log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
         r = row_load(d, name, &row, reterr);
         if (r < 0)

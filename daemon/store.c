@@ -189,6 +189,25 @@ static const char *const migrations[] = {
         "  removed INTEGER"
         ");"
         "CREATE UNIQUE INDEX devices_public_key ON devices (public_key) WHERE removed IS NULL;",
+        /* 12: keys: people's SSH public keys (fingerprint unique: a key is registered once) and the sandboxes
+         * a scoped key reaches, by name (none: every sandbox). */
+        "CREATE TABLE keys ("
+        "  id TEXT PRIMARY KEY,"
+        "  type TEXT NOT NULL,"
+        "  base64 TEXT NOT NULL,"
+        "  comment TEXT,"
+        "  bits INTEGER NOT NULL,"
+        "  fingerprint TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL,"
+        "  created_by TEXT NOT NULL"
+        ");"
+        "CREATE TABLE key_sandboxes ("
+        "  key_id TEXT NOT NULL,"
+        "  sandbox TEXT NOT NULL,"
+        "  PRIMARY KEY (key_id, sandbox)"
+        ");"
+        "CREATE TRIGGER keys_delete_scope AFTER DELETE ON keys BEGIN"
+        "  DELETE FROM key_sandboxes WHERE key_id = OLD.id; END;",
 };
 
 int pc_store_schema_version(pc_store *s)

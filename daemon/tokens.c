@@ -20,6 +20,8 @@ void pc_principal_describe(const pc_principal *p, char *buf, size_t n)
 {
         if (p->agent_socket)
                 snprintf(buf, n, "agent-socket:%s", p->sandbox);
+        else if (p->role == PC_ROLE_SSH)
+                snprintf(buf, n, "ssh:uid=%u:key=%s", (unsigned) p->uid, p->ssh_key[0] ? p->ssh_key : "-");
         else if (p->local_peer && !p->token_id[0])
                 snprintf(buf, n, "local:uid=%u", (unsigned) p->uid);
         else

@@ -89,6 +89,12 @@ try:
         ("POST", "/v1/execs/{id}/signal"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/signal", {"signal": "TERM"},
                                            404),
         ("POST", "/v1/execs/{id}/stdin"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/stdin", {"data": "x"}, 404),
+        ("POST", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", {"key": "ssh-ed25519 AAAA"}, 400),
+        ("GET", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", None, 200),
+        ("DELETE", "/v1/keys/{id}"): ({ADMIN, RELAY}, "/v1/keys/0000000000000000", None, 404),
+        # The SSH gateway's routes: role ssh only, which no token has (RUNTIME_DIR/ssh.sock, test_ssh.py).
+        ("POST", "/v1/ssh/authorize"): (set(), "/v1/ssh/authorize", {"key": "x"}, 400),
+        ("POST", "/v1/ssh/sessions"): (set(), "/v1/ssh/sessions", {"key": "x", "sandbox": "box1"}, 400),
     }
     t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):

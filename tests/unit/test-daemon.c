@@ -36,7 +36,7 @@ TEST(config_every_key_quoting_and_comments)
                           "http_idle_timeout = 7\nevents_keep = 42\ntcp_max_connections = 100\n"
                           "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n"
                           "egress_allow = 10.1.2.0/24, 192.168.7.7\nsandbox_disk = 32M\nsandbox_inodes = 900\n"
-                          "state_reserve = 5%\n");
+                          "state_reserve = 5%\nssh_socket = /run/t-ssh.sock\nssh_group = t-ssh\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -62,6 +62,8 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_INTEQ(c.sandbox_disk, 32 << 20);
         CHECK_INTEQ(c.sandbox_inodes, 900);
         CHECK(c.state_reserve_percent == 5 && c.state_reserve == 0);
+        CHECK_STREQ(c.ssh_socket, "/run/t-ssh.sock");
+        CHECK_STREQ(c.ssh_group, "t-ssh");
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
 }
@@ -101,6 +103,8 @@ TEST(config_errors_name_the_line)
                   "config t.conf:2: value for \"sandbox_disk\": expected a size of at least 16M such as 10G, or none" },
                 { "state_reserve = 1G\n\nstate_reserve = 95%\n",
                   "config t.conf:3: value for \"state_reserve\": expected a percentage from 0% to 90%, or a size such as 1G" },
+                { "ssh_socket = none\nssh_socket = ssh.sock\n",
+                  "config t.conf:2: value for \"ssh_socket\": expected an absolute path, or none" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
