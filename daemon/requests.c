@@ -10,6 +10,7 @@ static const char *const role_names[_PC_ROLE_MAX] = {
         [PC_ROLE_ADMIN] = "admin",
         [PC_ROLE_RELAY] = "relay",
         [PC_ROLE_AGENT] = "agent",
+        [PC_ROLE_SSH] = "ssh",
 };
 
 const char *pc_role_to_string(pc_role r)
@@ -205,7 +206,8 @@ int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr
         if (r < 0)
                 return r;
         t.role = pc_role_from_string(json_string_value(json_object_get(req, "role")));
-        if (t.role < 0)
+        /* ssh is the gateway socket's, never a token's. */
+        if (t.role < 0 || t.role == PC_ROLE_SSH)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
                                      "field \"role\" must be one of admin, relay, agent");
         v = json_object_get(req, "sandbox");
