@@ -5,8 +5,7 @@ request (listed for the relay, nothing run), approve runs it, deny returns the r
 expire, remembered scopes (exact, prefix) skip the question until they expire or are forgotten and never
 override a policy deny, requests survive a kill -9, and signed approvals (require_signed_approvals) refuse
 unsigned, forged, replayed and altered signatures while a real device key approves."""
-import base64
-import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -307,43 +306,40 @@ def test_signed():
                           via="unix")
             return r.json["id"], r.json["permission"]
 
-        def sign(keyfile, pid, command, cwd="/workspace", scope="once", minutes=0, expires=None):
-            expires = expires or int(time.time()) + 300
-            r = s.cli("devices", "sign", "--key", keyfile, "--id", pid, "--command", command, "--cwd", cwd,
-                      "--scope", scope, "--minutes", str(minutes), "--expires", str(expires))
-            return r.stdout.strip(), expires
+        def sign(keyfile, pid, command, scope="once", ttl="5m"):
+            """The approval body `pocketcoder devices sign` makes (the phone's side)."""
+            r = s.cli("devices", "sign", "--key", keyfile, "--id", pid, "--command", command, "--cwd", "/workspace",
+                      "--scope", scope, "--ttl", ttl, "--device", dev)
+            return json.loads(r.stdout)
+
+        def approve(pid, body):
+            return s.request("POST", f"/v1/permissions/{pid}/approve", body, via="unix")
 
         eid, pid = s_ask("touch /workspace/signed")
-        r = s.request("POST", f"/v1/permissions/{pid}/approve", {}, via="unix")
+        r = approve(pid, {})
         t.eq((r.status, r.json["error"]["code"]), (403, "signature_required"), "signed: an unsigned approval is refused")
-        sig, exp = sign(other_key, pid, "touch /workspace/signed")
-        r = s.request("POST", f"/v1/permissions/{pid}/approve", {"device": dev, "signature": sig, "expires": exp},
-                      via="unix")
+        r = approve(pid, sign(other_key, pid, "touch /workspace/signed"))
         t.eq(r.status, 403, "signed: a signature by an unregistered key is refused")
-        sig, exp = sign(key, pid, "touch /workspace/other")
-        r = s.request("POST", f"/v1/permissions/{pid}/approve", {"device": dev, "signature": sig, "expires": exp},
-                      via="unix")
+        r = approve(pid, sign(key, pid, "touch /workspace/other"))
         t.eq(r.status, 403, "signed: a signature over another command is refused")
-        sig, exp = sign(key, pid, "touch /workspace/signed", scope="once")
-        r = s.request("POST", f"/v1/permissions/{pid}/approve",
-                      {"scope": "prefix", "minutes": 60, "device": dev, "signature": sig, "expires": exp}, via="unix")
+        body = sign(key, pid, "touch /workspace/signed")
+        r = approve(pid, dict(body, scope="prefix", minutes=60))
         t.eq(r.status, 403, "signed: a signature for scope once does not approve scope prefix")
-        sig, exp = sign(key, pid, "touch /workspace/signed", expires=int(time.time()) - 5)
-        r = s.request("POST", f"/v1/permissions/{pid}/approve", {"device": dev, "signature": sig, "expires": exp},
-                      via="unix")
+        r = approve(pid, dict(body, expires=body["expires"] + 3600))
+        t.eq(r.status, 403, "signed: a signature whose expiry was moved is refused")
+        short = sign(key, pid, "touch /workspace/signed", ttl="1s")
+        time.sleep(2)  # a signature valid for one second, used after it: the clock is the point here
+        r = approve(pid, short)
         t.eq(r.status, 403, "signed: an expired signature is refused")
         t.eq(s.request("GET", f"/v1/permissions/{pid}", via="unix").json["state"], "pending",
              "signed: refused approvals changed nothing")
-        sig, exp = sign(key, pid, "touch /workspace/signed")
-        r = s.request("POST", f"/v1/permissions/{pid}/approve", {"device": dev, "signature": sig, "expires": exp},
-                      via="unix")
+        r = approve(pid, body)
         t.eq((r.status, r.json.get("device")), (200, dev), "signed: the device's signature approves")
         e = s.request("GET", f"/v1/execs/{eid}?wait=60", via="unix").json
         t.eq(e.get("exit_code"), 0, "signed: the approved exec ran")
-        # replay: the same signature for another request with the same command
+        sig = body
         eid2, pid2 = s_ask("touch /workspace/signed")
-        r = s.request("POST", f"/v1/permissions/{pid2}/approve", {"device": dev, "signature": sig, "expires": exp},
-                      via="unix")
+        r = approve(pid2, sig)
         t.eq(r.status, 403, "signed: a replayed signature does not approve another request")
         r = s.cli("permissions", "approve", pid2, "--key", key, "--device", dev)
         t.ok(r.returncode == 0, "signed: pocketcoder permissions approve --key signs and approves", r.stderr)
