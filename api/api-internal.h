@@ -125,7 +125,24 @@ int api_get_exec(api_request *rq);
 int api_get_exec_output(api_request *rq);
 int api_post_exec_signal(api_request *rq);
 int api_post_exec_stdin(api_request *rq);
+/* Answers with the daemon's JSON j (status) or, when r < 0, its error: the shape of most routes. */
+int api_reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e);
 
+/* The permission broker's routes (permissions.c). */
+int api_get_permissions(api_request *rq);
+int api_get_permission(api_request *rq);
+int api_post_permission_approve(api_request *rq);
+int api_post_permission_deny(api_request *rq);
+int api_get_permission_rules(api_request *rq);
+int api_delete_permission_rule(api_request *rq);
+/* ---- devaudit (audit.c) ---- */
+/* Query parameter KEY as a number up to MAX into *ret (left alone when absent); -EINVAL otherwise. */
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret);
+int api_get_audit(api_request *rq);
+int api_get_audit_verify(api_request *rq);
+int api_post_devices(api_request *rq);
+int api_get_devices(api_request *rq);
+int api_delete_device(api_request *rq);
 /* /v1/keys (keys.c) */
 int api_post_keys(api_request *rq);
 int api_get_keys(api_request *rq);

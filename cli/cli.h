@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Exit statuses of every command. */
 enum {
@@ -68,6 +69,7 @@ int cmd_sandbox(int argc, char **argv, const cli_global *g);
 int cmd_enter(int argc, char **argv, const cli_global *g);
 int cmd_image(int argc, char **argv, const cli_global *g);
 int cmd_exec(int argc, char **argv, const cli_global *g);
+int cmd_permissions(int argc, char **argv, const cli_global *g);
 int cmd_keys(int argc, char **argv, const cli_global *g);
 int cmd_ssh(int argc, char **argv, const cli_global *g);
 
@@ -85,3 +87,15 @@ void cli_table_print(const char *const *header, size_t ncols, char **cells, size
 
 /* jansson ships json_decrefp() for cleanup attributes. */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
+
+/* ---- devaudit (cmd-devices.c, cmd-audit.c, sign.c) ---- */
+int cmd_devices(int argc, char **argv, const cli_global *g);
+int cmd_audit(int argc, char **argv, const cli_global *g);
+/* A new device key: writes the seed to KEYFILE (base64, one line, mode 0600; never over an existing file)
+ * and returns its public key. */
+int cli_key_generate(const char *keyfile, uint8_t pub[static 32]);
+/* Reads KEYFILE's seed; -EINVAL when it is not one line of base64 of 32 bytes. */
+int cli_key_read(const char *keyfile, uint8_t seed[static 32]);
+/* The base64 signature of pc_approval_message(ID, COMMAND, CWD, SCOPE, MINUTES, EXPIRES) with KEYFILE's key. */
+int cli_sign_approval(const char *keyfile, const char *id, const char *command, const char *cwd, const char *scope,
+                      unsigned minutes, int64_t expires, char **ret_sig_b64);

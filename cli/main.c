@@ -24,8 +24,11 @@ static void help(void)
                "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
                "  exec NAME -- COMMAND...     run a command through the sandbox's policy, streaming its output\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
+               "  permissions SUBCOMMAND      commands waiting for a person: list, approve, deny, rules\n"
                "  keys add|list|rm            SSH public keys that reach sandboxes and log in to them\n"
                "  ssh authorized-keys|attach  helpers sshd runs for 'ssh -t pocketcoder@HOST SANDBOX'\n"
+               "  devices SUBCOMMAND          keygen, add, list, rm, sign: phones that sign approvals\n"
+               "  audit list|verify           the hash-chained audit ledger\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
@@ -72,8 +75,11 @@ static const struct {
         { "enter", cmd_enter },
         { "image", cmd_image },
         { "exec", cmd_exec },
+        { "permissions", cmd_permissions },
         { "keys", cmd_keys },
         { "ssh", cmd_ssh },
+        { "devices", cmd_devices },
+        { "audit", cmd_audit },
         { "daemon", cmd_daemon },
 };
 

@@ -31,6 +31,7 @@ void pc_config_init(pc_config *c)
                 .cpu_weight = 100,
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
+                .permission_timeout = 600,
                 .ssh_socket = strdup("/run/pocketcoder-ssh.sock"),
                 .ssh_group = strdup("pocketcoder-ssh"),
         };
@@ -97,6 +98,7 @@ static const struct number_key {
         NUMBER_KEY(nofile_max, 64, 1048576, "expected a number of open files from 64 to 1048576"),
         NUMBER_KEY(cpu_weight, 1, 10000, "expected a weight from 1 to 10000 (100 is the kernel's default)"),
         NUMBER_KEY(sandbox_inodes, 0, UINT32_MAX, "expected a number of files up to 4294967295 (0: one per 16K of disk)"),
+        NUMBER_KEY(permission_timeout, 10, 604800, "expected seconds from 10 to 604800 (a week)"),
 };
 
 static int apply_number_key(pc_config *c, const struct number_key *k, const char *value, const char **ret_why)
@@ -210,12 +212,12 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 }
                 return set_string(&c->listen, value);
         }
-        if (streq(key, "allow_remote_listen")) {
+        if (streq(key, "allow_remote_listen") || streq(key, "require_signed_approvals")) {
                 if (parse_bool(value, &b) < 0) {
                         *ret_why = "expected yes or no";
                         return -EINVAL;
                 }
-                c->allow_remote_listen = b;
+                *(streq(key, "allow_remote_listen") ? &c->allow_remote_listen : &c->require_signed_approvals) = b;
                 return 0;
         }
         if (streq(key, "max_body_size")) {
@@ -261,7 +263,8 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, ssh_socket, ssh_group)";
+                   "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
+                   "require_signed_approvals, ssh_socket, ssh_group)";
         return -ENOKEY;
 }
 

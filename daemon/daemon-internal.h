@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "common.h"
+#include "crypto.h"
 #include "daemon.h"
 
 
@@ -82,6 +83,8 @@ struct pc_daemon {
         pc_agent_connection_fn agent_fn;
         void *agent_userdata;
         struct pc_execs *execs; /* the exec engine (execs.c) */
+
+        sd_event_source *permission_timer; /* permissions.c: the earliest expiry */
 };
 
 /* A one-shot watch of a readable fd on the loop (a sandbox init's pidfd: readable once it exited), made
@@ -194,7 +197,16 @@ int pc_sandboxes_tmux(pc_daemon *d, const char *name, const char *instance, cons
  * lost with their partial output), freed before it. */
 int pc_execs_new(pc_daemon *d, pc_error **reterr);
 void pc_execs_free(pc_daemon *d);
+/* The permission broker's expiry timer and the hand-over of decisions stored before a restart
+ * (permissions.c); start once the loop exists, stop before it is freed. */
+int pc_permissions_start(pc_daemon *d);
+void pc_permissions_stop(pc_daemon *d);
 
+/* N random bytes as 2N lowercase hex digits and a NUL (tokens.c). */
+int pc_random_hex(char *ret, size_t n);
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* Chains the rows of a ledger from before the hash chain and records its head (once; at store open). */
+int pc_audit_chain_init(pc_store *s, pc_error **reterr);
 /* Writes the keys that reach sandbox NAME (running, its agent uid_base + ISOLATE_AGENT_UID) to its
  * ~agent/.ssh/authorized_keys (keys.c); failures are logged (an agent that planted a symlink loses its keys,
  * nothing else). Called when a sandbox comes up. */

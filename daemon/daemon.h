@@ -47,6 +47,8 @@ typedef struct pc_config {
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
         uint64_t exec_output_max; /* bytes of stdout and of stderr kept per exec (more is dropped and reported) */
+        uint64_t permission_timeout; /* seconds a permission request waits for a person before it expires */
+        bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
         char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
         char *ssh_group;          /* the group that may use it (mode 0660) */
 } pc_config;
@@ -328,15 +330,51 @@ struct pc_exec_output_waiter {
 /* Registers w for exec ID; wakes it at once when more than off[] is there already or the exec is not running. */
 void pc_execs_output_wait(pc_daemon *d, const char *id, const uint64_t off[2], pc_exec_output_waiter *w);
 void pc_execs_output_wait_done(pc_daemon *d, pc_exec_output_waiter *w);
-/* The permission broker's answer for a pending exec (on the loop's thread): approved starts it, else it is
- * "denied" with `reason`. */
-void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approved, const char *reason);
-/* The permission broker (permissions.c): a remembered answer for this command, or a new request. */
+/* ---- the permission broker (permissions.c) ---- */
+
+/* For an `ask` decision (the verdict's JSON) of COMMAND in CWD of SANDBOX: whether a remembered approval
+ * covers it (exact: same command and directory; prefix: a simple command starting with the rule's words).
+ * Always false for any other decision: a policy `deny` is never overridden. */
 bool pc_permissions_remembered(pc_daemon *d, const char *sandbox, const char *command, const char *cwd,
                                json_t *decision);
+/* Makes the pending permission request for exec EXEC_ID (stored, audited, event permission.requested); it
+ * expires after the config's permission_timeout. The exec engine learns the outcome from
+ * pc_execs_permission_decided(), on the loop's thread, also after a daemon restart. */
 int pc_permissions_ask(pc_daemon *d, const char *sandbox, const char *exec_id, const char *command, const char *cwd,
                        json_t *decision, char ret_id[static 33], pc_error **reterr);
-
+/* Defined by the exec engine (execs.c): approved runs the exec, else it is denied with REASON ("expired" on
+ * expiry). Called at most once per decision the engine has not acknowledged; an exec that is no longer
+ * waiting is ignored. */
+void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approved, const char *reason);
+/* GET /v1/permissions?state=pending|approved|denied|expired|all&sandbox= -> {"permissions": [...]} */
+int pc_permissions_list(pc_daemon *d, const char *state, const char *sandbox, json_t **ret, pc_error **reterr);
+int pc_permissions_show(pc_daemon *d, const char *id, json_t **ret, pc_error **reterr);
+/* POST .../approve {"scope", "minutes", "device", "signature", "expires"}, .../deny {"reason"}: the request
+ * as decided. A signed approval is verified (pc_devices_verify_approval()) before anything is stored;
+ * with require_signed_approvals an unsigned one is refused. */
+int pc_permissions_approve(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                           pc_error **reterr);
+int pc_permissions_deny(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                        pc_error **reterr);
+/* GET /v1/permissions/rules?sandbox= -> {"rules": [...]} (unexpired, of existing sandboxes); DELETE one. */
+int pc_permission_rules_list(pc_daemon *d, const char *sandbox, json_t **ret, pc_error **reterr);
+int pc_permission_rules_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* GET /v1/audit: rows after SINCE (at most LIMIT, 1..1000) as {"audit": [...], "next": last seq}. */
+int pc_audit_list(pc_daemon *d, uint64_t since, unsigned limit, json_t **ret, pc_error **reterr);
+/* GET /v1/audit/verify: {"ok", "rows", "first_bad", "reason"} after checking every row's hash, the chain and
+ * the recorded head (edited, inserted, deleted and cut-off rows all fail). */
+int pc_audit_verify(pc_daemon *d, json_t **ret, pc_error **reterr);
+/* Devices: phones whose Ed25519 key may sign approvals. REQ is {"name", "public_key"} (base64, 32 bytes). */
+int pc_devices_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_devices_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_devices_remove(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* 0 when SIGNATURE_B64 is DEVICE_ID's signature over pc_approval_message(ID, COMMAND, CWD, SCOPE, MINUTES,
+ * EXPIRES) and EXPIRES has not passed; else -EPERM with the reason (unknown or removed device, malformed or
+ * bad signature, expired). */
+int pc_devices_verify_approval(pc_daemon *d, const char *device_id, const char *signature_b64, const char *id,
+                               const char *command, const char *cwd, const char *scope, unsigned minutes,
+                               int64_t expires, pc_error **reterr);
 /* ---- keys (keys.c) ---- */
 
 /* People's SSH public keys. add: {"key": "<OpenSSH public key line>", "sandboxes": [names] (optional: every

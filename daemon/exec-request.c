@@ -1,74 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* The exec request's parser and base64 (execs-internal.h): no state, so that the fuzz target
+/* The exec request's parser (execs-internal.h): no state, so that the fuzz target
  * (tests/fuzz/fuzz-exec-request.c) runs it alone. */
 #include "execs-internal.h"
+#include "crypto.h"
 #include "isolate.h"
 
-/* ---- base64 ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *pc_base64_encode(const void *data, size_t n)
-{
-        const uint8_t *p = data;
-        char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-
-        if (!out)
-                return NULL;
-        for (size_t i = 0; i < n; i += 3) {
-                uint32_t v = (uint32_t) p[i] << 16 | (i + 1 < n ? (uint32_t) p[i + 1] << 8 : 0) |
-                             (i + 2 < n ? p[i + 2] : 0);
-                *o++ = b64[v >> 18 & 63];
-                *o++ = b64[v >> 12 & 63];
-                *o++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
-                *o++ = i + 2 < n ? b64[v & 63] : '=';
-        }
-        *o = 0;
-        return out;
-}
-
-static int b64_value(char c)
-{
-        const char *p = c ? strchr(b64, c) : NULL;
-        return p ? (int) (p - b64) : -1;
-}
-
-int pc_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len)
-{
-        _cleanup_free_ char *out = NULL;
-        size_t n = 0;
-
-        if (len % 4 != 0)
-                return -EINVAL;
-        out = malloc(len / 4 * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < len; i += 4) {
-                int v[4];
-                bool last = i + 4 == len;
-
-                for (size_t k = 0; k < 4; k++) {
-                        v[k] = b64_value(s[i + k]);
-                        /* '=' only as the last one or two characters of the whole text */
-                        if (v[k] < 0 && !(last && s[i + k] == '=' && k >= 2 && (k == 3 || s[i + 3] == '=')))
-                                return -EINVAL;
-                }
-                out[n++] = (char) (v[0] << 2 | v[1] >> 4);
-                if (v[2] >= 0)
-                        out[n++] = (char) ((v[1] & 15) << 4 | v[2] >> 2);
-                if (v[3] >= 0)
-                        out[n++] = (char) ((v[2] & 3) << 6 | v[3]);
-                /* non-canonical padding bits are a different text for the same bytes: refused */
-                if ((v[2] < 0 && (v[1] & 15)) || (v[2] >= 0 && v[3] < 0 && (v[2] & 3)))
-                        return -EINVAL;
-        }
-        out[n] = 0;
-        *ret = TAKE_PTR(out);
-        *ret_len = n;
-        return 0;
-}
-
-/* ---- the request ---- */
 
 static bool env_name_is_valid(const char *k)
 {

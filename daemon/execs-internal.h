@@ -2,6 +2,7 @@
 /* Private to the exec engine (execs.c) and its fuzz target: the request parser. */
 #pragma once
 
+#include "crypto.h"
 #include "daemon-internal.h"
 
 #define PC_EXEC_COMMAND_MAX   (64u * 1024u) /* bytes of "cmd" */
@@ -30,5 +31,3 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr);
 void pc_exec_request_done(pc_exec_request *q);
 
 /* Base64 (RFC 4648, with padding). decode rejects anything else (whitespace included): -EINVAL. */
-char *pc_base64_encode(const void *data, size_t n);
-int pc_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len);

@@ -524,6 +524,7 @@ static void exec_finish(pc_daemon *d, pc_execs *m, exec *x, const char *why_lost
 {
         int r;
 
+        log_debug("exec %s: ended after %" PRIu64 " us", x->id, now_usec(CLOCK_MONOTONIC) - x->started_mono);
         exec_kill_tree(x); /* whatever it left running in the background */
         r = exec_record_end(d, x, why_lost);
         if (r < 0)
@@ -699,6 +700,7 @@ static int conn_identify(pc_daemon *d, pc_execs *m, conn *c)
             x->c[k] || !secret_equal(secret, x->secret) || (k == CONN_CTL && x->ctl_done) ||
             (k != CONN_CTL && (!x->c[CONN_CTL] || x->go_sent)))
                 return -EPERM;
+        log_debug("exec %s: %s connected after %" PRIu64 " us", x->id, kind, now_usec(CLOCK_MONOTONIC) - x->started_mono);
         c->kind = k;
         c->x = x;
         c->len = 0;
@@ -1073,7 +1075,9 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
                 args[n++] = q->id;
                 args[n++] = secret;
                 args[n] = NULL;
+                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
                 r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
+                log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id, now_usec(CLOCK_MONOTONIC) - t0);
         }
         if (r < 0)
                 (void) post_id(d, exec_abandon, q->id);

@@ -415,6 +415,90 @@ int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr
         return 0;
 }
 
+int pc_approve_request_parse(json_t *req, pc_approve_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "scope", "minutes", "device", "signature", "expires", NULL };
+        pc_approve_request q = { .scope = "once" };
+        json_t *v;
+        int n_signed = 0;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "scope");
+        if (v) {
+                q.scope = json_string_value(v);
+                if (!q.scope || !(streq(q.scope, "once") || streq(q.scope, "exact") || streq(q.scope, "prefix")))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"scope\" must be once, exact or prefix");
+        }
+        v = json_object_get(req, "minutes");
+        if (streq(q.scope, "once")) {
+                if (v && !(json_is_integer(v) && json_integer_value(v) == 0))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"minutes\" applies to scope exact or prefix only");
+        } else {
+                q.minutes = PC_APPROVE_MINUTES_DEFAULT;
+                if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                          json_integer_value(v) > PC_APPROVE_MINUTES_MAX))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"minutes\" must be an integer from 1 to %u",
+                                             PC_APPROVE_MINUTES_MAX);
+                if (v)
+                        q.minutes = (unsigned) json_integer_value(v);
+        }
+        v = json_object_get(req, "device");
+        if (v) {
+                q.device = json_string_value(v);
+                if (!q.device || !*q.device || strlen(q.device) > 64)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"device\" must be a device id");
+                n_signed++;
+        }
+        v = json_object_get(req, "signature");
+        if (v) {
+                q.signature = json_string_value(v);
+                if (!q.signature || !*q.signature || strlen(q.signature) > 256)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"signature\" must be the base64 Ed25519 signature");
+                n_signed++;
+        }
+        v = json_object_get(req, "expires");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) <= 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"expires\" must be the signature's expiry in unix seconds");
+                q.expires = json_integer_value(v);
+                n_signed++;
+        }
+        if (n_signed != 0 && n_signed != 3)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "a signed approval needs all of \"device\", \"signature\" and \"expires\"");
+        *ret = q;
+        return 0;
+}
+
+int pc_deny_request_parse(json_t *req, const char **ret_reason, pc_error **reterr)
+{
+        static const char *const fields[] = { "reason", NULL };
+        json_t *v;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "reason");
+        *ret_reason = NULL;
+        if (!v)
+                return 0;
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > PC_DENY_REASON_MAX ||
+            memchr(json_string_value(v), 0, json_string_length(v)))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"reason\" must be a text of 1 to %u bytes", PC_DENY_REASON_MAX);
+        *ret_reason = json_string_value(v);
+        return 0;
+}
+
 int pc_key_request_parse(json_t *req, pc_key_request *ret, pc_error **reterr)
 {
         static const char *const fields[] = { "key", "sandboxes", NULL };

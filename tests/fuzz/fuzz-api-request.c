@@ -92,6 +92,28 @@ static void check_image(json_t *req)
                                 (!im.suite || !strpbrk(im.suite, " ,;"))));
 }
 
+static void check_approve(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_approve_request q;
+        int r = pc_approve_request_parse(req, &q, &e);
+
+        /* A signed approval has all three parts or none; remembered scopes always have a lifetime. */
+        require(r, e,
+                r < 0 || ((!!q.device == !!q.signature && !!q.signature == (q.expires > 0)) &&
+                          (streq(q.scope, "once") ? q.minutes == 0
+                                                  : q.minutes >= 1 && q.minutes <= PC_APPROVE_MINUTES_MAX)));
+}
+
+static void check_deny(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        const char *reason = NULL;
+        int r = pc_deny_request_parse(req, &reason, &e);
+
+        require(r, e, r < 0 || !reason || (*reason && strlen(reason) <= PC_DENY_REASON_MAX));
+}
+
 static void check_key(json_t *req)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
@@ -118,6 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_decide(req);
         check_session(req);
         check_image(req);
+        check_approve(req);
+        check_deny(req);
         check_key(req);
         json_decref(req);
         return 0;

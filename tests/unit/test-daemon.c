@@ -235,6 +235,42 @@ TEST(request_bodies)
         err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\"],\"root\":\"yes\"}"), &sess, &e));
         CHECK_STREQ(err, "field \"root\" must be true or false");
         free(err);
+
+        /* approvals and denials */
+        pc_approve_request a;
+        const char *reason;
+        err = REFUSAL(pc_approve_request_parse(body("{}"), &a, &e));
+        CHECK(!err && streq(a.scope, "once") && a.minutes == 0 && !a.device && !a.signature);
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"prefix\"}"), &a, &e));
+        CHECK(!err && streq(a.scope, "prefix") && a.minutes == PC_APPROVE_MINUTES_DEFAULT);
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(
+                body("{\"scope\":\"exact\",\"minutes\":5,\"device\":\"d1\",\"signature\":\"AAAA\",\"expires\":9}"),
+                &a, &e));
+        CHECK(!err && a.minutes == 5 && streq(a.device, "d1") && streq(a.signature, "AAAA") && a.expires == 9);
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"always\"}"), &a, &e));
+        CHECK_STREQ(err, "field \"scope\" must be once, exact or prefix");
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"once\",\"minutes\":5}"), &a, &e));
+        CHECK_STREQ(err, "field \"minutes\" applies to scope exact or prefix only");
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"exact\",\"minutes\":10081}"), &a, &e));
+        CHECK_STREQ(err, "field \"minutes\" must be an integer from 1 to 10080");
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"device\":\"d1\",\"signature\":\"AAAA\"}"), &a, &e));
+        CHECK_STREQ(err, "a signed approval needs all of \"device\", \"signature\" and \"expires\"");
+        free(err);
+        err = REFUSAL(pc_deny_request_parse(body("{\"reason\":\"not now\"}"), &reason, &e));
+        CHECK(!err && streq(reason, "not now"));
+        free(err);
+        err = REFUSAL(pc_deny_request_parse(body("{\"reason\":\"\"}"), &reason, &e));
+        CHECK_STREQ(err, "field \"reason\" must be a text of 1 to 1024 bytes");
+        free(err);
+        err = REFUSAL(pc_deny_request_parse(body("{\"why\":\"x\"}"), &reason, &e));
+        CHECK(err && strstr(err, "why"));
+        free(err);
         body(NULL);
 }
 
