@@ -282,3 +282,36 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
 /* Wakes every waiter with `stopping` set and refuses new ones (their wake runs at once). Before the HTTP
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
+
+/* ---- files (files.c) ---- */
+struct stat;
+
+/* A sandbox's workspace as the files API sees it: a directory fd every path is resolved beneath (never
+ * through a symlink, never across a mount, never above it) and the host uid/gid of the sandbox's agent,
+ * as which every lookup, read and write is done (setfsuid/setfsgid in the calling thread), so the API can
+ * do nothing the agent could not do itself. Paths are checked with pc_files_path_check() first. */
+typedef struct pc_files_ws {
+        int fd;
+        uid_t uid;
+        gid_t gid;
+} pc_files_ws;
+int pc_files_ws_open(pc_daemon *d, const pc_principal *who, const char *sandbox, pc_files_ws *ret,
+                     pc_error **reterr);
+void pc_files_ws_close(pc_files_ws *ws);
+/* Opens `path` for reading: a regular file or a directory (O_RDONLY, *ret_st filled); a symlink gives
+ * -ELOOP, a fifo, socket or device -EPERM, each with a message; the file itself is never opened then. */
+int pc_files_open_read(pc_files_ws *ws, const char *path, int *ret_fd, struct stat *ret_st, pc_error **reterr);
+/* The directory `path` as {"path", "entries": [{name, type, size, mode, mtime}], "next_cursor"}: entries
+ * sorted by name, those after `cursor` (NULL: from the start), at most `limit`. */
+int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
+                  pc_error **reterr);
+/* Uploads: a temporary file next to `path` (created as the agent; parents made when `parents`), filled by
+ * write(), then fsync'd and renamed over `path` by commit; free removes a temporary file left over. */
+typedef struct pc_files_upload pc_files_upload;
+int pc_files_upload_begin(pc_files_ws *ws, const char *path, bool parents, pc_files_upload **ret,
+                          pc_error **reterr);
+int pc_files_upload_write(pc_files_upload *u, const void *data, size_t n);
+int pc_files_upload_commit(pc_files_upload *u, bool *ret_created, pc_error **reterr);
+pc_files_upload *pc_files_upload_free(pc_files_upload *u);
+int pc_files_delete(pc_files_ws *ws, const char *path, pc_error **reterr);
+int pc_files_move(pc_files_ws *ws, const char *from, const char *to, pc_error **reterr);
