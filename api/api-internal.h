@@ -69,6 +69,10 @@ typedef struct api_request {
         bool wait_started;
         struct api_session *session; /* a session between its 101 and the upgrade (session.c) */
         struct api_sessions *sessions; /* the server's registry of upgraded sessions (session.c) */
+        const char *tail;       /* the {path*} segment of the matched route (in path_buf), or NULL */
+        bool stream_body;       /* the body goes to api_files_upload_data(), not into body */
+        bool body_complete;     /* stream_body: all of it was received; the handler runs once more */
+        struct api_files *files; /* the files API's state of this request (files.c) */
 } api_request;
 
 /* Bit per role a route admits; API_NO_AUTH skips authentication entirely (health). */
@@ -114,3 +118,15 @@ void api_sessions_done(api_sessions *r);
 int api_post_sandbox_session(api_request *rq);
 /* Frees a session whose upgrade never happened (the request ended first). */
 void api_session_abandon(api_request *rq);
+
+/* ---- files (files.c) ---- */
+/* GET/HEAD/PUT/DELETE/POST /v1/sandboxes/{name}/files/{path*}; a PUT's body is streamed: the handler runs
+ * once when the headers are in (it routes, authenticates and opens the upload), the body goes to
+ * api_files_upload_data, and the handler runs again with body_complete. */
+int api_get_files_root(api_request *rq);
+int api_get_file(api_request *rq);
+int api_put_file(api_request *rq);
+int api_delete_file(api_request *rq);
+int api_post_file(api_request *rq);
+void api_files_upload_data(api_request *rq, const char *data, size_t n);
+void api_files_free(api_request *rq);

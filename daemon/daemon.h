@@ -46,6 +46,7 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        uint64_t files_max_upload; /* largest file PUT /v1/sandboxes/NAME/files/PATH takes: bytes */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -315,3 +316,6 @@ int pc_files_upload_commit(pc_files_upload *u, bool *ret_created, pc_error **ret
 pc_files_upload *pc_files_upload_free(pc_files_upload *u);
 int pc_files_delete(pc_files_ws *ws, const char *path, pc_error **reterr);
 int pc_files_move(pc_files_ws *ws, const char *from, const char *to, pc_error **reterr);
+/* The audit row of a change made through the files API: action file.put, file.delete or file.move, the
+ * sandbox as its target, the path(s) as detail. */
+int pc_files_audit(pc_daemon *d, const pc_principal *who, const char *action, const char *sandbox, const char *detail);

@@ -101,17 +101,48 @@ static bool use_openat2(void)
         return cached;
 }
 
+/* The mount fd is on: statx's mount id (5.8), else name_to_handle_at's (older kernels). A bind mount of
+ * a directory of the same filesystem has the same st_dev, so the device alone would not do. Neither
+ * answering refuses the lookup (-EXDEV): unknown is not "the same". */
+static int mount_id(int fd, uint64_t *ret)
+{
+        struct statx sx;
+        union {
+                struct file_handle h;
+                char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+        } fh = { .h.handle_bytes = MAX_HANDLE_SZ };
+        int id;
+
+        if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) >= 0 && (sx.stx_mask & STATX_MNT_ID)) {
+                *ret = sx.stx_mnt_id;
+                return 0;
+        }
+        if (name_to_handle_at(fd, "", &fh.h, &id, AT_EMPTY_PATH) >= 0) {
+                *ret = (uint64_t) id;
+                return 0;
+        }
+        return -EXDEV;
+}
+
+static bool same_mount(int fd, uint64_t root_mnt)
+{
+        uint64_t m;
+
+        return mount_id(fd, &m) >= 0 && m == root_mnt;
+}
+
 /* The fallback: every component opened relative to the previous one with O_NOFOLLOW, intermediate ones
- * as directories on the workspace's device. The parser has refused "..", so nothing climbs. */
+ * as directories on the workspace's mount. The parser has refused "..", so nothing climbs. */
 static int walk_open(int rootfd, const char *path, int flags)
 {
         _cleanup_close_ int dfd = -EBADF;
-        struct stat root, st;
         const char *p = path;
-        int cur = rootfd;
+        uint64_t root_mnt;
+        int cur = rootfd, r;
 
-        if (fstat(rootfd, &root) < 0)
-                return -errno;
+        r = mount_id(rootfd, &root_mnt);
+        if (r < 0)
+                return r;
         for (;;) {
                 const char *slash = strchr(p, '/');
                 char comp[PC_FILES_NAME_MAX + 1];
@@ -126,7 +157,7 @@ static int walk_open(int rootfd, const char *path, int flags)
                         fd = openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, 0);
                         if (fd < 0)
                                 return -errno;
-                        if (fstat(fd, &st) < 0 || st.st_dev != root.st_dev) {
+                        if (!same_mount(fd, root_mnt)) {
                                 close(fd);
                                 return -EXDEV;
                         }
@@ -135,7 +166,7 @@ static int walk_open(int rootfd, const char *path, int flags)
                 fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0)
                         return errno == ENOTDIR ? -ELOOP : -errno; /* a symlink on the way, or a file */
-                if (fstat(fd, &st) < 0 || st.st_dev != root.st_dev) {
+                if (!same_mount(fd, root_mnt)) {
                         close(fd);
                         return -EXDEV;
                 }
@@ -560,4 +591,12 @@ int pc_files_move(pc_files_ws *ws, const char *from, const char *to, pc_error **
                 return errno == EEXIST ? pc_error_setf(reterr, EEXIST, "exists", "\"%s\" exists already", to)
                                        : lookup_error(reterr, -errno, errno == ENOENT ? from : to);
         return 0;
+}
+
+int pc_files_audit(pc_daemon *d, const pc_principal *who, const char *action, const char *sandbox, const char *detail)
+{
+        char actor[128];
+
+        pc_principal_describe(who, actor, sizeof(actor));
+        return pc_store_audit(&d->store, actor, action, sandbox, detail);
 }

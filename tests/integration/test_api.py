@@ -71,6 +71,12 @@ try:
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
+        # Files (test_files.py): admin, relay, and the agent for its own sandbox (box1 is not agentbox).
+        ("GET", "/v1/sandboxes/{name}/files"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files", None, 404),
+        ("GET", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a/b", None, 404),
+        ("PUT", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a/b", None, 404),
+        ("DELETE", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a", None, 404),
+        ("POST", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a:move", {"to": "b"}, 404),
     }
     t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
     for (method, path) in sorted(served):
