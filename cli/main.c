@@ -68,6 +68,7 @@ static const struct {
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "image", cmd_image },
+        { "files", cmd_files },
         { "daemon", cmd_daemon },
 };
 

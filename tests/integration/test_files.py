@@ -11,9 +11,10 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 
-from pclib import Daemon, Spec, Tap, UnixHTTPConnection
+from pclib import CLI, Daemon, Spec, Tap, UnixHTTPConnection, run_cmd
 import files_attacks
 
 t = Tap()
@@ -355,6 +356,37 @@ def test_roles(d, ws_a):
     t.eq(Client(d).req("GET", f"/v1/sandboxes/{P}-none/files/x")[0], 404, "files of a missing sandbox: 404")
 
 
+def test_cli(d, ws, uid):
+    tmp = tempfile.mkdtemp(prefix="pc-files-cli-")
+    try:
+        src = os.path.join(tmp, "src.bin")
+        data = os.urandom(3 * M + 3)  # files_max_upload is 4M here
+        with open(src, "wb") as f:
+            f.write(data)
+        p = d.cli("files", "put", "--parents", A, "cli/dir/up.bin", src)
+        t.ok(p.returncode == 0, "pocketcoder files put --parents uploads", p.stderr)
+        t.ok(open(os.path.join(ws, "cli/dir/up.bin"), "rb").read() == data, "the uploaded file is byte-exact")
+        out = os.path.join(tmp, "out.bin")
+        p = d.cli("files", "get", A, "cli/dir/up.bin", out)
+        t.ok(p.returncode == 0 and open(out, "rb").read() == data, "pocketcoder files get downloads byte-exact", p.stderr)
+        p = run_cmd([CLI, "files", "put", A, "cli/stdin.txt", "-"], env=d.cli_env(), input=b"from stdin\n")
+        t.ok(p.returncode == 0 and open(os.path.join(ws, "cli/stdin.txt"), "rb").read() == b"from stdin\n",
+             "pocketcoder files put - reads stdin (chunked upload)", p.stderr)
+        p = d.cli("files", "ls", A, "cli/dir")
+        t.ok(p.returncode == 0 and "up.bin" in p.stdout and "NAME" in p.stdout, "pocketcoder files ls lists", p.stdout)
+        p = d.cli("files", "mv", A, "cli/dir/up.bin", "cli/moved.bin")
+        t.ok(p.returncode == 0 and os.path.exists(os.path.join(ws, "cli/moved.bin")), "pocketcoder files mv", p.stderr)
+        p = d.cli("files", "rm", A, "cli/moved.bin")
+        t.ok(p.returncode == 0 and not os.path.exists(os.path.join(ws, "cli/moved.bin")), "pocketcoder files rm", p.stderr)
+        p = d.cli("files", "get", A, "link-shadow-cli", os.path.join(tmp, "x"))
+        t.ok(p.returncode == 1 and "does not exist" in p.stderr and not os.path.exists(os.path.join(tmp, "x")),
+             "a failed get says why and leaves no file", p.stderr)
+        p = d.cli("files", "get", A, "../etc/shadow", os.path.join(tmp, "x"))
+        t.ok(p.returncode == 1 and "invalid path" in p.stderr, "the CLI shows the daemon's 400 for ..", p.stderr)
+    finally:
+        shutil.rmtree(tmp)
+
+
 def main():
     d = Daemon(spec=spec, config="uid_range_base = 1174405120\nfiles_max_upload = 4M\n").start()
     d2 = None
@@ -372,6 +404,7 @@ def main():
         test_listing(d, c, ws, uid)
         test_big(d, c, ws, uid)
         test_roles(d, ws)
+        test_cli(d, ws, uid)
         outside = files_attacks.Outside(d)
         files_attacks.run(t, d, c, A, ws, uid, outside, "openat2")
         r = d.request("GET", "/v1/sandboxes/" + A + "/files/hello.txt", via="unix")
