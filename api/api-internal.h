@@ -128,5 +128,6 @@ int api_get_file(api_request *rq);
 int api_put_file(api_request *rq);
 int api_delete_file(api_request *rq);
 int api_post_file(api_request *rq);
+int api_get_link(api_request *rq);
 void api_files_upload_data(api_request *rq, const char *data, size_t n);
 void api_files_free(api_request *rq);

@@ -452,14 +452,19 @@ int api_put_file(api_request *rq)
                 if (!rq->body_complete)
                         return MHD_YES;
         }
-        if (rq->files->too_large)
+        if (rq->files->too_large) {
+                /* The temporary file goes before the answer: a client that got its 413 finds nothing. */
+                rq->files->upload = pc_files_upload_free(rq->files->upload);
                 return api_reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                                        "the file is larger than files_max_upload (%" PRIu64 " bytes); nothing was "
                                        "written",
                                        rq->files->max);
+        }
         r = pc_files_upload_commit(rq->files->upload, &created, &e);
-        if (r < 0)
+        if (r < 0) {
+                rq->files->upload = pc_files_upload_free(rq->files->upload);
                 return api_reply_pc_error(rq, r, e);
+        }
         (void) pc_files_audit(rq->daemon, &rq->principal, "file.put", rq->params[0], rq->files->path);
         return api_reply_json(rq, created ? MHD_HTTP_CREATED : MHD_HTTP_OK,
                               json_pack("{s:s, s:I, s:b}", "path", rq->files->path, "size",
@@ -494,22 +499,14 @@ int api_delete_file(api_request *rq)
         return api_reply_json(rq, MHD_HTTP_NO_CONTENT, NULL);
 }
 
-/* POST .../files/{path}:move {"to": PATH}. */
-int api_post_file(api_request *rq)
+static int post_move(api_request *rq, const char *from)
 {
         static const char *const fields[] = { "to", NULL };
         _cleanup_pc_error_ pc_error *e = NULL;
-        _cleanup_free_ char *from = NULL, *detail = NULL;
+        _cleanup_free_ char *detail = NULL;
         const char *to, *why = NULL;
-        size_t n = strlen(rq->tail);
         int r;
 
-        if (n <= STRLEN(":move") || !streq(rq->tail + n - STRLEN(":move"), ":move"))
-                return api_reply_error(rq, MHD_HTTP_NOT_FOUND, "not_found",
-                                       "POST on a file takes an action: .../files/PATH:move");
-        from = strndup(rq->tail, n - STRLEN(":move"));
-        if (!from)
-                return MHD_NO;
         if (!json_is_object(rq->json))
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body", "the body must be {\"to\": \"PATH\"}");
         r = pc_json_check_fields(rq->json, fields, &e);
@@ -531,4 +528,115 @@ int api_post_file(api_request *rq)
         if (asprintf(&detail, "%s -> %s", rq->files->path, to) >= 0)
                 (void) pc_files_audit(rq->daemon, &rq->principal, "file.move", rq->params[0], detail);
         return api_reply_json(rq, MHD_HTTP_OK, json_pack("{s:s, s:s}", "from", rq->files->path, "to", to));
+}
+
+/* PATH percent-encoded for a URL ('/' kept). */
+static char *url_encode(const char *path)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        char *enc = malloc(strlen(path) * 3 + 1), *o = enc;
+
+        if (!enc)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) path; *p; p++) {
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                    strchr("-._~/", *p))
+                        *o++ = (char) *p;
+                else {
+                        *o++ = '%';
+                        *o++ = hex[*p >> 4];
+                        *o++ = hex[*p & 15];
+                }
+        }
+        *o = 0;
+        return enc;
+}
+
+/* POST .../files/{path}:link {"minutes": N}: a URL that downloads the file without a token until it
+ * expires. The caller must be able to read the file now. */
+static int post_link(api_request *rq, const char *path)
+{
+        static const char *const fields[] = { "minutes", NULL };
+        _cleanup_pc_error_ pc_error *e = NULL;
+        _cleanup_free_ char *enc = NULL, *url = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        json_t *m = rq->json ? json_object_get(rq->json, "minutes") : NULL;
+        json_int_t minutes = 60;
+        struct stat st;
+        int64_t expires;
+        char sig[65];
+        int r;
+
+        if (rq->json) {
+                if (!json_is_object(rq->json))
+                        return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
+                                               "the body must be {\"minutes\": N}");
+                r = pc_json_check_fields(rq->json, fields, &e);
+                if (r < 0)
+                        return api_reply_pc_error(rq, r, e);
+        }
+        if (m && (!json_is_integer(m) || json_integer_value(m) < 1 ||
+                  json_integer_value(m) > (json_int_t) PC_FILES_LINK_MINUTES_MAX))
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_field",
+                                       "minutes must be a whole number from 1 to %u", PC_FILES_LINK_MINUTES_MAX);
+        if (m)
+                minutes = json_integer_value(m);
+        if (!files_begin(rq, path, &r))
+                return r;
+        r = pc_files_open_read(&rq->files->ws, rq->files->path, &fd, &st, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        if (!S_ISREG(st.st_mode))
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "not_a_file", "links are for files; \"%s\" is a directory",
+                                       rq->files->path);
+        r = pc_files_link_create(rq->daemon, rq->params[0], rq->files->path, (unsigned) minutes, &expires, sig, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        enc = url_encode(rq->files->path);
+        if (!enc || asprintf(&url, "/v1/links/%s/%s?expires=%" PRId64 "&sig=%s", rq->params[0], enc, expires, sig) < 0)
+                return MHD_NO;
+        return api_reply_json(rq, MHD_HTTP_CREATED, json_pack("{s:s, s:I}", "url", url, "expires", (json_int_t) expires));
+}
+
+/* GET /v1/links/{name}/{path*}?expires=&sig=: no token; the signature is the authorization, for this one
+ * file until it expires. Read as the sandbox's agent like every other read. */
+int api_get_link(api_request *rq)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *why = NULL;
+        struct stat st;
+        int r;
+
+        if (pc_files_path_check(rq->tail, strlen(rq->tail), &why) < 0)
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_path", "invalid path: %s", why);
+        r = pc_files_link_verify(rq->daemon, rq->params[0], rq->tail, query(rq, "expires"), query(rq, "sig"), &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        rq->principal = (pc_principal){ .role = PC_ROLE_ADMIN };
+        if (!files_begin(rq, rq->tail, &r))
+                return r;
+        r = pc_files_open_read(&rq->files->ws, rq->files->path, &fd, &st, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        if (!S_ISREG(st.st_mode))
+                return api_reply_error(rq, MHD_HTTP_FORBIDDEN, "not_a_file", "links are for files");
+        return reply_file(rq, &fd, &st);
+}
+
+/* POST .../files/{path}:move {"to": PATH}, POST .../files/{path}:link {"minutes": N}. */
+int api_post_file(api_request *rq)
+{
+        _cleanup_free_ char *from = NULL;
+        const char *colon = strrchr(rq->tail, ':');
+
+        if (!colon || (!streq(colon, ":move") && !streq(colon, ":link")))
+                return api_reply_error(rq, MHD_HTTP_NOT_FOUND, "not_found",
+                                       "POST on a file takes an action: .../files/PATH:move or .../files/PATH:link");
+        from = strndup(rq->tail, (size_t) (colon - rq->tail));
+        if (!from)
+                return MHD_NO;
+        if (streq(colon, ":link"))
+                return post_link(rq, from);
+        return post_move(rq, from);
 }

@@ -318,6 +318,7 @@ const api_route api_routes[] = {
         { "PUT", "/v1/sandboxes/{name}/files/{path*}", API_ANY_ROLE, api_put_file },
         { "DELETE", "/v1/sandboxes/{name}/files/{path*}", API_ANY_ROLE, api_delete_file },
         { "POST", "/v1/sandboxes/{name}/files/{path*}", API_ANY_ROLE, api_post_file },
+        { "GET", "/v1/links/{name}/{path*}", API_NO_AUTH, api_get_link },
         { "GET", "/v1/images", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_images },
         { "POST", "/v1/images", API_ROLE(PC_ROLE_ADMIN), post_images },
         { "DELETE", "/v1/images/{name}", API_ROLE(PC_ROLE_ADMIN), delete_image },

@@ -319,3 +319,10 @@ int pc_files_move(pc_files_ws *ws, const char *from, const char *to, pc_error **
 /* The audit row of a change made through the files API: action file.put, file.delete or file.move, the
  * sandbox as its target, the path(s) as detail. */
 int pc_files_audit(pc_daemon *d, const pc_principal *who, const char *action, const char *sandbox, const char *detail);
+/* Signed download links: GET /v1/links/SANDBOX/PATH?expires=E&sig=S, valid until E (unix seconds), S an
+ * HMAC-SHA256 (key in the settings table) over sandbox, path and E; compared in constant time. */
+#define PC_FILES_LINK_MINUTES_MAX 10080u /* a week */
+int pc_files_link_create(pc_daemon *d, const char *sandbox, const char *path, unsigned minutes, int64_t *ret_expires,
+                         char ret_sig[static 65], pc_error **reterr);
+int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, const char *expires, const char *sig,
+                         pc_error **reterr);

@@ -8,7 +8,10 @@
  * directories: a fifo, socket or device is never opened. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/openat2.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -599,4 +602,103 @@ int pc_files_audit(pc_daemon *d, const pc_principal *who, const char *action, co
 
         pc_principal_describe(who, actor, sizeof(actor));
         return pc_store_audit(&d->store, actor, action, sandbox, detail);
+}
+
+/* ---- signed download links ---- */
+
+/* The links' HMAC key: 32 random bytes made at first use and kept in the settings table (so links
+ * survive a restart; deleting the row revokes every link). */
+static int link_key(pc_daemon *d, uint8_t ret[static 32], pc_error **reterr)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        uint8_t rnd[32];
+        char hex[65];
+
+        for (int pass = 0; pass < 2; pass++) {
+                if (sqlite3_prepare_v2(d->store.db, "SELECT value FROM settings WHERE key = 'files_link_key'", -1,
+                                       &st, NULL) != SQLITE_OK)
+                        return pc_store_error(&d->store, reterr);
+                if (sqlite3_step(st) == SQLITE_ROW) {
+                        const char *v = (const char *) sqlite3_column_text(st, 0);
+
+                        if (!v || strlen(v) != 64)
+                                return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                                                     "state database: the files link key is invalid");
+                        for (size_t i = 0; i < 32; i++)
+                                if (sscanf(v + 2 * i, "%2hhx", &ret[i]) != 1)
+                                        return pc_error_setf(reterr, EBADMSG, "store_corrupt",
+                                                             "state database: the files link key is invalid");
+                        return 0;
+                }
+                sqlite3_finalize(TAKE_PTR(st));
+                if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+                        return pc_error_setf(reterr, errno, "internal", "getrandom(): %m");
+                for (size_t i = 0; i < 32; i++)
+                        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "INSERT OR IGNORE INTO settings (key, value) VALUES ('files_link_key', ?)", -1,
+                                       &st, NULL) != SQLITE_OK ||
+                    sqlite3_bind_text(st, 1, hex, -1, SQLITE_TRANSIENT) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
+                sqlite3_finalize(TAKE_PTR(st));
+        }
+        return pc_error_setf(reterr, EIO, "store_error", "the files link key could not be stored");
+}
+
+/* HMAC-SHA256 over "pocketcoder-files-link-v1\n" sandbox "\n" path "\n" expires, hex. */
+static int link_sign(pc_daemon *d, const char *sandbox, const char *path, int64_t expires, char ret[static 65],
+                     pc_error **reterr)
+{
+        struct hmac_sha256_ctx c;
+        uint8_t key[32], mac[SHA256_DIGEST_SIZE];
+        char exp[24];
+        int r;
+
+        r = link_key(d, key, reterr);
+        if (r < 0)
+                return r;
+        snprintf(exp, sizeof(exp), "%" PRId64, expires);
+        hmac_sha256_set_key(&c, sizeof(key), key);
+        hmac_sha256_update(&c, STRLEN("pocketcoder-files-link-v1\n"), (const uint8_t *) "pocketcoder-files-link-v1\n");
+        hmac_sha256_update(&c, strlen(sandbox) + 1, (const uint8_t *) sandbox); /* with its NUL: unambiguous */
+        hmac_sha256_update(&c, strlen(path) + 1, (const uint8_t *) path);
+        hmac_sha256_update(&c, strlen(exp), (const uint8_t *) exp);
+        hmac_sha256_digest(&c, sizeof(mac), mac);
+        explicit_bzero_safe(key, sizeof(key));
+        for (size_t i = 0; i < sizeof(mac); i++)
+                snprintf(ret + 2 * i, 3, "%02x", mac[i]);
+        return 0;
+}
+
+int pc_files_link_create(pc_daemon *d, const char *sandbox, const char *path, unsigned minutes, int64_t *ret_expires,
+                         char ret_sig[static 65], pc_error **reterr)
+{
+        if (minutes < 1 || minutes > PC_FILES_LINK_MINUTES_MAX)
+                return pc_error_setf(reterr, EINVAL, "invalid_field", "minutes must be from 1 to %u",
+                                     PC_FILES_LINK_MINUTES_MAX);
+        *ret_expires = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000) + (int64_t) minutes * 60;
+        return link_sign(d, sandbox, path, *ret_expires, ret_sig, reterr);
+}
+
+int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, const char *expires, const char *sig,
+                         pc_error **reterr)
+{
+        char want[65];
+        int64_t e;
+        uint64_t u;
+        int r;
+
+        if (!expires || !sig || parse_uint64(expires, &u) < 0 || u > INT64_MAX || strlen(sig) != 64)
+                return pc_error_setf(reterr, EACCES, "forbidden",
+                                     "this link is not valid: it needs the expires and sig of POST .../files/PATH:link");
+        e = (int64_t) u;
+        r = link_sign(d, sandbox, path, e, want, reterr);
+        if (r < 0)
+                return r;
+        if (!memeql_sec(want, sig, 64))
+                return pc_error_setf(reterr, EACCES, "forbidden", "this link is not valid (its signature does not match)");
+        if (e < (int64_t) (now_usec(CLOCK_REALTIME) / 1000000))
+                return pc_error_setf(reterr, EACCES, "link_expired", "this link has expired");
+        return 0;
 }

@@ -6,6 +6,7 @@ size limit, parents, a file the agent may not write), delete, move, roles and ag
 corpus (files_attacks.py) run against the openat2 resolver and again against the fallback walk."""
 import hashlib
 import http.client
+import json
 import os
 import re
 import secrets
@@ -387,6 +388,61 @@ def test_cli(d, ws, uid):
         shutil.rmtree(tmp)
 
 
+def test_links(d, c, ws, uid):
+    import hmac
+    import sqlite3
+    import urllib.parse
+
+    plant(ws, "out/report.txt", b"the report\n", uid)
+    s, h, body = c.req("POST", c.url(A, "out/report.txt:link"), b'{"minutes": 5}', {"Content-Type": "application/json"})
+    t.eq(s, 201, "POST :link makes a link (201)")
+    link = json.loads(body)
+    t.ok(link["url"].startswith(f"/v1/links/{A}/out/report.txt?") and link["expires"] > time.time() + 240,
+         "the link names the file and expires in 5 minutes", link)
+    anon = Client(d, None, via="tcp")
+    s, h, body = anon.req("GET", link["url"])
+    t.eq((s, body), (200, b"the report\n"), "the link downloads the file without a token")
+    t.eq(anon.req("GET", link["url"], headers={"Range": "bytes=4-9"})[2], b"report", "a link honours Range")
+    q = urllib.parse.parse_qs(urllib.parse.urlparse(link["url"]).query)
+    sig, exp = q["sig"][0], int(q["expires"][0])
+    flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    cases = [
+        ("a tampered signature", f"/v1/links/{A}/out/report.txt?expires={exp}&sig={flipped}"),
+        ("a later expiry with the same signature", f"/v1/links/{A}/out/report.txt?expires={exp + 3600}&sig={sig}"),
+        ("another file with the same signature", f"/v1/links/{A}/hello.txt?expires={exp}&sig={sig}"),
+        ("another sandbox with the same signature", f"/v1/links/{B}/out/report.txt?expires={exp}&sig={sig}"),
+        ("no signature", f"/v1/links/{A}/out/report.txt?expires={exp}"),
+        ("a short signature", f"/v1/links/{A}/out/report.txt?expires={exp}&sig={sig[:10]}"),
+    ]
+    for what, url in cases:
+        s, h, body = anon.req("GET", url)
+        t.ok(s == 403 and b"the report" not in body, f"a link with {what} is refused (403)", (s, body[:200]))
+    # An expired link: signed with the daemon's own key (read from its settings table) for a past time.
+    db = sqlite3.connect(os.path.join(d.state, "state.db"))
+    key = bytes.fromhex(db.execute("SELECT value FROM settings WHERE key = 'files_link_key'").fetchone()[0])
+    db.close()
+    past = int(time.time()) - 10
+    msg = b"pocketcoder-files-link-v1\n" + A.encode() + b"\0" + b"out/report.txt\0" + str(past).encode()
+    good_but_old = hmac.new(key, msg, "sha256").hexdigest()
+    s, h, body = anon.req("GET", f"/v1/links/{A}/out/report.txt?expires={past}&sig={good_but_old}")
+    t.ok(s == 403 and json.loads(body)["error"]["code"] == "link_expired", "an expired link is refused (403 link_expired)")
+    msg = b"pocketcoder-files-link-v1\n" + A.encode() + b"\0" + b"out/report.txt\0" + str(exp).encode()
+    t.eq(hmac.new(key, msg, "sha256").hexdigest(), sig, "the signature is the documented HMAC-SHA256")
+    t.eq(c.req("POST", c.url(A, "out:link"), b'{}', {"Content-Type": "application/json"})[0], 400,
+         "a link to a directory is 400")
+    t.eq(c.req("POST", c.url(A, "out/report.txt:link"), b'{"minutes": 0}', {"Content-Type": "application/json"})[0], 400,
+         "minutes 0 is 400")
+    t.eq(c.req("POST", c.url(A, "out/report.txt:link"), b'{"minutes": 20000}', {"Content-Type": "application/json"})[0],
+         400, "minutes above a week is 400")
+    os.symlink("/etc/shadow", os.path.join(ws, "out/lnk"))
+    t.eq(c.req("POST", c.url(A, "out/lnk:link"), b'{}', {"Content-Type": "application/json"})[0], 403,
+         "no link to a symlink")
+    t.eq(c.req("POST", c.url(A, "out/report.txt:copy"), b'{}', {"Content-Type": "application/json"})[0], 404,
+         "an unknown action is 404")
+    os.unlink(os.path.join(ws, "out/report.txt"))
+    t.eq(anon.req("GET", link["url"])[0], 404, "a link to a file removed since is 404")
+
+
 def main():
     d = Daemon(spec=spec, config="uid_range_base = 1174405120\nfiles_max_upload = 4M\n").start()
     d2 = None
@@ -405,6 +461,7 @@ def main():
         test_big(d, c, ws, uid)
         test_roles(d, ws)
         test_cli(d, ws, uid)
+        test_links(d, c, ws, uid)
         outside = files_attacks.Outside(d)
         files_attacks.run(t, d, c, A, ws, uid, outside, "openat2")
         r = d.request("GET", "/v1/sandboxes/" + A + "/files/hello.txt", via="unix")
