@@ -71,6 +71,10 @@ typedef struct api_request {
         struct api_session *session; /* a session between its 101 and the upgrade (session.c) */
         struct api_sessions *sessions; /* the server's registry of upgraded sessions (session.c) */
         char exec_id[33];       /* execs.c: the exec a suspended request waits for */
+        const char *tail;       /* the {path*} segment of the matched route (in path_buf), or NULL */
+        bool stream_body;       /* the body goes to api_files_upload_data(), not into body */
+        bool body_complete;     /* stream_body: all of it was received; the handler runs once more */
+        struct api_files *files; /* the files API's state of this request (files.c) */
 } api_request;
 
 /* Bit per role a route admits; API_NO_AUTH skips authentication entirely (health). */
@@ -155,3 +159,15 @@ int api_session_upgrade(api_request *rq, pc_session *s);
 /* /v1/ssh/ (ssh.c): the SSH login's gateway (role ssh only) */
 int api_post_ssh_authorize(api_request *rq);
 int api_post_ssh_session(api_request *rq);
+/* ---- files (files.c) ---- */
+/* GET/HEAD/PUT/DELETE/POST /v1/sandboxes/{name}/files/{path*}; a PUT's body is streamed: the handler runs
+ * once when the headers are in (it routes, authenticates and opens the upload), the body goes to
+ * api_files_upload_data, and the handler runs again with body_complete. */
+int api_get_files_root(api_request *rq);
+int api_get_file(api_request *rq);
+int api_put_file(api_request *rq);
+int api_delete_file(api_request *rq);
+int api_post_file(api_request *rq);
+int api_get_link(api_request *rq);
+void api_files_upload_data(api_request *rq, const char *data, size_t n);
+void api_files_free(api_request *rq);

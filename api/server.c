@@ -101,6 +101,7 @@ static void request_free(api_request *rq)
         if (!rq)
                 return;
         api_session_abandon(rq);
+        api_files_free(rq);
         free(rq->body);
         json_decref(rq->json);
         free(rq);
@@ -338,7 +339,18 @@ static bool match(api_request *rq, const char *pattern, const char *path)
         char *out = rq->path_buf, *end = rq->path_buf + sizeof(rq->path_buf);
         size_t np = 0;
 
+        rq->tail = NULL;
         for (;;) {
+                /* {path*}, the last segment: the rest of the path, slashes and all (the files API). */
+                if (startswith(pattern, "{path*}")) {
+                        size_t n = strlen(path);
+
+                        if (n == 0 || out + n + 1 > end)
+                                return false;
+                        memcpy(out, path, n + 1);
+                        rq->tail = out;
+                        return pattern[STRLEN("{path*}")] == 0;
+                }
                 if (*pattern == '{') {
                         const char *seg_end = strchrnul(path, '/');
                         size_t n = (size_t) (seg_end - path);
@@ -400,6 +412,19 @@ static int run_route(api_request *rq, const api_route *route)
                         return r == -EINVAL ? MHD_YES : MHD_NO;
         }
         return route->handler(rq);
+}
+
+/* A PUT to a {path*} route (an upload to the files API): its body is streamed to the handler
+ * (api_files_upload_data) rather than collected in memory, so it is routed and authenticated before it. */
+static bool streams_body(api_request *rq)
+{
+        if (!streq(rq->method, MHD_HTTP_METHOD_PUT))
+                return false;
+        for (size_t i = 0; i < api_routes_n; i++)
+                if (streq(api_routes[i].method, MHD_HTTP_METHOD_PUT) && strstr(api_routes[i].pattern, "{path*}") &&
+                    match(rq, api_routes[i].pattern, rq->url))
+                        return true;
+        return false;
 }
 
 static int dispatch(api_request *rq)
@@ -500,6 +525,8 @@ static bool stopping(api_waiting *w)
         return w->stopping;
 }
 
+static int checks_and_dispatch(api_request *rq, const char *version);
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls)
@@ -516,6 +543,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 if (stopping(rq->waiting))
                         return api_reply_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping",
                                                "pocketcoderd is stopping; try again when it is back");
+                if (streams_body(rq)) {
+                        rq->stream_body = true;
+                        return checks_and_dispatch(rq, version);
+                }
                 /* Refuse an announced oversized body before reading it. */
                 cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
                 if (cl && strtoull(cl, NULL, 10) > rq->max_body_size)
@@ -523,6 +554,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 return MHD_YES;
         }
 
+        if (*upload_data_size > 0 && rq->stream_body) {
+                if (!rq->replied)
+                        api_files_upload_data(rq, upload_data, *upload_data_size);
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
         if (*upload_data_size > 0) {
                 if (!rq->too_large && rq->body_len + *upload_data_size <= rq->max_body_size) {
                         char *p = realloc(rq->body, rq->body_len + *upload_data_size + 1);
@@ -546,6 +583,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 rq->suspended = false;
                 return rq->route->handler(rq);
         }
+        if (rq->stream_body) { /* the whole body was streamed: the handler finishes */
+                rq->body_complete = true;
+                return rq->route->handler(rq);
+        }
+        return checks_and_dispatch(rq, version);
+}
+
+static int checks_and_dispatch(api_request *rq, const char *version)
+{
+        struct MHD_Connection *conn = rq->conn;
+
         if (rq->too_large)
                 return api_reply_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
                                        "request body is larger than %" PRIu64 " bytes", rq->max_body_size);

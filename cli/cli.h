@@ -72,6 +72,7 @@ int cmd_exec(int argc, char **argv, const cli_global *g);
 int cmd_permissions(int argc, char **argv, const cli_global *g);
 int cmd_keys(int argc, char **argv, const cli_global *g);
 int cmd_ssh(int argc, char **argv, const cli_global *g);
+int cmd_files(int argc, char **argv, const cli_global *g);
 
 /* A session (enter, sandbox run; session.c): POSTs req to /v1/sandboxes/NAME/sessions with the upgrade,
  * relays until the process exits and returns its status (or CLI_EXIT_FAILED after saying why). */

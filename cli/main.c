@@ -80,6 +80,7 @@ static const struct {
         { "ssh", cmd_ssh },
         { "devices", cmd_devices },
         { "audit", cmd_audit },
+        { "files", cmd_files },
         { "daemon", cmd_daemon },
 };
 

@@ -29,6 +29,7 @@ void pc_config_init(pc_config *c)
                 .uid_range_base = 0x40000000,
                 .nofile_max = 4096, /* ISOLATE_NOFILE_DEFAULT */
                 .cpu_weight = 100,
+                .files_max_upload = 1ULL << 30,
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
                 .permission_timeout = 600,
@@ -250,6 +251,14 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         }
         if (streq(key, "ssh_group"))
                 return set_string(&c->ssh_group, value);
+        if (streq(key, "files_max_upload")) {
+                if (parse_size(value, &u) < 0 || u < 1024 || u > INT64_MAX) {
+                        *ret_why = "expected a size of at least 1K such as 1G";
+                        return -EINVAL;
+                }
+                c->files_max_upload = u;
+                return 0;
+        }
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -264,7 +273,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
                    "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
-                   "require_signed_approvals, ssh_socket, ssh_group)";
+                   "require_signed_approvals, ssh_socket, ssh_group, files_max_upload)";
         return -ENOKEY;
 }
 

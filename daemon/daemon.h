@@ -51,6 +51,7 @@ typedef struct pc_config {
         bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
         char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
         char *ssh_group;          /* the group that may use it (mode 0660) */
+        uint64_t files_max_upload; /* largest file PUT /v1/sandboxes/NAME/files/PATH takes: bytes */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -388,3 +389,45 @@ int pc_keys_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_err
 /* The SSH login (role ssh): KEY ("TYPE BASE64", what sshd authenticated) is registered (else ENOENT) and,
  * with SANDBOX, may enter it (else EACCES); *ret is the key as add returns it. */
 int pc_keys_ssh_check(pc_daemon *d, const char *key, const char *sandbox, json_t **ret, pc_error **reterr);
+/* ---- files (files.c) ---- */
+struct stat;
+
+/* A sandbox's workspace as the files API sees it: a directory fd every path is resolved beneath (never
+ * through a symlink, never across a mount, never above it) and the host uid/gid of the sandbox's agent,
+ * as which every lookup, read and write is done (setfsuid/setfsgid in the calling thread), so the API can
+ * do nothing the agent could not do itself. Paths are checked with pc_files_path_check() first. */
+typedef struct pc_files_ws {
+        int fd;
+        uid_t uid;
+        gid_t gid;
+} pc_files_ws;
+int pc_files_ws_open(pc_daemon *d, const pc_principal *who, const char *sandbox, pc_files_ws *ret,
+                     pc_error **reterr);
+void pc_files_ws_close(pc_files_ws *ws);
+/* Opens `path` for reading: a regular file or a directory (O_RDONLY, *ret_st filled); a symlink gives
+ * -ELOOP, a fifo, socket or device -EPERM, each with a message; the file itself is never opened then. */
+int pc_files_open_read(pc_files_ws *ws, const char *path, int *ret_fd, struct stat *ret_st, pc_error **reterr);
+/* The directory `path` as {"path", "entries": [{name, type, size, mode, mtime}], "next_cursor"}: entries
+ * sorted by name, those after `cursor` (NULL: from the start), at most `limit`. */
+int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
+                  pc_error **reterr);
+/* Uploads: a temporary file next to `path` (created as the agent; parents made when `parents`), filled by
+ * write(), then fsync'd and renamed over `path` by commit; free removes a temporary file left over. */
+typedef struct pc_files_upload pc_files_upload;
+int pc_files_upload_begin(pc_files_ws *ws, const char *path, bool parents, pc_files_upload **ret,
+                          pc_error **reterr);
+int pc_files_upload_write(pc_files_upload *u, const void *data, size_t n);
+int pc_files_upload_commit(pc_files_upload *u, bool *ret_created, pc_error **reterr);
+pc_files_upload *pc_files_upload_free(pc_files_upload *u);
+int pc_files_delete(pc_files_ws *ws, const char *path, pc_error **reterr);
+int pc_files_move(pc_files_ws *ws, const char *from, const char *to, pc_error **reterr);
+/* The audit row of a change made through the files API: action file.put, file.delete or file.move, the
+ * sandbox as its target, the path(s) as detail. */
+int pc_files_audit(pc_daemon *d, const pc_principal *who, const char *action, const char *sandbox, const char *detail);
+/* Signed download links: GET /v1/links/SANDBOX/PATH?expires=E&sig=S, valid until E (unix seconds), S an
+ * HMAC-SHA256 (key in the settings table) over sandbox, path and E; compared in constant time. */
+#define PC_FILES_LINK_MINUTES_MAX 10080u /* a week */
+int pc_files_link_create(pc_daemon *d, const char *sandbox, const char *path, unsigned minutes, int64_t *ret_expires,
+                         char ret_sig[static 65], pc_error **reterr);
+int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, const char *expires, const char *sig,
+                         pc_error **reterr);

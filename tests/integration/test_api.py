@@ -95,9 +95,20 @@ try:
         # The SSH gateway's routes: role ssh only, which no token has (RUNTIME_DIR/ssh.sock, test_ssh.py).
         ("POST", "/v1/ssh/authorize"): (set(), "/v1/ssh/authorize", {"key": "x"}, 400),
         ("POST", "/v1/ssh/sessions"): (set(), "/v1/ssh/sessions", {"key": "x", "sandbox": "box1"}, 400),
+        # Files (test_files.py): admin, relay, and the agent for its own sandbox (box1 is not agentbox).
+        ("GET", "/v1/sandboxes/{name}/files"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files", None, 404),
+        ("GET", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a/b", None, 404),
+        ("PUT", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a/b", None, 404),
+        ("DELETE", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a", None, 404),
+        ("POST", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a:move", {"to": "b"}, 404),
     }
-    t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
+    t.eq(sorted(set(allowed) | {("GET", "/v1/health"), ("GET", "/v1/links/{name}/{path*}")}), sorted(served),
+         "the auth matrix covers every served route")
     for (method, path) in sorted(served):
+        if path == "/v1/links/{name}/{path*}":  # no token: the signature is the authorization (test_files.py)
+            for who, tok in callers.items():
+                t.eq(d.request(method, "/v1/links/box1/a", token=tok).status, 403, f"auth matrix: {who} {method} {path}")
+            continue
         if path == "/v1/health":
             for who, tok in callers.items():
                 t.eq(d.request(method, path, token=tok).status, 200, f"auth matrix: {who} {method} {path}")
