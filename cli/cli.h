@@ -68,10 +68,17 @@ int cmd_policy(int argc, char **argv, const cli_global *g);
 int cmd_sandbox(int argc, char **argv, const cli_global *g);
 int cmd_enter(int argc, char **argv, const cli_global *g);
 int cmd_image(int argc, char **argv, const cli_global *g);
+int cmd_exec(int argc, char **argv, const cli_global *g);
+int cmd_permissions(int argc, char **argv, const cli_global *g);
+int cmd_keys(int argc, char **argv, const cli_global *g);
+int cmd_ssh(int argc, char **argv, const cli_global *g);
+int cmd_files(int argc, char **argv, const cli_global *g);
 
 /* A session (enter, sandbox run; session.c): POSTs req to /v1/sandboxes/NAME/sessions with the upgrade,
  * relays until the process exits and returns its status (or CLI_EXIT_FAILED after saying why). */
 int cli_session(const cli_global *g, const char *name, json_t *req, bool tty);
+/* The same on another session route (the SSH gateway's /v1/ssh/sessions). */
+int cli_session_path(const cli_global *g, const char *path, json_t *req, bool tty);
 
 /* A Unix time from the API as "2026-11-25 12:45:00Z" in buf, or "-" when absent. */
 const char *cli_format_time(json_t *t, char buf[static 32]);

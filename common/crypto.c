@@ -70,25 +70,40 @@ char *pc_base64_encode(const void *p, size_t n)
 
 /* nettle's decoder skips whitespace and accepts non-zero trailing bits; re-encoding what it decoded and
  * comparing with the input leaves the canonical form only. */
-int pc_base64_decode_exact(const char *s, void *ret, size_t n)
+int pc_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len)
 {
         struct base64_decode_ctx c;
-        _cleanup_free_ uint8_t *buf = NULL;
-        _cleanup_free_ char *again = NULL;
-        size_t len = strlen(s), got = 0;
+        _cleanup_free_ char *buf = NULL, *again = NULL;
+        size_t got = 0;
 
-        if (len != BASE64_ENCODE_RAW_LENGTH(n))
+        if (len % 4 != 0 || len > SIZE_MAX / 2)
                 return -EINVAL;
         buf = malloc(BASE64_DECODE_LENGTH(len) + 1);
         if (!buf)
                 return -ENOMEM;
         base64_decode_init(&c);
-        if (!base64_decode_update(&c, &got, buf, len, s) || !base64_decode_final(&c) || got != n)
+        if (!base64_decode_update(&c, &got, (uint8_t *) buf, len, s) || !base64_decode_final(&c))
                 return -EINVAL;
-        again = pc_base64_encode(buf, n);
+        again = pc_base64_encode(buf, got);
         if (!again)
                 return -ENOMEM;
-        if (!streq(again, s))
+        if (strlen(again) != len || memcmp(again, s, len) != 0)
+                return -EINVAL;
+        buf[got] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_len = got;
+        return 0;
+}
+
+int pc_base64_decode_exact(const char *s, void *ret, size_t n)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t got = 0;
+        int r = pc_base64_decode(s, strlen(s), &buf, &got);
+
+        if (r < 0)
+                return r;
+        if (got != n)
                 return -EINVAL;
         memcpy(ret, buf, n);
         return 0;

@@ -21,6 +21,8 @@ bool pc_ed25519_verify(const uint8_t pub[32], const void *msg, size_t n, const u
  * padding, no stray bits), else -EINVAL. */
 char *pc_base64_encode(const void *p, size_t n);
 int pc_base64_decode_exact(const char *s, void *ret, size_t n);
+/* The LEN characters of S decoded into *ret (malloc'd, NUL-terminated for convenience), its size in *ret_len. */
+int pc_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len);
 
 /* "pocketcoder-approval-v1\n" ID "\n" sha256hex(COMMAND "\0" CWD) "\n" SCOPE "\n" MINUTES "\n" EXPIRES "\n"
  * (malloc'd; NULL without memory). */

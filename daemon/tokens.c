@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
 #include <sys/random.h>
@@ -19,6 +20,8 @@ void pc_principal_describe(const pc_principal *p, char *buf, size_t n)
 {
         if (p->agent_socket)
                 snprintf(buf, n, "agent-socket:%s", p->sandbox);
+        else if (p->role == PC_ROLE_SSH)
+                snprintf(buf, n, "ssh:uid=%u:key=%s", (unsigned) p->uid, p->ssh_key[0] ? p->ssh_key : "-");
         else if (p->local_peer && !p->token_id[0])
                 snprintf(buf, n, "local:uid=%u", (unsigned) p->uid);
         else
@@ -51,6 +54,19 @@ static int random_bytes(uint8_t *buf, size_t n)
         if (k < 0)
                 return -errno;
         return (size_t) k == n ? 0 : -EIO;
+}
+
+int pc_random_hex(char *ret, size_t n)
+{
+        uint8_t buf[64];
+        int r;
+
+        assert(n <= sizeof(buf));
+        r = random_bytes(buf, n);
+        if (r < 0)
+                return r;
+        hex(buf, n, ret);
+        return 0;
 }
 
 static bool is_hex(const char *s, size_t n)

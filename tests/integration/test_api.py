@@ -69,6 +69,12 @@ try:
         ("GET", "/v1/images"): ({ADMIN, RELAY}, "/v1/images", None, 200),
         ("POST", "/v1/images"): ({ADMIN}, "/v1/images", {"name": "x", "mirror": "ftp://example.org/"}, 400),
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
+        ("GET", "/v1/permissions"): ({ADMIN, RELAY}, "/v1/permissions", None, 200),
+        ("GET", "/v1/permissions/{id}"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32, None, 404),
+        ("POST", "/v1/permissions/{id}/approve"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32 + "/approve", {}, 404),
+        ("POST", "/v1/permissions/{id}/deny"): ({ADMIN, RELAY}, "/v1/permissions/" + "0" * 32 + "/deny", {}, 404),
+        ("GET", "/v1/permissions/rules"): ({ADMIN, RELAY}, "/v1/permissions/rules", None, 200),
+        ("DELETE", "/v1/permissions/rules/{id}"): ({ADMIN, RELAY}, "/v1/permissions/rules/" + "0" * 32, None, 404),
         ("GET", "/v1/audit"): ({ADMIN, RELAY}, "/v1/audit", None, 200),
         ("GET", "/v1/audit/verify"): ({ADMIN}, "/v1/audit/verify", None, 200),
         ("POST", "/v1/devices"): ({ADMIN}, "/v1/devices", {"name": "p", "public_key": "short"}, 400),
@@ -76,9 +82,33 @@ try:
         ("DELETE", "/v1/devices/{id}"): ({ADMIN}, "/v1/devices/0000000000000000", None, 404),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
+        ("POST", "/v1/sandboxes/{name}/execs"): ({ADMIN, AGENT}, "/v1/sandboxes/box1/execs", {"cmd": "true"}, 404),
+        ("GET", "/v1/execs"): ({ADMIN, RELAY, AGENT}, "/v1/execs", None, 200),
+        ("GET", "/v1/execs/{id}"): ({ADMIN, RELAY, AGENT}, "/v1/execs/" + "0" * 32, None, 404),
+        ("GET", "/v1/execs/{id}/output"): ({ADMIN, RELAY, AGENT}, "/v1/execs/" + "0" * 32 + "/output", None, 404),
+        ("POST", "/v1/execs/{id}/signal"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/signal", {"signal": "TERM"},
+                                           404),
+        ("POST", "/v1/execs/{id}/stdin"): ({ADMIN, AGENT}, "/v1/execs/" + "0" * 32 + "/stdin", {"data": "x"}, 404),
+        ("POST", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", {"key": "ssh-ed25519 AAAA"}, 400),
+        ("GET", "/v1/keys"): ({ADMIN, RELAY}, "/v1/keys", None, 200),
+        ("DELETE", "/v1/keys/{id}"): ({ADMIN, RELAY}, "/v1/keys/0000000000000000", None, 404),
+        # The SSH gateway's routes: role ssh only, which no token has (RUNTIME_DIR/ssh.sock, test_ssh.py).
+        ("POST", "/v1/ssh/authorize"): (set(), "/v1/ssh/authorize", {"key": "x"}, 400),
+        ("POST", "/v1/ssh/sessions"): (set(), "/v1/ssh/sessions", {"key": "x", "sandbox": "box1"}, 400),
+        # Files (test_files.py): admin, relay, and the agent for its own sandbox (box1 is not agentbox).
+        ("GET", "/v1/sandboxes/{name}/files"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files", None, 404),
+        ("GET", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a/b", None, 404),
+        ("PUT", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a/b", None, 404),
+        ("DELETE", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a", None, 404),
+        ("POST", "/v1/sandboxes/{name}/files/{path*}"): ({ADMIN, RELAY, AGENT}, "/v1/sandboxes/box1/files/a:move", {"to": "b"}, 404),
     }
-    t.eq(sorted(set(allowed) | {("GET", "/v1/health")}), sorted(served), "the auth matrix covers every served route")
+    t.eq(sorted(set(allowed) | {("GET", "/v1/health"), ("GET", "/v1/links/{name}/{path*}")}), sorted(served),
+         "the auth matrix covers every served route")
     for (method, path) in sorted(served):
+        if path == "/v1/links/{name}/{path*}":  # no token: the signature is the authorization (test_files.py)
+            for who, tok in callers.items():
+                t.eq(d.request(method, "/v1/links/box1/a", token=tok).status, 403, f"auth matrix: {who} {method} {path}")
+            continue
         if path == "/v1/health":
             for who, tok in callers.items():
                 t.eq(d.request(method, path, token=tok).status, 200, f"auth matrix: {who} {method} {path}")
