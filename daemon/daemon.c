@@ -154,9 +154,16 @@ int pc_daemon_reload_policies(pc_daemon *d, const char *trigger)
         int r;
 
         r = pc_policy_manager_reload(d->policies);
-        if (r > 0)
+        if (r > 0) {
+                char detail[64];
+
+                /* What was in force when is part of the ledger: GET /v1/policies has the new versions. */
+                snprintf(detail, sizeof(detail), "{\"changed\":%d,\"trigger\":\"%s\"}", r, trigger);
+                if (pc_store_audit(&d->store, "daemon", "policy.reload", NULL, detail) < 0)
+                        log_warning("cannot record the policy reload in the audit ledger");
                 (void) pc_event_publish(d, PC_EVENT_POLICY_RELOADED, NULL,
                                         json_pack("{s:i, s:s}", "changed", r, "trigger", trigger));
+        }
         return r;
 }
 

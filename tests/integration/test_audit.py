@@ -7,6 +7,7 @@ off the end; the devices API refuses bad keys, duplicates and unknown ids and ch
 keys from 'devices keygen' sign the documented approval message."""
 import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -263,7 +264,6 @@ try:
     p = d.cli("devices", "sign", "--key", key_path, "--id", "req1", "--command", "rm -rf build",
               "--cwd", "/workspace", "--scope", "exact", "--minutes", "15", "--device", dev, "--json")
     t.eq(p.returncode, 0, "devices sign signs", )
-    import json
     body = json.loads(p.stdout)
     t.ok(body["device"] == dev and body["scope"] == "exact" and body["minutes"] == 15, "it prints the approve body", body)
     msg = (b"pocketcoder-approval-v1\nreq1\n" + hashlib.sha256(b"rm -rf build\0/workspace").hexdigest().encode() +
@@ -295,6 +295,13 @@ try:
     t.eq(d.request("DELETE", f"/v1/devices/{dev}", via="unix").status, 404, "removing twice is 404")
     t.eq(d.request("POST", "/v1/devices", {"name": "again", "public_key": key}, via="unix").status, 201,
          "a removed device's key may be registered again")
+
+    # A policy reload that changed something is a row.
+    shutil.copy(os.path.join(d.policies, "default.policy"), os.path.join(d.policies, "extra.policy"))
+    t.eq(d.request("POST", "/v1/policies/reload", via="unix").status, 200, "policies reloaded")
+    last = all_rows()[-1]
+    t.ok(last["action"] == "policy.reload" and json.loads(last["detail"])["changed"] >= 1,
+         "a policy reload that changed something is audited", last)
 
     # Survives restart, kill -9 included: the chain and head are written with each row.
     d.kill9()
