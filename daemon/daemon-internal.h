@@ -45,6 +45,14 @@ int pc_store_errorf(int r, pc_error **reterr, const char *what);
 /* Appends to the audit ledger; caller may hold the lock (lock is recursive). */
 int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail);
 
+/* The rows of ST (prepared, parameters bound; the store lock held), each made JSON by ROW, as {KEY: [...]}. */
+int pc_store_list(pc_store *s, sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *st), const char *key, json_t **ret,
+                  pc_error **reterr);
+/* Runs SQL (a change of the row whose id is ?1) and its audit row (ACTION on ID by ACTOR) in one transaction.
+ * When no row changed: ENOENT "not_found" with "WHAT \"ID\" does not exist" and HINT after it, nothing stored. */
+int pc_store_change_by_id(pc_store *s, const char *sql, const char *id, const char *actor, const char *action,
+                          const char *what, const char *hint, pc_error **reterr);
+
 static inline void sqlite3_finalizep(sqlite3_stmt **s)
 {
         if (*s)

@@ -97,42 +97,22 @@ int pc_devices_list(pc_daemon *d, json_t **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_json_ json_t *arr = json_array();
-        int k;
 
-        if (!arr)
-                return -ENOMEM;
         if (sqlite3_prepare_v2(d->store.db,
                                "SELECT " DEVICE_COLUMNS " FROM devices WHERE removed IS NULL ORDER BY created, id",
                                -1, &st, NULL) != SQLITE_OK)
                 return pc_store_error(&d->store, reterr);
-        while ((k = sqlite3_step(st)) == SQLITE_ROW)
-                if (json_array_append_new(arr, device_json(st)) < 0)
-                        return -ENOMEM;
-        if (k != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        *ret = json_pack("{s:O}", "devices", arr);
-        return *ret ? 0 : -ENOMEM;
+        return pc_store_list(&d->store, st, device_json, "devices", ret, reterr);
 }
 
 int pc_devices_remove(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr)
 {
-        LOCK_GUARD(&d->store.lock);
-        _cleanup_txn_ pc_txn txn = {};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char actor[128];
 
         pc_principal_describe(who, actor, sizeof(actor));
-        if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_prepare_v2(d->store.db, "UPDATE devices SET removed = unixepoch() WHERE id = ? AND removed IS NULL",
-                               -1, &st, NULL) != SQLITE_OK ||
-            (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), sqlite3_step(st)) != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        if (sqlite3_changes(d->store.db) == 0)
-                return pc_error_setf(reterr, ENOENT, "not_found", "device \"%s\" does not exist", id);
-        if (pc_store_audit(&d->store, actor, "device.remove", id, NULL) < 0 || pc_txn_commit(&txn) < 0)
-                return pc_store_error(&d->store, reterr);
-        return 0;
+        return pc_store_change_by_id(&d->store,
+                                     "UPDATE devices SET removed = unixepoch() WHERE id = ? AND removed IS NULL", id,
+                                     actor, "device.remove", "device", NULL, reterr);
 }
 
 int pc_devices_verify_approval(pc_daemon *d, const char *device_id, const char *signature_b64, const char *id,

@@ -462,11 +462,7 @@ int pc_permissions_list(pc_daemon *d, const char *state, const char *sandbox, js
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_json_ json_t *arr = json_array();
-        int k;
 
-        if (!arr)
-                return -ENOMEM;
         if (state && !(streq(state, "pending") || streq(state, "approved") || streq(state, "denied") ||
                        streq(state, "expired") || streq(state, "all")))
                 return pc_error_setf(reterr, EINVAL, "invalid_query",
@@ -478,13 +474,7 @@ int pc_permissions_list(pc_daemon *d, const char *state, const char *sandbox, js
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, state ?: "pending", -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
-        while ((k = sqlite3_step(st)) == SQLITE_ROW)
-                if (json_array_append_new(arr, permission_json(st)) < 0)
-                        return -ENOMEM;
-        if (k != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        *ret = json_pack("{s:O}", "permissions", arr);
-        return *ret ? 0 : -ENOMEM;
+        return pc_store_list(&d->store, st, permission_json, "permissions", ret, reterr);
 }
 
 /* The request ID as JSON; call with the store lock held. */
@@ -703,11 +693,7 @@ int pc_permission_rules_list(pc_daemon *d, const char *sandbox, json_t **ret, pc
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_json_ json_t *arr = json_array();
-        int k;
 
-        if (!arr)
-                return -ENOMEM;
         if (sqlite3_prepare_v2(d->store.db,
                                "SELECT " RULE_COLUMNS " FROM permission_rules r WHERE expires > ?1 "
                                "AND (?2 IS NULL OR sandbox = ?2) AND EXISTS (SELECT 1 FROM sandboxes s "
@@ -716,32 +702,15 @@ int pc_permission_rules_list(pc_daemon *d, const char *sandbox, json_t **ret, pc
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_int64(st, 1, now_s());
         sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
-        while ((k = sqlite3_step(st)) == SQLITE_ROW)
-                if (json_array_append_new(arr, rule_json(st)) < 0)
-                        return -ENOMEM;
-        if (k != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        *ret = json_pack("{s:O}", "rules", arr);
-        return *ret ? 0 : -ENOMEM;
+        return pc_store_list(&d->store, st, rule_json, "rules", ret, reterr);
 }
 
 int pc_permission_rules_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr)
 {
-        LOCK_GUARD(&d->store.lock);
-        _cleanup_txn_ pc_txn txn = {};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
         char actor[128];
 
         pc_principal_describe(who, actor, sizeof(actor));
-        if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_prepare_v2(d->store.db, "DELETE FROM permission_rules WHERE id = ? AND expires > unixepoch()", -1,
-                               &st, NULL) != SQLITE_OK ||
-            (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), sqlite3_step(st)) != SQLITE_DONE)
-                return pc_store_error(&d->store, reterr);
-        if (sqlite3_changes(d->store.db) == 0)
-                return pc_error_setf(reterr, ENOENT, "not_found",
-                                     "remembered rule \"%s\" does not exist (see GET /v1/permissions/rules)", id);
-        if (pc_store_audit(&d->store, actor, "permission.forget", id, NULL) < 0 || pc_txn_commit(&txn) < 0)
-                return pc_store_error(&d->store, reterr);
-        return 0;
+        return pc_store_change_by_id(&d->store, "DELETE FROM permission_rules WHERE id = ? AND expires > unixepoch()",
+                                     id, actor, "permission.forget", "remembered rule",
+                                     " (see GET /v1/permissions/rules)", reterr);
 }

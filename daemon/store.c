@@ -424,3 +424,41 @@ int pc_store_exec(pc_store *s, const char *sql)
         LOCK_GUARD(&s->lock);
         return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
+
+int pc_store_list(pc_store *s, sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *st), const char *key, json_t **ret,
+                  pc_error **reterr)
+{
+        json_t *arr = json_array();
+        int k;
+
+        if (!arr)
+                return -ENOMEM;
+        while ((k = sqlite3_step(st)) == SQLITE_ROW)
+                if (json_array_append_new(arr, row(st)) < 0) {
+                        json_decref(arr);
+                        return -ENOMEM;
+                }
+        if (k != SQLITE_DONE) {
+                json_decref(arr);
+                return pc_store_error(s, reterr);
+        }
+        *ret = json_pack("{s:o}", key, arr);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pc_store_change_by_id(pc_store *s, const char *sql, const char *id, const char *actor, const char *action,
+                          const char *what, const char *hint, pc_error **reterr)
+{
+        LOCK_GUARD(&s->lock);
+        _cleanup_txn_ pc_txn txn = {};
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (pc_txn_begin(s, &txn) < 0 || sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK ||
+            (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC), sqlite3_step(st)) != SQLITE_DONE)
+                return pc_store_error(s, reterr);
+        if (sqlite3_changes(s->db) == 0)
+                return pc_error_setf(reterr, ENOENT, "not_found", "%s \"%s\" does not exist%s", what, id, hint ?: "");
+        if (pc_store_audit(s, actor, action, id, NULL) < 0 || pc_txn_commit(&txn) < 0)
+                return pc_store_error(s, reterr);
+        return 0;
+}
