@@ -81,6 +81,7 @@ struct pc_daemon {
 
         pc_agent_connection_fn agent_fn;
         void *agent_userdata;
+        struct pc_webhooks *webhooks; /* webhooks.c */
 };
 
 /* A one-shot watch of a readable fd on the loop (a sandbox init's pidfd: readable once it exited), made
@@ -170,3 +171,11 @@ int pc_state_space_check(pc_daemon *d, pc_error **reterr);
 
 /* Audit actor string for a principal ("local:uid=0", "token:ID(role)"). */
 void pc_principal_describe(const pc_principal *p, char *buf, size_t n);
+
+/* ---- webhooks (webhooks.c) ---- */
+/* The relay endpoint's events unless webhook_relay_events says otherwise. */
+#define WEBHOOK_RELAY_EVENTS "permission.*,exec.*,sandbox.*,webhook.ping"
+/* Starts the delivery thread when a webhook URL is configured (else only moves the queue's cursor to the
+ * newest event); stop() ends it, leaving what is not delivered queued for the next start. */
+int pc_webhooks_start(pc_daemon *d, pc_error **reterr);
+void pc_webhooks_stop(pc_daemon *d);

@@ -46,6 +46,17 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        unsigned events_keepalive; /* seconds between keep-alive comments on a quiet event stream */
+        char *webhook_relay;      /* URL the relay's events are POSTed to, or NULL */
+        char *webhook_admin;      /* URL the admin's events are POSTed to, or NULL */
+        uint64_t webhook_relay_events; /* event type mask (pc_event_types_parse) of each */
+        uint64_t webhook_admin_events;
+        char *webhook_secret;     /* HMAC-SHA256 key of the signature header; needed with a webhook URL */
+        unsigned webhook_timeout; /* seconds a delivery attempt may take */
+        unsigned webhook_retry_min; /* seconds before the first retry; doubled each time up to */
+        unsigned webhook_retry_max;
+        unsigned webhook_max_attempts; /* then the delivery is failed */
+        uint64_t webhook_deliveries_keep; /* delivered and failed rows kept in the delivery log */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -251,7 +262,12 @@ pc_event_subscription *pc_event_unsubscribe(pc_daemon *d, pc_event_subscription 
 typedef struct pc_event_filter {
         char sandbox[64];    /* "" = any */
         pc_event_type type;  /* _PC_EVENT_TYPE_MAX = any */
+        uint64_t types;      /* when non-zero, only these: bit (1 << type) per type (pc_event_types_parse) */
 } pc_event_filter;
+
+/* Parses a comma-separated list of event types and prefixes ("exec.*", "*") into a mask of type bits.
+ * Every item must name at least one known type; blanks around items are allowed, empty items are not. */
+int pc_event_types_parse(const char *s, uint64_t *ret, pc_error **reterr);
 
 /* Events with seq > since matching f, oldest first, at most `limit`, as {"events": [...], "next": N,
  * "oldest": N|null}: "next" is the cursor to pass as `since` next time. *ret_seen is the bus position the
@@ -282,3 +298,9 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
 /* Wakes every waiter with `stopping` set and refuses new ones (their wake runs at once). Before the HTTP
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
+
+/* ---- webhooks (webhooks.c) ---- */
+/* POST /v1/webhooks/test: publishes webhook.ping; {"seq": N}. */
+int pc_webhooks_ping(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr);
+/* GET /v1/webhooks/deliveries: the delivery log, newest first: {"deliveries": [...]}; state NULL = any. */
+int pc_webhooks_deliveries(pc_daemon *d, const char *state, unsigned limit, json_t **ret, pc_error **reterr);

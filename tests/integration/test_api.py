@@ -69,6 +69,8 @@ try:
         ("GET", "/v1/images"): ({ADMIN, RELAY}, "/v1/images", None, 200),
         ("POST", "/v1/images"): ({ADMIN}, "/v1/images", {"name": "x", "mirror": "ftp://example.org/"}, 400),
         ("DELETE", "/v1/images/{name}"): ({ADMIN}, "/v1/images/none", None, 404),
+        ("POST", "/v1/webhooks/test"): ({ADMIN}, "/v1/webhooks/test", None, 202),
+        ("GET", "/v1/webhooks/deliveries"): ({ADMIN}, "/v1/webhooks/deliveries", None, 200),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
     }

@@ -119,7 +119,7 @@ try:
     db.commit()
     # Back to version 3: undo 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
     # and expiry), then 4 (settings).
-    db.executescript("DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
+    db.executescript("DROP TABLE webhook_deliveries; DROP TABLE webhook_cursor; DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
                      "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode;"
                      "DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
                      "ALTER TABLE sandboxes DROP COLUMN instance; ALTER TABLE tokens DROP COLUMN sandbox_instance;"
