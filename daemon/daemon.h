@@ -49,8 +49,8 @@ typedef struct pc_config {
         unsigned events_keepalive; /* seconds between keep-alive comments on a quiet event stream */
         char *webhook_relay;      /* URL the relay's events are POSTed to, or NULL */
         char *webhook_admin;      /* URL the admin's events are POSTed to, or NULL */
-        uint64_t webhook_relay_events; /* event type mask (pc_event_types_parse) of each */
-        uint64_t webhook_admin_events;
+        char *webhook_relay_events; /* the event types each takes (pc_event_types_parse) */
+        char *webhook_admin_events;
         char *webhook_secret;     /* HMAC-SHA256 key of the signature header; needed with a webhook URL */
         unsigned webhook_timeout; /* seconds a delivery attempt may take */
         unsigned webhook_retry_min; /* seconds before the first retry; doubled each time up to */

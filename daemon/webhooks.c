@@ -382,9 +382,20 @@ static int queue_reset(pc_daemon *d, bool enabled)
 int pc_webhooks_start(pc_daemon *d, pc_error **reterr)
 {
         const pc_config *c = &d->config;
+        uint64_t relay_types = 0, admin_types = 0;
         pc_webhooks *w;
         int r;
 
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_pc_error_ pc_error *e = NULL;
+                const char *name = i == 0 ? "relay" : "admin";
+                const char *list = i == 0 ? c->webhook_relay_events : c->webhook_admin_events;
+
+                if ((i == 0 ? c->webhook_relay : c->webhook_admin) &&
+                    pc_event_types_parse(list, i == 0 ? &relay_types : &admin_types, &e) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_config", "webhook_%s_events \"%s\": %s",
+                                             name, list, e ? e->message : "out of memory");
+        }
         r = queue_reset(d, c->webhook_relay || c->webhook_admin);
         if (r < 0)
                 return pc_store_errorf(r, reterr, "cannot prepare the webhook queue");
@@ -398,9 +409,9 @@ int pc_webhooks_start(pc_daemon *d, pc_error **reterr)
         w->d = d;
         d->webhooks = w;
         if (c->webhook_relay)
-                w->endpoints[w->n_endpoints++] = (endpoint){ "relay", c->webhook_relay, c->webhook_relay_events };
+                w->endpoints[w->n_endpoints++] = (endpoint){ "relay", c->webhook_relay, relay_types };
         if (c->webhook_admin)
-                w->endpoints[w->n_endpoints++] = (endpoint){ "admin", c->webhook_admin, c->webhook_admin_events };
+                w->endpoints[w->n_endpoints++] = (endpoint){ "admin", c->webhook_admin, admin_types };
         w->multi = curl_multi_init();
         if (!w->multi)
                 return pc_error_setf(reterr, ENOMEM, "webhooks", "cannot initialize libcurl");
