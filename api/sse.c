@@ -168,14 +168,12 @@ static int stream_fill(events_stream *s, uint64_t *ret_seen)
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
         events_stream *s = cls;
-        bool woken_at_deadline = false;
-        uint64_t seen = 0;
+        uint64_t seen = 0, now;
         size_t n;
 
         if (s->suspended) {
                 pc_event_wait_done(s->daemon, &s->waiter);
                 s->suspended = false;
-                woken_at_deadline = now_usec(CLOCK_MONOTONIC) >= s->waiter.deadline_usec;
         }
         if (s->sent == s->out.len) {
                 s->out.len = s->sent = 0;
@@ -183,13 +181,17 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 if (stream_fill(s, &seen) < 0)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
-                if (s->out.len == 0 && woken_at_deadline && sse_comment(&s->out, "keep-alive") < 0)
+                /* The keep-alive is due keepalive_usec after the last bytes sent, however many events
+                 * the filter skipped meanwhile. */
+                now = now_usec(CLOCK_MONOTONIC);
+                if (s->out.len == 0 && now >= s->waiter.deadline_usec && sse_comment(&s->out, "keep-alive") < 0)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (s->out.len > 0)
+                        s->waiter.deadline_usec = now + s->keepalive_usec;
         }
         if (s->out.len == 0) {
                 /* Nothing to send: no thread is held until an event, the keep-alive or the stop. */
                 s->waiter.seen = seen;
-                s->waiter.deadline_usec = now_usec(CLOCK_MONOTONIC) + s->keepalive_usec;
                 s->suspended = true;
                 MHD_suspend_connection(s->conn);
                 pc_event_wait(s->daemon, &s->waiter);
@@ -231,6 +233,7 @@ int api_events_stream(api_request *rq, const pc_event_filter *f, uint64_t since)
         s->waiter.wake = stream_wake;
         s->cursor = since;
         s->keepalive_usec = (uint64_t) pc_daemon_config(rq->daemon)->events_keepalive * 1000000u;
+        s->waiter.deadline_usec = now_usec(CLOCK_MONOTONIC) + s->keepalive_usec;
         /* The first bytes tell the client the stream is open, before any event. */
         if (sse_comment(&s->out, "pocketcoder events") < 0) {
                 stream_free(s);

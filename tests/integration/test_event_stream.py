@@ -6,6 +6,7 @@ older than what is kept, agent scoping, more streams than server threads while o
 bad cursors and filters refused, and a clean stop that ends every stream."""
 import http.client
 import json
+import threading
 import time
 
 from pclib import Daemon, Spec, Tap, UnixHTTPConnection
@@ -112,6 +113,22 @@ def test_filters():
     other.frame()  # the opening comment
     frames = [other.frame() for _ in range(2)]
     t.eq(frames, [{"comment": "keep-alive"}] * 2, "sandbox=box2 gets none of box1's events, only keep-alives")
+    # Events the filter skips do not put the keep-alive off.
+    other.frame()
+
+    def pinger():
+        for _ in range(12):
+            reload()
+            time.sleep(0.25)  # pacing: more often than the 1 s keep-alive
+
+    th = threading.Thread(target=pinger)
+    start = time.monotonic()
+    th.start()
+    f = other.frame()
+    took = time.monotonic() - start
+    th.join()
+    t.ok(f == {"comment": "keep-alive"} and took < 2.5,
+         f"a keep-alive comes although skipped events arrive every 0.25 s ({took:.2f} s)", f)
     for st in (s, lst, other):
         st.close()
     for q, why in (("?type=exec", "a type that does not exist"), ("?type=nope.*", "a prefix naming no type"),
