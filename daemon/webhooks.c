@@ -39,6 +39,35 @@ static int64_t now_ms(void)
         return (int64_t) (now_usec(CLOCK_REALTIME) / 1000);
 }
 
+/* A receiver that stays down must not grow the queue without end: past webhook_deliveries_keep pending
+ * rows of an endpoint, the oldest are failed. Called with the store lock held, in a transaction. */
+static int bound_queue(pc_webhooks *w)
+{
+        pc_daemon *d = w->d;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(d->store.db,
+                               "UPDATE webhook_deliveries SET state = 'failed', finished = ?3, "
+                               "last_error = 'dropped: more than webhook_deliveries_keep deliveries were pending' "
+                               "WHERE url = ?1 AND state = 'pending' AND id <= (SELECT id FROM webhook_deliveries "
+                               "WHERE url = ?1 AND state = 'pending' ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_errno(&d->store);
+        for (size_t i = 0; i < w->n_endpoints; i++) {
+                sqlite3_reset(st);
+                sqlite3_bind_text(st, 1, w->endpoints[i].url, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, (int64_t) MIN(d->config.webhook_deliveries_keep, (uint64_t) INT64_MAX));
+                sqlite3_bind_int64(st, 3, now_ms() / 1000);
+                if (sqlite3_step(st) != SQLITE_DONE)
+                        return pc_store_errno(&d->store);
+                if (sqlite3_changes(d->store.db) > 0)
+                        log_warning("webhook %s: %d undelivered deliveries dropped (more than %" PRIu64 " pending)",
+                                    w->endpoints[i].name, sqlite3_changes(d->store.db),
+                                    d->config.webhook_deliveries_keep);
+        }
+        return 0;
+}
+
 /* Queues a delivery per endpoint for every event after the cursor, and moves the cursor, in one transaction. */
 static int enqueue(pc_webhooks *w)
 {
@@ -112,6 +141,9 @@ static int enqueue(pc_webhooks *w)
                         return pc_store_errno(&d->store);
                 if (last == cursor)
                         return 0;
+                r = bound_queue(w);
+                if (r < 0)
+                        return r;
                 sqlite3_bind_int64(upd, 1, last);
                 if (sqlite3_step(upd) != SQLITE_DONE)
                         return pc_store_errno(&d->store);
@@ -276,7 +308,7 @@ static int finish(pc_webhooks *w, endpoint *e, CURLcode res)
                                "  ELSE 'pending' END, "
                                "finished = CASE WHEN ?3 IS NULL OR attempts + 1 >= ?4 THEN ?5 / 1000 END, "
                                "next_attempt = ?5 + 1000 * min(?7, ?6 << min(attempts, 20)) "
-                               "WHERE id = ?1",
+                               "WHERE id = ?1 AND state = 'pending'", /* not if it was dropped meanwhile */
                                -1, &upd, NULL) != SQLITE_OK ||
             sqlite3_prepare_v2(d->store.db,
                                "DELETE FROM webhook_deliveries WHERE state != 'pending' AND id <= (SELECT id FROM "

@@ -241,10 +241,29 @@ def test_bad_queries_and_config():
         t.ok(ok, f"{why} is refused at start")
 
 
+def test_queue_bound():
+    down = free_port()  # nothing listens there: every attempt is refused
+    q = Daemon(spec=spec, config=f"webhook_relay = http://127.0.0.1:{down}/\nwebhook_secret = {SECRET}\n"
+                                 "webhook_retry_min = 3600\nwebhook_retry_max = 3600\nwebhook_deliveries_keep = 3\n"
+                                 "uid_range_base = 1157627904\n")
+    try:
+        q.start()
+        seqs = [q.request("POST", "/v1/webhooks/test", via="unix").json["seq"] for _ in range(5)]
+        log = q.request("GET", "/v1/webhooks/deliveries", via="unix").json["deliveries"]
+        pending = sorted(x["seq"] for x in log if x["state"] == "pending")
+        failed = sorted(x["seq"] for x in log if x["state"] == "failed")
+        t.ok(pending == seqs[2:] and failed == seqs[:2]
+             and all("webhook_deliveries_keep" in x["last_error"] for x in log if x["state"] == "failed"),
+             "a receiver that stays down: at most webhook_deliveries_keep pending, the oldest are dropped and say so",
+             log)
+    finally:
+        q.cleanup()
+
+
 try:
     d.start()
     t.run_all([test_signed_delivery, test_retry_and_types, test_blackhole_blocks_nothing, test_down_for_a_minute,
-               test_restart_with_queue, test_bad_queries_and_config], spec=spec)
+               test_restart_with_queue, test_bad_queries_and_config, test_queue_bound], spec=spec)
 finally:
     relay.stop()
     blackhole.close()
