@@ -171,3 +171,24 @@ int api_post_file(api_request *rq);
 int api_get_link(api_request *rq);
 void api_files_upload_data(api_request *rq, const char *data, size_t n);
 void api_files_free(api_request *rq);
+/* Server-Sent Events (sse.c): frames appended to a growing buffer. */
+typedef struct sse_buf {
+        char *data;
+        size_t len, size;
+} sse_buf;
+int sse_buf_append(sse_buf *b, const char *p, size_t n);
+void sse_buf_done(sse_buf *b);
+/* "id: ID\nevent: EVENT\ndata: ...\n\n"; event may be NULL; a line break in data starts another data: line. */
+int sse_frame(sse_buf *b, uint64_t id, const char *event, const char *data);
+/* ": TEXT\n\n", which clients ignore (keep-alive). */
+int sse_comment(sse_buf *b, const char *text);
+/* A Last-Event-ID we sent: a decimal sequence number up to INT64_MAX; else -EINVAL. */
+int sse_parse_last_event_id(const char *s, uint64_t *ret);
+/* The client asked for text/event-stream. */
+bool sse_accepted(struct MHD_Connection *conn);
+/* GET /v1/events as a stream of the events matching f after `since` (or the Last-Event-ID header). */
+int api_events_stream(api_request *rq, const pc_event_filter *f, uint64_t since);
+
+/* Webhooks (webhooks.c). */
+int api_post_webhooks_test(api_request *rq);
+int api_get_webhook_deliveries(api_request *rq);

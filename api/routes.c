@@ -240,11 +240,10 @@ static int events_begin(api_request *rq)
                                        "query parameter wait must be seconds from 0 to %u", EVENTS_MAX_WAIT);
         f->type = _PC_EVENT_TYPE_MAX;
         if (type) {
-                f->type = pc_event_type_from_string(type);
-                if (f->type < 0)
-                        return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
-                                               "unknown event type \"%s\" (see GET /v1/events in api/openapi.yaml)",
-                                               type);
+                _cleanup_pc_error_ pc_error *e = NULL;
+
+                if (pc_event_types_parse(type, &f->types, &e) < 0)
+                        return api_reply_pc_error(rq, -EINVAL, e);
         }
         if (sandbox && !name_is_valid(sandbox))
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
@@ -277,6 +276,8 @@ static int get_events(api_request *rq)
                 if (rq->replied || r != MHD_YES)
                         return r;
         }
+        if (sse_accepted(rq->conn))
+                return api_events_stream(rq, &rq->waiter.filter, rq->since);
         r = pc_events_list(rq->daemon, &rq->waiter.filter, rq->since, EVENTS_PAGE, &j, &seen, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
@@ -340,5 +341,7 @@ const api_route api_routes[] = {
         { "DELETE", "/v1/keys/{id}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_delete_key },
         { "POST", "/v1/ssh/authorize", API_ROLE(PC_ROLE_SSH), api_post_ssh_authorize },
         { "POST", "/v1/ssh/sessions", API_ROLE(PC_ROLE_SSH), api_post_ssh_session },
+        { "POST", "/v1/webhooks/test", API_ROLE(PC_ROLE_ADMIN), api_post_webhooks_test },
+        { "GET", "/v1/webhooks/deliveries", API_ROLE(PC_ROLE_ADMIN), api_get_webhook_deliveries },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

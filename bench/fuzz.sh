@@ -15,7 +15,7 @@ if [ ! -d "$BUILD" ]; then
 fi
 TARGETS="fuzz-policy-parse:seeds-policy fuzz-shell-parse:seeds-shell fuzz-bash-oracle:seeds-bash-oracle
          fuzz-config-parse:seeds-config
-         fuzz-api-request:seeds-api-request"
+         fuzz-api-request:seeds-api-request fuzz-event-filter:seeds-event-filter"
 for pair in $TARGETS; do
         ninja -C "$BUILD" "tests/fuzz/${pair%%:*}" | grep -v "^\[" || true
         test -x "$BUILD/tests/fuzz/${pair%%:*}"

@@ -35,6 +35,15 @@ void pc_config_init(pc_config *c)
                 .permission_timeout = 600,
                 .ssh_socket = strdup("/run/pocketcoder-ssh.sock"),
                 .ssh_group = strdup("pocketcoder-ssh"),
+                .events_keepalive = 15,
+                .webhook_timeout = 10,
+                .webhook_retry_min = 5,
+                .webhook_retry_max = 600,
+                .webhook_max_attempts = 20,
+                .webhook_deliveries_keep = 10000,
+                /* The relay is the phone's path: what a person decides on and follows. */
+                .webhook_relay_events = strdup(WEBHOOK_RELAY_EVENTS),
+                .webhook_admin_events = strdup("*"),
         };
 }
 
@@ -54,6 +63,13 @@ void pc_config_done(pc_config *c)
         free(c->nft_table);
         free(c->ssh_socket);
         free(c->ssh_group);
+        free(c->webhook_relay);
+        free(c->webhook_admin);
+        free(c->webhook_relay_events);
+        free(c->webhook_admin_events);
+        if (c->webhook_secret)
+                explicit_bzero_safe(c->webhook_secret, strlen(c->webhook_secret));
+        free(c->webhook_secret);
         *c = (pc_config){};
 }
 
@@ -100,6 +116,12 @@ static const struct number_key {
         NUMBER_KEY(cpu_weight, 1, 10000, "expected a weight from 1 to 10000 (100 is the kernel's default)"),
         NUMBER_KEY(sandbox_inodes, 0, UINT32_MAX, "expected a number of files up to 4294967295 (0: one per 16K of disk)"),
         NUMBER_KEY(permission_timeout, 10, 604800, "expected seconds from 10 to 604800 (a week)"),
+        NUMBER_KEY(events_keepalive, 1, 3600, "expected seconds from 1 to 3600"),
+        NUMBER_KEY(webhook_timeout, 1, 600, "expected seconds from 1 to 600"),
+        NUMBER_KEY(webhook_retry_min, 1, 86400, "expected seconds from 1 to 86400"),
+        NUMBER_KEY(webhook_retry_max, 1, 86400, "expected seconds from 1 to 86400"),
+        NUMBER_KEY(webhook_max_attempts, 1, 1000, "expected a number of attempts from 1 to 1000"),
+        NUMBER_KEY(webhook_deliveries_keep, 1, 10000000, "expected a number of deliveries from 1 to 10000000"),
 };
 
 static int apply_number_key(pc_config *c, const struct number_key *k, const char *value, const char **ret_why)
@@ -127,6 +149,39 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         for (size_t i = 0; i < ELEMENTSOF(number_keys); i++)
                 if (streq(key, number_keys[i].key))
                         return apply_number_key(c, &number_keys[i], value, ret_why);
+        if (streq(key, "webhook_relay") || streq(key, "webhook_admin")) {
+                char **field = streq(key, "webhook_relay") ? &c->webhook_relay : &c->webhook_admin;
+
+                if (isempty(value)) { /* none */
+                        free(*field);
+                        *field = NULL;
+                        return 0;
+                }
+                if ((!startswith(value, "http://") && !startswith(value, "https://")) ||
+                    strcspn(value, " \t\r\n\"\\") != strlen(value) || strlen(value) > 2048) {
+                        *ret_why = "expected an http:// or https:// URL without blanks (up to 2048 bytes)";
+                        return -EINVAL;
+                }
+                return set_string(field, value);
+        }
+        /* Checked against the event types when the webhooks start (webhooks.c). */
+        if (streq(key, "webhook_relay_events") || streq(key, "webhook_admin_events")) {
+                if (isempty(value) || strlen(value) > 1024) {
+                        *ret_why = "expected a comma-separated list of event types and prefixes such as "
+                                   "\"exec.*, permission.*\"";
+                        return -EINVAL;
+                }
+                return set_string(streq(key, "webhook_relay_events") ? &c->webhook_relay_events
+                                                                     : &c->webhook_admin_events,
+                                  value);
+        }
+        if (streq(key, "webhook_secret")) {
+                if (strlen(value) < 16) {
+                        *ret_why = "expected a secret of at least 16 characters";
+                        return -EINVAL;
+                }
+                return set_string(&c->webhook_secret, value);
+        }
         if (streq(key, "policy_dir"))
                 return set_string(&c->policy_dir, value);
         if (streq(key, "state_dir"))
@@ -273,7 +328,9 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
                    "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
-                   "require_signed_approvals, ssh_socket, ssh_group, files_max_upload)";
+                   "require_signed_approvals, ssh_socket, ssh_group, files_max_upload, events_keepalive, webhook_relay, "
+                   "webhook_admin, webhook_relay_events, webhook_admin_events, webhook_secret, webhook_timeout, "
+                   "webhook_retry_min, webhook_retry_max, webhook_max_attempts, webhook_deliveries_keep)";
         return -ENOKEY;
 }
 
@@ -459,5 +516,13 @@ int pc_config_validate(const pc_config *c, pc_error **reterr)
                 if (**p != '/')
                         return pc_error_setf(reterr, EINVAL, "invalid_config",
                                              "path \"%s\" must be absolute", *p);
+        if ((c->webhook_relay || c->webhook_admin) && !c->webhook_secret)
+                return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                     "a webhook URL is set but no webhook_secret: receivers could not verify "
+                                     "that a delivery comes from this daemon");
+        if (c->webhook_retry_min > c->webhook_retry_max)
+                return pc_error_setf(reterr, EINVAL, "invalid_config",
+                                     "webhook_retry_min (%u s) is above webhook_retry_max (%u s)",
+                                     c->webhook_retry_min, c->webhook_retry_max);
         return 0;
 }

@@ -93,6 +93,7 @@ struct pc_daemon {
         struct pc_execs *execs; /* the exec engine (execs.c) */
 
         sd_event_source *permission_timer; /* permissions.c: the earliest expiry */
+        struct pc_webhooks *webhooks; /* webhooks.c */
 };
 
 /* A one-shot watch of a readable fd on the loop (a sandbox init's pidfd: readable once it exited), made
@@ -219,3 +220,10 @@ int pc_audit_chain_init(pc_store *s, pc_error **reterr);
  * ~agent/.ssh/authorized_keys (keys.c); failures are logged (an agent that planted a symlink loses its keys,
  * nothing else). Called when a sandbox comes up. */
 void pc_keys_sync_sandbox(pc_daemon *d, const char *name, uid_t uid_base);
+/* ---- webhooks (webhooks.c) ---- */
+/* The relay endpoint's events unless webhook_relay_events says otherwise. */
+#define WEBHOOK_RELAY_EVENTS "permission.*,exec.*,sandbox.*,webhook.ping"
+/* Starts the delivery thread when a webhook URL is configured (else only moves the queue's cursor to the
+ * newest event); stop() ends it, leaving what is not delivered queued for the next start. */
+int pc_webhooks_start(pc_daemon *d, pc_error **reterr);
+void pc_webhooks_stop(pc_daemon *d);

@@ -295,6 +295,9 @@ static int daemon_init(pc_daemon *d, pc_error **reterr)
         r = loop_new(d, reterr);
         if (r < 0)
                 return r;
+        r = pc_webhooks_start(d, reterr);
+        if (r < 0)
+                return r;
         r = pc_sandbox_manager_new(d, reterr);
         if (r < 0)
                 return r;
@@ -343,6 +346,7 @@ pc_daemon *pc_daemon_free(pc_daemon *d)
         pc_sandbox_manager_free(d);
         /* What threads posted after the loop stopped (and the sandbox manager's releases just now). */
         run_posts(d);
+        pc_webhooks_stop(d);
         pc_event_bus_free(d);
         d->event = sd_event_unref(d->event);
         safe_close(d->post_fd);

@@ -52,6 +52,17 @@ typedef struct pc_config {
         char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
         char *ssh_group;          /* the group that may use it (mode 0660) */
         uint64_t files_max_upload; /* largest file PUT /v1/sandboxes/NAME/files/PATH takes: bytes */
+        unsigned events_keepalive; /* seconds between keep-alive comments on a quiet event stream */
+        char *webhook_relay;      /* URL the relay's events are POSTed to, or NULL */
+        char *webhook_admin;      /* URL the admin's events are POSTed to, or NULL */
+        char *webhook_relay_events; /* the event types each takes (pc_event_types_parse) */
+        char *webhook_admin_events;
+        char *webhook_secret;     /* HMAC-SHA256 key of the signature header; needed with a webhook URL */
+        unsigned webhook_timeout; /* seconds a delivery attempt may take */
+        unsigned webhook_retry_min; /* seconds before the first retry; doubled each time up to */
+        unsigned webhook_retry_max;
+        unsigned webhook_max_attempts; /* then the delivery is failed */
+        uint64_t webhook_deliveries_keep; /* delivered and failed rows kept in the delivery log */
 } pc_config;
 
 void pc_config_init(pc_config *c);
@@ -259,7 +270,12 @@ pc_event_subscription *pc_event_unsubscribe(pc_daemon *d, pc_event_subscription 
 typedef struct pc_event_filter {
         char sandbox[64];    /* "" = any */
         pc_event_type type;  /* _PC_EVENT_TYPE_MAX = any */
+        uint64_t types;      /* when non-zero, only these: bit (1 << type) per type (pc_event_types_parse) */
 } pc_event_filter;
+
+/* Parses a comma-separated list of event types and prefixes ("exec.*", "*") into a mask of type bits.
+ * Every item must name at least one known type; blanks around items are allowed, empty items are not. */
+int pc_event_types_parse(const char *s, uint64_t *ret, pc_error **reterr);
 
 /* Events with seq > since matching f, oldest first, at most `limit`, as {"events": [...], "next": N,
  * "oldest": N|null}: "next" is the cursor to pass as `since` next time. *ret_seen is the bus position the
@@ -431,3 +447,8 @@ int pc_files_link_create(pc_daemon *d, const char *sandbox, const char *path, un
                          char ret_sig[static 65], pc_error **reterr);
 int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, const char *expires, const char *sig,
                          pc_error **reterr);
+/* ---- webhooks (webhooks.c) ---- */
+/* POST /v1/webhooks/test: publishes webhook.ping; {"seq": N}. */
+int pc_webhooks_ping(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr);
+/* GET /v1/webhooks/deliveries: the delivery log, newest first: {"deliveries": [...]}; state NULL = any. */
+int pc_webhooks_deliveries(pc_daemon *d, const char *state, unsigned limit, json_t **ret, pc_error **reterr);

@@ -38,6 +38,48 @@ pc_event_type pc_event_type_from_string(const char *s)
         return PC_EVENT_TYPE_INVALID;
 }
 
+int pc_event_types_parse(const char *s, uint64_t *ret, pc_error **reterr)
+{
+        uint64_t mask = 0;
+
+        _Static_assert(_PC_EVENT_TYPE_MAX <= 64, "event types must fit a uint64_t mask");
+        if (!s)
+                return pc_error_setf(reterr, EINVAL, "invalid_query", "no event types given");
+        for (const char *p = s;;) {
+                const char *end = p + strcspn(p, ",");
+                const char *a = p, *b = end;
+                uint64_t m = 0;
+                size_t n;
+
+                while (a < b && (*a == ' ' || *a == '\t'))
+                        a++;
+                while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                        b--;
+                n = (size_t) (b - a);
+                for (size_t i = 0; i < _PC_EVENT_TYPE_MAX; i++) {
+                        const char *name = event_type_table[i];
+                        /* "x.*" takes every type named "x.something"; "*" takes all. */
+                        bool match = n > 0 && a[n - 1] == '*'
+                                             ? (n == 1 || (a[n - 2] == '.' && strneq(name, a, n - 1)))
+                                             : strlen(name) == n && strneq(name, a, n);
+                        if (match)
+                                m |= UINT64_C(1) << i;
+                }
+                if (m == 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_query",
+                                             "event type \"%.*s\" names no event type (expected a list such as "
+                                             "\"exec.*,permission.requested\"; types are listed in "
+                                             "api/openapi.yaml)",
+                                             (int) MIN(n, (size_t) 64), a);
+                mask |= m;
+                if (!*end)
+                        break;
+                p = end + 1;
+        }
+        *ret = mask;
+        return 0;
+}
+
 struct pc_event_subscription {
         pc_event_fn fn;
         void *userdata;
@@ -94,6 +136,8 @@ void pc_event_bus_free(pc_daemon *d)
 static bool filter_matches(const pc_event_filter *f, pc_event_type type, const char *sandbox)
 {
         if (f->type != _PC_EVENT_TYPE_MAX && f->type != type)
+                return false;
+        if (f->types != 0 && !(f->types & (UINT64_C(1) << type)))
                 return false;
         return isempty(f->sandbox) || streq_ptr(f->sandbox, sandbox);
 }
@@ -258,10 +302,31 @@ static json_t *event_json(sqlite3_stmt *st)
                          (json_int_t) sqlite3_column_int64(st, 1), "data", data ?: json_object());
 }
 
+/* ",a.b,c.d,": the names of a mask's types, for instr() in SQL. */
+static char *types_csv(uint64_t mask)
+{
+        size_t n = 2;
+        char *s, *p;
+
+        for (size_t i = 0; i < _PC_EVENT_TYPE_MAX; i++)
+                if (mask & (UINT64_C(1) << i))
+                        n += strlen(event_type_table[i]) + 1;
+        s = p = malloc(n);
+        if (!s)
+                return NULL;
+        *p++ = ',';
+        for (size_t i = 0; i < _PC_EVENT_TYPE_MAX; i++)
+                if (mask & (UINT64_C(1) << i))
+                        p = stpcpy(stpcpy(p, event_type_table[i]), ",");
+        *p = 0;
+        return s;
+}
+
 int pc_events_list(pc_daemon *d, const pc_event_filter *f, uint64_t since, unsigned limit, json_t **ret,
                    uint64_t *ret_seen, pc_error **reterr)
 {
         _cleanup_json_ json_t *arr = json_array();
+        _cleanup_free_ char *types = NULL;
         uint64_t seen, next = since;
         json_t *oldest = json_null();
         int k;
@@ -281,6 +346,7 @@ int pc_events_list(pc_daemon *d, const pc_event_filter *f, uint64_t since, unsig
                 if (sqlite3_prepare_v2(d->store.db,
                                        "SELECT seq, at, type, sandbox, data FROM events WHERE seq > ?1 AND seq <= ?2 "
                                        "AND (?3 IS NULL OR sandbox = ?3) AND (?4 IS NULL OR type = ?4) "
+                                       "AND (?6 IS NULL OR instr(?6, ',' || type || ',') > 0) "
                                        "ORDER BY seq LIMIT ?5",
                                        -1, &st, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(d->store.db, "SELECT min(seq) FROM events", -1, &min, NULL) != SQLITE_OK)
@@ -292,6 +358,12 @@ int pc_events_list(pc_daemon *d, const pc_event_filter *f, uint64_t since, unsig
                 if (f->type != _PC_EVENT_TYPE_MAX)
                         sqlite3_bind_text(st, 4, pc_event_type_to_string(f->type), -1, SQLITE_STATIC);
                 sqlite3_bind_int64(st, 5, limit);
+                if (f->types != 0) {
+                        types = types_csv(f->types);
+                        if (!types)
+                                return -ENOMEM;
+                        sqlite3_bind_text(st, 6, types, -1, SQLITE_STATIC);
+                }
                 while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         next = (uint64_t) sqlite3_column_int64(st, 0);
                         if (json_array_append_new(arr, event_json(st)) < 0)

@@ -211,6 +211,26 @@ static const char *const migrations[] = {
         ");"
         "CREATE TRIGGER keys_delete_scope AFTER DELETE ON keys BEGIN"
         "  DELETE FROM key_sandboxes WHERE key_id = OLD.id; END;",
+        /* 13: webhook deliveries (webhooks.c): one row per event and endpoint, queued from the events table
+         * after `webhook_cursor`, which moves in the same transaction, so a kill -9 loses none (a delivery
+         * made but not yet marked is made again: at least once). A new database starts at the newest event. */
+        "CREATE TABLE webhook_deliveries ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  endpoint TEXT NOT NULL,"
+        "  url TEXT NOT NULL,"
+        "  seq INTEGER NOT NULL,"
+        "  type TEXT NOT NULL,"
+        "  body TEXT NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  attempts INTEGER NOT NULL DEFAULT 0,"
+        "  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),"
+        "  last_status INTEGER,"
+        "  last_error TEXT,"
+        "  next_attempt INTEGER NOT NULL,"
+        "  finished INTEGER);"
+        "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (url, state, id);"
+        "CREATE TABLE webhook_cursor (seq INTEGER NOT NULL);"
+        "INSERT INTO webhook_cursor SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0);",
 };
 
 int pc_store_schema_version(pc_store *s)

@@ -80,6 +80,8 @@ try:
         ("POST", "/v1/devices"): ({ADMIN}, "/v1/devices", {"name": "p", "public_key": "short"}, 400),
         ("GET", "/v1/devices"): ({ADMIN, RELAY}, "/v1/devices", None, 200),
         ("DELETE", "/v1/devices/{id}"): ({ADMIN}, "/v1/devices/0000000000000000", None, 404),
+        ("POST", "/v1/webhooks/test"): ({ADMIN}, "/v1/webhooks/test", None, 202),
+        ("GET", "/v1/webhooks/deliveries"): ({ADMIN}, "/v1/webhooks/deliveries", None, 200),
         # Sessions pass file descriptors: even an admin token over TCP is refused (test_sessions.py).
         ("POST", "/v1/sandboxes/{name}/sessions"): ({ADMIN}, "/v1/sandboxes/box1/sessions", {"kind": "run"}, 403),
         ("POST", "/v1/sandboxes/{name}/execs"): ({ADMIN, AGENT}, "/v1/sandboxes/box1/execs", {"cmd": "true"}, 404),
