@@ -290,22 +290,30 @@ int pc_files_open_read(pc_files_ws *ws, const char *path, int *ret_fd, struct st
         return 0;
 }
 
-static int entry_cmp(const void *a, const void *b)
+static int name_cmp(const void *a, const void *b)
 {
-        return strcmp(json_string_value(json_object_get(*(json_t *const *) a, "name")),
-                      json_string_value(json_object_get(*(json_t *const *) b, "name")));
+        return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+static void names_free(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* The names after `cursor` are collected and sorted; only the page's entries are stat'ed. */
 int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
                   pc_error **reterr)
 {
-        _cleanup_(json_decrefp) json_t *all = json_array(), *page = NULL;
+        _cleanup_(json_decrefp) json_t *page = json_array();
         _cleanup_identity_ identity id = {};
         _cleanup_close_ int fd = -EBADF;
+        char **names = NULL;
+        size_t n = 0, cap = 0, i;
         DIR *dir;
         struct dirent *de;
         struct stat st;
-        size_t n, i = 0, taken = 0;
         int r;
 
         r = pc_files_open_read(ws, path, &fd, &st, reterr);
@@ -313,51 +321,51 @@ int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigne
                 return r;
         if (!S_ISDIR(st.st_mode))
                 return pc_error_setf(reterr, ENOTDIR, "not_a_directory", "\"%s\" is not a directory", path);
+        if (!page)
+                return -ENOMEM;
         r = identity_become(&id, ws);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "files", "cannot take the agent's identity: %s", strerror(-r));
-        if (!all)
-                return -ENOMEM;
         dir = fdopendir(fd);
         if (!dir)
                 return pc_error_setf(reterr, errno, "files", "cannot read \"%s\": %m", path);
         fd = -EBADF;
         while ((errno = 0, de = readdir(dir))) {
-                char mode[8];
-                json_t *e;
-
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") || (cursor && strcmp(de->d_name, cursor) <= 0))
                         continue;
-                if (cursor && strcmp(de->d_name, cursor) <= 0)
-                        continue;
-                if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue; /* gone meanwhile */
-                snprintf(mode, sizeof(mode), "%04o", (unsigned) (st.st_mode & 07777));
-                e = json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", de->d_name, "type", type_name(st.st_mode), "size",
-                              (json_int_t) st.st_size, "mode", mode, "mtime", (json_int_t) st.st_mtime);
-                if (!e || json_array_append_new(all, e) < 0) {
-                        closedir(dir);
-                        return -ENOMEM;
+                if (n == cap) {
+                        char **v = realloc(names, (cap = cap * 2 + 256) * sizeof(*v));
+                        if (!v)
+                                break;
+                        names = v;
                 }
+                names[n] = strdup(de->d_name);
+                if (!names[n])
+                        break;
+                n++;
         }
         r = errno;
-        closedir(dir);
-        if (r)
+        if (r) {
+                closedir(dir);
+                names_free(names, n);
                 return pc_error_setf(reterr, r, "files", "cannot read \"%s\": %s", path, strerror(r));
-        n = json_array_size(all);
-        json_t **v = malloc(MAX(n, 1u) * sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        for (i = 0; i < n; i++)
-                v[i] = json_array_get(all, i);
-        qsort(v, n, sizeof(*v), entry_cmp);
-        page = json_array();
-        for (i = 0; page && i < n && taken < limit; i++, taken++)
-                json_array_append(page, v[i]);
-        *ret = page ? json_pack("{s:s, s:O, s:s?}", "path", path, "entries", page, "next_cursor",
-                                i < n && i > 0 ? json_string_value(json_object_get(v[i - 1], "name")) : NULL)
-                    : NULL;
-        free(v);
+        }
+        qsort(names, n, sizeof(*names), name_cmp);
+        for (i = 0; i < n && json_array_size(page) < limit; i++) {
+                char mode[8];
+
+                if (fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue; /* gone meanwhile */
+                snprintf(mode, sizeof(mode), "%04o", (unsigned) (st.st_mode & 07777));
+                if (json_array_append_new(page, json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", names[i], "type",
+                                                          type_name(st.st_mode), "size", (json_int_t) st.st_size,
+                                                          "mode", mode, "mtime", (json_int_t) st.st_mtime)) < 0)
+                        break;
+        }
+        closedir(dir);
+        *ret = json_pack("{s:s, s:O, s:s?}", "path", path, "entries", page, "next_cursor",
+                         i < n && i > 0 ? names[i - 1] : NULL);
+        names_free(names, n);
         return *ret ? 0 : -ENOMEM;
 }
 
