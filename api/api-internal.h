@@ -131,3 +131,7 @@ int api_post_file(api_request *rq);
 int api_get_link(api_request *rq);
 void api_files_upload_data(api_request *rq, const char *data, size_t n);
 void api_files_free(api_request *rq);
+/* ?watch=1 (files-watch.c): the directory open as dirfd streamed as SSE "change" events; stop ends them all
+ * (before libmicrohttpd stops: no connection may stay suspended). */
+int api_files_watch(api_request *rq, int dirfd, const char *path);
+void api_files_watch_stop(void);

@@ -409,6 +409,12 @@ static int files_get(api_request *rq, const char *path)
         r = pc_files_open_read(&rq->files->ws, path, &fd, &st, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
+        if (streq_ptr(query(rq, "watch"), "1")) {
+                if (!S_ISDIR(st.st_mode))
+                        return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "not_a_directory",
+                                               "watch=1 watches a directory; \"%s\" is a file", path);
+                return api_files_watch(rq, fd, path);
+        }
         if (S_ISDIR(st.st_mode))
                 return reply_listing(rq, path);
         return reply_file(rq, &fd, &st);

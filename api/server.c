@@ -887,6 +887,7 @@ api_server *api_server_free(api_server *s)
                 s->waiting.stopping = true;
         }
         pc_event_waiters_stop(s->daemon);
+        api_files_watch_stop();
         api_sessions_done(&s->sessions);
         wait_for_waited(&s->waiting, API_STOP_TIMEOUT_USEC);
         if (s->unix_httpd)

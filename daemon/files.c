@@ -357,9 +357,10 @@ int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigne
                 if (fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue; /* gone meanwhile */
                 snprintf(mode, sizeof(mode), "%04o", (unsigned) (st.st_mode & 07777));
-                if (json_array_append_new(page, json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", names[i], "type",
-                                                          type_name(st.st_mode), "size", (json_int_t) st.st_size,
-                                                          "mode", mode, "mtime", (json_int_t) st.st_mtime)) < 0)
+                /* A name that is not UTF-8 (which the API could not name in a path either) is left out. */
+                json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", names[i], "type", type_name(st.st_mode),
+                                      "size", (json_int_t) st.st_size, "mode", mode, "mtime", (json_int_t) st.st_mtime);
+                if (e && json_array_append_new(page, e) < 0)
                         break;
         }
         closedir(dir);

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 
-from pclib import CLI, Daemon, Spec, Tap, UnixHTTPConnection, run_cmd
+from pclib import CLI, Daemon, Spec, Tap, UnixHTTPConnection, run_cmd, sanitizer_clean
 import files_attacks
 
 t = Tap()
@@ -443,6 +443,110 @@ def test_links(d, c, ws, uid):
     t.eq(anon.req("GET", link["url"])[0], 404, "a link to a file removed since is 404")
 
 
+class Watch:
+    """GET .../files/PATH?watch=1 on a raw socket: the SSE events as they come."""
+
+    def __init__(self, d, box, path, token=None):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(20)
+        self.s.connect(d.socket)
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.s.sendall(f"GET /v1/sandboxes/{box}/files/{path}?watch=1 HTTP/1.1\r\nHost: pc\r\n{auth}\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.s.recv(4096)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1]) if head else None
+        self.head = head
+
+    def events(self, until):
+        """Events until one matches `until` (an event dict predicate); the socket's timeout bounds the wait."""
+        got = []
+        while True:
+            for block in re.findall(rb"data: (\{.*?\})\n", self.buf):
+                ev = json.loads(block)
+                got.append(ev)
+                if until(ev):
+                    self.buf = self.buf[self.buf.index(block) + len(block):]
+                    return got
+            try:
+                chunk = self.s.recv(4096)
+            except socket.timeout:
+                return got
+            if not chunk:
+                return got
+            self.buf += chunk
+
+    def ended(self):
+        try:
+            while True:
+                chunk = self.s.recv(4096)
+                if not chunk:
+                    return True
+                self.buf += chunk
+                if self.buf.endswith(b"0\r\n\r\n"):
+                    return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+def test_watch(d, ws, uid):
+    os.makedirs(os.path.join(ws, "w/sub"))
+    for p in ("w", "w/sub"):
+        os.chown(os.path.join(ws, p), uid, uid)
+    w = Watch(d, A, "w")
+    t.ok(w.status == 200 and b"text/event-stream" in w.head, "?watch=1 answers an event stream", w.head)
+    plant(ws, "w/new.txt", b"1", uid)
+    ev = w.events(lambda e: e["event"] == "created" and e["path"] == "w/new.txt")
+    t.ok(ev and ev[-1] == {"event": "created", "path": "w/new.txt"}, "a created file is an event", ev)
+    ev = w.events(lambda e: e["event"] == "modified" and e["path"] == "w/new.txt")
+    t.ok(ev and ev[-1]["event"] == "modified", "a written file is a modified event", ev)
+    os.rename(os.path.join(ws, "w/new.txt"), os.path.join(ws, "w/renamed.txt"))
+    ev = w.events(lambda e: e["event"] == "moved_to")
+    t.ok([e["event"] for e in ev][-2:] == ["moved_from", "moved_to"] and ev[-1]["path"] == "w/renamed.txt",
+         "a rename is moved_from then moved_to", ev)
+    c = Client(d)
+    c.req("DELETE", c.url(A, "w/renamed.txt"))
+    ev = w.events(lambda e: e["event"] == "deleted")
+    t.ok(ev and ev[-1] == {"event": "deleted", "path": "w/renamed.txt"}, "a delete through the API is an event", ev)
+    top = Watch(d, A, "")
+    t.eq(top.status, 200, "the workspace's top can be watched too (.../files?watch=1)")
+    top.close()
+    t.eq(Watch(d, A, "hello.txt").status, 400, "watch=1 on a file is 400")
+    t.eq(Watch(d, A, "link-shadow-w").status, 404, "watch=1 on something missing is 404")
+    os.symlink(os.path.join(ws, "w"), os.path.join(ws, "wlink"))
+    t.eq(Watch(d, A, "wlink").status, 403, "watch=1 through a symlink is 403")
+    agent_b = d.request("POST", "/v1/tokens", {"role": "agent", "sandbox": B}, via="unix").json["token"]
+    t.eq(Watch(d, A, "w", token=agent_b).status, 403, "the agent of B may not watch A")
+    more = [Watch(d, A, "w/sub") for _ in range(7)]
+    t.ok(all(x.status == 200 for x in more), "8 watchers on one sandbox")
+    ninth = Watch(d, A, "w/sub")
+    t.eq(ninth.status, 503, "a 9th watcher on one sandbox is refused (bounded)")
+    ninth.close()
+    for x in more:
+        x.close()
+    os.rmdir(os.path.join(ws, "w/sub"))
+    ev = w.events(lambda e: e["event"] == "deleted" and e["path"] == "w/sub")
+    t.ok(ev and ev[-1]["path"] == "w/sub", "a removed subdirectory is an event", ev)
+    # Closed watchers are gone once their connection ends: a new one is accepted again.
+    deadline = time.monotonic() + 30
+    while True:
+        again = Watch(d, A, "w")
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        again.close()
+        time.sleep(0.5)  # closed watchers are noticed at their next event or keep-alive (no event to wait on)
+    t.eq(again.status, 200, "watchers of closed connections are released")
+    again.close()
+    return w
+
+
 def main():
     d = Daemon(spec=spec, config="uid_range_base = 1174405120\nfiles_max_upload = 4M\n").start()
     d2 = None
@@ -462,6 +566,7 @@ def main():
         test_roles(d, ws)
         test_cli(d, ws, uid)
         test_links(d, c, ws, uid)
+        watcher = test_watch(d, ws, uid)
         outside = files_attacks.Outside(d)
         files_attacks.run(t, d, c, A, ws, uid, outside, "openat2")
         r = d.request("GET", "/v1/sandboxes/" + A + "/files/hello.txt", via="unix")
@@ -484,6 +589,15 @@ def main():
         t.eq((s, body), (200, b"fallback\n"), "the fallback walk serves a plain file")
         t.eq(c2.req("PUT", c2.url(A, "sub/dir/up") + "?parents=1", b"up")[0], 201, "the fallback walk uploads with parents")
         files_attacks.run(t, d2, c2, A, ws2, uid2, outside, "fallback walk")
+        # A daemon stopping with a watcher open ends the stream (and stops at once).
+        w2 = Watch(d2, A, "sub")
+        t.eq(w2.status, 200, "a watcher on the fallback daemon")
+        t0 = time.monotonic()
+        d2.stop()
+        t.ok(w2.ended() and time.monotonic() - t0 < 10, "stopping the daemon ends an open watch stream")
+        w2.close()
+        watcher.close()
+        t.ok(sanitizer_clean(d.logtext()) and sanitizer_clean(d2.logtext()), "no sanitizer report in the daemons' logs")
         t.ok(not spec.errors, f"all {spec.checked} responses validate against api/openapi.yaml", "\n".join(spec.errors[:20]))
     finally:
         if outside:
