@@ -397,6 +397,55 @@ static int reply_file(api_request *rq, int *fd, const struct stat *st)
         return ok;
 }
 
+static bool accepts_tar(api_request *rq)
+{
+        const char *a = header(rq, MHD_HTTP_HEADER_ACCEPT);
+
+        return a && strcasestr(a, "application/x-tar");
+}
+
+static ssize_t tar_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        ssize_t n = pc_files_tar_read(cls, buf, max);
+
+        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void tar_free(void *cls)
+{
+        pc_files_tar_free(cls);
+}
+
+/* A directory as a tar stream (Accept: application/x-tar), generated as it is sent. */
+static int reply_tar(api_request *rq, const char *path)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        const char *base = strrchr(path, '/');
+        struct MHD_Response *resp;
+        pc_files_tar *t = NULL;
+        char disp[PC_FILES_NAME_MAX + 64];
+        int r;
+
+        r = pc_files_tar_new(&rq->files->ws, path, &t, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tar_read, t, tar_free);
+        if (!resp) {
+                pc_files_tar_free(t);
+                return MHD_NO;
+        }
+        base = base ? base + 1 : *path ? path : rq->params[0];
+        /* The name is a checked path component (no quote, backslash or control character). */
+        snprintf(disp, sizeof(disp), "attachment; filename=\"%s.tar\"", strchr(base, '"') ? "files" : base);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-tar");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        rq->replied = true;
+        return r;
+}
+
 static int files_get(api_request *rq, const char *path)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
@@ -415,6 +464,8 @@ static int files_get(api_request *rq, const char *path)
                                                "watch=1 watches a directory; \"%s\" is a file", path);
                 return api_files_watch(rq, fd, path);
         }
+        if (S_ISDIR(st.st_mode) && accepts_tar(rq))
+                return reply_tar(rq, path);
         if (S_ISDIR(st.st_mode))
                 return reply_listing(rq, path);
         return reply_file(rq, &fd, &st);

@@ -326,3 +326,10 @@ int pc_files_link_create(pc_daemon *d, const char *sandbox, const char *path, un
                          char ret_sig[static 65], pc_error **reterr);
 int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, const char *expires, const char *sig,
                          pc_error **reterr);
+/* A directory as a tar stream (GNU format, long names as ././@LongLink): read() gives the next bytes, 0 at
+ * the end. Walked by fd, as the agent, never following a symlink (stored as one) or entering another mount;
+ * fifos, sockets, devices and what the agent may not read are left out. */
+typedef struct pc_files_tar pc_files_tar;
+int pc_files_tar_new(pc_files_ws *ws, const char *path, pc_files_tar **ret, pc_error **reterr);
+ssize_t pc_files_tar_read(pc_files_tar *t, char *buf, size_t max);
+pc_files_tar *pc_files_tar_free(pc_files_tar *t);

@@ -547,6 +547,41 @@ def test_watch(d, ws, uid):
     return w
 
 
+def test_tar(d, c, ws, uid, outside):
+    import io
+    import tarfile
+
+    long_name = "n" * 150
+    files = {"t/a.txt": b"alpha\n", "t/sub/b.bin": os.urandom(70000), f"t/sub/{long_name}": b"long\n"}
+    for rel, data in files.items():
+        plant(ws, rel, data, uid)
+    os.symlink(outside.canary, os.path.join(ws, "t/canary-link"))
+    os.mkfifo(os.path.join(ws, "t/fifo"))
+    os.makedirs(os.path.join(ws, "t/mnt"))
+    os.system(f"mount --bind {outside.dir} {os.path.join(ws, 't/mnt')}")
+    secret = plant(ws, "t/secret", b"root only\n", 0)
+    os.chmod(secret, 0o600)
+    try:
+        s, h, body = c.req("GET", c.url(A, "t"), headers={"Accept": "application/x-tar"})
+    finally:
+        os.system(f"umount -l {os.path.join(ws, 't/mnt')}")
+    t.ok(s == 200 and h["Content-Type"] == "application/x-tar" and 'filename="t.tar"' in h["Content-Disposition"],
+         "Accept: application/x-tar gives the directory as a tar", (s, dict(h)))
+    tf = tarfile.open(fileobj=io.BytesIO(body))
+    members = {m.name.rstrip("/"): m for m in tf.getmembers()}
+    got = {n: tf.extractfile(m).read() for n, m in members.items() if m.isfile()}
+    want = {rel[2:]: data for rel, data in files.items()}
+    t.eq(got, want, "the tar holds every regular file byte-exact (a 150-byte name included)")
+    t.ok("sub" in members and members["sub"].isdir(), "directories are in the tar")
+    t.ok(members.get("canary-link") is not None and members["canary-link"].issym() and
+         members["canary-link"].linkname == outside.canary, "a symlink is stored as a symlink, not followed")
+    t.ok("fifo" not in members and "secret" not in members and not any(n.startswith("mnt/") for n in members),
+         "fifos, files the agent may not read and other mounts are left out", sorted(members))
+    t.ok(files_attacks.CANARY not in body, "nothing from outside the workspace is in the tar")
+    s, h, body = c.req("GET", c.url(A, "t/a.txt"), headers={"Accept": "application/x-tar"})
+    t.eq(body, b"alpha\n", "Accept: application/x-tar on a file gives the file")
+
+
 def main():
     d = Daemon(spec=spec, config="uid_range_base = 1174405120\nfiles_max_upload = 4M\n").start()
     d2 = None
@@ -568,6 +603,7 @@ def main():
         test_links(d, c, ws, uid)
         watcher = test_watch(d, ws, uid)
         outside = files_attacks.Outside(d)
+        test_tar(d, c, ws, uid, outside)
         files_attacks.run(t, d, c, A, ws, uid, outside, "openat2")
         r = d.request("GET", "/v1/sandboxes/" + A + "/files/hello.txt", via="unix")
         t.eq(r.status, 200, "the daemon still serves after the attacks")
