@@ -77,7 +77,7 @@ static const char *header(api_request *rq, const char *key)
 static int reply_listing(api_request *rq, const char *path)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
-        const char *v = query(rq, "limit"), *cursor = query(rq, "cursor");
+        const char *v = query(rq, "limit"), *cursor = query(rq, "cursor"), *rec = query(rq, "recursive"), *why;
         uint64_t limit = LIST_LIMIT_DEFAULT;
         json_t *j = NULL;
         int r;
@@ -85,10 +85,13 @@ static int reply_listing(api_request *rq, const char *path)
         if (v && (parse_uint64(v, &limit) < 0 || limit < 1 || limit > LIST_LIMIT_MAX))
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
                                        "limit must be a number from 1 to %u", LIST_LIMIT_MAX);
-        if (cursor && (*cursor == 0 || strchr(cursor, '/') || strlen(cursor) > PC_FILES_NAME_MAX))
+        if (rec && !streq(rec, "0") && !streq(rec, "1"))
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query", "recursive must be 0 or 1");
+        if (cursor && (*cursor == 0 || pc_files_path_check(cursor, strlen(cursor), &why) < 0 ||
+                       (!streq_ptr(rec, "1") && strchr(cursor, '/'))))
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
                                        "cursor must be the next_cursor of the previous page");
-        r = pc_files_list(&rq->files->ws, path, cursor, (unsigned) limit, &j, &e);
+        r = pc_files_list(&rq->files->ws, path, cursor, (unsigned) limit, streq_ptr(rec, "1"), &j, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
         return api_reply_json(rq, MHD_HTTP_OK, j);

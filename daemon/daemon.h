@@ -303,9 +303,10 @@ void pc_files_ws_close(pc_files_ws *ws);
  * -ELOOP, a fifo, socket or device -EPERM, each with a message; the file itself is never opened then. */
 int pc_files_open_read(pc_files_ws *ws, const char *path, int *ret_fd, struct stat *ret_st, pc_error **reterr);
 /* The directory `path` as {"path", "entries": [{name, type, size, mode, mtime}], "next_cursor"}: entries
- * sorted by name, those after `cursor` (NULL: from the start), at most `limit`. */
-int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
-                  pc_error **reterr);
+ * sorted by name, those after `cursor` (NULL: from the start), at most `limit`; `recursive`: every entry
+ * below it, named by its relative path (not entering symlinks or other mounts). */
+int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, bool recursive,
+                  json_t **ret, pc_error **reterr);
 /* Uploads: a temporary file next to `path` (created as the agent; parents made when `parents`), filled by
  * write(), then fsync'd and renamed over `path` by commit; free removes a temporary file left over. */
 typedef struct pc_files_upload pc_files_upload;

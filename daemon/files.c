@@ -303,8 +303,11 @@ static void names_free(char **v, size_t n)
 }
 
 /* The names after `cursor` are collected and sorted; only the page's entries are stat'ed. */
-int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
-                  pc_error **reterr)
+static int list_recursive(pc_files_ws *ws, int fd, const char *path, const char *cursor, unsigned limit,
+                          json_t **ret, pc_error **reterr);
+
+int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, bool recursive,
+                  json_t **ret, pc_error **reterr)
 {
         _cleanup_(json_decrefp) json_t *page = json_array();
         _cleanup_identity_ identity id = {};
@@ -321,6 +324,8 @@ int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigne
                 return r;
         if (!S_ISDIR(st.st_mode))
                 return pc_error_setf(reterr, ENOTDIR, "not_a_directory", "\"%s\" is not a directory", path);
+        if (recursive)
+                return list_recursive(ws, TAKE_FD(fd), path, cursor, limit, ret, reterr);
         if (!page)
                 return -ENOMEM;
         r = identity_become(&id, ws);
@@ -368,6 +373,121 @@ int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigne
                          i < n && i > 0 ? names[i - 1] : NULL);
         names_free(names, n);
         return *ret ? 0 : -ENOMEM;
+}
+
+/* ?recursive=1: every entry below the directory (by fd, as the agent, never through a symlink or into
+ * another mount), named by its path relative to it and sorted by that path; at most LIST_RECURSIVE_MAX. */
+#define LIST_RECURSIVE_MAX 200000u
+#define LIST_DEPTH_MAX     64
+
+typedef struct rentry {
+        char *path;
+        struct stat st;
+} rentry;
+
+typedef struct rwalk {
+        rentry *v;
+        size_t n, cap;
+        uint64_t mnt;
+        int error;
+} rwalk;
+
+static int rentry_cmp(const void *a, const void *b)
+{
+        return strcmp(((const rentry *) a)->path, ((const rentry *) b)->path);
+}
+
+/* Takes dfd. */
+static void rwalk_dir(rwalk *w, int dfd, const char *prefix, int depth)
+{
+        DIR *dir = fdopendir(dfd);
+        struct dirent *de;
+
+        if (!dir) {
+                close(dfd);
+                return;
+        }
+        while (!w->error && (de = readdir(dir))) {
+                rentry e = {};
+                uint64_t m;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (fstatat(dirfd(dir), de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (w->n >= LIST_RECURSIVE_MAX) {
+                        w->error = E2BIG;
+                        break;
+                }
+                if (asprintf(&e.path, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) < 0) {
+                        w->error = ENOMEM;
+                        break;
+                }
+                if (w->n == w->cap) {
+                        rentry *v = realloc(w->v, (w->cap = w->cap * 2 + 1024) * sizeof(*v));
+                        if (!v) {
+                                free(e.path);
+                                w->error = ENOMEM;
+                                break;
+                        }
+                        w->v = v;
+                }
+                w->v[w->n++] = e;
+                if (S_ISDIR(e.st.st_mode) && depth < LIST_DEPTH_MAX) {
+                        int sub = openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                        if (sub >= 0 && mount_id(sub, &m) >= 0 && m == w->mnt)
+                                rwalk_dir(w, sub, e.path, depth + 1);
+                        else if (sub >= 0)
+                                close(sub); /* another mount: listed, not entered */
+                }
+        }
+        closedir(dir);
+}
+
+static int list_recursive(pc_files_ws *ws, int fd, const char *path, const char *cursor, unsigned limit,
+                          json_t **ret, pc_error **reterr)
+{
+        _cleanup_(json_decrefp) json_t *page = json_array();
+        _cleanup_identity_ identity id = {};
+        rwalk w = {};
+        size_t i;
+        int r;
+
+        r = identity_become(&id, ws);
+        if (r < 0 || !page || mount_id(fd, &w.mnt) < 0) {
+                close(fd);
+                return pc_error_setf(reterr, r < 0 ? -r : EIO, "files", "cannot list \"%s\"", path);
+        }
+        rwalk_dir(&w, fd, "", 0);
+        if (w.error == E2BIG)
+                r = pc_error_setf(reterr, E2BIG, "too_many_entries",
+                                  "more than %u entries below \"%s\": list its subdirectories", LIST_RECURSIVE_MAX, path);
+        else if (w.error)
+                r = pc_error_setf(reterr, w.error, "files", "cannot list \"%s\": %s", path, strerror(w.error));
+        else {
+                qsort(w.v, w.n, sizeof(*w.v), rentry_cmp);
+                for (i = 0; i < w.n && cursor && strcmp(w.v[i].path, cursor) <= 0; i++)
+                        ;
+                for (; i < w.n && json_array_size(page) < limit; i++) {
+                        char mode[8];
+                        json_t *e;
+
+                        snprintf(mode, sizeof(mode), "%04o", (unsigned) (w.v[i].st.st_mode & 07777));
+                        e = json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", w.v[i].path, "type",
+                                      type_name(w.v[i].st.st_mode), "size", (json_int_t) w.v[i].st.st_size, "mode",
+                                      mode, "mtime", (json_int_t) w.v[i].st.st_mtime);
+                        if (e && json_array_append_new(page, e) < 0)
+                                break;
+                }
+                *ret = json_pack("{s:s, s:O, s:s?}", "path", path, "entries", page, "next_cursor",
+                                 i < w.n && i > 0 ? w.v[i - 1].path : NULL);
+                r = *ret ? 0 : -ENOMEM;
+        }
+        for (i = 0; i < w.n; i++)
+                free(w.v[i].path);
+        free(w.v);
+        return r;
 }
 
 struct pc_files_upload {

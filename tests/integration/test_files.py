@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 import time
+import urllib.parse
 
 from pclib import CLI, Daemon, Spec, Tap, UnixHTTPConnection, run_cmd, sanitizer_clean
 import files_attacks
@@ -582,6 +583,32 @@ def test_tar(d, c, ws, uid, outside):
     t.eq(body, b"alpha\n", "Accept: application/x-tar on a file gives the file")
 
 
+def test_recursive(d, ws):
+    want = []
+    for root, dirs, files in os.walk(os.path.join(ws, "t")):
+        for n in dirs + files:
+            want.append(os.path.relpath(os.path.join(root, n), os.path.join(ws, "t")))
+    seen, cursor = [], None
+    for _ in range(100):
+        q = "?recursive=1&limit=3" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        r = d.request("GET", f"/v1/sandboxes/{A}/files/t{q}", via="unix")
+        if r.status != 200:
+            t.ok(False, "recursive page", r)
+            break
+        seen += [e["name"] for e in r.json["entries"]]
+        cursor = r.json.get("next_cursor")
+        if not cursor:
+            break
+    t.eq(seen, sorted(want), "?recursive=1 lists every entry below, by relative path, sorted, in pages of 3")
+    r = d.request("GET", f"/v1/sandboxes/{A}/files/t?recursive=1", via="unix")
+    types = {e["name"]: e["type"] for e in r.json["entries"]}
+    t.ok(types.get("canary-link") == "symlink" and types.get("fifo") == "fifo" and types.get("sub") == "directory",
+         "recursive entries keep their types; symlinks are not entered", types)
+    t.eq(d.request("GET", f"/v1/sandboxes/{A}/files/t?recursive=2", via="unix").status, 400, "recursive=2 is 400")
+    t.eq(d.request("GET", f"/v1/sandboxes/{A}/files/t?recursive=1&cursor=../x", via="unix").status, 400,
+         "a cursor with .. is 400")
+
+
 def main():
     d = Daemon(spec=spec, config="uid_range_base = 1174405120\nfiles_max_upload = 4M\n").start()
     d2 = None
@@ -604,6 +631,7 @@ def main():
         watcher = test_watch(d, ws, uid)
         outside = files_attacks.Outside(d)
         test_tar(d, c, ws, uid, outside)
+        test_recursive(d, ws)
         files_attacks.run(t, d, c, A, ws, uid, outside, "openat2")
         r = d.request("GET", "/v1/sandboxes/" + A + "/files/hello.txt", via="unix")
         t.eq(r.status, 200, "the daemon still serves after the attacks")
