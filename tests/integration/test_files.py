@@ -440,8 +440,16 @@ def test_links(d, c, ws, uid):
          "no link to a symlink")
     t.eq(c.req("POST", c.url(A, "out/report.txt:copy"), b'{}', {"Content-Type": "application/json"})[0], 404,
          "an unknown action is 404")
+    p = d.cli("files", "link", "--minutes", "2", A, "out/report.txt")
+    t.ok(p.returncode == 0 and p.stdout.startswith(f"/v1/links/{A}/out/report.txt?expires="),
+         "pocketcoder files link prints the link", p.stdout + p.stderr)
+    t.eq(anon.req("GET", p.stdout.strip())[2], b"the report\n", "the CLI's link downloads the file")
     os.unlink(os.path.join(ws, "out/report.txt"))
     t.eq(anon.req("GET", link["url"])[0], 404, "a link to a file removed since is 404")
+    db = sqlite3.connect(os.path.join(d.state, "state.db"))
+    actions = {a for (a,) in db.execute("SELECT action FROM audit WHERE action LIKE 'file.%'")}
+    db.close()
+    t.eq(actions, {"file.put", "file.delete", "file.move"}, "uploads, deletes and moves are in the audit ledger")
 
 
 class Watch:
