@@ -25,6 +25,8 @@ typedef struct watch {
         uint64_t last_write;
         char out[8192];
         size_t len, off;
+        char raw[4096] __attribute__((aligned(__alignof__(struct inotify_event)))); /* read, not yet sent */
+        size_t raw_len, raw_off;
         struct watch *next;
 } watch;
 
@@ -110,36 +112,42 @@ static const char *event_name(uint32_t m)
         return NULL;
 }
 
-/* Formats what the inotify fd has into w->out (as many whole events as fit). With W.lock. */
+/* Formats events into w->out, as many whole ones as fit; the rest stays in w->raw for the next call.
+ * With W.lock. */
 static void fill(watch *w)
 {
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        ssize_t k = read(w->ifd, buf, sizeof(buf));
-
         w->len = w->off = 0;
-        for (char *p = buf; k > 0 && p < buf + k;) {
-                const struct inotify_event *e = (const struct inotify_event *) p;
+        if (w->raw_off == w->raw_len) {
+                ssize_t k = read(w->ifd, w->raw, sizeof(w->raw));
+
+                w->raw_off = 0;
+                w->raw_len = k > 0 ? (size_t) k : 0;
+        }
+        while (w->raw_off < w->raw_len) {
+                const struct inotify_event *e = (const struct inotify_event *) (w->raw + w->raw_off);
                 const char *what = event_name(e->mask);
                 _cleanup_free_ char *path = NULL, *data = NULL;
+                json_t *j;
+                int m;
 
-                p += sizeof(*e) + e->len;
-                if (!what)
-                        continue;
+                if (what && asprintf(&path, "%s%s%s", w->prefix, *w->prefix && e->len ? "/" : "",
+                                     e->len ? e->name : "") < 0)
+                        return;
+                /* A name that is not UTF-8 (the API could not name it anyway) gives no event. */
+                j = what ? json_pack("{s:s, s:s}", "event", what, "path", path) : NULL;
+                data = j ? json_dumps(j, JSON_COMPACT) : NULL;
+                json_decref(j);
+                if (data) {
+                        m = snprintf(w->out + w->len, sizeof(w->out) - w->len, "event: change\ndata: %s\n\n", data);
+                        if (m < 0)
+                                return;
+                        if ((size_t) m >= sizeof(w->out) - w->len)
+                                return; /* does not fit: it goes first next time */
+                        w->len += (size_t) m;
+                }
                 if (e->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))
                         w->ended = true;
-                if (asprintf(&path, "%s%s%s", w->prefix, *w->prefix && e->len ? "/" : "", e->len ? e->name : "") < 0)
-                        continue;
-                json_t *j = json_pack("{s:s, s:s}", "event", what, "path", path);
-                if (!j) /* a name that is not UTF-8: the API could not name it anyway */
-                        continue;
-                data = json_dumps(j, JSON_COMPACT);
-                json_decref(j);
-                if (!data)
-                        continue;
-                int m = snprintf(w->out + w->len, sizeof(w->out) - w->len, "event: change\ndata: %s\n\n", data);
-                if (m < 0 || (size_t) m >= sizeof(w->out) - w->len)
-                        break; /* the rest stays lost: announce it */
-                w->len += (size_t) m;
+                w->raw_off += sizeof(*e) + e->len;
         }
 }
 
@@ -151,7 +159,7 @@ static ssize_t watch_read(void *cls, uint64_t pos, char *buf, size_t max)
 
         LOCK_GUARD(&W.lock);
         if (w->off == w->len) {
-                if (w->ended)
+                if (w->ended && w->raw_off == w->raw_len)
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 fill(w);
         }
@@ -163,6 +171,8 @@ static ssize_t watch_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (w->off == w->len) {
                 if (w->ended || W.stopping)
                         return MHD_CONTENT_READER_END_OF_STREAM;
+                if (w->raw_off < w->raw_len) /* an event that can never fit: dropped, not looped on */
+                        w->raw_off = w->raw_len;
                 /* Nothing to send: off libmicrohttpd's loop until the fd is readable or a keep-alive is due. */
                 if (epoll_ctl(W.epfd, EPOLL_CTL_MOD, w->ifd, &ev) < 0)
                         return MHD_CONTENT_READER_END_WITH_ERROR;

@@ -842,7 +842,7 @@ typedef struct tar_frame {
 } tar_frame;
 
 struct pc_files_tar {
-        pc_files_ws *ws;
+        pc_files_ws ws; /* the agent's identity, copied (fd unused): nothing here points into the request */
         uint64_t mnt;
         tar_frame stack[TAR_DEPTH_MAX];
         int depth;
@@ -864,7 +864,7 @@ static void tar_header(pc_files_tar *t, char type, const char *name, const char 
 {
         char *h = t->out + t->len;
         unsigned sum = 0;
-        uid_t base = t->ws->uid - ISOLATE_AGENT_UID;
+        uid_t base = t->ws.uid - ISOLATE_AGENT_UID;
 
         memset(h, 0, 512);
         memcpy(h, name, MIN(strlen(name), 100u));
@@ -920,7 +920,7 @@ int pc_files_tar_new(pc_files_ws *ws, const char *path, pc_files_tar **ret, pc_e
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
-        t->ws = ws;
+        t->ws = (pc_files_ws){ .fd = -EBADF, .uid = ws->uid, .gid = ws->gid };
         t->fd = -EBADF;
         if (mount_id(fd, &t->mnt) < 0 || !(t->stack[0].rel = strdup("")) || !(t->stack[0].dir = fdopendir(fd))) {
                 free(t->stack[0].rel);
@@ -1020,7 +1020,7 @@ ssize_t pc_files_tar_read(pc_files_tar *t, char *buf, size_t max)
 {
         _cleanup_identity_ identity id = {};
 
-        if (identity_become(&id, t->ws) < 0)
+        if (identity_become(&id, &t->ws) < 0)
                 return -EPERM;
         for (;;) {
                 if (t->off < t->len) {
