@@ -13,10 +13,10 @@
 
 #include "api-internal.h"
 #include "files-path.h"
+#include "http-range.h"
 
 #define LIST_LIMIT_DEFAULT 1000u
 #define LIST_LIMIT_MAX     10000u
-#define RANGES_MAX         32u /* more ranges than this: the whole file (a server may ignore Range) */
 
 struct api_files {
         pc_files_ws ws;
@@ -176,66 +176,6 @@ static bool parse_http_date(const char *s, time_t *ret)
 
 typedef struct api_files api_files;
 
-typedef struct range {
-        uint64_t first, last;
-} range;
-
-/* "bytes=a-b, c-, -n": the satisfiable ranges in *ret (at most RANGES_MAX). Returns the count, 0 when none
- * is satisfiable (416), -EINVAL when the header is not a valid bytes range set (ignored: the whole file). */
-static int parse_ranges(const char *h, uint64_t size, range ret[static RANGES_MAX])
-{
-        const char *p = h;
-        int n = 0;
-
-        if (!startswith(p, "bytes="))
-                return -EINVAL;
-        p += STRLEN("bytes=");
-        for (;;) {
-                uint64_t a = 0, b = UINT64_MAX;
-                bool suffix = false, has_a = false, has_b = false;
-
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (*p == '-')
-                        suffix = true;
-                for (; *p >= '0' && *p <= '9'; p++, has_a = true) {
-                        if (a > (UINT64_MAX - 9) / 10)
-                                return -EINVAL;
-                        a = a * 10 + (uint64_t) (*p - '0');
-                }
-                if (*p++ != '-')
-                        return -EINVAL;
-                for (b = 0; *p >= '0' && *p <= '9'; p++, has_b = true) {
-                        if (b > (UINT64_MAX - 9) / 10)
-                                return -EINVAL;
-                        b = b * 10 + (uint64_t) (*p - '0');
-                }
-                if (suffix) {
-                        if (!has_b)
-                                return -EINVAL;
-                        if (b > 0 && size > 0) { /* the last b bytes */
-                                if (n >= (int) RANGES_MAX)
-                                        return -EINVAL;
-                                ret[n++] = (range){ size > b ? size - b : 0, size - 1 };
-                        }
-                } else {
-                        if (!has_a || (has_b && b < a))
-                                return -EINVAL;
-                        if (a < size) {
-                                if (n >= (int) RANGES_MAX)
-                                        return -EINVAL;
-                                ret[n++] = (range){ a, has_b && b < size ? b : size - 1 };
-                        }
-                }
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (*p == 0)
-                        return n;
-                if (*p++ != ',')
-                        return -EINVAL;
-        }
-}
-
 /* multipart/byteranges: the parts' headers and the file's bytes, generated as libmicrohttpd asks. */
 typedef struct multipart {
         int fd;
@@ -244,8 +184,8 @@ typedef struct multipart {
                 char *head; /* "\r\n--BOUNDARY\r\nContent-Type: ...\r\nContent-Range: ...\r\n\r\n" (first without
                              * the leading CRLF) */
                 size_t head_len;
-                range r;
-        } parts[RANGES_MAX];
+                pc_range r;
+        } parts[PC_RANGES_MAX];
         char tail[64];
         size_t tail_len;
         uint64_t total;
@@ -290,7 +230,7 @@ static ssize_t multipart_read(void *cls, uint64_t pos, char *buf, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-static struct MHD_Response *multipart_response(int *fd, const range *ranges, int n, uint64_t size,
+static struct MHD_Response *multipart_response(int *fd, const pc_range *ranges, int n, uint64_t size,
                                                const char *type, char ret_ctype[static 96])
 {
         multipart *m = calloc(1, sizeof(*m));
@@ -339,7 +279,7 @@ static int reply_file(api_request *rq, int *fd, const struct stat *st)
         char etag[96], lastmod[64], crange[96], mtype[96];
         struct MHD_Response *resp = NULL;
         unsigned status = MHD_HTTP_OK;
-        range ranges[RANGES_MAX];
+        pc_range ranges[PC_RANGES_MAX];
         struct tm tm;
         time_t t;
         int n = -EINVAL;
@@ -354,7 +294,7 @@ static int reply_file(api_request *rq, int *fd, const struct stat *st)
                 status = MHD_HTTP_NOT_MODIFIED;
         else if (rh && (!ifr || (ifr[0] == '"' ? etag_list_matches(ifr, etag, false) && !strchr(ifr, ',')
                                                : parse_http_date(ifr, &t) && t == st->st_mtime))) {
-                n = parse_ranges(rh, size, ranges);
+                n = pc_http_ranges_parse(rh, size, ranges);
                 if (n == 0) {
                         snprintf(crange, sizeof(crange), "bytes */%" PRIu64, size);
                         resp = MHD_create_response_from_buffer(0, (char *) "", MHD_RESPMEM_PERSISTENT);
