@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.parse
 
-from pclib import CLI, Daemon, Spec, Tap, UnixHTTPConnection, run_cmd, sanitizer_clean
+from pclib import CLI, Daemon, Pty, Spec, Tap, UnixHTTPConnection, run_cmd, sanitizer_clean
 import files_attacks
 
 t = Tap()
@@ -383,6 +383,18 @@ def test_cli(d, ws, uid):
         p = d.cli("files", "get", A, "link-shadow-cli", os.path.join(tmp, "x"))
         t.ok(p.returncode == 1 and "does not exist" in p.stderr and not os.path.exists(os.path.join(tmp, "x")),
              "a failed get says why and leaves no file", p.stderr)
+        # Progress on a terminal (stderr is the pty), and none on a pipe (above: stderr was captured).
+        plant(ws, "cli/six.bin", b"6" * (6 * M), uid)
+        out6 = os.path.join(tmp, "six.bin")
+        pty = Pty([CLI, "files", "get", A, "cli/six.bin", out6], env=d.cli_env())
+        try:
+            t.ok(pty.wait(60) == 0 and b"100.0%" in pty.out and b"MiB/s" in pty.out,
+                 "a 6 MiB download shows its progress on a terminal", pty.out[-200:])
+        finally:
+            pty.close()
+        t.eq(os.path.getsize(out6), 6 * M, "the download under a terminal is complete")
+        p = d.cli("files", "get", A, "cli/six.bin", os.path.join(tmp, "six2.bin"))
+        t.ok(p.returncode == 0 and p.stderr == "", "no progress when stderr is not a terminal", p.stderr)
         p = d.cli("files", "get", A, "../etc/shadow", os.path.join(tmp, "x"))
         t.ok(p.returncode == 1 and "invalid path" in p.stderr, "the CLI shows the daemon's 400 for ..", p.stderr)
     finally:
