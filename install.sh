@@ -4,7 +4,7 @@
 #   sudo ./install.sh                      install, or upgrade in place and restart
 #   sudo ./install.sh --uninstall          stop the daemon, remove what install.sh installed
 #   sudo ./install.sh --uninstall --purge  ... and also /etc/pocketcoder, /var/lib/pocketcoder,
-#                                          /var/log/pocketcoder and the pocketcoder group
+#                                          /var/log/pocketcoder, the pocketcoder group and the SSH user
 #
 # Options: --skip-packages (do not call apt-get), --help.
 # Runs non-interactively on Debian 12. See docs/install.md for what it installs and why.
@@ -25,13 +25,20 @@ TMPFILES_PATH=/etc/tmpfiles.d/pocketcoder.conf
 PIDFILE=$RUNDIR/pocketcoderd.pid
 SOCKET=$RUNDIR/api.sock
 START_TIMEOUT=90
+# 'ssh -t pocketcoder@HOST SANDBOX' (docs/ssh.md): the SSH user, its own group (never the admins'), the
+# daemon's gateway socket that group may use, and the sshd drop-in.
+SSH_USER=pocketcoder
+SSH_GROUP=pocketcoder-ssh
+SSH_SOCKET=/run/pocketcoder-ssh.sock
+SSHD_DROPIN=/etc/ssh/sshd_config.d/pocketcoder.conf
 
 # Build and runtime packages (Debian 12 names). procps gives /bin/kill for the unit's ExecReload.
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config
           libcap-dev libseccomp-dev libnl-3-dev libnl-route-3-dev libsqlite3-dev
           libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev nettle-dev libsystemd-dev
           tmux nftables iproute2 procps ca-certificates curl debootstrap sqlite3
-          e2fsprogs mount) # mkfs.ext4 for workspaces on disk images (mount: losetup, for tests)
+          e2fsprogs mount # mkfs.ext4 for workspaces on disk images (mount: losetup, for tests)
+          openssh-server) # the SSH login into sandboxes (sshd_config.d drop-in)
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=$SRC/build-release
@@ -154,6 +161,38 @@ setup_dirs_and_config() {
         done
 }
 
+# The SSH user and the sshd drop-in. The user's group is its own: a member of the admins' group would be
+# an admin on api.sock. No password ('*': nothing matches it), /bin/sh to run sshd's ForceCommand, no
+# home. Idempotent: an existing user is corrected, the drop-in rewritten.
+setup_ssh() {
+        local tmpl=$SHAREDIR/pocketcoder-sshd.conf.in
+        [ -f "$tmpl" ] || tmpl=$SRC/daemon/pocketcoder-sshd.conf.in
+        getent group "$SSH_GROUP" >/dev/null || { groupadd --system "$SSH_GROUP"; note "created system group $SSH_GROUP"; }
+        if ! getent passwd "$SSH_USER" >/dev/null; then
+                useradd --system --gid "$SSH_GROUP" --no-create-home --home-dir /nonexistent --shell /bin/sh \
+                        --password '*' "$SSH_USER"
+                note "created system user $SSH_USER (group $SSH_GROUP, no password)"
+        else
+                usermod --gid "$SSH_GROUP" --groups '' --shell /bin/sh --home /nonexistent --password '*' "$SSH_USER"
+        fi
+        install -d -m 0755 "$(dirname "$SSHD_DROPIN")"
+        sed -e "s|@SSH_USER@|$SSH_USER|g" -e "s|@BINDIR@|$BINDIR|g" -e "s|@SSH_SOCKET@|$SSH_SOCKET|g" "$tmpl" \
+                >"$SSHD_DROPIN.new"
+        chmod 0644 "$SSHD_DROPIN.new"
+        mv "$SSHD_DROPIN.new" "$SSHD_DROPIN"
+        if command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; then
+                mkdir -p /run/sshd
+                /usr/sbin/sshd -t || die "sshd rejects its configuration with $SSHD_DROPIN (sshd -t)"
+                note "$SSHD_DROPIN (sshd -t: ok)"
+                if have_systemd && systemctl is-active --quiet ssh; then
+                        systemctl reload ssh
+                        note "reloaded ssh.service"
+                fi
+        else
+                note "$SSHD_DROPIN (no sshd here: install openssh-server for SSH logins)"
+        fi
+}
+
 install_unit() {
         sed "s|@BINDIR@|$BINDIR|g" "$SRC/daemon/pocketcoderd.service.in" >"$UNIT_PATH.new"
         chmod 0644 "$UNIT_PATH.new"
@@ -236,6 +275,8 @@ do_install() {
         install_files
         step "creating group, directories and configuration"
         setup_dirs_and_config
+        step "setting up SSH logins ($SSHD_DROPIN, user $SSH_USER)"
+        setup_ssh
         step "installing $UNIT"
         install_unit
         step "starting pocketcoderd"
@@ -246,6 +287,7 @@ do_install() {
         echo "PocketCoder is running. API socket: $SOCKET (group $GROUP)"
         echo "Create an admin token (shown once):  sudo pocketcoder token create --role admin"
         echo "Next: use it without sudo: sudo usermod -aG $GROUP \$USER, log in again, then run 'pocketcoder status'."
+        echo "SSH into a sandbox's tmux: pocketcoder keys add ~/.ssh/id_ed25519.pub, then ssh -t $SSH_USER@HOST SANDBOX."
 }
 
 do_uninstall() {
@@ -260,7 +302,8 @@ do_uninstall() {
         stop_direct
         step "removing installed files"
         old_manifest | while read -r f; do rm -f "$f"; done
-        rm -f "$BINDIR/pocketcoderd" "$BINDIR/pocketcoder" "$UNIT_PATH" "$TMPFILES_PATH"
+        rm -f "$BINDIR/pocketcoderd" "$BINDIR/pocketcoder" "$UNIT_PATH" "$TMPFILES_PATH" "$SSHD_DROPIN" "$SSH_SOCKET"
+        if have_systemd && systemctl is-active --quiet ssh; then systemctl reload ssh || true; fi
         rm -rf "$SHAREDIR" "$PREFIX/libexec/pocketcoder" "$RUNDIR"
         if have_systemd; then
                 systemctl daemon-reload
@@ -270,7 +313,9 @@ do_uninstall() {
                 step "purging configuration, state and logs"
                 rm -rf "$CONFDIR" "$STATEDIR" "$LOGDIR"
                 if getent group "$GROUP" >/dev/null; then groupdel "$GROUP"; fi
-                note "removed $CONFDIR $STATEDIR $LOGDIR and group $GROUP"
+                if getent passwd "$SSH_USER" >/dev/null; then userdel "$SSH_USER"; fi
+                if getent group "$SSH_GROUP" >/dev/null; then groupdel "$SSH_GROUP"; fi
+                note "removed $CONFDIR $STATEDIR $LOGDIR, group $GROUP, user $SSH_USER and group $SSH_GROUP"
         else
                 note "kept $CONFDIR, $STATEDIR and $LOGDIR (remove them with --uninstall --purge)"
         fi

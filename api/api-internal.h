@@ -16,6 +16,7 @@ typedef enum {
         API_LISTENER_UNIX,  /* RUNTIME_DIR/api.sock: peer credentials or a token */
         API_LISTENER_TCP,   /* tokens only */
         API_LISTENER_AGENT, /* a sandbox's agent socket: the principal is fixed to that sandbox's agent */
+        API_LISTENER_SSH,   /* the ssh_socket (ssh_group): the principal is the SSH gateway (role ssh) */
 } api_listener_kind;
 
 typedef struct api_route api_route;
@@ -69,6 +70,7 @@ typedef struct api_request {
         bool wait_started;
         struct api_session *session; /* a session between its 101 and the upgrade (session.c) */
         struct api_sessions *sessions; /* the server's registry of upgraded sessions (session.c) */
+        char exec_id[33];       /* execs.c: the exec a suspended request waits for */
         const char *tail;       /* the {path*} segment of the matched route (in path_buf), or NULL */
         bool stream_body;       /* the body goes to api_files_upload_data(), not into body */
         bool body_complete;     /* stream_body: all of it was received; the handler runs once more */
@@ -119,6 +121,44 @@ int api_post_sandbox_session(api_request *rq);
 /* Frees a session whose upgrade never happened (the request ended first). */
 void api_session_abandon(api_request *rq);
 
+/* Execs (execs.c): POST /v1/sandboxes/{name}/execs, GET /v1/execs[/{id}[/output]], POST /v1/execs/{id}/signal
+ * and /stdin. */
+int api_post_sandbox_exec(api_request *rq);
+int api_get_execs(api_request *rq);
+int api_get_exec(api_request *rq);
+int api_get_exec_output(api_request *rq);
+int api_post_exec_signal(api_request *rq);
+int api_post_exec_stdin(api_request *rq);
+/* Answers with the daemon's JSON j (status) or, when r < 0, its error: the shape of most routes. */
+int api_reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e);
+
+/* The permission broker's routes (permissions.c). */
+int api_get_permissions(api_request *rq);
+int api_get_permission(api_request *rq);
+int api_post_permission_approve(api_request *rq);
+int api_post_permission_deny(api_request *rq);
+int api_get_permission_rules(api_request *rq);
+int api_delete_permission_rule(api_request *rq);
+/* ---- devaudit (audit.c) ---- */
+/* Query parameter KEY as a number up to MAX into *ret (left alone when absent); -EINVAL otherwise. */
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret);
+int api_get_audit(api_request *rq);
+int api_get_audit_verify(api_request *rq);
+int api_post_devices(api_request *rq);
+int api_get_devices(api_request *rq);
+int api_delete_device(api_request *rq);
+/* /v1/keys (keys.c) */
+int api_post_keys(api_request *rq);
+int api_get_keys(api_request *rq);
+int api_delete_key(api_request *rq);
+
+/* The rest of a session request once pc_session_new() accepted it (session.c): the upgrade headers, the
+ * audited start, the 101 and the session's thread. Takes over `s`. */
+int api_session_upgrade(api_request *rq, pc_session *s);
+
+/* /v1/ssh/ (ssh.c): the SSH login's gateway (role ssh only) */
+int api_post_ssh_authorize(api_request *rq);
+int api_post_ssh_session(api_request *rq);
 /* ---- files (files.c) ---- */
 /* GET/HEAD/PUT/DELETE/POST /v1/sandboxes/{name}/files/{path*}; a PUT's body is streamed: the handler runs
  * once when the headers are in (it routes, authenticates and opens the upload), the body goes to

@@ -27,6 +27,10 @@ typedef struct api_options {
         unsigned tcp_connections_max;
         unsigned tcp_connections_per_address;
         unsigned tcp_auth_timeout;
+        /* The SSH login's gateway socket (mode 0660, this group), served when the group exists: whoever
+         * connects has role ssh, which reaches /v1/ssh/ only. NULL / (gid_t)-1: none. */
+        const char *ssh_socket_path;
+        gid_t ssh_socket_gid;
 } api_options;
 
 /* Binds and starts serving; returns once both listeners accept connections. */

@@ -132,3 +132,10 @@ int api_suspend_until_event(api_request *rq, uint64_t seen)
         pc_event_wait(rq->daemon, &rq->waiter);
         return MHD_YES;
 }
+
+int api_reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e)
+{
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        return api_reply_json(rq, status, j);
+}

@@ -9,13 +9,7 @@
 #define EVENTS_PAGE     500u
 #define EVENTS_MAX_WAIT 3600u
 
-/* Handlers that answer with the daemon's JSON or its error: the shape of most routes. */
-static int reply_result(api_request *rq, unsigned status, int r, json_t *j, pc_error *e)
-{
-        if (r < 0)
-                return api_reply_pc_error(rq, r, e);
-        return api_reply_json(rq, status, j);
-}
+#define reply_result api_reply_result
 
 static int get_health(api_request *rq)
 {
@@ -217,7 +211,7 @@ static int get_whoami(api_request *rq)
         return j ? api_reply_json(rq, MHD_HTTP_OK, j) : MHD_NO;
 }
 
-static int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
+int query_uint(api_request *rq, const char *key, uint64_t max, uint64_t *ret)
 {
         const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
         uint64_t u;
@@ -313,6 +307,14 @@ const api_route api_routes[] = {
         { "POST", "/v1/sandboxes/{name}/start", API_ROLE(PC_ROLE_ADMIN), post_sandbox_start },
         { "POST", "/v1/sandboxes/{name}/stop", API_ROLE(PC_ROLE_ADMIN), post_sandbox_stop },
         { "POST", "/v1/sandboxes/{name}/sessions", API_ROLE(PC_ROLE_ADMIN), api_post_sandbox_session },
+        { "GET", "/v1/permissions", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_permissions },
+        { "GET", "/v1/permissions/rules", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_permission_rules },
+        { "DELETE", "/v1/permissions/rules/{id}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY),
+          api_delete_permission_rule },
+        { "GET", "/v1/permissions/{id}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_permission },
+        { "POST", "/v1/permissions/{id}/approve", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY),
+          api_post_permission_approve },
+        { "POST", "/v1/permissions/{id}/deny", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_post_permission_deny },
         { "GET", "/v1/sandboxes/{name}/files", API_ANY_ROLE, api_get_files_root },
         { "GET", "/v1/sandboxes/{name}/files/{path*}", API_ANY_ROLE, api_get_file },
         { "PUT", "/v1/sandboxes/{name}/files/{path*}", API_ANY_ROLE, api_put_file },
@@ -322,5 +324,21 @@ const api_route api_routes[] = {
         { "GET", "/v1/images", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), get_images },
         { "POST", "/v1/images", API_ROLE(PC_ROLE_ADMIN), post_images },
         { "DELETE", "/v1/images/{name}", API_ROLE(PC_ROLE_ADMIN), delete_image },
+        { "POST", "/v1/sandboxes/{name}/execs", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_sandbox_exec },
+        { "GET", "/v1/execs", API_ANY_ROLE, api_get_execs },
+        { "GET", "/v1/execs/{id}", API_ANY_ROLE, api_get_exec },
+        { "GET", "/v1/execs/{id}/output", API_ANY_ROLE, api_get_exec_output },
+        { "POST", "/v1/execs/{id}/signal", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_exec_signal },
+        { "POST", "/v1/execs/{id}/stdin", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_AGENT), api_post_exec_stdin },
+        { "GET", "/v1/audit", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_audit },
+        { "GET", "/v1/audit/verify", API_ROLE(PC_ROLE_ADMIN), api_get_audit_verify },
+        { "POST", "/v1/devices", API_ROLE(PC_ROLE_ADMIN), api_post_devices },
+        { "GET", "/v1/devices", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_devices },
+        { "DELETE", "/v1/devices/{id}", API_ROLE(PC_ROLE_ADMIN), api_delete_device },
+        { "POST", "/v1/keys", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_post_keys },
+        { "GET", "/v1/keys", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_get_keys },
+        { "DELETE", "/v1/keys/{id}", API_ROLE(PC_ROLE_ADMIN) | API_ROLE(PC_ROLE_RELAY), api_delete_key },
+        { "POST", "/v1/ssh/authorize", API_ROLE(PC_ROLE_SSH), api_post_ssh_authorize },
+        { "POST", "/v1/ssh/sessions", API_ROLE(PC_ROLE_SSH), api_post_ssh_session },
 };
 const size_t api_routes_n = ELEMENTSOF(api_routes);

@@ -63,8 +63,9 @@ struct api_server {
         pc_daemon *daemon;
         uint64_t max_body_size;
         gid_t socket_gid;
-        struct MHD_Daemon *unix_httpd, *tcp_httpd, *agent_httpd;
-        api_listener unix_listener, tcp_listener, agent_listener;
+        struct MHD_Daemon *unix_httpd, *tcp_httpd, *agent_httpd, *ssh_httpd;
+        api_listener unix_listener, tcp_listener, agent_listener, ssh_listener;
+        char *ssh_socket_path;
         unsigned tcp_port;
         tcp_watchdog watchdog;
         char *socket_path;
@@ -249,6 +250,18 @@ static int authenticate(api_request *rq)
         const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         int r;
 
+        /* The SSH gateway socket: its group's members are the SSH login's helper, nothing more, whatever
+         * they send. */
+        if (rq->listener == API_LISTENER_SSH) {
+                struct ucred cred;
+
+                if (peer_credentials(rq->conn, &cred) < 0)
+                        return api_reply_error(rq, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                               "cannot read the peer's credentials");
+                rq->principal = (pc_principal){ .role = PC_ROLE_SSH, .uid = cred.uid };
+                rq->authenticated = true;
+                return MHD_YES;
+        }
         /* The agent socket is reachable from inside one sandbox only: whoever connects is its agent,
          * whatever they send (a token found inside changes nothing). */
         if (rq->listener == API_LISTENER_AGENT) {
@@ -718,6 +731,18 @@ static int make_unix_socket(const char *path, gid_t gid, pc_error **reterr)
         return TAKE_FD(fd);
 }
 
+/* Whether something accepts connections on the unix socket PATH. */
+static bool socket_in_use(const char *path)
+{
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+                return false;
+        strcpy(sa.sun_path, path);
+        return connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+}
+
 static int make_tcp_socket(const struct sockaddr *sa, socklen_t len, unsigned *ret_port, pc_error **reterr)
 {
         _cleanup_close_ int fd = -EBADF;
@@ -747,9 +772,11 @@ static int make_tcp_socket(const struct sockaddr *sa, socklen_t len, unsigned *r
 static struct MHD_Daemon *start_httpd(api_listener *l, int fd, unsigned threads, unsigned idle_timeout,
                                       unsigned connections_max, unsigned per_address)
 {
-        /* Upgrades (sessions: descriptors over SCM_RIGHTS) only on the admins' unix socket. */
+        /* Upgrades (sessions: descriptors over SCM_RIGHTS) only on the admins' and the SSH gateway's unix
+         * sockets. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC |
-                         MHD_ALLOW_SUSPEND_RESUME | (l->kind == API_LISTENER_UNIX ? MHD_ALLOW_UPGRADE : 0);
+                         MHD_ALLOW_SUSPEND_RESUME |
+                         (l->kind == API_LISTENER_UNIX || l->kind == API_LISTENER_SSH ? MHD_ALLOW_UPGRADE : 0);
         /* Without a listen socket (agent connections are handed over) the listener options are left out. */
         struct MHD_OptionItem listen[] = {
                 { MHD_OPTION_LISTEN_SOCKET, fd, NULL },
@@ -806,6 +833,7 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
         s->unix_listener = (api_listener){ .server = s, .kind = API_LISTENER_UNIX };
         s->tcp_listener = (api_listener){ .server = s, .kind = API_LISTENER_TCP };
         s->agent_listener = (api_listener){ .server = s, .kind = API_LISTENER_AGENT };
+        s->ssh_listener = (api_listener){ .server = s, .kind = API_LISTENER_SSH };
         s->socket_path = strdup(o->socket_path);
         if (!s->socket_path) {
                 api_server_free(s);
@@ -849,6 +877,33 @@ int api_server_start(pc_daemon *d, const api_options *o, api_server **ret, pc_er
                 api_server_free(s);
                 return pc_error_setf(reterr, EIO, "http", "cannot start the HTTP server for agent sockets");
         }
+        if (o->ssh_socket_path && o->ssh_socket_gid != (gid_t) -1) {
+                s->ssh_socket_path = strdup(o->ssh_socket_path);
+                if (!s->ssh_socket_path) {
+                        api_server_free(s);
+                        return -ENOMEM;
+                }
+                /* A path outside our runtime directory: another daemon on this host may serve it (a test's
+                 * beside the installed one); it is not taken from it. */
+                fd = socket_in_use(o->ssh_socket_path) ? -EADDRINUSE
+                                                        : make_unix_socket(o->ssh_socket_path, o->ssh_socket_gid, reterr);
+                if (fd == -EADDRINUSE) {
+                        log_warning("%s is served by another daemon: no SSH gateway here", o->ssh_socket_path);
+                        *ret = s;
+                        return 0;
+                }
+                if (fd < 0) {
+                        api_server_free(s);
+                        return fd;
+                }
+                s->ssh_httpd = start_httpd(&s->ssh_listener, fd, 2, idle, UNIX_CONNECTIONS_MAX, 0);
+                if (!s->ssh_httpd) {
+                        safe_close(fd);
+                        api_server_free(s);
+                        return pc_error_setf(reterr, EIO, "http", "cannot start the HTTP server on %s",
+                                             o->ssh_socket_path);
+                }
+        }
         *ret = s;
         return 0;
 }
@@ -870,7 +925,7 @@ static void wait_for_waited(api_waiting *w, uint64_t usec)
 
 api_server *api_server_free(api_server *s)
 {
-        int unix_fd, tcp_fd;
+        int unix_fd, tcp_fd, ssh_fd;
 
         if (!s)
                 return NULL;
@@ -882,6 +937,7 @@ api_server *api_server_free(api_server *s)
          * threads: after this nothing calls into the daemon. */
         unix_fd = quiesce_httpd(s->unix_httpd);
         tcp_fd = quiesce_httpd(s->tcp_httpd);
+        ssh_fd = quiesce_httpd(s->ssh_httpd);
         {
                 LOCK_GUARD(&s->waiting.lock);
                 s->waiting.stopping = true;
@@ -896,6 +952,8 @@ api_server *api_server_free(api_server *s)
                 MHD_stop_daemon(s->tcp_httpd);
         if (s->agent_httpd)
                 MHD_stop_daemon(s->agent_httpd);
+        if (s->ssh_httpd)
+                MHD_stop_daemon(s->ssh_httpd);
         if (s->watchdog.running) {
                 {
                         LOCK_GUARD(&s->watchdog.lock);
@@ -906,9 +964,13 @@ api_server *api_server_free(api_server *s)
         }
         safe_close(unix_fd);
         safe_close(tcp_fd);
+        safe_close(ssh_fd);
         if (s->socket_path)
                 (void) unlink(s->socket_path);
         free(s->socket_path);
+        if (s->ssh_socket_path && s->ssh_httpd)
+                (void) unlink(s->ssh_socket_path);
+        free(s->ssh_socket_path);
         free(s->pending);
         free(s->counts);
         pthread_mutex_destroy(&s->pending_lock);

@@ -183,11 +183,7 @@ static bool header_has_token(const char *h, const char *token)
 int api_post_sandbox_session(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
-        _cleanup_(pc_session_freep) pc_session *s = NULL;
-        const char *conn_h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
-        const char *upg_h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
-        struct MHD_Response *resp;
-        enum MHD_Result ok;
+        pc_session *s = NULL;
         int r;
 
         if (!rq->json)
@@ -201,6 +197,19 @@ int api_post_sandbox_session(api_request *rq)
         r = pc_session_new(rq->daemon, &rq->principal, rq->params[0], rq->json, &s, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
+        return api_session_upgrade(rq, s);
+}
+
+int api_session_upgrade(api_request *rq, pc_session *session)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        _cleanup_(pc_session_freep) pc_session *s = session;
+        const char *conn_h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+        const char *upg_h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+        struct MHD_Response *resp;
+        enum MHD_Result ok;
+        int r;
+
         if (!conn_h || !upg_h || !header_has_token(conn_h, "upgrade") || strcasecmp(upg_h, PC_SESSION_UPGRADE) != 0)
                 return api_reply_error(rq, MHD_HTTP_UPGRADE_REQUIRED, "upgrade_required",
                                        "sessions need \"Connection: Upgrade\" and \"Upgrade: " PC_SESSION_UPGRADE

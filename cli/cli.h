@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Exit statuses of every command. */
 enum {
@@ -67,11 +68,17 @@ int cmd_policy(int argc, char **argv, const cli_global *g);
 int cmd_sandbox(int argc, char **argv, const cli_global *g);
 int cmd_enter(int argc, char **argv, const cli_global *g);
 int cmd_image(int argc, char **argv, const cli_global *g);
+int cmd_exec(int argc, char **argv, const cli_global *g);
+int cmd_permissions(int argc, char **argv, const cli_global *g);
+int cmd_keys(int argc, char **argv, const cli_global *g);
+int cmd_ssh(int argc, char **argv, const cli_global *g);
 int cmd_files(int argc, char **argv, const cli_global *g);
 
 /* A session (enter, sandbox run; session.c): POSTs req to /v1/sandboxes/NAME/sessions with the upgrade,
  * relays until the process exits and returns its status (or CLI_EXIT_FAILED after saying why). */
 int cli_session(const cli_global *g, const char *name, json_t *req, bool tty);
+/* The same on another session route (the SSH gateway's /v1/ssh/sessions). */
+int cli_session_path(const cli_global *g, const char *path, json_t *req, bool tty);
 
 /* A Unix time from the API as "2026-11-25 12:45:00Z" in buf, or "-" when absent. */
 const char *cli_format_time(json_t *t, char buf[static 32]);
@@ -81,3 +88,15 @@ void cli_table_print(const char *const *header, size_t ncols, char **cells, size
 
 /* jansson ships json_decrefp() for cleanup attributes. */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
+
+/* ---- devaudit (cmd-devices.c, cmd-audit.c, sign.c) ---- */
+int cmd_devices(int argc, char **argv, const cli_global *g);
+int cmd_audit(int argc, char **argv, const cli_global *g);
+/* A new device key: writes the seed to KEYFILE (base64, one line, mode 0600; never over an existing file)
+ * and returns its public key. */
+int cli_key_generate(const char *keyfile, uint8_t pub[static 32]);
+/* Reads KEYFILE's seed; -EINVAL when it is not one line of base64 of 32 bytes. */
+int cli_key_read(const char *keyfile, uint8_t seed[static 32]);
+/* The base64 signature of pc_approval_message(ID, COMMAND, CWD, SCOPE, MINUTES, EXPIRES) with KEYFILE's key. */
+int cli_sign_approval(const char *keyfile, const char *id, const char *command, const char *cwd, const char *scope,
+                      unsigned minutes, int64_t expires, char **ret_sig_b64);

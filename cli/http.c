@@ -402,6 +402,9 @@ int cli_stream(const cli_global *g, const char *method, const char *path, json_t
                         chunks_len -= (size_t) (nl + 1 - chunks);
                         memmove(chunks, nl + 1, chunks_len);
                 }
+                /* server-sent events (an exec's output): their data lines are the JSON events */
+                if (startswith(line, "data: "))
+                        line += STRLEN("data: ");
                 _cleanup_json_ json_t *j = json_loads(line, 0, NULL);
                 if (status != 200)
                         return cli_print_api_error(status, j), -EIO;

@@ -22,7 +22,13 @@ static void help(void)
                "  policy list|show|reload     policies loaded by the daemon\n"
                "  sandbox SUBCOMMAND          create, list, show, stop, start, rm sandboxes; run in one\n"
                "  enter NAME                  attach to a sandbox's tmux session (local admin)\n"
+               "  exec NAME -- COMMAND...     run a command through the sandbox's policy, streaming its output\n"
                "  image build|list|rm         Debian root filesystems for sandboxes (debootstrap)\n"
+               "  permissions SUBCOMMAND      commands waiting for a person: list, approve, deny, rules\n"
+               "  keys add|list|rm            SSH public keys that reach sandboxes and log in to them\n"
+               "  ssh authorized-keys|attach  helpers sshd runs for 'ssh -t pocketcoder@HOST SANDBOX'\n"
+               "  devices SUBCOMMAND          keygen, add, list, rm, sign: phones that sign approvals\n"
+               "  audit list|verify           the hash-chained audit ledger\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
@@ -68,6 +74,12 @@ static const struct {
         { "sandbox", cmd_sandbox },
         { "enter", cmd_enter },
         { "image", cmd_image },
+        { "exec", cmd_exec },
+        { "permissions", cmd_permissions },
+        { "keys", cmd_keys },
+        { "ssh", cmd_ssh },
+        { "devices", cmd_devices },
+        { "audit", cmd_audit },
         { "files", cmd_files },
         { "daemon", cmd_daemon },
 };
@@ -98,6 +110,8 @@ static const struct {
         { "policy", "decide", 1, (const char *const[]){ "--policy", "-p", NULL } },
         /* pocketcoderd's own flags */
         { "daemon", NULL, 0, NULL },
+        /* exec NAME COMMAND...: COMMAND's own words, with or without "--" */
+        { "exec", NULL, 1, (const char *const[]){ "--cwd", "--timeout", "--env", NULL } },
 };
 
 static void apply_global_option(cli_global *g, int opt, const char *arg)

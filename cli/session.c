@@ -88,9 +88,8 @@ static const char *term_name(void)
 }
 
 /* Sends the request and reads the 101; on anything else prints the daemon's error. */
-static int session_open(const cli_global *g, const char *name, json_t *req)
+static int session_open(const cli_global *g, const char *path, json_t *req)
 {
-        _cleanup_free_ char *path = strjoin("/v1/sandboxes/", name, "/sessions");
         _cleanup_json_ json_t *resp = NULL;
         _cleanup_close_ int fd = -EBADF;
         const char *prefix;
@@ -166,6 +165,15 @@ static int session_frame(int sock, int *ret_status, int *ret_master)
 
 int cli_session(const cli_global *g, const char *name, json_t *req, bool tty)
 {
+        _cleanup_free_ char *path = strjoin("/v1/sandboxes/", name, "/sessions");
+
+        if (!path)
+                return CLI_EXIT_FAILED;
+        return cli_session_path(g, path, req, tty);
+}
+
+int cli_session_path(const cli_global *g, const char *path, json_t *req, bool tty)
+{
         static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH };
         _cleanup_close_ int sock = -EBADF, sigfd = -EBADF, master = -EBADF, in_w = -EBADF, out_r = -EBADF,
                             err_r = -EBADF;
@@ -184,7 +192,7 @@ int cli_session(const cli_global *g, const char *name, json_t *req, bool tty)
                 json_object_set_new(req, "term", json_string(term_name()));
         json_object_set_new(req, "tty", json_boolean(tty));
 
-        sock = session_open(g, name, req);
+        sock = session_open(g, path, req);
         if (sock < 0)
                 return CLI_EXIT_FAILED;
 

@@ -19,6 +19,7 @@ void pc_config_init(pc_config *c)
                 .tcp_max_connections_per_address = 128,
                 .tcp_auth_timeout = 10,
                 .events_keep = 10000,
+                .exec_output_max = 16u << 20,
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
                 .cgroup_parent = strdup("pocketcoder"),
@@ -31,6 +32,9 @@ void pc_config_init(pc_config *c)
                 .files_max_upload = 1ULL << 30,
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
+                .permission_timeout = 600,
+                .ssh_socket = strdup("/run/pocketcoder-ssh.sock"),
+                .ssh_group = strdup("pocketcoder-ssh"),
         };
 }
 
@@ -48,6 +52,8 @@ void pc_config_done(pc_config *c)
         free(c->egress_allow);
         free(c->cgroup_parent);
         free(c->nft_table);
+        free(c->ssh_socket);
+        free(c->ssh_group);
         *c = (pc_config){};
 }
 
@@ -93,6 +99,7 @@ static const struct number_key {
         NUMBER_KEY(nofile_max, 64, 1048576, "expected a number of open files from 64 to 1048576"),
         NUMBER_KEY(cpu_weight, 1, 10000, "expected a weight from 1 to 10000 (100 is the kernel's default)"),
         NUMBER_KEY(sandbox_inodes, 0, UINT32_MAX, "expected a number of files up to 4294967295 (0: one per 16K of disk)"),
+        NUMBER_KEY(permission_timeout, 10, 604800, "expected seconds from 10 to 604800 (a week)"),
 };
 
 static int apply_number_key(pc_config *c, const struct number_key *k, const char *value, const char **ret_why)
@@ -206,12 +213,12 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 }
                 return set_string(&c->listen, value);
         }
-        if (streq(key, "allow_remote_listen")) {
+        if (streq(key, "allow_remote_listen") || streq(key, "require_signed_approvals")) {
                 if (parse_bool(value, &b) < 0) {
                         *ret_why = "expected yes or no";
                         return -EINVAL;
                 }
-                c->allow_remote_listen = b;
+                *(streq(key, "allow_remote_listen") ? &c->allow_remote_listen : &c->require_signed_approvals) = b;
                 return 0;
         }
         if (streq(key, "max_body_size")) {
@@ -222,6 +229,28 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->max_body_size = u;
                 return 0;
         }
+        if (streq(key, "exec_output_max")) {
+                if (parse_size(value, &u) < 0 || u < 1024 || u > (1ULL << 30)) {
+                        *ret_why = "expected a size between 1K and 1G";
+                        return -EINVAL;
+                }
+                c->exec_output_max = u;
+                return 0;
+        }
+        if (streq(key, "ssh_socket")) {
+                /* The SSH login's gateway: not in runtime_dir, which only the admins' group may enter. */
+                if (isempty(value) || streq(value, "none")) {
+                        c->ssh_socket = (free(c->ssh_socket), NULL);
+                        return 0;
+                }
+                if (value[0] != '/') {
+                        *ret_why = "expected an absolute path, or none";
+                        return -EINVAL;
+                }
+                return set_string(&c->ssh_socket, value);
+        }
+        if (streq(key, "ssh_group"))
+                return set_string(&c->ssh_group, value);
         if (streq(key, "files_max_upload")) {
                 if (parse_size(value, &u) < 0 || u < 1024 || u > INT64_MAX) {
                         *ret_why = "expected a size of at least 1K such as 1G";
@@ -243,7 +272,8 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve, files_max_upload)";
+                   "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
+                   "require_signed_approvals, ssh_socket, ssh_group, files_max_upload)";
         return -ENOKEY;
 }
 

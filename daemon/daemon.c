@@ -288,7 +288,16 @@ static int daemon_init(pc_daemon *d, pc_error **reterr)
         r = loop_new(d, reterr);
         if (r < 0)
                 return r;
-        return pc_sandbox_manager_new(d, reterr);
+        r = pc_sandbox_manager_new(d, reterr);
+        if (r < 0)
+                return r;
+        r = pc_execs_new(d, reterr);
+        if (r < 0)
+                return r;
+        r = pc_permissions_start(d);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "permissions", "cannot start the permission broker: %s", strerror(-r));
+        return 0;
 }
 
 int pc_daemon_new(pc_config *config, pc_daemon **ret, pc_error **reterr)
@@ -322,6 +331,8 @@ pc_daemon *pc_daemon_free(pc_daemon *d)
 {
         if (!d)
                 return NULL;
+        pc_permissions_stop(d);
+        pc_execs_free(d);
         pc_sandbox_manager_free(d);
         /* What threads posted after the loop stopped (and the sandbox manager's releases just now). */
         run_posts(d);

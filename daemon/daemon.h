@@ -46,6 +46,11 @@ typedef struct pc_config {
         uint64_t state_reserve;   /* refuse new work below this much free space in state_dir: bytes, or */
         unsigned state_reserve_percent; /* when non-zero, this percentage of its size */
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
+        uint64_t exec_output_max; /* bytes of stdout and of stderr kept per exec (more is dropped and reported) */
+        uint64_t permission_timeout; /* seconds a permission request waits for a person before it expires */
+        bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
+        char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
+        char *ssh_group;          /* the group that may use it (mode 0660) */
         uint64_t files_max_upload; /* largest file PUT /v1/sandboxes/NAME/files/PATH takes: bytes */
 } pc_config;
 
@@ -102,6 +107,7 @@ typedef enum {
         PC_ROLE_ADMIN,
         PC_ROLE_RELAY,
         PC_ROLE_AGENT,
+        PC_ROLE_SSH, /* the ssh_socket: the SSH login's helper; only /v1/ssh/ (no token has it) */
         _PC_ROLE_MAX,
         PC_ROLE_INVALID = -EINVAL,
 } pc_role;
@@ -117,6 +123,7 @@ typedef struct pc_principal {
         bool local_peer;   /* unix socket peer credentials (uid 0 or group pocketcoder) */
         bool agent_socket; /* a connection on a sandbox's agent socket: role agent, no token */
         uid_t uid;
+        char ssh_key[17];  /* role ssh: the id of the key that logged in (a session), else empty */
 } pc_principal;
 
 /* GET /v1/whoami: {"role", "sandbox", "token_id", "uid", "via"}. */
@@ -284,6 +291,104 @@ void pc_event_wait_done(pc_daemon *d, pc_event_waiter *w);
  * server stops: libmicrohttpd must have no suspended connection left then. */
 void pc_event_waiters_stop(pc_daemon *d);
 
+/* ---- execs (execs.c) ---- */
+
+/* POST /v1/sandboxes/{name}/execs: parses and checks the request, has the sandbox's policy decide, records the
+ * exec and, when allowed, starts it in a tmux window of the sandbox. *ret is the exec; its "state" is "denied"
+ * (the policy said deny: nothing ran), "pending" (waiting for a person), "running" or already "finished".
+ * *ret_wait is how long the caller may wait for it to end (the request's "wait", seconds). */
+int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, json_t *req, json_t **ret,
+                    unsigned *ret_wait, pc_error **reterr);
+/* One exec, with its output when it ended ("stdout"/"stderr" when valid UTF-8, else "stdout_base64"/
+ * "stderr_base64"). *ret_sandbox (64 bytes, may be NULL) gets its sandbox, for waiting on its events. */
+int pc_execs_show(pc_daemon *d, const pc_principal *who, const char *id, json_t **ret, char *ret_sandbox,
+                  pc_error **reterr);
+/* {"execs": [...]} without output, newest first; sandbox and state may be NULL (any). */
+int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, const char *state, json_t **ret,
+                  pc_error **reterr);
+/* {"signal": "TERM"|N} to a running exec's command. */
+int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                    pc_error **reterr);
+/* {"data": "..."|"data_base64": "...", "eof": bool} to a running exec's stdin (opened with "stdin_open"). */
+int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                   pc_error **reterr);
+/* The output past byte offsets off[0] (stdout) and off[1] (stderr), for GET /v1/execs/{id}/output: *ret_chunk
+ * is {"stream", "data"|"data_base64"} with at most `max` bytes of one stream (off[] advanced past it); else,
+ * when the exec ended and nothing is left, *ret_end is its end {"state", "exit_code", "signal", ...}; else
+ * both are NULL: wait (pc_execs_output_wait) and ask again. Offsets count the bytes kept (see
+ * exec_output_max). */
+int pc_execs_output(pc_daemon *d, const pc_principal *who, const char *id, uint64_t off[2], size_t max,
+                    json_t **ret_chunk, json_t **ret_end, pc_error **reterr);
+/* A one-shot waiter for more output of one exec (or its end); wake(w) runs once, from any thread, with the
+ * engine's lock held: it must only resume the request. */
+typedef struct pc_exec_output_waiter pc_exec_output_waiter;
+struct pc_exec_output_waiter {
+        void (*wake)(pc_exec_output_waiter *w);
+        /* the engine's */
+        pc_exec_output_waiter *next;
+        void *exec;
+};
+/* Registers w for exec ID; wakes it at once when more than off[] is there already or the exec is not running. */
+void pc_execs_output_wait(pc_daemon *d, const char *id, const uint64_t off[2], pc_exec_output_waiter *w);
+void pc_execs_output_wait_done(pc_daemon *d, pc_exec_output_waiter *w);
+/* ---- the permission broker (permissions.c) ---- */
+
+/* For an `ask` decision (the verdict's JSON) of COMMAND in CWD of SANDBOX: whether a remembered approval
+ * covers it (exact: same command and directory; prefix: a simple command starting with the rule's words).
+ * Always false for any other decision: a policy `deny` is never overridden. */
+bool pc_permissions_remembered(pc_daemon *d, const char *sandbox, const char *command, const char *cwd,
+                               json_t *decision);
+/* Makes the pending permission request for exec EXEC_ID (stored, audited, event permission.requested); it
+ * expires after the config's permission_timeout. The exec engine learns the outcome from
+ * pc_execs_permission_decided(), on the loop's thread, also after a daemon restart. */
+int pc_permissions_ask(pc_daemon *d, const char *sandbox, const char *exec_id, const char *command, const char *cwd,
+                       json_t *decision, char ret_id[static 33], pc_error **reterr);
+/* Defined by the exec engine (execs.c): approved runs the exec, else it is denied with REASON ("expired" on
+ * expiry). Called at most once per decision the engine has not acknowledged; an exec that is no longer
+ * waiting is ignored. */
+void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approved, const char *reason);
+/* GET /v1/permissions?state=pending|approved|denied|expired|all&sandbox= -> {"permissions": [...]} */
+int pc_permissions_list(pc_daemon *d, const char *state, const char *sandbox, json_t **ret, pc_error **reterr);
+int pc_permissions_show(pc_daemon *d, const char *id, json_t **ret, pc_error **reterr);
+/* POST .../approve {"scope", "minutes", "device", "signature", "expires"}, .../deny {"reason"}: the request
+ * as decided. A signed approval is verified (pc_devices_verify_approval()) before anything is stored;
+ * with require_signed_approvals an unsigned one is refused. */
+int pc_permissions_approve(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                           pc_error **reterr);
+int pc_permissions_deny(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                        pc_error **reterr);
+/* GET /v1/permissions/rules?sandbox= -> {"rules": [...]} (unexpired, of existing sandboxes); DELETE one. */
+int pc_permission_rules_list(pc_daemon *d, const char *sandbox, json_t **ret, pc_error **reterr);
+int pc_permission_rules_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* ---- devaudit (audit.c, devices.c) ---- */
+/* GET /v1/audit: rows after SINCE (at most LIMIT, 1..1000) as {"audit": [...], "next": last seq}. */
+int pc_audit_list(pc_daemon *d, uint64_t since, unsigned limit, json_t **ret, pc_error **reterr);
+/* GET /v1/audit/verify: {"ok", "rows", "first_bad", "reason"} after checking every row's hash, the chain and
+ * the recorded head (edited, inserted, deleted and cut-off rows all fail). */
+int pc_audit_verify(pc_daemon *d, json_t **ret, pc_error **reterr);
+/* Devices: phones whose Ed25519 key may sign approvals. REQ is {"name", "public_key"} (base64, 32 bytes). */
+int pc_devices_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_devices_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_devices_remove(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* 0 when SIGNATURE_B64 is DEVICE_ID's signature over pc_approval_message(ID, COMMAND, CWD, SCOPE, MINUTES,
+ * EXPIRES) and EXPIRES has not passed; else -EPERM with the reason (unknown or removed device, malformed or
+ * bad signature, expired). */
+int pc_devices_verify_approval(pc_daemon *d, const char *device_id, const char *signature_b64, const char *id,
+                               const char *command, const char *cwd, const char *scope, unsigned minutes,
+                               int64_t expires, pc_error **reterr);
+/* ---- keys (keys.c) ---- */
+
+/* People's SSH public keys. add: {"key": "<OpenSSH public key line>", "sandboxes": [names] (optional: every
+ * sandbox)} -> the key {"id", "type", "key", "comment", "bits", "fingerprint", "sandboxes", "created",
+ * "created_by"}; a key registered already is EEXIST ("conflict"). Adding and removing reach every running
+ * sandbox's ~agent/.ssh/authorized_keys before they return (key.added / key.removed events, audit rows
+ * key.add / key.remove). */
+int pc_keys_add(pc_daemon *d, const pc_principal *who, json_t *req, json_t **ret, pc_error **reterr);
+int pc_keys_list(pc_daemon *d, json_t **ret, pc_error **reterr);
+int pc_keys_delete(pc_daemon *d, const pc_principal *who, const char *id, pc_error **reterr);
+/* The SSH login (role ssh): KEY ("TYPE BASE64", what sshd authenticated) is registered (else ENOENT) and,
+ * with SANDBOX, may enter it (else EACCES); *ret is the key as add returns it. */
+int pc_keys_ssh_check(pc_daemon *d, const char *key, const char *sandbox, json_t **ret, pc_error **reterr);
 /* ---- files (files.c) ---- */
 struct stat;
 

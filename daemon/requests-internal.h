@@ -53,3 +53,30 @@ int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr
 /* A network mode's name in the API and the store ("none", "loopback", "egress"). */
 const char *pc_net_to_string(isolate_net_mode m);
 int pc_net_from_string(const char *s);
+
+/* POST /v1/permissions/{id}/approve {"scope", "minutes", "device", "signature", "expires"}: scope once (the
+ * default), exact or prefix; minutes how long exact/prefix are remembered (default 60, 1..10080; 0 for once);
+ * device + signature (base64) + expires (unix seconds) make a signed approval, all three or none. */
+#define PC_APPROVE_MINUTES_DEFAULT 60u
+#define PC_APPROVE_MINUTES_MAX     10080u /* a week */
+typedef struct pc_approve_request {
+        const char *scope;
+        unsigned minutes;
+        const char *device, *signature; /* NULL when unsigned */
+        int64_t expires;
+} pc_approve_request;
+int pc_approve_request_parse(json_t *req, pc_approve_request *ret, pc_error **reterr);
+
+/* POST /v1/permissions/{id}/deny {"reason"}: what the engine is told; NULL when absent. */
+#define PC_DENY_REASON_MAX 1024u
+int pc_deny_request_parse(json_t *req, const char **ret_reason, pc_error **reterr);
+/* ---- keys (keys.c) ---- */
+#include "sshkey.h"
+/* POST /v1/keys {"key": "<OpenSSH public key line>", "sandboxes": [names]}: the key parsed (pc_sshkey_done()
+ * it) and the scope, NULL for every sandbox (else 1..PC_KEY_SANDBOXES_MAX distinct valid names). */
+#define PC_KEY_SANDBOXES_MAX 64u
+typedef struct pc_key_request {
+        pc_sshkey key;
+        json_t *sandboxes;
+} pc_key_request;
+int pc_key_request_parse(json_t *req, pc_key_request *ret, pc_error **reterr);

@@ -10,6 +10,7 @@ static const char *const role_names[_PC_ROLE_MAX] = {
         [PC_ROLE_ADMIN] = "admin",
         [PC_ROLE_RELAY] = "relay",
         [PC_ROLE_AGENT] = "agent",
+        [PC_ROLE_SSH] = "ssh",
 };
 
 const char *pc_role_to_string(pc_role r)
@@ -205,7 +206,8 @@ int pc_token_request_parse(json_t *req, pc_token_request *ret, pc_error **reterr
         if (r < 0)
                 return r;
         t.role = pc_role_from_string(json_string_value(json_object_get(req, "role")));
-        if (t.role < 0)
+        /* ssh is the gateway socket's, never a token's. */
+        if (t.role < 0 || t.role == PC_ROLE_SSH)
                 return pc_error_setf(reterr, EINVAL, "invalid_field",
                                      "field \"role\" must be one of admin, relay, agent");
         v = json_object_get(req, "sandbox");
@@ -410,5 +412,131 @@ int pc_image_request_parse(json_t *req, pc_image_request *ret, pc_error **reterr
                                              "field \"packages\": \"%s\" is not a Debian package name",
                                              json_is_string(v) ? json_string_value(v) : "(not a string)");
         *ret = im;
+        return 0;
+}
+
+int pc_approve_request_parse(json_t *req, pc_approve_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "scope", "minutes", "device", "signature", "expires", NULL };
+        pc_approve_request q = { .scope = "once" };
+        json_t *v;
+        int n_signed = 0;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "scope");
+        if (v) {
+                q.scope = json_string_value(v);
+                if (!q.scope || !(streq(q.scope, "once") || streq(q.scope, "exact") || streq(q.scope, "prefix")))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"scope\" must be once, exact or prefix");
+        }
+        v = json_object_get(req, "minutes");
+        if (streq(q.scope, "once")) {
+                if (v && !(json_is_integer(v) && json_integer_value(v) == 0))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"minutes\" applies to scope exact or prefix only");
+        } else {
+                q.minutes = PC_APPROVE_MINUTES_DEFAULT;
+                if (v && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                          json_integer_value(v) > PC_APPROVE_MINUTES_MAX))
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"minutes\" must be an integer from 1 to %u",
+                                             PC_APPROVE_MINUTES_MAX);
+                if (v)
+                        q.minutes = (unsigned) json_integer_value(v);
+        }
+        v = json_object_get(req, "device");
+        if (v) {
+                q.device = json_string_value(v);
+                if (!q.device || !*q.device || strlen(q.device) > 64)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field", "field \"device\" must be a device id");
+                n_signed++;
+        }
+        v = json_object_get(req, "signature");
+        if (v) {
+                q.signature = json_string_value(v);
+                if (!q.signature || !*q.signature || strlen(q.signature) > 256)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"signature\" must be the base64 Ed25519 signature");
+                n_signed++;
+        }
+        v = json_object_get(req, "expires");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) <= 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"expires\" must be the signature's expiry in unix seconds");
+                q.expires = json_integer_value(v);
+                n_signed++;
+        }
+        if (n_signed != 0 && n_signed != 3)
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "a signed approval needs all of \"device\", \"signature\" and \"expires\"");
+        *ret = q;
+        return 0;
+}
+
+int pc_deny_request_parse(json_t *req, const char **ret_reason, pc_error **reterr)
+{
+        static const char *const fields[] = { "reason", NULL };
+        json_t *v;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "reason");
+        *ret_reason = NULL;
+        if (!v)
+                return 0;
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > PC_DENY_REASON_MAX ||
+            memchr(json_string_value(v), 0, json_string_length(v)))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"reason\" must be a text of 1 to %u bytes", PC_DENY_REASON_MAX);
+        *ret_reason = json_string_value(v);
+        return 0;
+}
+
+int pc_key_request_parse(json_t *req, pc_key_request *ret, pc_error **reterr)
+{
+        static const char *const fields[] = { "key", "sandboxes", NULL };
+        json_t *key, *sandboxes, *v;
+        size_t i;
+        int r;
+
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        key = json_object_get(req, "key");
+        if (!json_is_string(key))
+                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                     "field \"key\" must be a string: one OpenSSH public key line such as the "
+                                     "contents of ~/.ssh/id_ed25519.pub");
+        sandboxes = json_object_get(req, "sandboxes");
+        if (sandboxes && !json_is_null(sandboxes)) {
+                if (!json_is_array(sandboxes) || json_array_size(sandboxes) == 0 ||
+                    json_array_size(sandboxes) > PC_KEY_SANDBOXES_MAX)
+                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                             "field \"sandboxes\" must be a list of 1 to %u sandbox names (leave "
+                                             "it out for a key that reaches every sandbox)",
+                                             PC_KEY_SANDBOXES_MAX);
+                json_array_foreach(sandboxes, i, v) {
+                        if (!json_is_string(v) || !name_is_valid(json_string_value(v)))
+                                return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                                     "field \"sandboxes\": entry %zu is not a sandbox name", i);
+                        for (size_t k = 0; k < i; k++)
+                                if (json_equal(v, json_array_get(sandboxes, k)))
+                                        return pc_error_setf(reterr, EINVAL, "invalid_field",
+                                                             "field \"sandboxes\" names \"%s\" twice",
+                                                             json_string_value(v));
+                }
+        } else
+                sandboxes = NULL;
+        r = pc_sshkey_parse(json_string_value(key), json_string_length(key), &ret->key, reterr);
+        if (r < 0)
+                return r;
+        ret->sandboxes = sandboxes;
         return 0;
 }

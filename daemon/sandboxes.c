@@ -1051,6 +1051,7 @@ int pc_sandboxes_create(pc_daemon *d, const pc_principal *who, json_t *req, json
         }
         e->busy = false;
         entry_up(d, e, sb, agent);
+        pc_keys_sync_sandbox(d, name, row.uid_base);
         if (kept) { /* the workspace (and its uid range) is the sandbox's again */
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -1114,6 +1115,7 @@ int pc_sandboxes_start(pc_daemon *d, const pc_principal *who, const char *name, 
         if (r < 0)
                 return r;
         entry_up(d, e, sb, agent);
+        pc_keys_sync_sandbox(d, name, row.uid_base);
         log_info("sandbox %s: started (init pid %d)", name, isolate_sandbox_pid(sb));
         r = row_load(d, name, &row, reterr);
         if (r < 0)
@@ -1471,4 +1473,61 @@ int pc_sandboxes_exec(pc_daemon *d, const char *name, isolate_exec_options *o, i
         if (ret_master)
                 *ret_master = TAKE_FD(master);
         return 0;
+}
+
+int pc_sandboxes_exec_target(pc_daemon *d, const pc_principal *who, const char *name, pc_exec_target *ret,
+                             pc_error **reterr)
+{
+        LOCK_GUARD(&d->sandboxes->lock);
+        _cleanup_free_ char *dir = NULL, *cg = NULL;
+        sandbox_row row;
+        sandbox_entry *e;
+        int r;
+
+        r = may_touch(who, name, reterr);
+        if (r < 0)
+                return r;
+        reap_dead(d);
+        r = row_load_visible(d, name, &row, reterr);
+        if (r < 0)
+                return r;
+        e = entry_find(d->sandboxes, name);
+        if (!e || !e->sb || !e->agent || e->busy)
+                return pc_error_setf(reterr, EBUSY, "not_running",
+                                     "sandbox \"%s\" is not running; start it with 'pocketcoder sandbox start %s'",
+                                     name, name);
+        dir = strdup(pc_agent_socket_dir(e->agent));
+        if (!dir || (isolate_sandbox_cgroup_path(e->sb) && !(cg = strdup(isolate_sandbox_cgroup_path(e->sb)))))
+                return -ENOMEM;
+        *ret = (pc_exec_target){ .uid_base = row.uid_base, .agent_dir = TAKE_PTR(dir), .cgroup_path = TAKE_PTR(cg) };
+        strcpy(ret->policy, row.policy);
+        strcpy(ret->instance, row.instance);
+        return 0;
+}
+
+void pc_exec_target_done(pc_exec_target *t)
+{
+        free(t->agent_dir);
+        free(t->cgroup_path);
+        *t = (pc_exec_target){};
+}
+
+int pc_sandboxes_tmux(pc_daemon *d, const char *name, const char *instance, const char *const *args,
+                      pc_error **reterr)
+{
+        LOCK_GUARD(&d->sandboxes->lock);
+        sandbox_row row;
+        sandbox_entry *e;
+        int r;
+
+        /* Under the manager lock, like pc_sandboxes_exec(); the same sandbox, not a later one of its name. */
+        reap_dead(d);
+        e = entry_find(d->sandboxes, name);
+        if (!e || !e->sb || e->busy || row_load(d, name, &row, NULL) < 0 || !streq(row.instance, instance))
+                return pc_error_setf(reterr, EBUSY, "not_running", "sandbox \"%s\" is not running", name);
+        r = isolate_sandbox_tmux(e->sb, args, NULL, reterr);
+        if (r > 0)
+                return pc_error_setf(reterr, EIO, "tmux", "sandbox %s: tmux %s failed (status %d)", name,
+                                     strna(args[0]), r);
+        return r;
 }

@@ -98,6 +98,116 @@ static const char *const migrations[] = {
         "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN (''running'', ''stopped''))', "
         "  'CHECK (state IN (''creating'', ''running'', ''stopped''))') WHERE type = 'table' AND name = 'sandboxes';"
         "PRAGMA writable_schema = RESET;",
+        /* 9: execs. Each is one row from its decision on: what ran (command, cwd, env, stdin: enough to start
+         * a pending one after a restart), how it ended and its output, bounded by exec_output_max. */
+        "CREATE TABLE execs ("
+        "  id TEXT PRIMARY KEY,"
+        "  sandbox TEXT NOT NULL,"
+        "  instance TEXT NOT NULL,"
+        "  actor TEXT NOT NULL,"
+        "  command TEXT NOT NULL,"
+        "  cwd TEXT NOT NULL,"
+        "  env TEXT NOT NULL,"
+        "  stdin BLOB,"
+        "  stdin_open INTEGER NOT NULL,"
+        "  timeout INTEGER NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'finished', 'denied', 'lost')),"
+        "  decision TEXT NOT NULL,"
+        "  remembered INTEGER NOT NULL DEFAULT 0,"
+        "  permission TEXT,"
+        "  reason TEXT,"
+        "  exit_code INTEGER,"
+        "  signal INTEGER,"
+        "  timed_out INTEGER NOT NULL DEFAULT 0,"
+        "  created INTEGER NOT NULL,"
+        "  started INTEGER,"
+        "  finished INTEGER,"
+        "  duration_ms INTEGER,"
+        "  cpu_user_us INTEGER,"
+        "  cpu_system_us INTEGER,"
+        "  memory_peak INTEGER,"
+        "  stdout BLOB,"
+        "  stderr BLOB,"
+        "  stdout_truncated INTEGER NOT NULL DEFAULT 0,"
+        "  stderr_truncated INTEGER NOT NULL DEFAULT 0"
+        ");"
+        "CREATE INDEX execs_sandbox ON execs (sandbox, created);"
+        "CREATE INDEX execs_state ON execs (state);",
+        /* 10: permission requests (an `ask` waiting for a person) and the answers remembered for a while,
+         * bound to the sandbox's instance: a later sandbox of the same name does not inherit them.
+         * `notified`: the exec engine was told of the decision (else it is told at the next start). */
+        "CREATE TABLE permissions ("
+        "  id TEXT PRIMARY KEY,"
+        "  sandbox TEXT NOT NULL,"
+        "  instance TEXT NOT NULL,"
+        "  exec_id TEXT,"
+        "  command TEXT NOT NULL,"
+        "  cwd TEXT NOT NULL,"
+        "  decision TEXT NOT NULL,"
+        "  explanation TEXT,"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),"
+        "  created INTEGER NOT NULL,"
+        "  expires INTEGER NOT NULL,"
+        "  decided_at INTEGER,"
+        "  decided_by TEXT,"
+        "  scope TEXT CHECK (scope IN ('once', 'exact', 'prefix')),"
+        "  minutes INTEGER,"
+        "  device TEXT,"
+        "  reason TEXT,"
+        "  notified INTEGER NOT NULL DEFAULT 0"
+        ");"
+        "CREATE INDEX permissions_state ON permissions (state, expires);"
+        "CREATE TABLE permission_rules ("
+        "  id TEXT PRIMARY KEY,"
+        "  sandbox TEXT NOT NULL,"
+        "  instance TEXT NOT NULL,"
+        "  scope TEXT NOT NULL CHECK (scope IN ('exact', 'prefix')),"
+        "  match_key TEXT NOT NULL,"
+        "  command TEXT NOT NULL,"
+        "  argv TEXT,"
+        "  cwd TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  expires INTEGER NOT NULL,"
+        "  permission TEXT NOT NULL,"
+        "  created_by TEXT NOT NULL"
+        ");"
+        "CREATE INDEX permission_rules_sandbox ON permission_rules (sandbox, expires);",
+        /* 11: devices and the audit hash chain. Each audit row gets the hash of the row before it and its own
+         * (daemon/audit.c chains the rows that exist once, at the first start, then every new row as it is
+         * written). A row may be updated only while it has no hash yet: to get one. A device's key is
+         * unique among the devices not removed; removed ones stay, for the ledger. */
+        "ALTER TABLE audit ADD COLUMN prev_hash TEXT;"
+        "ALTER TABLE audit ADD COLUMN hash TEXT;"
+        "DROP TRIGGER audit_no_update;"
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit WHEN OLD.hash IS NOT NULL BEGIN"
+        "  SELECT RAISE(ABORT, 'audit is append-only'); END;"
+        "CREATE TABLE devices ("
+        "  id TEXT PRIMARY KEY,"
+        "  name TEXT NOT NULL,"
+        "  public_key TEXT NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  removed INTEGER"
+        ");"
+        "CREATE UNIQUE INDEX devices_public_key ON devices (public_key) WHERE removed IS NULL;",
+        /* 12: keys: people's SSH public keys (fingerprint unique: a key is registered once) and the sandboxes
+         * a scoped key reaches, by name (none: every sandbox). */
+        "CREATE TABLE keys ("
+        "  id TEXT PRIMARY KEY,"
+        "  type TEXT NOT NULL,"
+        "  base64 TEXT NOT NULL,"
+        "  comment TEXT,"
+        "  bits INTEGER NOT NULL,"
+        "  fingerprint TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL,"
+        "  created_by TEXT NOT NULL"
+        ");"
+        "CREATE TABLE key_sandboxes ("
+        "  key_id TEXT NOT NULL,"
+        "  sandbox TEXT NOT NULL,"
+        "  PRIMARY KEY (key_id, sandbox)"
+        ");"
+        "CREATE TRIGGER keys_delete_scope AFTER DELETE ON keys BEGIN"
+        "  DELETE FROM key_sandboxes WHERE key_id = OLD.id; END;",
 };
 
 int pc_store_schema_version(pc_store *s)
@@ -229,6 +339,8 @@ int pc_store_open(pc_store *s, const char *path, pc_error **reterr)
         r = check_integrity(s, path, reterr);
         if (r >= 0)
                 r = migrate(s, reterr);
+        if (r >= 0)
+                r = pc_audit_chain_init(s, reterr);
         if (r < 0) {
                 pc_store_close(s);
                 return r;
@@ -308,21 +420,4 @@ int pc_store_exec(pc_store *s, const char *sql)
 {
         LOCK_GUARD(&s->lock);
         return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
-}
-
-int pc_store_audit(pc_store *s, const char *actor, const char *action, const char *subject, const char *detail)
-{
-        LOCK_GUARD(&s->lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
-        sqlite3_bind_int64(st, 1, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-        sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, subject, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, detail, -1, SQLITE_STATIC);
-        return sqlite3_step(st) == SQLITE_DONE ? 0 : pc_store_errno(s);
 }

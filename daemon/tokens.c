@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
 #include <sys/random.h>
@@ -19,6 +20,8 @@ void pc_principal_describe(const pc_principal *p, char *buf, size_t n)
 {
         if (p->agent_socket)
                 snprintf(buf, n, "agent-socket:%s", p->sandbox);
+        else if (p->role == PC_ROLE_SSH)
+                snprintf(buf, n, "ssh:uid=%u:key=%s", (unsigned) p->uid, p->ssh_key[0] ? p->ssh_key : "-");
         else if (p->local_peer && !p->token_id[0])
                 snprintf(buf, n, "local:uid=%u", (unsigned) p->uid);
         else
@@ -53,6 +56,19 @@ static int random_bytes(uint8_t *buf, size_t n)
         return (size_t) k == n ? 0 : -EIO;
 }
 
+int pc_random_hex(char *ret, size_t n)
+{
+        uint8_t buf[64];
+        int r;
+
+        assert(n <= sizeof(buf));
+        r = random_bytes(buf, n);
+        if (r < 0)
+                return r;
+        hex(buf, n, ret);
+        return 0;
+}
+
 static bool is_hex(const char *s, size_t n)
 {
         for (size_t i = 0; i < n; i++)
@@ -61,43 +77,31 @@ static bool is_hex(const char *s, size_t n)
         return true;
 }
 
-int pc_sha256(const void *data, size_t n, uint8_t ret[static 32])
-{
-        struct sha256_ctx c;
-
-        sha256_init(&c);
-        sha256_update(&c, n, data);
-        sha256_digest(&c, SHA256_DIGEST_SIZE, ret);
-        return 0;
-}
-
-int pc_sha256_hex(const void *data, size_t n, char ret[static 65])
-{
-        uint8_t md[32];
-        int r = pc_sha256(data, n, md);
-
-        if (r < 0)
-                return r;
-        hex(md, sizeof(md), ret);
-        return 0;
-}
-
 /* Removes the tokens whose expiry has passed, each with an audit entry, in one transaction. The same
  * clock and rule as pc_daemon_authenticate(): expired from the second expires_at on. */
 static void tokens_expire(pc_daemon *d)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_txn_ pc_txn txn = {};
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k = SQLITE_ERROR;
 
         if (pc_txn_begin(&d->store, &txn) < 0 ||
-            sqlite3_exec(d->store.db,
-                         "INSERT INTO audit (at, actor, action, subject) "
-                         "  SELECT unixepoch(), 'daemon', 'token.expire', id FROM tokens "
-                         "  WHERE expires_at <= unixepoch();"
-                         "DELETE FROM tokens WHERE expires_at <= unixepoch();",
-                         NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(d->store.db, "SELECT id FROM tokens WHERE expires_at <= unixepoch()", -1, &st,
+                               NULL) != SQLITE_OK)
+                goto fail;
+        while ((k = sqlite3_step(st)) == SQLITE_ROW)
+                if (pc_store_audit(&d->store, "daemon", "token.expire", (const char *) sqlite3_column_text(st, 0),
+                                   NULL) < 0)
+                        goto fail;
+        if (k != SQLITE_DONE ||
+            sqlite3_exec(d->store.db, "DELETE FROM tokens WHERE expires_at <= unixepoch()", NULL, NULL, NULL) !=
+                    SQLITE_OK ||
             pc_txn_commit(&txn) < 0)
-                log_warning("cannot remove expired tokens: %s, ignoring", sqlite3_errmsg(d->store.db));
+                goto fail;
+        return;
+fail:
+        log_warning("cannot remove expired tokens: %s, ignoring", sqlite3_errmsg(d->store.db));
 }
 
 int pc_daemon_authenticate(pc_daemon *d, const char *token, pc_principal *ret)

@@ -183,6 +183,9 @@ uint64_t isolate_tmpfs_size(const isolate_limits *limits); /* limits may be NULL
 #define ISOLATE_AGENT_UID   1000u
 #define ISOLATE_AGENT_GID   1000u
 #define ISOLATE_WORKSPACE   "/workspace"
+/* openat2() of PATH beneath DIRFD, never through a symlink, a magic link or "..": what the host uses for
+ * anything a sandbox could have planted (O_CLOEXEC added). Negative errno (ELOOP: a symlink, EXDEV: out). */
+int isolate_openat_beneath(int dirfd, const char *path, int flags, mode_t mode);
 /* tmux's socket, a path inside the sandbox (a tmpfs /run; /run/tmux is the agent's, mode 0700). The host
  * never opens it by path: it runs tmux inside with isolate_sandbox_tmux()/isolate_sandbox_exec(). */
 #define ISOLATE_TMUX_SOCKET "/run/tmux/agent.sock"

@@ -71,6 +71,11 @@ static int openat2_safe(int dirfd, const char *path, int flags, mode_t mode)
         return fd < 0 ? -errno : fd;
 }
 
+int isolate_openat_beneath(int dirfd, const char *path, int flags, mode_t mode)
+{
+        return openat2_safe(dirfd, path, flags, mode);
+}
+
 /* Opens (creating if needed) a mount target beneath root: a directory, or an empty file for file binds. */
 static int open_target(int rootfd, const char *path, bool dir)
 {

@@ -62,10 +62,14 @@ int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **re
         out_w = safe_close(out_w);
         err_w = safe_close(err_w);
 
-        /* Read both pipes until EOF (bounded in time: a wedged tmux server must not hang the daemon). */
+        /* Read both pipes until EOF or until tmux exited (bounded in time: a wedged tmux server must not hang
+         * the daemon). Not only EOF: tmux's server can pass a client's stdio on to a pane it starts meanwhile,
+         * which then holds the pipes open after the client is gone. */
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + TMUX_TIMEOUT_MSEC * 1000ULL;
-        while (out_r >= 0 || err_r >= 0) {
-                struct pollfd pf[2] = { { .fd = out_r, .events = POLLIN }, { .fd = err_r, .events = POLLIN } };
+        bool exited = false;
+        while ((out_r >= 0 || err_r >= 0) && !exited) {
+                struct pollfd pf[3] = { { .fd = out_r, .events = POLLIN }, { .fd = err_r, .events = POLLIN },
+                                        { .fd = pidfd, .events = POLLIN } };
                 uint64_t now = now_usec(CLOCK_MONOTONIC);
 
                 if (now >= deadline) {
@@ -74,11 +78,20 @@ int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **re
                         return pc_error_setf(reterr, ETIMEDOUT, "timeout", "sandbox %s: tmux %s timed out",
                                              sb->name, strna(args ? args[0] : NULL));
                 }
-                r = poll(pf, 2, (int) ((deadline - now) / 1000) + 1);
+                r = poll(pf, 3, (int) ((deadline - now) / 1000) + 1);
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r < 0)
                         return -errno;
+                if (pf[2].revents & POLLIN) {
+                        /* what it wrote is in the pipes now: take it without waiting for their end */
+                        exited = true;
+                        for (int i = 0; i < 2; i++)
+                                if ((i == 0 ? out_r : err_r) >= 0)
+                                        (void) fcntl(i == 0 ? out_r : err_r, F_SETFL, O_NONBLOCK);
+                        for (int i = 0; i < 2; i++)
+                                pf[i].revents |= POLLIN;
+                }
                 for (int i = 0; i < 2; i++) {
                         int *fd = i == 0 ? &out_r : &err_r;
                         char *buf = i == 0 ? out : err;
@@ -89,15 +102,15 @@ int isolate_sandbox_tmux(isolate_sandbox *sb, const char *const *args, char **re
                         if (*fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
                         /* Past the cap, keep draining (so tmux does not block) but drop the bytes. */
-                        k = *len < cap ? read(*fd, buf + *len, cap - *len) : read(*fd, sink, sizeof(sink));
+                        do {
+                                k = *len < cap ? read(*fd, buf + *len, cap - *len) : read(*fd, sink, sizeof(sink));
+                                if (k > 0 && *len < cap)
+                                        *len += (size_t) k;
+                        } while (exited && (k > 0 || (k < 0 && errno == EINTR)));
                         if (k < 0 && errno == EINTR)
                                 continue;
-                        if (k <= 0) {
+                        if (k <= 0 && !(exited && k < 0 && errno == EAGAIN))
                                 *fd = safe_close(*fd);
-                                continue;
-                        }
-                        if (*len < cap)
-                                *len += (size_t) k;
                 }
         }
         out[out_len] = 0;

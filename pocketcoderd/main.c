@@ -255,6 +255,8 @@ static int run(pc_config *config, int ready_fd)
                                      .tcp_connections_max = c->tcp_max_connections,
                                      .tcp_connections_per_address = c->tcp_max_connections_per_address,
                                      .tcp_auth_timeout = c->tcp_auth_timeout,
+                                     .ssh_socket_path = c->ssh_socket,
+                                     .ssh_socket_gid = socket_gid(c->ssh_group),
                              },
                              &srv, &e);
         if (r < 0)
@@ -264,6 +266,8 @@ static int run(pc_config *config, int ready_fd)
         log_info("pocketcoderd %s ready on %s", PACKAGE_VERSION, socket_path);
         if (c->listen)
                 log_info("also serving HTTP on %s (port %u)", c->listen, api_server_tcp_port(srv));
+        if (c->ssh_socket && socket_gid(c->ssh_group) != (gid_t) -1)
+                log_info("SSH gateway on %s (group %s)", c->ssh_socket, c->ssh_group);
         if (c->pid_file) {
                 r = write_pid_file(c->pid_file);
                 if (r < 0)

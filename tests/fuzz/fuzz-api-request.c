@@ -53,7 +53,7 @@ static void check_token(json_t *req)
         int r = pc_token_request_parse(req, &q, &e);
 
         require(r, e,
-                r < 0 || (pc_role_to_string(q.role) && (q.role == PC_ROLE_AGENT) == !!q.sandbox &&
+                r < 0 || (pc_role_to_string(q.role) && q.role != PC_ROLE_SSH && (q.role == PC_ROLE_AGENT) == !!q.sandbox &&
                           (!q.sandbox || name_is_valid(q.sandbox)) && (!q.label || strlen(q.label) <= 200) &&
                           q.ttl_seconds <= TOKEN_TTL_MAX));
 }
@@ -92,6 +92,41 @@ static void check_image(json_t *req)
                                 (!im.suite || !strpbrk(im.suite, " ,;"))));
 }
 
+static void check_approve(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_approve_request q;
+        int r = pc_approve_request_parse(req, &q, &e);
+
+        /* A signed approval has all three parts or none; remembered scopes always have a lifetime. */
+        require(r, e,
+                r < 0 || ((!!q.device == !!q.signature && !!q.signature == (q.expires > 0)) &&
+                          (streq(q.scope, "once") ? q.minutes == 0
+                                                  : q.minutes >= 1 && q.minutes <= PC_APPROVE_MINUTES_MAX)));
+}
+
+static void check_deny(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        const char *reason = NULL;
+        int r = pc_deny_request_parse(req, &reason, &e);
+
+        require(r, e, r < 0 || !reason || (*reason && strlen(reason) <= PC_DENY_REASON_MAX));
+}
+
+static void check_key(json_t *req)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_key_request q = {};
+        int r = pc_key_request_parse(req, &q, &e);
+
+        require(r, e,
+                r < 0 || (q.key.type && strlen(q.key.fingerprint) == PC_SSHKEY_FINGERPRINT_LEN - 1 &&
+                          (!q.sandboxes || (json_array_size(q.sandboxes) >= 1 &&
+                                            json_array_size(q.sandboxes) <= PC_KEY_SANDBOXES_MAX))));
+        pc_sshkey_done(&q.key);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         json_error_t jerr;
@@ -105,6 +140,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_decide(req);
         check_session(req);
         check_image(req);
+        check_approve(req);
+        check_deny(req);
+        check_key(req);
         json_decref(req);
         return 0;
 }

@@ -61,6 +61,11 @@ installed_checks() {
         check "/etc/pocketcoder is 0755 root" mode_is /etc/pocketcoder "755 root root"
         check "state.db exists" test -f /var/lib/pocketcoder/state.db
         check "group pocketcoder exists" getent group pocketcoder
+        # The SSH login (docs/ssh.md): a user of its own group, never the admins'.
+        check "user pocketcoder is in group pocketcoder-ssh only" test "$(id -Gn pocketcoder)" = pocketcoder-ssh
+        check "the sshd drop-in is installed and sshd -t accepts it" \
+                sh -c 'grep -q "ForceCommand /usr/local/bin/pocketcoder ssh" /etc/ssh/sshd_config.d/pocketcoder.conf && /usr/sbin/sshd -t'
+        check "the SSH gateway socket is 0660 root:pocketcoder-ssh" mode_is /run/pocketcoder-ssh.sock "660 root pocketcoder-ssh"
         # A system without systemd (minbase) has no systemd-analyze: install.sh installs the unit unverified.
         if command -v systemd-analyze >/dev/null; then
                 check "systemd-analyze verify of the installed unit" systemd-analyze verify /etc/systemd/system/pocketcoderd.service
@@ -160,6 +165,7 @@ check "install.sh --uninstall exits 0" test $rc = 0
 check "the daemon is stopped" not running_pocketcoderd "$pid2"
 check "binaries are removed" not test -e /usr/local/bin/pocketcoderd -o -e /usr/local/bin/pocketcoder
 check "the unit is removed" not test -e /etc/systemd/system/pocketcoderd.service
+check "the sshd drop-in is removed" not test -e /etc/ssh/sshd_config.d/pocketcoder.conf
 check "/usr/local/share/pocketcoder is removed" not test -e /usr/local/share/pocketcoder
 check "/etc/pocketcoder and /var/lib/pocketcoder/state.db are kept" test -d /etc/pocketcoder -a -f /var/lib/pocketcoder/state.db
 if [ -d /run/systemd/system ]; then
@@ -172,6 +178,7 @@ rc=$?
 check "install.sh --uninstall --purge exits 0" test $rc = 0
 check "configuration, state and logs are removed" not test -e /etc/pocketcoder -o -e /var/lib/pocketcoder -o -e /var/log/pocketcoder
 check "group pocketcoder is removed" not getent group pocketcoder
+check "the SSH user and its group are removed" not getent passwd pocketcoder
 
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]

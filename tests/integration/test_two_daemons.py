@@ -117,9 +117,17 @@ try:
     db.execute("INSERT INTO tokens (id, role, sandbox, hash, created_at, created_by) "
                "VALUES ('0123456789ab', 'agent', 'gone', zeroblob(32), 0, 'test')")
     db.commit()
-    # Back to version 3: undo 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities, token binding
-    # and expiry), then 4 (settings).
-    db.executescript("DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
+    # Back to version 3: drop what migrations after 8 made (their own tables), undo the audit chain (its
+    # rows are chained again at the upgrade), 7 (kept workspaces), 6 (disk limits), 5 (sandbox identities,
+    # token binding and expiry), then 4 (settings).
+    v3_tables = {"tokens", "audit", "sandboxes", "events", "settings", "kept_workspaces", "sqlite_sequence"}
+    for (table,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall():
+        if table not in v3_tables:
+            db.execute(f'DROP TABLE "{table}"')
+    db.executescript("DROP TRIGGER audit_no_update; ALTER TABLE audit DROP COLUMN prev_hash;"
+                     "ALTER TABLE audit DROP COLUMN hash; CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+                     " BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;"
+                     "DROP TABLE kept_workspaces; ALTER TABLE sandboxes DROP COLUMN disk_max;"
                      "ALTER TABLE sandboxes DROP COLUMN inodes_max; ALTER TABLE sandboxes DROP COLUMN disk_mode;"
                      "DROP TRIGGER sandboxes_delete_tokens; DROP INDEX sandboxes_instance;"
                      "ALTER TABLE sandboxes DROP COLUMN instance; ALTER TABLE tokens DROP COLUMN sandbox_instance;"

@@ -36,7 +36,7 @@ TEST(config_every_key_quoting_and_comments)
                           "http_idle_timeout = 7\nevents_keep = 42\ntcp_max_connections = 100\n"
                           "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n"
                           "egress_allow = 10.1.2.0/24, 192.168.7.7\nsandbox_disk = 32M\nsandbox_inodes = 900\n"
-                          "state_reserve = 5%\n");
+                          "state_reserve = 5%\nssh_socket = /run/t-ssh.sock\nssh_group = t-ssh\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -62,6 +62,8 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_INTEQ(c.sandbox_disk, 32 << 20);
         CHECK_INTEQ(c.sandbox_inodes, 900);
         CHECK(c.state_reserve_percent == 5 && c.state_reserve == 0);
+        CHECK_STREQ(c.ssh_socket, "/run/t-ssh.sock");
+        CHECK_STREQ(c.ssh_group, "t-ssh");
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
 }
@@ -101,6 +103,8 @@ TEST(config_errors_name_the_line)
                   "config t.conf:2: value for \"sandbox_disk\": expected a size of at least 16M such as 10G, or none" },
                 { "state_reserve = 1G\n\nstate_reserve = 95%\n",
                   "config t.conf:3: value for \"state_reserve\": expected a percentage from 0% to 90%, or a size such as 1G" },
+                { "ssh_socket = none\nssh_socket = ssh.sock\n",
+                  "config t.conf:2: value for \"ssh_socket\": expected an absolute path, or none" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -230,6 +234,42 @@ TEST(request_bodies)
         free(err);
         err = REFUSAL(pc_session_request_parse(body("{\"kind\":\"run\",\"argv\":[\"id\"],\"root\":\"yes\"}"), &sess, &e));
         CHECK_STREQ(err, "field \"root\" must be true or false");
+        free(err);
+
+        /* approvals and denials */
+        pc_approve_request a;
+        const char *reason;
+        err = REFUSAL(pc_approve_request_parse(body("{}"), &a, &e));
+        CHECK(!err && streq(a.scope, "once") && a.minutes == 0 && !a.device && !a.signature);
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"prefix\"}"), &a, &e));
+        CHECK(!err && streq(a.scope, "prefix") && a.minutes == PC_APPROVE_MINUTES_DEFAULT);
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(
+                body("{\"scope\":\"exact\",\"minutes\":5,\"device\":\"d1\",\"signature\":\"AAAA\",\"expires\":9}"),
+                &a, &e));
+        CHECK(!err && a.minutes == 5 && streq(a.device, "d1") && streq(a.signature, "AAAA") && a.expires == 9);
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"always\"}"), &a, &e));
+        CHECK_STREQ(err, "field \"scope\" must be once, exact or prefix");
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"once\",\"minutes\":5}"), &a, &e));
+        CHECK_STREQ(err, "field \"minutes\" applies to scope exact or prefix only");
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"scope\":\"exact\",\"minutes\":10081}"), &a, &e));
+        CHECK_STREQ(err, "field \"minutes\" must be an integer from 1 to 10080");
+        free(err);
+        err = REFUSAL(pc_approve_request_parse(body("{\"device\":\"d1\",\"signature\":\"AAAA\"}"), &a, &e));
+        CHECK_STREQ(err, "a signed approval needs all of \"device\", \"signature\" and \"expires\"");
+        free(err);
+        err = REFUSAL(pc_deny_request_parse(body("{\"reason\":\"not now\"}"), &reason, &e));
+        CHECK(!err && streq(reason, "not now"));
+        free(err);
+        err = REFUSAL(pc_deny_request_parse(body("{\"reason\":\"\"}"), &reason, &e));
+        CHECK_STREQ(err, "field \"reason\" must be a text of 1 to 1024 bytes");
+        free(err);
+        err = REFUSAL(pc_deny_request_parse(body("{\"why\":\"x\"}"), &reason, &e));
+        CHECK(err && strstr(err, "why"));
         free(err);
         body(NULL);
 }

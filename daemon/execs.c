@@ -1,0 +1,1819 @@
+/* SPDX-License-Identifier: MIT */
+/* The exec engine: POST /v1/sandboxes/{name}/execs and what follows. The sandbox's policy decides; an allowed
+ * command runs in a window of its own in the sandbox's tmux session, started by a small shim (perl, from
+ * perl-base, inside the sandbox as the agent: tmux is its parent). The shim and its child connect back to
+ * the daemon on RUNTIME_DIR/sandboxes/NAME/exec.sock (/run/pocketcoder/exec.sock inside), one connection
+ * each for control, stdout, stderr and stdin, each opened with the exec's id and secret: the command's stdio
+ * are those sockets, so its output arrives exactly and separately, and its end is the control connection's
+ * status line and end (events on the loop: nothing is polled). The daemon moves the child into a cgroup of
+ * its own under the sandbox's before it lets it run, so a timeout kills its whole tree.
+ *
+ * Threads: requests come from the HTTP pool, sockets and timers are the loop's; the engine's lock guards the
+ * list of running execs and everything in them. Output is kept in memory while an exec runs, appended to
+ * spool files in STATE_DIR/execs (what a daemon killed meanwhile finds: the exec is then "lost", with that
+ * output) and stored with the row when it ends. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/vfs.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include "execs-internal.h"
+#include "isolate.h"
+#include "policies.h"
+
+#define EXEC_SOCKET     "exec.sock"
+#define EXEC_SOCKET_IN  "/run/pocketcoder/" EXEC_SOCKET
+#define HEADER_MAX      128u
+#define READ_CHUNK      65536u
+
+/* ---- the engine ---- */
+
+typedef enum {
+        CONN_CTL, /* the shim: the job (cwd, command, environment) in, "status W USER_US SYSTEM_US" out */
+        CONN_OUT, /* the child's stdout; "go" to it once it is in its cgroup */
+        CONN_ERR,
+        CONN_IN,
+        _CONN_MAX,
+        CONN_NEW, /* before its header line named the exec */
+} conn_kind;
+
+static const char *const conn_kind_table[_CONN_MAX] = {
+        [CONN_CTL] = "ctl", [CONN_OUT] = "out", [CONN_ERR] = "err", [CONN_IN] = "in",
+};
+
+typedef struct exec exec;
+typedef struct listener listener;
+
+typedef struct conn {
+        pc_daemon *daemon;
+        listener *listener;
+        exec *x;
+        conn_kind kind;
+        int fd;
+        sd_event_source *source;
+        char buf[HEADER_MAX]; /* the header, then (ctl) the status line */
+        size_t len;
+        struct conn *next; /* unidentified connections */
+} conn;
+
+typedef struct outbuf {
+        char *data;
+        size_t len, cap;
+        bool truncated, eof;
+        int spool;
+} outbuf;
+
+struct exec {
+        char id[33], secret[33], sandbox[64], instance[33];
+        char *command, *cwd;
+        json_t *env;
+        char *in_data; /* stdin not written yet */
+        size_t in_len;
+        bool in_open;  /* more may come (POST .../stdin) */
+        uint64_t timeout_usec, started_mono;
+        outbuf out[2];
+        conn *c[_CONN_MAX];
+        bool ctl_done, go_sent, got_status, timed_out;
+        int status;
+        uint64_t cpu_user, cpu_system;
+        char *cgroup; /* its own group, or NULL */
+        bool cgroup_v2;
+        pid_t pid; /* the command (host pid), once it connected */
+        int pidfd;
+        sd_event_source *timer;
+        pc_exec_output_waiter *waiters;
+        exec *next;
+};
+
+struct listener {
+        pc_daemon *daemon;
+        char sandbox[64], instance[33];
+        int fd;
+        sd_event_source *source;
+        listener *next;
+};
+
+typedef struct pc_execs {
+        pthread_mutex_t lock;
+        exec *list;
+        listener *listeners;
+        conn *pending;
+        char *spool_dir;
+} pc_execs;
+
+/* The shim, as small as perl lets it be: no modules (Socket and POSIX cost ~15 ms to load), so the constants
+ * are Linux's (AF_UNIX = SOCK_STREAM = 1; a sockaddr_un is the family and the path). */
+static const char *const shim_script =
+        /* tmux's server may pass on descriptors of its clients (their stdio) to a new pane: dropped, so that
+         * neither the command gets them nor the clients wait for their end */
+        "opendir(my $fds, '/proc/self/fd') or die \"fds: $!\\n\";"
+        "for (grep { /^\\d+$/ && $_ > 2 } readdir($fds)) { open(my $f, '<&=', $_) && close($f); } closedir($fds);"
+        "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = 'IGNORE';"
+        "sub conn { socket(my $s, 1, 1, 0) or die \"socket: $!\\n\";"
+        "  connect($s, pack('S Z*', 1, '" EXEC_SOCKET_IN "')) or die \"connect: $!\\n\";"
+        "  syswrite($s, \"$id $secret $_[0]\\n\") or die \"write: $!\\n\"; return $s; }"
+        "sub readn { my ($s, $n) = @_; my $b = ''; while (length($b) < $n) {"
+        "  my $k = sysread($s, $b, $n - length($b), length($b)); die \"job: $!\\n\" unless $k; } return $b; }"
+        "my $c = conn('ctl'); my $head = '';"
+        "while ($head !~ /\\n\\z/) { my $ch = readn($c, 1); $head .= $ch; die \"job\\n\" if length($head) > 20; }"
+        "my ($cwd, $cmd, @env) = split /\\0/, readn($c, int($head)), -1; pop @env;"
+        "(my $show = $cmd) =~ s/[\\x00-\\x1f\\x7f]/?/g; print \"\\$ $show\\n\";"
+        "my $pid = fork(); die \"fork: $!\\n\" unless defined $pid;"
+        "if (!$pid) { my $o = conn('out'); my $e = conn('err'); my $i = conn('in'); my $go = '';"
+        "  sysread($o, $go, 3); exit 127 unless $go eq \"go\\n\"; setpgrp(0, 0);"
+        "  delete @ENV{qw(TMUX TMUX_PANE)}; for (@env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }"
+        "  open(STDIN, '<&', $i) && open(STDOUT, '>&', $o) && open(STDERR, '>&', $e) or exit 127;"
+        "  $SIG{PIPE} = 'DEFAULT';"
+        "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); exit 126 };"
+        "  exec { '/bin/bash' } 'bash', '-c', $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit 127; }"
+        "waitpid($pid, 0); my $w = $?; my (undef, undef, $cu, $cs) = times;"
+        "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $w, $cu * 1e6, $cs * 1e6));"
+        "print(($w & 127) ? '[signal ' . ($w & 127) . \"]\\n\" : '[exit ' . ($w >> 8) . \"]\\n\");"
+        /* not ';' at the end: tmux takes an argument ending in ';' for the end of its command */
+        "exit 0";
+
+static void random_hex(char ret[static 33])
+{
+        static const char digits[] = "0123456789abcdef";
+        uint8_t b[16];
+
+        /* getrandom() of 16 bytes does not fail once the pool is initialised (it was: the daemon made tokens) */
+        if (getrandom(b, sizeof(b), 0) != sizeof(b))
+                abort();
+        for (size_t i = 0; i < 16; i++) {
+                ret[2 * i] = digits[b[i] >> 4];
+                ret[2 * i + 1] = digits[b[i] & 15];
+        }
+        ret[32] = 0;
+}
+
+static bool id_is_valid(const char *id)
+{
+        return strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32;
+}
+
+static exec *exec_find(pc_execs *m, const char *id)
+{
+        for (exec *x = m->list; x; x = x->next)
+                if (streq(x->id, id))
+                        return x;
+        return NULL;
+}
+
+static void wake_waiters(exec *x)
+{
+        pc_exec_output_waiter *w = TAKE_PTR(x->waiters);
+
+        while (w) {
+                pc_exec_output_waiter *next = w->next;
+                w->next = NULL;
+                w->exec = NULL;
+                w->wake(w);
+                w = next;
+        }
+}
+
+static conn *conn_free(conn *c)
+{
+        if (!c)
+                return NULL;
+        sd_event_source_disable_unref(c->source);
+        safe_close(c->fd);
+        free(c);
+        return NULL;
+}
+
+static void exec_free(exec *x)
+{
+        for (size_t i = 0; i < _CONN_MAX; i++)
+                conn_free(x->c[i]);
+        for (size_t i = 0; i < 2; i++) {
+                free(x->out[i].data);
+                safe_close(x->out[i].spool);
+        }
+        sd_event_source_disable_unref(x->timer);
+        safe_close(x->pidfd);
+        free(x->command);
+        free(x->cwd);
+        json_decref(x->env);
+        free(x->in_data);
+        free(x->cgroup);
+        free(x);
+}
+
+/* ---- cgroups of execs ---- */
+
+static int cg_write(const char *dir, const char *file, const char *value)
+{
+        _cleanup_free_ char *p = strjoin(dir, "/", file);
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!p)
+                return -ENOMEM;
+        fd = open(p, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        return write_all(fd, value, strlen(value));
+}
+
+/* The exec's group below the sandbox's (v2: the sandbox's leaf, which has no controllers for its children, so
+ * the group counts and kills but keeps no memory peak; v1: in the memory hierarchy, with its peak). */
+static int exec_cgroup_make(exec *x, const char *sandbox_cgroup)
+{
+        struct statfs sf;
+
+        if (!sandbox_cgroup)
+                return 0;
+        if (statfs(sandbox_cgroup, &sf) < 0)
+                return -errno;
+        x->cgroup_v2 = (uint64_t) sf.f_type == (uint64_t) CGROUP2_SUPER_MAGIC;
+        x->cgroup = strjoin(sandbox_cgroup, "/exec-", x->id);
+        if (!x->cgroup)
+                return -ENOMEM;
+        if (mkdir(x->cgroup, 0755) < 0) {
+                int r = -errno;
+                x->cgroup = (free(x->cgroup), NULL);
+                return r;
+        }
+        return 0;
+}
+
+/* Kills everything in the exec's group (and its process group, which a v1 group without freezer could miss
+ * while it forks). */
+static void exec_kill_tree(exec *x)
+{
+        if (x->pid > 0)
+                (void) kill(-x->pid, SIGKILL);
+        if (!x->cgroup)
+                return;
+        if (x->cgroup_v2) {
+                (void) cg_write(x->cgroup, "cgroup.kill", "1");
+                return;
+        }
+        /* v1: SIGKILL to every member; a member cannot fork once killed, so each pass leaves fewer. */
+        for (unsigned pass = 0; pass < 64; pass++) {
+                _cleanup_free_ char *p = strjoin(x->cgroup, "/cgroup.procs"), *data = NULL;
+                size_t n = 0;
+                bool any = false;
+
+                if (!p || read_full_file(p, 1 << 20, &data, &n) < 0)
+                        return;
+                for (char *s = data, *e; s && *s; s = e) {
+                        long pid = strtol(s, &e, 10);
+                        if (e == s)
+                                break;
+                        if (pid > 0 && kill((pid_t) pid, SIGKILL) == 0)
+                                any = true;
+                }
+                if (!any)
+                        return;
+        }
+}
+
+static void exec_cgroup_usage(exec *x, int64_t *ret_peak)
+{
+        _cleanup_free_ char *p = NULL, *data = NULL;
+        uint64_t u;
+
+        *ret_peak = -1;
+        if (!x->cgroup)
+                return;
+        p = strjoin(x->cgroup, x->cgroup_v2 ? "/memory.peak" : "/memory.max_usage_in_bytes");
+        if (p && read_full_file(p, 64, &data, NULL) >= 0 && parse_uint64(strstrip(data), &u) >= 0 && u <= INT64_MAX)
+                *ret_peak = (int64_t) u;
+}
+
+/* The group goes when it is empty; until then (v2) inotify on cgroup.events tells when. */
+static int on_cgroup_events(sd_event_source *s, const struct inotify_event *ev, void *userdata)
+{
+        char *dir = userdata;
+
+        if (rmdir(dir) == 0 || errno == ENOENT) {
+                free(dir);
+                /* the loop's (floating) reference becomes ours, and goes */
+                (void) sd_event_source_set_floating(s, 0);
+                sd_event_source_disable_unref(s);
+        }
+        return 0;
+}
+
+static void exec_cgroup_remove(pc_daemon *d, exec *x)
+{
+        _cleanup_free_ char *events = NULL;
+
+        if (!x->cgroup || rmdir(x->cgroup) == 0 || errno != EBUSY)
+                return;
+        events = strjoin(x->cgroup, "/cgroup.events");
+        if (x->cgroup_v2 && events &&
+            sd_event_add_inotify(d->event, NULL, events, IN_MODIFY, on_cgroup_events, x->cgroup) >= 0) {
+                x->cgroup = NULL; /* the watch's now */
+                return;
+        }
+        log_warning("exec %s: cannot remove its cgroup %s yet: still in use, ignoring", x->id, x->cgroup);
+}
+
+/* ---- the store ---- */
+
+#define EXEC_COLUMNS                                                                                      \
+        "id, sandbox, command, cwd, state, decision, remembered, permission, reason, exit_code, signal, "  \
+        "timed_out, created, started, finished, duration_ms, cpu_user_us, cpu_system_us, memory_peak, "   \
+        "stdout_truncated, stderr_truncated, timeout, actor"
+
+static json_t *column_json(sqlite3_stmt *st, int i)
+{
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_INTEGER:
+                return json_integer(sqlite3_column_int64(st, i));
+        case SQLITE_TEXT:
+                return json_stringn((const char *) sqlite3_column_text(st, i), (size_t) sqlite3_column_bytes(st, i));
+        default:
+                return json_null();
+        }
+}
+
+/* Output bytes as "NAME" when they are UTF-8 (jansson checks), else "NAME_base64". */
+static int set_output(json_t *o, const char *name, const void *data, size_t n)
+{
+        _cleanup_free_ char *b = NULL, *key = NULL;
+        json_t *s = json_stringn(n ? data : "", n);
+
+        if (s)
+                return json_object_set_new(o, name, s);
+        b = pc_base64_encode(data, n);
+        key = strjoin(name, "_base64");
+        if (!b || !key)
+                return -ENOMEM;
+        return json_object_set_new(o, key, json_string(b));
+}
+
+/* One row as the API shows it (st from "SELECT " EXEC_COLUMNS [", stdout, stderr"]). */
+static json_t *exec_json(sqlite3_stmt *st, bool with_output)
+{
+        _cleanup_json_ json_t *o = json_object(), *decision = NULL;
+        const char *d = (const char *) sqlite3_column_text(st, 5);
+        static const char *const names[] = {
+                "id", "sandbox", "command", "cwd", "state", NULL, NULL, "permission", "reason", "exit_code", "signal",
+                NULL, "created", "started", "finished", "duration_ms",
+        };
+
+        if (!o)
+                return NULL;
+        for (int i = 0; i < (int) ELEMENTSOF(names); i++)
+                if (names[i] && json_object_set_new(o, names[i], column_json(st, i)) < 0)
+                        return NULL;
+        decision = d ? json_loads(d, 0, NULL) : NULL;
+        if (json_object_set(o, "decision", decision ?: json_null()) < 0 ||
+            json_object_set_new(o, "remembered", json_boolean(sqlite3_column_int(st, 6))) < 0 ||
+            json_object_set_new(o, "timed_out", json_boolean(sqlite3_column_int(st, 11))) < 0 ||
+            json_object_set_new(o, "usage", json_pack("{s:o, s:o, s:o}", "cpu_user_us", column_json(st, 16),
+                                                      "cpu_system_us", column_json(st, 17), "memory_peak",
+                                                      column_json(st, 18))) < 0 ||
+            json_object_set_new(o, "stdout_truncated", json_boolean(sqlite3_column_int(st, 19))) < 0 ||
+            json_object_set_new(o, "stderr_truncated", json_boolean(sqlite3_column_int(st, 20))) < 0 ||
+            json_object_set_new(o, "timeout", column_json(st, 21)) < 0)
+                return NULL;
+        if (with_output)
+                for (int i = 0; i < 2; i++)
+                        if (sqlite3_column_type(st, 23 + i) != SQLITE_NULL &&
+                            set_output(o, i == 0 ? "stdout" : "stderr", sqlite3_column_blob(st, 23 + i),
+                                       (size_t) sqlite3_column_bytes(st, 23 + i)) < 0)
+                                return NULL;
+        return TAKE_PTR(o);
+}
+
+/* The row of ID (with output) as JSON; -ENOENT when there is none. */
+static int exec_load_json(pc_daemon *d, const char *id, json_t **ret, char *ret_sandbox, pc_error **reterr)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int k;
+
+        if (sqlite3_prepare_v2(d->store.db, "SELECT " EXEC_COLUMNS ", stdout, stderr FROM execs WHERE id = ?", -1,
+                               &st, NULL) != SQLITE_OK)
+                return pc_store_error(&d->store, reterr);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        k = sqlite3_step(st);
+        if (k == SQLITE_DONE)
+                return -ENOENT;
+        if (k != SQLITE_ROW)
+                return pc_store_error(&d->store, reterr);
+        if (ret_sandbox)
+                snprintf(ret_sandbox, 64, "%s", (const char *) sqlite3_column_text(st, 1));
+        *ret = exec_json(st, true);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* Runs `st`, the audit row and the event in one transaction, then delivers the event (store lock held). */
+static int exec_change(pc_daemon *d, sqlite3_stmt *st, const char *actor, const char *action, const char *id,
+                       const char *detail, pc_event_type type, const char *sandbox, json_t *event_data)
+{
+        _cleanup_json_ json_t *data = event_data;
+        _cleanup_event_pending_ pc_event_pending ev = {};
+        _cleanup_txn_ pc_txn txn = {};
+        int r;
+
+        r = pc_txn_begin(&d->store, &txn);
+        if (r < 0)
+                return r;
+        if (st && sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_errno(&d->store);
+        if (action) {
+                r = pc_store_audit(&d->store, actor, action, id, detail);
+                if (r < 0)
+                        return r;
+        }
+        if (data) {
+                r = pc_event_record(d, type, sandbox, TAKE_PTR(data), &ev);
+                if (r < 0)
+                        return r;
+        }
+        r = pc_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        pc_event_deliver(d, &ev);
+        return 0;
+}
+
+/* ---- the end of an exec (on the loop, engine lock held) ---- */
+
+static void sha256_of(const outbuf *o, char ret[static 65])
+{
+        if (pc_sha256_hex(o->data ?: "", o->len, ret) < 0)
+                strcpy(ret, "");
+}
+
+static char *spool_path(pc_execs *m, const char *id, int stream)
+{
+        return strjoin(m->spool_dir, "/", id, stream ? ".stderr" : ".stdout");
+}
+
+/* Stores how X ended (state "finished", or "lost" with `why_lost` when the shim gave no status) with its
+ * output, the audit row exec.end and the event exec.finished, in one transaction. */
+static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_json_ json_t *det = NULL;
+        _cleanup_free_ char *detail = NULL;
+        char h0[65], h1[65];
+        int64_t peak, duration = (int64_t) ((now_usec(CLOCK_MONOTONIC) - x->started_mono) / 1000);
+        bool lost = !x->got_status;
+        int code = -1, sig = 0;
+
+        exec_cgroup_usage(x, &peak);
+        if (!lost && WIFEXITED(x->status))
+                code = WEXITSTATUS(x->status);
+        else if (!lost && WIFSIGNALED(x->status))
+                sig = WTERMSIG(x->status);
+        sha256_of(&x->out[0], h0);
+        sha256_of(&x->out[1], h1);
+        det = json_pack("{s:o, s:o, s:b, s:I, s:{s:I, s:I, s:o}, s:s, s:s}", "exit_code",
+                        code >= 0 ? json_integer(code) : json_null(), "signal", sig ? json_integer(sig) : json_null(),
+                        "timed_out", x->timed_out, "duration_ms", (json_int_t) duration, "usage", "cpu_user_us",
+                        (json_int_t) x->cpu_user, "cpu_system_us", (json_int_t) x->cpu_system, "memory_peak",
+                        peak >= 0 ? json_integer(peak) : json_null(), "stdout_sha256", h0, "stderr_sha256", h1);
+        detail = det ? json_dumps(det, JSON_COMPACT) : NULL;
+        if (!detail)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(d->store.db,
+                               "UPDATE execs SET state = ?2, exit_code = ?3, signal = ?4, timed_out = ?5, "
+                               "finished = ?6, duration_ms = ?7, cpu_user_us = ?8, cpu_system_us = ?9, "
+                               "memory_peak = ?10, stdout = ?11, stderr = ?12, stdout_truncated = ?13, "
+                               "stderr_truncated = ?14, reason = coalesce(?15, reason) WHERE id = ?1",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_errno(&d->store);
+        sqlite3_bind_text(st, 1, x->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, lost ? "lost" : "finished", -1, SQLITE_STATIC);
+        if (code >= 0)
+                sqlite3_bind_int(st, 3, code);
+        if (sig)
+                sqlite3_bind_int(st, 4, sig);
+        sqlite3_bind_int(st, 5, x->timed_out);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_int64(st, 7, duration);
+        if (!lost) {
+                sqlite3_bind_int64(st, 8, (sqlite3_int64) x->cpu_user);
+                sqlite3_bind_int64(st, 9, (sqlite3_int64) x->cpu_system);
+        }
+        if (peak >= 0)
+                sqlite3_bind_int64(st, 10, peak);
+        sqlite3_bind_blob(st, 11, x->out[0].data ?: "", (int) x->out[0].len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 12, x->out[1].data ?: "", (int) x->out[1].len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 13, x->out[0].truncated);
+        sqlite3_bind_int(st, 14, x->out[1].truncated);
+        if (lost)
+                sqlite3_bind_text(st, 15, why_lost, -1, SQLITE_STATIC);
+        return exec_change(d, st, "daemon", "exec.end", x->id, detail, PC_EVENT_EXEC_FINISHED, x->sandbox,
+                           json_pack("{s:s, s:s, s:o, s:o, s:I, s:b}", "id", x->id, "state", lost ? "lost" : "finished",
+                                     "exit_code", code >= 0 ? json_integer(code) : json_null(), "signal",
+                                     sig ? json_integer(sig) : json_null(), "duration_ms", (json_int_t) duration,
+                                     "timed_out", x->timed_out));
+}
+
+/* X ended: kills what it left running, records it and forgets it (on the loop, engine lock held). */
+static void exec_finish(pc_daemon *d, pc_execs *m, exec *x, const char *why_lost)
+{
+        int r;
+
+        log_debug("exec %s: ended after %" PRIu64 " us", x->id, now_usec(CLOCK_MONOTONIC) - x->started_mono);
+        exec_kill_tree(x); /* whatever it left running in the background */
+        r = exec_record_end(d, x, why_lost);
+        if (r < 0)
+                /* the spool files stay: the next start records it as lost with them */
+                log_error_errno(r, "exec %s: cannot record its end: %m", x->id);
+        else
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *p = spool_path(m, x->id, i);
+                        if (p)
+                                (void) unlink(p);
+                }
+        exec_cgroup_remove(d, x);
+        wake_waiters(x);
+        for (exec **pp = &m->list; *pp; pp = &(*pp)->next)
+                if (*pp == x) {
+                        *pp = x->next;
+                        break;
+                }
+        exec_free(x);
+}
+
+static void exec_check_done(pc_daemon *d, pc_execs *m, exec *x)
+{
+        if (!x->ctl_done)
+                return;
+        if (x->go_sent && !(x->out[0].eof && x->out[1].eof))
+                return;
+        exec_finish(d, m, x, x->c[CONN_CTL] || x->got_status ? NULL : "the exec's shim never started");
+}
+
+/* ---- connections from the shim (on the loop) ---- */
+
+static pc_execs *engine(pc_daemon *d)
+{
+        return d->execs;
+}
+
+static void conn_drop(conn *c, exec *x)
+{
+        if (x)
+                for (size_t i = 0; i < _CONN_MAX; i++)
+                        if (x->c[i] == c)
+                                x->c[i] = NULL;
+        conn_free(c);
+}
+
+static void outbuf_append(pc_daemon *d, exec *x, int stream, const char *p, size_t n)
+{
+        outbuf *o = &x->out[stream];
+        size_t max = d->config.exec_output_max, keep = o->len < max ? MIN(n, max - o->len) : 0;
+
+        if (keep < n)
+                o->truncated = true;
+        if (keep == 0)
+                return;
+        if (o->len + keep > o->cap) {
+                size_t cap = MIN(MAX(o->cap * 2, o->len + keep), max);
+                char *b = realloc(o->data, cap);
+                if (!b) {
+                        o->truncated = true;
+                        return;
+                }
+                o->data = b;
+                o->cap = cap;
+        }
+        memcpy(o->data + o->len, p, keep);
+        o->len += keep;
+        if (o->spool >= 0 && write_all(o->spool, p, keep) < 0)
+                o->spool = safe_close(o->spool); /* the output is still kept; only a crash would lose it */
+        wake_waiters(x);
+}
+
+/* stdin: writes what is queued; shuts the socket's sending side down at the end. */
+static void in_flush(exec *x)
+{
+        conn *c = x->c[CONN_IN];
+
+        if (!c)
+                return;
+        while (x->in_len > 0) {
+                ssize_t k = send(c->fd, x->in_data, x->in_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && errno == EAGAIN) {
+                        (void) sd_event_source_set_io_events(c->source, EPOLLOUT);
+                        return;
+                }
+                if (k < 0) { /* the command closed its stdin: nothing more goes there */
+                        x->in_len = 0;
+                        break;
+                }
+                memmove(x->in_data, x->in_data + k, x->in_len - (size_t) k);
+                x->in_len -= (size_t) k;
+        }
+        (void) sd_event_source_set_io_events(c->source, 0);
+        if (!x->in_open)
+                (void) shutdown(c->fd, SHUT_WR);
+}
+
+/* The child is in its group (its pid came with its stdout connection): it may run. */
+static void maybe_go(exec *x)
+{
+        if (x->go_sent || !x->c[CONN_OUT] || !x->c[CONN_ERR] || !x->c[CONN_IN] || x->pid <= 0)
+                return;
+        if (send(x->c[CONN_OUT]->fd, "go\n", 3, MSG_NOSIGNAL | MSG_DONTWAIT) != 3) {
+                log_warning_errno(errno, "exec %s: cannot let it run: %m, ignoring", x->id);
+                return;
+        }
+        x->go_sent = true;
+        in_flush(x);
+}
+
+static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* The job for the shim: "LEN\n" and cwd, command, NAME=VALUE... each NUL-terminated. */
+static int send_job(exec *x, int fd)
+{
+        _cleanup_free_ char *job = NULL, *head = NULL;
+        size_t n = strlen(x->cwd) + strlen(x->command) + 2, off;
+        const char *k;
+        json_t *v;
+        int flags, r;
+
+        json_object_foreach(x->env, k, v)
+                n += strlen(k) + json_string_length(v) + 2;
+        job = malloc(n);
+        if (!job)
+                return -ENOMEM;
+        off = (size_t) sprintf(job, "%s", x->cwd) + 1;
+        off += (size_t) sprintf(job + off, "%s", x->command) + 1;
+        json_object_foreach(x->env, k, v)
+                off += (size_t) sprintf(job + off, "%s=%s", k, json_string_value(v)) + 1;
+        if (asprintf_safe(&head, "%zu\n", n) < 0)
+                return -ENOMEM;
+        /* at most ~130 KiB, which the shim reads at once: write it blocking */
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+                return -errno;
+        r = write_all(fd, head, strlen(head));
+        if (r >= 0)
+                r = write_all(fd, job, n);
+        if (fcntl(fd, F_SETFL, flags) < 0 && r >= 0)
+                r = -errno;
+        return r;
+}
+
+static bool secret_equal(const char *a, const char *b)
+{
+        unsigned char diff = 0;
+
+        for (size_t i = 0; i < 32; i++)
+                diff |= (unsigned char) (a[i] ^ b[i]);
+        return diff == 0;
+}
+
+/* The header "ID SECRET KIND" names the exec and what this connection is for. */
+static int conn_identify(pc_daemon *d, pc_execs *m, conn *c)
+{
+        char id[33], secret[33], kind[8];
+        struct ucred cred;
+        socklen_t sl = sizeof(cred);
+        exec *x;
+        int k = -1;
+
+        if (sscanf(c->buf, "%32s %32s %7s", id, secret, kind) != 3 || !id_is_valid(id) || strlen(secret) != 32)
+                return -EINVAL;
+        for (int i = 0; i < _CONN_MAX; i++)
+                if (streq(kind, conn_kind_table[i]))
+                        k = i;
+        x = exec_find(m, id);
+        /* only from its own sandbox (this listener is that sandbox's), once per kind, with its secret */
+        if (k < 0 || !x || !streq(x->sandbox, c->listener->sandbox) || !streq(x->instance, c->listener->instance) ||
+            x->c[k] || !secret_equal(secret, x->secret) || (k == CONN_CTL && x->ctl_done) ||
+            (k != CONN_CTL && (!x->c[CONN_CTL] || x->go_sent)))
+                return -EPERM;
+        log_debug("exec %s: %s connected after %" PRIu64 " us", x->id, kind, now_usec(CLOCK_MONOTONIC) - x->started_mono);
+        c->kind = k;
+        c->x = x;
+        c->len = 0;
+        x->c[k] = c;
+        switch (k) {
+        case CONN_CTL:
+                return send_job(x, c->fd);
+        case CONN_OUT:
+                if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0 || cred.pid <= 0)
+                        return -EPERM;
+                if (x->cgroup) {
+                        char pid[32];
+                        snprintf(pid, sizeof(pid), "%d", (int) cred.pid);
+                        int r = cg_write(x->cgroup, "cgroup.procs", pid);
+                        if (r < 0)
+                                return log_error_errno(r, "exec %s: cannot move it into %s: %m", x->id, x->cgroup);
+                }
+                x->pid = cred.pid;
+                x->pidfd = (int) syscall(SYS_pidfd_open, cred.pid, 0);
+                break;
+        case CONN_IN:
+                (void) sd_event_source_set_io_events(c->source, 0);
+                break;
+        }
+        maybe_go(x);
+        return 0;
+}
+
+/* ctl's end: "status W USER_US SYSTEM_US\n" (the raw wait status) then EOF. */
+static void ctl_parse(exec *x, conn *c)
+{
+        unsigned long long u, s;
+        int w;
+
+        c->buf[MIN(c->len, sizeof(c->buf) - 1)] = 0;
+        if (sscanf(c->buf, "status %d %llu %llu", &w, &u, &s) == 3 && (WIFEXITED(w) || WIFSIGNALED(w))) {
+                x->got_status = true;
+                x->status = w;
+                x->cpu_user = u;
+                x->cpu_system = s;
+        }
+}
+
+static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        conn *c = userdata;
+        pc_daemon *d = c->daemon;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = c->x;
+        char buf[READ_CHUNK];
+        ssize_t k;
+
+        if (c->kind == CONN_NEW) {
+                k = read(fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+                if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                        return 0;
+                if (k > 0) {
+                        c->len += (size_t) k;
+                        c->buf[c->len] = 0;
+                        if (!memchr(c->buf, '\n', c->len) && c->len < sizeof(c->buf) - 1)
+                                return 0;
+                }
+                for (conn **pp = &m->pending; *pp; pp = &(*pp)->next)
+                        if (*pp == c) {
+                                *pp = c->next;
+                                break;
+                        }
+                if (k <= 0 || conn_identify(d, m, c) < 0) {
+                        conn_drop(c, c->x);
+                        return 0;
+                }
+                return 0;
+        }
+        if (c->kind == CONN_IN) {
+                in_flush(x);
+                return 0;
+        }
+        k = read(fd, buf, c->kind == CONN_CTL ? sizeof(c->buf) - 1 - MIN(c->len, sizeof(c->buf) - 1) : sizeof(buf));
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (k > 0 && c->kind != CONN_CTL) {
+                outbuf_append(d, x, c->kind == CONN_ERR, buf, (size_t) k);
+                return 0;
+        }
+        if (k > 0 && c->len < sizeof(c->buf) - 1) {
+                memcpy(c->buf + c->len, buf, (size_t) k);
+                c->len += (size_t) k;
+                return 0;
+        }
+        /* the end of this stream (or garbage on ctl) */
+        if (c->kind == CONN_CTL) {
+                ctl_parse(x, c);
+                x->ctl_done = true;
+                /* the command ended: what it left in the background goes too, so stdout and stderr end */
+                exec_kill_tree(x);
+        } else
+                x->out[c->kind == CONN_ERR].eof = true;
+        conn_drop(c, x);
+        exec_check_done(d, m, x);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        listener *l = userdata;
+        pc_daemon *d = l->daemon;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+
+        for (;;) {
+                _cleanup_close_ int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                conn *c;
+
+                if (cfd < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(errno, "sandbox %s: accept on %s: %m, ignoring", l->sandbox,
+                                                  EXEC_SOCKET);
+                        return 0;
+                }
+                c = calloc(1, sizeof(*c));
+                if (!c)
+                        return 0;
+                *c = (conn){ .daemon = d, .listener = l, .kind = CONN_NEW, .fd = TAKE_FD(cfd) };
+                if (sd_event_add_io(d->event, &c->source, c->fd, EPOLLIN, on_conn_data, c) < 0) {
+                        conn_free(c);
+                        continue;
+                }
+                c->next = m->pending;
+                m->pending = c;
+        }
+}
+
+static listener *listener_free(listener *l)
+{
+        if (!l)
+                return NULL;
+        sd_event_source_disable_unref(l->source);
+        safe_close(l->fd);
+        free(l);
+        return NULL;
+}
+
+/* On the loop: starts accepting on a listener bound by a request's thread. */
+static void listener_attach(pc_daemon *d, void *userdata)
+{
+        listener *l = userdata;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+
+        if (l->source || l->fd < 0)
+                return;
+        if (sd_event_add_io(d->event, &l->source, l->fd, EPOLLIN, on_accept, l) < 0)
+                log_error("sandbox %s: cannot accept on %s", l->sandbox, EXEC_SOCKET);
+}
+
+static void listener_release(pc_daemon *d, void *userdata)
+{
+        listener_free(userdata);
+}
+
+/* The sandbox's exec socket (engine lock held): bound once per sandbox instance, in the directory the sandbox
+ * sees at /run/pocketcoder (a socket left there by an earlier daemon or instance is replaced). */
+static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc_exec_target *t, pc_error **reterr)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+        listener *l;
+        int r;
+
+        for (listener **pp = &m->listeners; (l = *pp); pp = &l->next) {
+                if (!streq(l->sandbox, sandbox))
+                        continue;
+                if (streq(l->instance, t->instance))
+                        return 0;
+                *pp = l->next; /* a stopped sandbox's: its loop source goes on the loop */
+                if (pc_daemon_post(d, listener_release, l) < 0)
+                        log_warning("sandbox %s: leaking the old exec socket", sandbox);
+                break;
+        }
+        if ((size_t) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", t->agent_dir, EXEC_SOCKET) >=
+            sizeof(sa.sun_path))
+                return pc_error_setf(reterr, ENAMETOOLONG, "exec_socket", "%s/%s: path too long", t->agent_dir,
+                                     EXEC_SOCKET);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (unlink(sa.sun_path) < 0 && errno != ENOENT)
+                return pc_error_setf(reterr, errno, "exec_socket", "cannot replace %s: %m", sa.sun_path);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0666) < 0 || listen(fd, 256) < 0)
+                return pc_error_setf(reterr, errno, "exec_socket", "cannot listen on %s: %m", sa.sun_path);
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        *l = (listener){ .daemon = d, .fd = TAKE_FD(fd) };
+        snprintf(l->sandbox, sizeof(l->sandbox), "%s", sandbox);
+        strcpy(l->instance, t->instance);
+        r = pc_daemon_post(d, listener_attach, l);
+        if (r < 0) {
+                listener_free(l);
+                return r;
+        }
+        l->next = m->listeners;
+        m->listeners = l;
+        return 0;
+}
+
+/* ---- starting (a request's thread, or the loop for an approved exec) ---- */
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        pc_daemon *d = userdata;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+
+        for (exec *x = m->list; x; x = x->next)
+                if (x->timer == s) {
+                        x->timed_out = true;
+                        exec_kill_tree(x);
+                        /* its shim reports the kill; one that never connected is finished here */
+                        if (!x->c[CONN_CTL] && !x->ctl_done) {
+                                x->ctl_done = true;
+                                exec_check_done(d, m, x);
+                        }
+                        break;
+                }
+        return 0;
+}
+
+/* On the loop: the exec's timeout starts. */
+static void exec_arm(pc_daemon *d, void *userdata)
+{
+        _cleanup_free_ char *id = userdata;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = exec_find(m, id);
+
+        if (x && !x->timer &&
+            sd_event_add_time_relative(d->event, &x->timer, CLOCK_MONOTONIC, x->timeout_usec, 1000, on_timeout, d) < 0)
+                log_error("exec %s: cannot arm its timeout", x->id);
+}
+
+/* On the loop: stdin that a request queued. */
+static void exec_stdin_flush(pc_daemon *d, void *userdata)
+{
+        _cleanup_free_ char *id = userdata;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = exec_find(m, id);
+
+        if (x && x->go_sent)
+                in_flush(x);
+}
+
+/* On the loop: an exec whose window could not be made. */
+static void exec_abandon(pc_daemon *d, void *userdata)
+{
+        _cleanup_free_ char *id = userdata;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = exec_find(m, id);
+
+        if (x) {
+                x->ctl_done = true;
+                x->go_sent = false;
+                exec_finish(d, m, x, "its tmux window could not be made");
+        }
+}
+
+static int post_id(pc_daemon *d, pc_daemon_post_fn fn, const char *id)
+{
+        char *p = strdup(id);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        r = pc_daemon_post(d, fn, p);
+        if (r < 0)
+                free(p);
+        return r;
+}
+
+typedef struct exec_spec {
+        const char *id, *sandbox, *command, *cwd;
+        json_t *env;
+        const char *stdin_data;
+        size_t stdin_len;
+        bool stdin_open;
+        unsigned timeout;
+} exec_spec;
+
+/* Starts a recorded exec: its socket, spool files, group, the in-memory state, then its tmux window. */
+static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t, pc_error **reterr)
+{
+        pc_execs *m = engine(d);
+        const char *args[16];
+        char window[16];
+        exec *x;
+        int r;
+
+        {
+                LOCK_GUARD(&m->lock);
+
+                r = listener_get(d, m, q->sandbox, t, reterr);
+                if (r < 0)
+                        return r;
+                x = calloc(1, sizeof(*x));
+                if (!x)
+                        return -ENOMEM;
+                *x = (exec){ .pidfd = -EBADF, .out = { { .spool = -EBADF }, { .spool = -EBADF } } };
+                snprintf(x->id, sizeof(x->id), "%s", q->id);
+                random_hex(x->secret);
+                snprintf(x->sandbox, sizeof(x->sandbox), "%s", q->sandbox);
+                strcpy(x->instance, t->instance);
+                x->command = strdup(q->command);
+                x->cwd = strdup(q->cwd);
+                x->env = q->env ? json_deep_copy(q->env) : json_object();
+                x->in_open = q->stdin_open;
+                x->timeout_usec = q->timeout * 1000000ULL;
+                x->started_mono = now_usec(CLOCK_MONOTONIC);
+                if (q->stdin_len > 0 && (x->in_data = malloc(q->stdin_len)))
+                        memcpy(x->in_data, q->stdin_data, q->stdin_len);
+                x->in_len = x->in_data ? q->stdin_len : 0;
+                if (!x->command || !x->cwd || !x->env || (q->stdin_len > 0 && !x->in_data)) {
+                        exec_free(x);
+                        return -ENOMEM;
+                }
+                for (int i = 0; i < 2; i++) {
+                        _cleanup_free_ char *p = spool_path(m, x->id, i);
+                        x->out[i].spool = p ? open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600)
+                                            : -ENOMEM;
+                        if (x->out[i].spool < 0)
+                                log_warning("exec %s: no spool file: a daemon crash would lose its output", x->id);
+                }
+                r = exec_cgroup_make(x, t->cgroup_path);
+                if (r < 0)
+                        log_warning_errno(r, "exec %s: no cgroup of its own (a timeout kills its process group): %m",
+                                          x->id);
+                x->next = m->list;
+                m->list = x;
+        }
+        r = post_id(d, exec_arm, q->id);
+        if (r < 0)
+                log_error_errno(r, "exec %s: cannot arm its timeout: %m", q->id);
+
+        /* tmux runs the shim itself (no shell): window "pc-" + the id's start, in the session's directory. */
+        snprintf(window, sizeof(window), "pc-%.8s", q->id);
+        {
+                char target[80];
+                _cleanup_free_ char *secret = NULL;
+                {
+                        LOCK_GUARD(&m->lock);
+                        exec *y = exec_find(m, q->id);
+                        secret = y ? strdup(y->secret) : NULL;
+                }
+                if (!secret)
+                        return -ENOMEM;
+                snprintf(target, sizeof(target), "=%s:", q->sandbox);
+                size_t n = 0;
+                args[n++] = "new-window";
+                args[n++] = "-d";
+                args[n++] = "-t";
+                args[n++] = target;
+                args[n++] = "-n";
+                args[n++] = window;
+                args[n++] = "-c";
+                args[n++] = ISOLATE_WORKSPACE;
+                args[n++] = "--";
+                args[n++] = "perl";
+                args[n++] = "-e";
+                args[n++] = shim_script;
+                args[n++] = q->id;
+                args[n++] = secret;
+                args[n] = NULL;
+                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+                r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
+                log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id, now_usec(CLOCK_MONOTONIC) - t0);
+        }
+        if (r < 0)
+                (void) post_id(d, exec_abandon, q->id);
+        return r;
+}
+
+/* ---- the interface ---- */
+
+/* The first command or redirection the policy denied: its rule and reason, for the engine. */
+static void deny_reason(json_t *decision, const char **ret_rule, const char **ret_reason)
+{
+        const char *lists[] = { "commands", "redirects" };
+        json_t *e;
+        size_t i;
+
+        *ret_rule = *ret_reason = NULL;
+        for (size_t k = 0; k < ELEMENTSOF(lists); k++)
+                json_array_foreach(json_object_get(decision, lists[k]), i, e)
+                        if (streq_ptr(json_string_value(json_object_get(e, "decision")), "deny")) {
+                                *ret_rule = json_string_value(json_object_get(e, "rule_text")) ?:
+                                            json_string_value(json_object_get(e, "rule"));
+                                *ret_reason = json_string_value(json_object_get(e, "reason"));
+                                return;
+                        }
+}
+
+static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const char *instance, const char *actor,
+                       const pc_exec_request *q, const char *state, json_t *decision, bool remembered,
+                       const char *reason)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *env = NULL, *dec = NULL, *detail = NULL;
+        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        bool running = streq(state, "running");
+        int r;
+
+        env = json_dumps(q->env ?: json_object(), JSON_COMPACT);
+        dec = json_dumps(decision, JSON_COMPACT);
+        detail = json_dumps(json_pack("{s:s, s:s, s:s, s:s, s:b}", "sandbox", sandbox, "command", q->cmd, "cwd",
+                                      q->cwd, "decision", json_string_value(json_object_get(decision, "decision")),
+                                      "remembered", remembered),
+                            JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!env || !dec || !detail)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(d->store.db,
+                               "INSERT INTO execs (id, sandbox, instance, actor, command, cwd, env, stdin, stdin_open, "
+                               "timeout, state, decision, remembered, reason, created, started) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_errno(&d->store);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, instance, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, actor, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, q->cmd, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, q->cwd, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, env, -1, SQLITE_STATIC);
+        if (q->stdin_data)
+                sqlite3_bind_blob(st, 8, q->stdin_data, (int) q->stdin_len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 9, q->stdin_open);
+        sqlite3_bind_int(st, 10, (int) q->timeout);
+        sqlite3_bind_text(st, 11, state, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 12, dec, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 13, remembered);
+        if (reason)
+                sqlite3_bind_text(st, 14, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 15, now);
+        if (running)
+                sqlite3_bind_int64(st, 16, now);
+        /* the decision, and for a running exec also its start, with exec.started: all or nothing */
+        _cleanup_event_pending_ pc_event_pending ev = {};
+        _cleanup_txn_ pc_txn txn = {};
+        r = pc_txn_begin(&d->store, &txn);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(st) != SQLITE_DONE)
+                return pc_store_errno(&d->store);
+        r = pc_store_audit(&d->store, actor, "exec.decision", id, detail);
+        if (r >= 0 && running)
+                r = pc_store_audit(&d->store, actor, "exec.start", id, detail);
+        if (r >= 0 && running)
+                r = pc_event_record(d, PC_EVENT_EXEC_STARTED, sandbox,
+                                    json_pack("{s:s, s:s, s:s, s:s}", "id", id, "command", q->cmd, "cwd", q->cwd,
+                                              "actor", actor),
+                                    &ev);
+        if (r < 0)
+                return r;
+        r = pc_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        pc_event_deliver(d, &ev);
+        return 0;
+}
+
+int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, json_t *req, json_t **ret,
+                    unsigned *ret_wait, pc_error **reterr)
+{
+        _cleanup_(pc_exec_request_done) pc_exec_request q = {};
+        _cleanup_(pc_exec_target_done) pc_exec_target t = {};
+        _cleanup_(pc_verdict_freep) struct pc_verdict *v = NULL;
+        _cleanup_json_ json_t *decision = NULL;
+        const char *state = "running", *rule = NULL, *reason = NULL;
+        char id[33], actor[128], permission[33] = "";
+        bool remembered = false;
+        int r;
+
+        r = pc_exec_request_parse(req, &q, reterr);
+        if (r < 0)
+                return r;
+        r = pc_sandboxes_exec_target(d, who, sandbox, &t, reterr);
+        if (r < 0)
+                return r;
+        r = pc_state_space_check(d, reterr);
+        if (r < 0)
+                return r;
+        r = pc_policies_decide_command(d, t.policy, q.cmd, strlen(q.cmd), &v, reterr);
+        if (r < 0)
+                return r;
+        decision = pc_verdict_to_json(v);
+        if (!decision)
+                return -ENOMEM;
+        random_hex(id);
+        pc_principal_describe(who, actor, sizeof(actor));
+        if (v->decision == PC_DECISION_DENY) {
+                state = "denied";
+                deny_reason(decision, &rule, &reason);
+        } else if (v->decision == PC_DECISION_ASK) {
+                remembered = pc_permissions_remembered(d, sandbox, q.cmd, q.cwd, decision);
+                if (!remembered)
+                        state = "pending";
+        }
+        r = exec_insert(d, id, sandbox, t.instance, actor, &q, state, decision, remembered,
+                        reason ?: streq(state, "denied") ? "denied by the policy" : NULL);
+        if (r < 0)
+                return pc_store_errorf(r, reterr, "cannot record the exec");
+        if (streq(state, "pending")) {
+                r = pc_permissions_ask(d, sandbox, id, q.cmd, q.cwd, decision, permission, reterr);
+                if (r < 0) {
+                        /* no request was made: the exec never was */
+                        LOCK_GUARD(&d->store.lock);
+                        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM execs WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
+                                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                                (void) sqlite3_step(st);
+                        }
+                        return r;
+                }
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                if (sqlite3_prepare_v2(d->store.db, "UPDATE execs SET permission = ?2 WHERE id = ?1", -1, &st, NULL) !=
+                            SQLITE_OK)
+                        return pc_store_error(&d->store, reterr);
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, permission, -1, SQLITE_STATIC);
+                if (sqlite3_step(st) != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
+        } else if (streq(state, "running")) {
+                exec_spec s = { .id = id, .sandbox = sandbox, .command = q.cmd, .cwd = q.cwd, .env = q.env,
+                                .stdin_data = q.stdin_data, .stdin_len = q.stdin_len, .stdin_open = q.stdin_open,
+                                .timeout = q.timeout };
+                r = exec_start(d, &s, &t, reterr);
+                if (r < 0)
+                        return r;
+        }
+        *ret_wait = q.wait;
+        r = exec_load_json(d, id, ret, NULL, reterr);
+        if (r >= 0 && rule)
+                json_object_set_new(*ret, "rule", json_string(rule));
+        return r;
+}
+
+/* ID's row when `who` may see it: agents see their own sandbox's execs only. */
+static int exec_visible(pc_daemon *d, const pc_principal *who, const char *id, json_t **ret, char *ret_sandbox,
+                        pc_error **reterr)
+{
+        char sandbox[64];
+        json_t *j = NULL;
+        int r;
+
+        if (!id_is_valid(id))
+                return pc_error_setf(reterr, ENOENT, "not_found", "exec \"%s\" does not exist", id);
+        r = exec_load_json(d, id, &j, sandbox, reterr);
+        if (r == -ENOENT || (r >= 0 && who->role == PC_ROLE_AGENT && !streq(sandbox, who->sandbox))) {
+                json_decref(j);
+                return pc_error_setf(reterr, ENOENT, "not_found", "exec \"%s\" does not exist", id);
+        }
+        if (r < 0)
+                return r;
+        if (ret_sandbox)
+                strcpy(ret_sandbox, sandbox);
+        if (ret)
+                *ret = j;
+        else
+                json_decref(j);
+        return 0;
+}
+
+int pc_execs_show(pc_daemon *d, const pc_principal *who, const char *id, json_t **ret, char *ret_sandbox,
+                  pc_error **reterr)
+{
+        return exec_visible(d, who, id, ret, ret_sandbox, reterr);
+}
+
+int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, const char *state, json_t **ret,
+                  pc_error **reterr)
+{
+        static const char *const states[] = { "pending", "running", "finished", "denied", "lost" };
+        _cleanup_json_ json_t *arr = json_array();
+        bool known = !state;
+        int k;
+
+        for (size_t i = 0; state && i < ELEMENTSOF(states); i++)
+                known = known || streq(state, states[i]);
+        if (!known)
+                return pc_error_setf(reterr, EINVAL, "invalid_query",
+                                     "state must be pending, running, finished, denied or lost");
+        if (sandbox && !name_is_valid(sandbox))
+                return pc_error_setf(reterr, EINVAL, "invalid_query", "sandbox must be a sandbox name");
+        if (who->role == PC_ROLE_AGENT) {
+                if (sandbox && !streq(sandbox, who->sandbox))
+                        return pc_error_setf(reterr, EACCES, "forbidden",
+                                             "this agent is scoped to sandbox \"%s\", not \"%s\"", who->sandbox,
+                                             sandbox);
+                sandbox = who->sandbox;
+        }
+        if (!arr)
+                return -ENOMEM;
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "SELECT " EXEC_COLUMNS " FROM execs WHERE (?1 IS NULL OR sandbox = ?1) AND "
+                                       "(?2 IS NULL OR state = ?2) ORDER BY created DESC, rowid DESC LIMIT 1000",
+                                       -1, &st, NULL) != SQLITE_OK)
+                        return pc_store_error(&d->store, reterr);
+                if (sandbox)
+                        sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+                if (state)
+                        sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+                while ((k = sqlite3_step(st)) == SQLITE_ROW)
+                        if (json_array_append_new(arr, exec_json(st, false)) < 0)
+                                return -ENOMEM;
+                if (k != SQLITE_DONE)
+                        return pc_store_error(&d->store, reterr);
+        }
+        *ret = json_pack("{s:O}", "execs", arr);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static const struct {
+        const char *name;
+        int sig;
+} signals[] = {
+        { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL }, { "USR1", SIGUSR1 },
+        { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "TSTP", SIGTSTP },
+        { "ALRM", SIGALRM }, { "WINCH", SIGWINCH },
+};
+
+int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                    pc_error **reterr)
+{
+        static const char *const fields[] = { "signal", NULL };
+        pc_execs *m = engine(d);
+        json_t *v;
+        int sig = 0, r;
+
+        if (!json_is_object(req))
+                return pc_error_setf(reterr, EINVAL, "invalid_body",
+                                     "request body must be a JSON object such as {\"signal\":\"TERM\"}");
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "signal");
+        if (json_is_string(v)) {
+                const char *s = json_string_value(v);
+                if (startswith(s, "SIG"))
+                        s += 3;
+                for (size_t i = 0; i < ELEMENTSOF(signals); i++)
+                        if (streq(s, signals[i].name))
+                                sig = signals[i].sig;
+        } else if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 64)
+                sig = (int) json_integer_value(v);
+        if (sig == 0)
+                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                     "\"signal\" must be a name (HUP, INT, QUIT, KILL, USR1, USR2, TERM, CONT, STOP, "
+                                     "TSTP, ALRM, WINCH) or a number from 1 to 64");
+        r = exec_visible(d, who, id, NULL, NULL, reterr);
+        if (r < 0)
+                return r;
+        {
+                LOCK_GUARD(&m->lock);
+                exec *x = exec_find(m, id);
+
+                if (!x || x->pidfd < 0)
+                        return pc_error_setf(reterr, EBUSY, "not_running",
+                                             "exec %s is not running (or its command has not started yet)", id);
+                if (syscall(SYS_pidfd_send_signal, x->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
+                        return pc_error_setf(reterr, errno, "signal", "cannot signal exec %s: %m", id);
+        }
+        *ret = json_pack("{s:s, s:i}", "id", id, "signal", sig);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
+                   pc_error **reterr)
+{
+        static const char *const fields[] = { "data", "data_base64", "eof", NULL };
+        _cleanup_free_ char *data = NULL;
+        pc_execs *m = engine(d);
+        json_t *v = NULL, *v64 = NULL, *eof;
+        size_t n = 0, total;
+        int r;
+
+        if (!json_is_object(req))
+                return pc_error_setf(reterr, EINVAL, "invalid_body",
+                                     "request body must be a JSON object such as {\"data\":\"yes\\n\",\"eof\":true}");
+        r = pc_json_check_fields(req, fields, reterr);
+        if (r < 0)
+                return r;
+        v = json_object_get(req, "data");
+        v64 = json_object_get(req, "data_base64");
+        eof = json_object_get(req, "eof");
+        if ((v && v64) || (v && !json_is_string(v)) || (eof && !json_is_boolean(eof)))
+                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                     "give \"data\" (a string) or \"data_base64\", and optionally \"eof\": true|false");
+        if (v) {
+                n = json_string_length(v);
+                data = malloc(n + 1);
+                if (!data)
+                        return -ENOMEM;
+                memcpy(data, json_string_value(v), n);
+        } else if (v64 && (!json_is_string(v64) ||
+                           pc_base64_decode(json_string_value(v64), json_string_length(v64), &data, &n) < 0))
+                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                     "\"data_base64\" must be a base64 string (RFC 4648, padded)");
+        r = exec_visible(d, who, id, NULL, NULL, reterr);
+        if (r < 0)
+                return r;
+        {
+                LOCK_GUARD(&m->lock);
+                exec *x = exec_find(m, id);
+                char *p;
+
+                if (!x || !x->in_open)
+                        return pc_error_setf(reterr, EBUSY, "stdin_closed",
+                                             "exec %s does not take stdin (it ended, or was made without "
+                                             "\"stdin_open\": true, or its stdin got \"eof\" already)", id);
+                total = x->in_len + n;
+                if (total > 16u << 20)
+                        return pc_error_setf(reterr, E2BIG, "too_large",
+                                             "exec %s has 16 MiB of stdin not read yet", id);
+                p = realloc(x->in_data, total ?: 1);
+                if (!p)
+                        return -ENOMEM;
+                memcpy(p + x->in_len, data ?: "", n);
+                x->in_data = p;
+                x->in_len = total;
+                if (json_is_true(eof))
+                        x->in_open = false;
+        }
+        r = post_id(d, exec_stdin_flush, id);
+        if (r < 0)
+                return r;
+        *ret = json_pack("{s:s, s:I, s:b}", "id", id, "written", (json_int_t) n, "eof", json_is_true(eof));
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The next piece of output past off[] out of two streams' bytes, or NULL when there is none. */
+static int output_chunk(const char *data[2], const size_t len[2], uint64_t off[2], size_t max, json_t **ret,
+                        pc_error **reterr)
+{
+        _cleanup_json_ json_t *o = NULL;
+
+        for (int i = 0; i < 2; i++)
+                if (off[i] > len[i])
+                        return pc_error_setf(reterr, EINVAL, "invalid_cursor",
+                                             "the cursor is past the %s kept (%zu bytes)", i ? "stderr" : "stdout",
+                                             len[i]);
+        for (int i = 0; i < 2; i++) {
+                size_t n = MIN(len[i] - off[i], max);
+
+                if (n == 0)
+                        continue;
+                o = json_pack("{s:s}", "stream", i ? "stderr" : "stdout");
+                if (!o || set_output(o, "data", data[i] + off[i], n) < 0)
+                        return -ENOMEM;
+                off[i] += n;
+                break;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int pc_execs_output(pc_daemon *d, const pc_principal *who, const char *id, uint64_t off[2], size_t max,
+                    json_t **ret_chunk, json_t **ret_end, pc_error **reterr)
+{
+        static const char *const end_keys[] = { "id", "state", "exit_code", "signal", "timed_out", "duration_ms",
+                                                "reason", "stdout_truncated", "stderr_truncated" };
+        pc_execs *m = engine(d);
+        _cleanup_json_ json_t *j = NULL, *end = NULL;
+        _cleanup_free_ char *o0 = NULL, *o1 = NULL;
+        size_t n0 = 0, n1 = 0;
+        const char *state;
+        int r;
+
+        *ret_chunk = *ret_end = NULL;
+        if (id_is_valid(id)) {
+                LOCK_GUARD(&m->lock);
+                exec *x = exec_find(m, id);
+
+                if (x && (who->role != PC_ROLE_AGENT || streq(x->sandbox, who->sandbox))) {
+                        const char *data[2] = { x->out[0].data, x->out[1].data };
+                        size_t len[2] = { x->out[0].len, x->out[1].len };
+                        return output_chunk(data, len, off, max, ret_chunk, reterr);
+                }
+        }
+        /* not running (any more): what is stored */
+        r = exec_visible(d, who, id, &j, NULL, reterr);
+        if (r < 0)
+                return r;
+        state = json_string_value(json_object_get(j, "state"));
+        if (streq_ptr(state, "pending") || streq_ptr(state, "running"))
+                return 0; /* pending, or between its start and the engine knowing it: wait */
+        for (int i = 0; i < 2; i++) {
+                const char *name = i ? "stderr" : "stdout";
+                json_t *s = json_object_get(j, name);
+                _cleanup_free_ char *key = strjoin(name, "_base64");
+                char **p = i ? &o1 : &o0;
+                size_t *n = i ? &n1 : &n0;
+
+                if (!key)
+                        return -ENOMEM;
+                if (s) {
+                        *n = json_string_length(s);
+                        *p = malloc(*n + 1);
+                        if (!*p)
+                                return -ENOMEM;
+                        memcpy(*p, json_string_value(s), *n);
+                } else if ((s = json_object_get(j, key)) &&
+                           pc_base64_decode(json_string_value(s), json_string_length(s), p, n) < 0)
+                        return -EIO;
+        }
+        {
+                const char *data[2] = { o0, o1 };
+                size_t len[2] = { n0, n1 };
+                r = output_chunk(data, len, off, max, ret_chunk, reterr);
+                if (r < 0 || *ret_chunk)
+                        return r;
+        }
+        end = json_object();
+        if (!end)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(end_keys); i++)
+                if (json_object_set(end, end_keys[i], json_object_get(j, end_keys[i]) ?: json_null()) < 0)
+                        return -ENOMEM;
+        *ret_end = TAKE_PTR(end);
+        return 0;
+}
+
+void pc_execs_output_wait(pc_daemon *d, const char *id, const uint64_t off[2], pc_exec_output_waiter *w)
+{
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = exec_find(m, id);
+
+        w->next = NULL;
+        w->exec = NULL;
+        if (!x || x->out[0].len > off[0] || x->out[1].len > off[1]) {
+                w->wake(w);
+                return;
+        }
+        w->exec = x;
+        w->next = x->waiters;
+        x->waiters = w;
+}
+
+void pc_execs_output_wait_done(pc_daemon *d, pc_exec_output_waiter *w)
+{
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = w->exec;
+
+        if (!x)
+                return;
+        for (pc_exec_output_waiter **pp = &x->waiters; *pp; pp = &(*pp)->next)
+                if (*pp == w) {
+                        *pp = w->next;
+                        break;
+                }
+        w->exec = NULL;
+        w->next = NULL;
+}
+
+/* A pending exec's row, enough to start it. */
+static int pending_load(pc_daemon *d, const char *id, char sandbox[static 64], char instance[static 33],
+                        pc_exec_request *q, json_t **ret_env, char **ret_strings)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *strings = NULL;
+        const char *cmd, *cwd;
+        size_t lc, lw;
+
+        if (sqlite3_prepare_v2(d->store.db,
+                               "SELECT sandbox, instance, command, cwd, env, stdin, stdin_open, timeout FROM execs "
+                               "WHERE id = ? AND state = 'pending'",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_errno(&d->store);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_ROW)
+                return -ENOENT;
+        snprintf(sandbox, 64, "%s", (const char *) sqlite3_column_text(st, 0));
+        snprintf(instance, 33, "%s", (const char *) sqlite3_column_text(st, 1));
+        cmd = (const char *) sqlite3_column_text(st, 2);
+        cwd = (const char *) sqlite3_column_text(st, 3);
+        if (!cmd || !cwd)
+                return -EBADMSG;
+        lc = strlen(cmd);
+        lw = strlen(cwd);
+        strings = malloc(lc + lw + 2);
+        if (!strings)
+                return -ENOMEM;
+        memcpy(strings, cmd, lc + 1);
+        memcpy(strings + lc + 1, cwd, lw + 1);
+        *ret_env = json_loads((const char *) sqlite3_column_text(st, 4) ?: "{}", 0, NULL);
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+                q->stdin_len = (size_t) sqlite3_column_bytes(st, 5);
+                q->stdin_data = malloc(q->stdin_len + 1);
+                if (!q->stdin_data)
+                        return -ENOMEM;
+                memcpy(q->stdin_data, sqlite3_column_blob(st, 5) ?: "", q->stdin_len);
+        }
+        q->stdin_open = sqlite3_column_int(st, 6);
+        q->timeout = (unsigned) sqlite3_column_int(st, 7);
+        q->cmd = strings;
+        q->cwd = strings + lc + 1;
+        *ret_strings = TAKE_PTR(strings);
+        return 0;
+}
+
+/* A pending exec ends without running: denied by a person (or expired). */
+static int pending_deny(pc_daemon *d, const char *id, const char *sandbox, const char *reason)
+{
+        LOCK_GUARD(&d->store.lock);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *detail = json_dumps(json_pack("{s:s}", "reason", reason), JSON_COMPACT | JSON_ENCODE_ANY);
+
+        if (sqlite3_prepare_v2(d->store.db,
+                               "UPDATE execs SET state = 'denied', reason = ?2, finished = ?3 WHERE id = ?1 AND "
+                               "state = 'pending'",
+                               -1, &st, NULL) != SQLITE_OK)
+                return pc_store_errno(&d->store);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        return exec_change(d, st, "daemon", "exec.end", id, detail, PC_EVENT_EXEC_FINISHED, sandbox,
+                           json_pack("{s:s, s:s, s:s}", "id", id, "state", "denied", "reason", reason));
+}
+
+void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approved, const char *reason)
+{
+        _cleanup_(pc_exec_request_done) pc_exec_request q = {};
+        _cleanup_(pc_exec_target_done) pc_exec_target t = {};
+        _cleanup_pc_error_ pc_error *e = NULL;
+        _cleanup_json_ json_t *env = NULL;
+        _cleanup_free_ char *strings = NULL;
+        char sandbox[64], instance[33];
+        pc_principal daemon = { .role = PC_ROLE_ADMIN };
+        int r;
+
+        r = pending_load(d, exec_id, sandbox, instance, &q, &env, &strings);
+        if (r < 0) {
+                log_warning_errno(r, "exec %s: no pending exec to decide: %m, ignoring", exec_id);
+                return;
+        }
+        if (approved) {
+                r = pc_sandboxes_exec_target(d, &daemon, sandbox, &t, &e);
+                if (r >= 0 && !streq(t.instance, instance))
+                        r = pc_error_setf(&e, EBUSY, "not_running", "sandbox %s was replaced", sandbox);
+                if (r < 0) {
+                        approved = false;
+                        reason = e ? e->message : "its sandbox is not running";
+                }
+        }
+        if (!approved) {
+                r = pending_deny(d, exec_id, sandbox, reason ?: "denied");
+                if (r < 0)
+                        log_error_errno(r, "exec %s: cannot record its denial: %m", exec_id);
+                return;
+        }
+        {
+                LOCK_GUARD(&d->store.lock);
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                _cleanup_free_ char *detail = json_dumps(json_pack("{s:s, s:s, s:s}", "sandbox", sandbox, "command",
+                                                                   q.cmd, "cwd", q.cwd),
+                                                         JSON_COMPACT | JSON_ENCODE_ANY);
+
+                if (sqlite3_prepare_v2(d->store.db,
+                                       "UPDATE execs SET state = 'running', started = ?2 WHERE id = ?1 AND "
+                                       "state = 'pending'",
+                                       -1, &st, NULL) != SQLITE_OK)
+                        return (void) log_error("exec %s: cannot start it: %s", exec_id, sqlite3_errmsg(d->store.db));
+                sqlite3_bind_text(st, 1, exec_id, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+                r = exec_change(d, st, "daemon", "exec.start", exec_id, detail, PC_EVENT_EXEC_STARTED, sandbox,
+                                json_pack("{s:s, s:s, s:s, s:s}", "id", exec_id, "command", q.cmd, "cwd", q.cwd,
+                                          "actor", "permission"));
+                if (r < 0)
+                        return (void) log_error_errno(r, "exec %s: cannot start it: %m", exec_id);
+        }
+        exec_spec s = { .id = exec_id, .sandbox = sandbox, .command = q.cmd, .cwd = q.cwd, .env = env,
+                        .stdin_data = q.stdin_data, .stdin_len = q.stdin_len, .stdin_open = q.stdin_open,
+                        .timeout = q.timeout };
+        r = exec_start(d, &s, &t, &e);
+        if (r < 0)
+                log_error("exec %s: cannot start it: %s", exec_id, e ? e->message : strerror(-r));
+}
+
+/* ---- start and stop of the daemon ---- */
+
+/* An exec that ran when the daemon died cannot be re-attached exactly (its sockets went with the daemon), so it
+ * is recorded as lost with the output the spool files hold, and what is left of it is killed. */
+static int recover_running(pc_daemon *d, pc_execs *m)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char (*ids)[2][64] = NULL;
+        size_t n = 0;
+        int k;
+
+        {
+                LOCK_GUARD(&d->store.lock);
+                if (sqlite3_prepare_v2(d->store.db, "SELECT id, sandbox FROM execs WHERE state = 'running'", -1, &st,
+                                       NULL) != SQLITE_OK)
+                        return pc_store_errno(&d->store);
+                while ((k = sqlite3_step(st)) == SQLITE_ROW) {
+                        void *p = realloc(ids, (n + 1) * sizeof(*ids));
+                        if (!p) {
+                                free(ids);
+                                return -ENOMEM;
+                        }
+                        ids = p;
+                        snprintf(ids[n][0], 64, "%s", (const char *) sqlite3_column_text(st, 0));
+                        snprintf(ids[n][1], 64, "%s", (const char *) sqlite3_column_text(st, 1));
+                        n++;
+                }
+                st = (sqlite3_finalize(st), NULL);
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(pc_exec_target_done) pc_exec_target t = {};
+                pc_principal admin = { .role = PC_ROLE_ADMIN };
+                exec x = { .pidfd = -EBADF, .out = { { .spool = -EBADF }, { .spool = -EBADF } },
+                           .started_mono = now_usec(CLOCK_MONOTONIC) };
+                int r;
+
+                snprintf(x.id, sizeof(x.id), "%.32s", ids[i][0]);
+                snprintf(x.sandbox, sizeof(x.sandbox), "%s", ids[i][1]);
+                for (int s = 0; s < 2; s++) {
+                        _cleanup_free_ char *p = spool_path(m, x.id, s);
+                        if (p && read_full_file(p, d->config.exec_output_max, &x.out[s].data, &x.out[s].len) < 0)
+                                x.out[s].len = 0;
+                }
+                if (pc_sandboxes_exec_target(d, &admin, x.sandbox, &t, NULL) >= 0 && t.cgroup_path) {
+                        struct statfs sf;
+                        x.cgroup = strjoin(t.cgroup_path, "/exec-", x.id);
+                        x.cgroup_v2 = statfs(t.cgroup_path, &sf) >= 0 &&
+                                      (uint64_t) sf.f_type == (uint64_t) CGROUP2_SUPER_MAGIC;
+                }
+                exec_kill_tree(&x);
+                r = exec_record_end(d, &x, "the daemon stopped while it ran; output up to then is kept");
+                if (r < 0)
+                        log_error_errno(r, "exec %s: cannot record it as lost: %m", x.id);
+                else
+                        for (int s = 0; s < 2; s++) {
+                                _cleanup_free_ char *p = spool_path(m, x.id, s);
+                                if (p)
+                                        (void) unlink(p);
+                        }
+                if (x.cgroup && rmdir(x.cgroup) < 0 && errno != ENOENT)
+                        log_warning_errno(errno, "exec %s: cannot remove %s: %m, ignoring", x.id, x.cgroup);
+                free(x.cgroup);
+                free(x.out[0].data);
+                free(x.out[1].data);
+        }
+        free(ids);
+        return 0;
+}
+
+int pc_execs_new(pc_daemon *d, pc_error **reterr)
+{
+        pc_execs *m = calloc(1, sizeof(*m));
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        pthread_mutex_init(&m->lock, NULL);
+        d->execs = m;
+        m->spool_dir = strjoin(d->config.state_dir, "/execs");
+        if (!m->spool_dir)
+                return -ENOMEM;
+        r = mkdir_p(m->spool_dir, 0700);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "execs", "cannot create %s: %s", m->spool_dir, strerror(-r));
+        r = recover_running(d, m);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "execs", "cannot recover the execs of the last run: %s",
+                                     strerror(-r));
+        return 0;
+}
+
+void pc_execs_free(pc_daemon *d)
+{
+        pc_execs *m = d->execs;
+
+        if (!m)
+                return;
+        /* running execs stay recorded as running: the next start records them as lost with their output */
+        while (m->list) {
+                exec *x = m->list;
+                m->list = x->next;
+                wake_waiters(x);
+                exec_free(x);
+        }
+        while (m->pending) {
+                conn *c = m->pending;
+                m->pending = c->next;
+                conn_free(c);
+        }
+        while (m->listeners) {
+                listener *l = m->listeners;
+                m->listeners = l->next;
+                listener_free(l);
+        }
+        pthread_mutex_destroy(&m->lock);
+        free(m->spool_dir);
+        free(m);
+        d->execs = NULL;
+}
