@@ -175,3 +175,6 @@ void api_files_free(api_request *rq);
  * (before libmicrohttpd stops: no connection may stay suspended). */
 int api_files_watch(api_request *rq, int dirfd, const char *path);
 void api_files_watch_stop(void);
+/* A request that proved itself without a token (a signed files link): off the TCP watchdog, like an
+ * authenticated one, so a long download is not cut at tcp_auth_timeout (server.c). */
+void api_request_trusted(api_request *rq);

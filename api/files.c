@@ -613,6 +613,7 @@ int api_get_link(api_request *rq)
         r = pc_files_link_verify(rq->daemon, rq->params[0], rq->tail, query(rq, "expires"), query(rq, "sig"), &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
+        api_request_trusted(rq);
         rq->principal = (pc_principal){ .role = PC_ROLE_ADMIN };
         if (!files_begin(rq, rq->tail, &r))
                 return r;

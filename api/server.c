@@ -183,6 +183,12 @@ static int connection_fd(struct MHD_Connection *c)
         return info ? info->connect_fd : -EBADF;
 }
 
+void api_request_trusted(api_request *rq)
+{
+        if (rq->listener == API_LISTENER_TCP)
+                watchdog_remove(rq->watchdog, connection_fd(rq->conn));
+}
+
 /* Who is on the other end of a unix-socket connection. */
 static int peer_credentials(struct MHD_Connection *c, struct ucred *ret)
 {

@@ -629,6 +629,33 @@ def test_recursive(d, ws):
          "a cursor with .. is 400")
 
 
+def test_slow_link(d, c, ws, uid):
+    """A download through a link that takes longer than tcp_auth_timeout (1 s here) is not cut: the link
+    is the request's authorization. The client reads slowly on purpose (a phone on a slow network)."""
+    data = os.urandom(M) * 16
+    plant(ws, "slow.bin", data, uid)
+    s, h, body = c.req("POST", c.url(A, "slow.bin:link"), b'{}', {"Content-Type": "application/json"})
+    url = json.loads(body)["url"]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", d.port))
+    sock.sendall(f"GET {url} HTTP/1.1\r\nHost: pc\r\nConnection: close\r\n\r\n".encode())
+    got, t0 = b"", time.monotonic()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+        time.sleep(0.01)  # the slow reader is what is tested
+    sock.close()
+    took = time.monotonic() - t0
+    body = got.partition(b"\r\n\r\n")[2]
+    t.ok(body == data and took > 1.5, f"a 16 MiB link download taking {took:.1f} s (tcp_auth_timeout 1 s) is complete",
+         (len(body), took))
+    os.unlink(os.path.join(ws, "slow.bin"))
+
+
 def main():
     d = Daemon(spec=spec, config="uid_range_base = 1174405120\nfiles_max_upload = 4M\n").start()
     d2 = None
@@ -661,7 +688,8 @@ def main():
         try:
             # Workspaces as plain directories on the test's filesystem (no image of their own), so that
             # hard links to files outside the workspace can be planted too.
-            d2 = Daemon(spec=spec, config="uid_range_base = 1191182336\nsandbox_disk = none\n").start()
+            # tcp_auth_timeout 1: a link download must outlive the watchdog for unauthenticated connections.
+            d2 = Daemon(spec=spec, config="uid_range_base = 1191182336\nsandbox_disk = none\ntcp_auth_timeout = 1\n").start()
         finally:
             del os.environ["PC_FILES_NO_OPENAT2"]
         t.eq(d2.create_sandbox(A, network="none").status, 201, "sandbox A on the fallback daemon")
@@ -673,6 +701,7 @@ def main():
         t.eq((s, body), (200, b"fallback\n"), "the fallback walk serves a plain file")
         t.eq(c2.req("PUT", c2.url(A, "sub/dir/up") + "?parents=1", b"up")[0], 201, "the fallback walk uploads with parents")
         files_attacks.run(t, d2, c2, A, ws2, uid2, outside, "fallback walk")
+        test_slow_link(d2, c2, ws2, uid2)
         # A daemon stopping with a watcher open ends the stream (and stops at once).
         w2 = Watch(d2, A, "sub")
         t.eq(w2.status, 200, "a watcher on the fallback daemon")
