@@ -352,6 +352,21 @@ def test_roles(d, ws_a):
     t.eq(a.req("GET", a.url(B, "b.txt"))[0], 403, "the agent token of A may not read B's files")
     t.eq(a.req("PUT", a.url(B, "x"), b"x")[0], 403, "the agent token of A may not write B's files")
     t.eq(a.req("DELETE", a.url(B, "b.txt"))[0], 403, "the agent token of A may not delete B's files")
+    # The agent socket (a sandbox's /run/pocketcoder/api.sock, reached here from the host by its path): no
+    # token, the agent of that sandbox.
+    class AgentSocket(Client):
+        def __init__(self, box):
+            super().__init__(d)
+            self.path = os.path.join(d.run, "sandboxes", box, "api.sock")
+
+        def conn(self):
+            return UnixHTTPConnection(self.path, timeout=60)
+    s_ = AgentSocket(A)
+    t.eq(s_.req("GET", s_.url(A, "hello.txt"))[0], 200, "the agent socket of A reads A's files")
+    t.eq(s_.req("PUT", s_.url(A, "from-agent-socket"), b"a")[0], 201, "the agent socket of A writes A's files")
+    t.eq(s_.req("GET", s_.url(B, "b.txt"))[0], 403, "the agent socket of A may not read B's files")
+    t.eq(s_.req("GET", f"/v1/links/{B}/b.txt?expires=1&sig=" + "0" * 64)[0], 403,
+         "a forged link is refused on the agent socket too")
     t.eq(Client(d, None, via="tcp").req("GET", r.url(A, "hello.txt"))[0], 401, "no token: 401")
     t.eq(Client(d, None, via="tcp").req("PUT", r.url(A, "anon"), b"x")[0], 401, "no token: PUT is 401")
     t.ok(not os.path.exists(os.path.join(ws_a, "anon")), "an unauthenticated PUT writes nothing")
