@@ -192,3 +192,10 @@ int api_events_stream(api_request *rq, const pc_event_filter *f, uint64_t since)
 /* Webhooks (webhooks.c). */
 int api_post_webhooks_test(api_request *rq);
 int api_get_webhook_deliveries(api_request *rq);
+/* ?watch=1 (files-watch.c): the directory open as dirfd streamed as SSE "change" events; stop ends them all
+ * (before libmicrohttpd stops: no connection may stay suspended). */
+int api_files_watch(api_request *rq, int dirfd, const char *path);
+void api_files_watch_stop(void);
+/* A request that proved itself without a token (a signed files link): off the TCP watchdog, like an
+ * authenticated one, so a long download is not cut at tcp_auth_timeout (server.c). */
+void api_request_trusted(api_request *rq);

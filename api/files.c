@@ -13,10 +13,10 @@
 
 #include "api-internal.h"
 #include "files-path.h"
+#include "http-range.h"
 
 #define LIST_LIMIT_DEFAULT 1000u
 #define LIST_LIMIT_MAX     10000u
-#define RANGES_MAX         32u /* more ranges than this: the whole file (a server may ignore Range) */
 
 struct api_files {
         pc_files_ws ws;
@@ -77,7 +77,7 @@ static const char *header(api_request *rq, const char *key)
 static int reply_listing(api_request *rq, const char *path)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
-        const char *v = query(rq, "limit"), *cursor = query(rq, "cursor");
+        const char *v = query(rq, "limit"), *cursor = query(rq, "cursor"), *rec = query(rq, "recursive"), *why;
         uint64_t limit = LIST_LIMIT_DEFAULT;
         json_t *j = NULL;
         int r;
@@ -85,10 +85,13 @@ static int reply_listing(api_request *rq, const char *path)
         if (v && (parse_uint64(v, &limit) < 0 || limit < 1 || limit > LIST_LIMIT_MAX))
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
                                        "limit must be a number from 1 to %u", LIST_LIMIT_MAX);
-        if (cursor && (*cursor == 0 || strchr(cursor, '/') || strlen(cursor) > PC_FILES_NAME_MAX))
+        if (rec && !streq(rec, "0") && !streq(rec, "1"))
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query", "recursive must be 0 or 1");
+        if (cursor && (*cursor == 0 || pc_files_path_check(cursor, strlen(cursor), &why) < 0 ||
+                       (!streq_ptr(rec, "1") && strchr(cursor, '/'))))
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_query",
                                        "cursor must be the next_cursor of the previous page");
-        r = pc_files_list(&rq->files->ws, path, cursor, (unsigned) limit, &j, &e);
+        r = pc_files_list(&rq->files->ws, path, cursor, (unsigned) limit, streq_ptr(rec, "1"), &j, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
         return api_reply_json(rq, MHD_HTTP_OK, j);
@@ -173,66 +176,6 @@ static bool parse_http_date(const char *s, time_t *ret)
 
 typedef struct api_files api_files;
 
-typedef struct range {
-        uint64_t first, last;
-} range;
-
-/* "bytes=a-b, c-, -n": the satisfiable ranges in *ret (at most RANGES_MAX). Returns the count, 0 when none
- * is satisfiable (416), -EINVAL when the header is not a valid bytes range set (ignored: the whole file). */
-static int parse_ranges(const char *h, uint64_t size, range ret[static RANGES_MAX])
-{
-        const char *p = h;
-        int n = 0;
-
-        if (!startswith(p, "bytes="))
-                return -EINVAL;
-        p += STRLEN("bytes=");
-        for (;;) {
-                uint64_t a = 0, b = UINT64_MAX;
-                bool suffix = false, has_a = false, has_b = false;
-
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (*p == '-')
-                        suffix = true;
-                for (; *p >= '0' && *p <= '9'; p++, has_a = true) {
-                        if (a > (UINT64_MAX - 9) / 10)
-                                return -EINVAL;
-                        a = a * 10 + (uint64_t) (*p - '0');
-                }
-                if (*p++ != '-')
-                        return -EINVAL;
-                for (b = 0; *p >= '0' && *p <= '9'; p++, has_b = true) {
-                        if (b > (UINT64_MAX - 9) / 10)
-                                return -EINVAL;
-                        b = b * 10 + (uint64_t) (*p - '0');
-                }
-                if (suffix) {
-                        if (!has_b)
-                                return -EINVAL;
-                        if (b > 0 && size > 0) { /* the last b bytes */
-                                if (n >= (int) RANGES_MAX)
-                                        return -EINVAL;
-                                ret[n++] = (range){ size > b ? size - b : 0, size - 1 };
-                        }
-                } else {
-                        if (!has_a || (has_b && b < a))
-                                return -EINVAL;
-                        if (a < size) {
-                                if (n >= (int) RANGES_MAX)
-                                        return -EINVAL;
-                                ret[n++] = (range){ a, has_b && b < size ? b : size - 1 };
-                        }
-                }
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (*p == 0)
-                        return n;
-                if (*p++ != ',')
-                        return -EINVAL;
-        }
-}
-
 /* multipart/byteranges: the parts' headers and the file's bytes, generated as libmicrohttpd asks. */
 typedef struct multipart {
         int fd;
@@ -241,8 +184,8 @@ typedef struct multipart {
                 char *head; /* "\r\n--BOUNDARY\r\nContent-Type: ...\r\nContent-Range: ...\r\n\r\n" (first without
                              * the leading CRLF) */
                 size_t head_len;
-                range r;
-        } parts[RANGES_MAX];
+                pc_range r;
+        } parts[PC_RANGES_MAX];
         char tail[64];
         size_t tail_len;
         uint64_t total;
@@ -287,7 +230,7 @@ static ssize_t multipart_read(void *cls, uint64_t pos, char *buf, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-static struct MHD_Response *multipart_response(int *fd, const range *ranges, int n, uint64_t size,
+static struct MHD_Response *multipart_response(int *fd, const pc_range *ranges, int n, uint64_t size,
                                                const char *type, char ret_ctype[static 96])
 {
         multipart *m = calloc(1, sizeof(*m));
@@ -336,7 +279,7 @@ static int reply_file(api_request *rq, int *fd, const struct stat *st)
         char etag[96], lastmod[64], crange[96], mtype[96];
         struct MHD_Response *resp = NULL;
         unsigned status = MHD_HTTP_OK;
-        range ranges[RANGES_MAX];
+        pc_range ranges[PC_RANGES_MAX];
         struct tm tm;
         time_t t;
         int n = -EINVAL;
@@ -351,7 +294,7 @@ static int reply_file(api_request *rq, int *fd, const struct stat *st)
                 status = MHD_HTTP_NOT_MODIFIED;
         else if (rh && (!ifr || (ifr[0] == '"' ? etag_list_matches(ifr, etag, false) && !strchr(ifr, ',')
                                                : parse_http_date(ifr, &t) && t == st->st_mtime))) {
-                n = parse_ranges(rh, size, ranges);
+                n = pc_http_ranges_parse(rh, size, ranges);
                 if (n == 0) {
                         snprintf(crange, sizeof(crange), "bytes */%" PRIu64, size);
                         resp = MHD_create_response_from_buffer(0, (char *) "", MHD_RESPMEM_PERSISTENT);
@@ -397,6 +340,55 @@ static int reply_file(api_request *rq, int *fd, const struct stat *st)
         return ok;
 }
 
+static bool accepts_tar(api_request *rq)
+{
+        const char *a = header(rq, MHD_HTTP_HEADER_ACCEPT);
+
+        return a && strcasestr(a, "application/x-tar");
+}
+
+static ssize_t tar_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        ssize_t n = pc_files_tar_read(cls, buf, max);
+
+        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void tar_free(void *cls)
+{
+        pc_files_tar_free(cls);
+}
+
+/* A directory as a tar stream (Accept: application/x-tar), generated as it is sent. */
+static int reply_tar(api_request *rq, const char *path)
+{
+        _cleanup_pc_error_ pc_error *e = NULL;
+        const char *base = strrchr(path, '/');
+        struct MHD_Response *resp;
+        pc_files_tar *t = NULL;
+        char disp[PC_FILES_NAME_MAX + 64];
+        int r;
+
+        r = pc_files_tar_new(&rq->files->ws, path, &t, &e);
+        if (r < 0)
+                return api_reply_pc_error(rq, r, e);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, tar_read, t, tar_free);
+        if (!resp) {
+                pc_files_tar_free(t);
+                return MHD_NO;
+        }
+        base = base ? base + 1 : *path ? path : rq->params[0];
+        /* The name is a checked path component (no quote, backslash or control character). */
+        snprintf(disp, sizeof(disp), "attachment; filename=\"%s.tar\"", strchr(base, '"') ? "files" : base);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-tar");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        rq->replied = true;
+        return r;
+}
+
 static int files_get(api_request *rq, const char *path)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
@@ -409,6 +401,14 @@ static int files_get(api_request *rq, const char *path)
         r = pc_files_open_read(&rq->files->ws, path, &fd, &st, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
+        if (streq_ptr(query(rq, "watch"), "1")) {
+                if (!S_ISDIR(st.st_mode))
+                        return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "not_a_directory",
+                                               "watch=1 watches a directory; \"%s\" is a file", path);
+                return api_files_watch(rq, fd, path);
+        }
+        if (S_ISDIR(st.st_mode) && accepts_tar(rq))
+                return reply_tar(rq, path);
         if (S_ISDIR(st.st_mode))
                 return reply_listing(rq, path);
         return reply_file(rq, &fd, &st);
@@ -613,6 +613,7 @@ int api_get_link(api_request *rq)
         r = pc_files_link_verify(rq->daemon, rq->params[0], rq->tail, query(rq, "expires"), query(rq, "sig"), &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
+        api_request_trusted(rq);
         rq->principal = (pc_principal){ .role = PC_ROLE_ADMIN };
         if (!files_begin(rq, rq->tail, &r))
                 return r;

@@ -183,6 +183,12 @@ static int connection_fd(struct MHD_Connection *c)
         return info ? info->connect_fd : -EBADF;
 }
 
+void api_request_trusted(api_request *rq)
+{
+        if (rq->listener == API_LISTENER_TCP)
+                watchdog_remove(rq->watchdog, connection_fd(rq->conn));
+}
+
 /* Who is on the other end of a unix-socket connection. */
 static int peer_credentials(struct MHD_Connection *c, struct ucred *ret)
 {
@@ -943,6 +949,7 @@ api_server *api_server_free(api_server *s)
                 s->waiting.stopping = true;
         }
         pc_event_waiters_stop(s->daemon);
+        api_files_watch_stop();
         api_sessions_done(&s->sessions);
         wait_for_waited(&s->waiting, API_STOP_TIMEOUT_USEC);
         if (s->unix_httpd)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the fuzzers with clang (libFuzzer + ASan + UBSan) and runs each for SECONDS (default 300): the
 # policy parser, the shell analyser, the analyser against bash (differential, needs root), the daemon's
-# config file and the API's request bodies.
+# config file, the API's request bodies, the files API's paths and Range headers.
 # Usage: bench/fuzz.sh [SECONDS]    Environment: BUILD (default build-fuzz), JOBS (default 1).
 # Exit status 1 if any fuzzer found a crash; crash inputs are left in $BUILD/fuzz-out/TARGET/.
 set -eu
@@ -15,7 +15,8 @@ if [ ! -d "$BUILD" ]; then
 fi
 TARGETS="fuzz-policy-parse:seeds-policy fuzz-shell-parse:seeds-shell fuzz-bash-oracle:seeds-bash-oracle
          fuzz-config-parse:seeds-config
-         fuzz-api-request:seeds-api-request fuzz-event-filter:seeds-event-filter"
+         fuzz-api-request:seeds-api-request fuzz-event-filter:seeds-event-filter
+         fuzz-files-path:seeds-files-path fuzz-http-range:seeds-http-range"
 for pair in $TARGETS; do
         ninja -C "$BUILD" "tests/fuzz/${pair%%:*}" | grep -v "^\[" || true
         test -x "$BUILD/tests/fuzz/${pair%%:*}"

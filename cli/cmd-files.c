@@ -28,11 +28,13 @@ static int usage(bool ok)
                "       pocketcoder files put [--parents] NAME PATH [INPUT|-]\n"
                "       pocketcoder files rm NAME PATH\n"
                "       pocketcoder files mv NAME PATH TO\n"
+               "       pocketcoder files link [--minutes N] NAME PATH\n"
                "\n"
                "Files in sandbox NAME's workspace; PATH is relative to it. get writes to OUTPUT (default: the\n"
                "file's name in the current directory; - is stdout), put reads INPUT (default: PATH's name; -\n"
                "is stdin) and replaces PATH atomically; --parents creates missing directories. Symlinks are\n"
-               "listed, never followed. Progress goes to stderr when it is a terminal.\n");
+               "listed, never followed. Progress goes to stderr when it is a terminal. link prints a URL that\n"
+               "downloads PATH without a token for N minutes (default 60, at most 10080).\n");
         return ok ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
@@ -371,11 +373,13 @@ int cmd_files(int argc, char **argv, const cli_global *g)
 {
         static const struct option options[] = {
                 { "parents", no_argument, NULL, 'p' },
+                { "minutes", required_argument, NULL, 'm' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *sub;
         bool parents = false;
+        uint64_t minutes = 60;
         int opt;
 
         if (argc < 2)
@@ -385,10 +389,15 @@ int cmd_files(int argc, char **argv, const cli_global *g)
                 return usage(true);
         argc--, argv++;
         optind = 1;
-        while ((opt = getopt_long(argc, argv, "hp", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "hpm:", options, NULL)) >= 0) {
                 if (opt == 'p' && streq(sub, "put"))
                         parents = true;
-                else
+                else if (opt == 'm' && streq(sub, "link")) {
+                        if (parse_uint64(optarg, &minutes) < 0 || minutes < 1 || minutes > 10080) {
+                                fprintf(stderr, "pocketcoder files link: --minutes must be from 1 to 10080\n");
+                                return CLI_EXIT_USAGE;
+                        }
+                } else
                         return usage(opt == 'h');
         }
         argc -= optind;
@@ -411,6 +420,18 @@ int cmd_files(int argc, char **argv, const cli_global *g)
                 if (!url || !req || asprintf_safe(&act, "%s:move", url) < 0)
                         return CLI_EXIT_FAILED;
                 return cli_call(g, "POST", act, req, 200, &resp) >= 0 ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+        }
+        if (streq(sub, "link") && argc == 2) {
+                _cleanup_free_ char *url = url_path(argv[0], argv[1]), *act = NULL;
+                _cleanup_json_ json_t *req = json_pack("{s:I}", "minutes", (json_int_t) minutes), *resp = NULL;
+                if (!url || !req || asprintf_safe(&act, "%s:link", url) < 0 ||
+                    cli_call(g, "POST", act, req, 201, &resp) < 0)
+                        return CLI_EXIT_FAILED;
+                if (g->json)
+                        cli_print_json(resp);
+                else /* over TCP the whole URL; on the unix socket the path (to put behind the daemon's address) */
+                        printf("%s%s\n", g->url ?: "", json_string_value(json_object_get(resp, "url")) ?: "");
+                return CLI_EXIT_OK;
         }
         return usage(false);
 }

@@ -424,9 +424,10 @@ void pc_files_ws_close(pc_files_ws *ws);
  * -ELOOP, a fifo, socket or device -EPERM, each with a message; the file itself is never opened then. */
 int pc_files_open_read(pc_files_ws *ws, const char *path, int *ret_fd, struct stat *ret_st, pc_error **reterr);
 /* The directory `path` as {"path", "entries": [{name, type, size, mode, mtime}], "next_cursor"}: entries
- * sorted by name, those after `cursor` (NULL: from the start), at most `limit`. */
-int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
-                  pc_error **reterr);
+ * sorted by name, those after `cursor` (NULL: from the start), at most `limit`; `recursive`: every entry
+ * below it, named by its relative path (not entering symlinks or other mounts). */
+int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, bool recursive,
+                  json_t **ret, pc_error **reterr);
 /* Uploads: a temporary file next to `path` (created as the agent; parents made when `parents`), filled by
  * write(), then fsync'd and renamed over `path` by commit; free removes a temporary file left over. */
 typedef struct pc_files_upload pc_files_upload;
@@ -452,3 +453,10 @@ int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, co
 int pc_webhooks_ping(pc_daemon *d, const pc_principal *who, json_t **ret, pc_error **reterr);
 /* GET /v1/webhooks/deliveries: the delivery log, newest first: {"deliveries": [...]}; state NULL = any. */
 int pc_webhooks_deliveries(pc_daemon *d, const char *state, unsigned limit, json_t **ret, pc_error **reterr);
+/* A directory as a tar stream (GNU format, long names as ././@LongLink): read() gives the next bytes, 0 at
+ * the end. Walked by fd, as the agent, never following a symlink (stored as one) or entering another mount;
+ * fifos, sockets, devices and what the agent may not read are left out. */
+typedef struct pc_files_tar pc_files_tar;
+int pc_files_tar_new(pc_files_ws *ws, const char *path, pc_files_tar **ret, pc_error **reterr);
+ssize_t pc_files_tar_read(pc_files_tar *t, char *buf, size_t max);
+pc_files_tar *pc_files_tar_free(pc_files_tar *t);

@@ -290,22 +290,33 @@ int pc_files_open_read(pc_files_ws *ws, const char *path, int *ret_fd, struct st
         return 0;
 }
 
-static int entry_cmp(const void *a, const void *b)
+static int name_cmp(const void *a, const void *b)
 {
-        return strcmp(json_string_value(json_object_get(*(json_t *const *) a, "name")),
-                      json_string_value(json_object_get(*(json_t *const *) b, "name")));
+        return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, json_t **ret,
-                  pc_error **reterr)
+static void names_free(char **v, size_t n)
 {
-        _cleanup_(json_decrefp) json_t *all = json_array(), *page = NULL;
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* The names after `cursor` are collected and sorted; only the page's entries are stat'ed. */
+static int list_recursive(pc_files_ws *ws, int fd, const char *path, const char *cursor, unsigned limit,
+                          json_t **ret, pc_error **reterr);
+
+int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigned limit, bool recursive,
+                  json_t **ret, pc_error **reterr)
+{
+        _cleanup_(json_decrefp) json_t *page = json_array();
         _cleanup_identity_ identity id = {};
         _cleanup_close_ int fd = -EBADF;
+        char **names = NULL;
+        size_t n = 0, cap = 0, i;
         DIR *dir;
         struct dirent *de;
         struct stat st;
-        size_t n, i = 0, taken = 0;
         int r;
 
         r = pc_files_open_read(ws, path, &fd, &st, reterr);
@@ -313,52 +324,170 @@ int pc_files_list(pc_files_ws *ws, const char *path, const char *cursor, unsigne
                 return r;
         if (!S_ISDIR(st.st_mode))
                 return pc_error_setf(reterr, ENOTDIR, "not_a_directory", "\"%s\" is not a directory", path);
+        if (recursive)
+                return list_recursive(ws, TAKE_FD(fd), path, cursor, limit, ret, reterr);
+        if (!page)
+                return -ENOMEM;
         r = identity_become(&id, ws);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "files", "cannot take the agent's identity: %s", strerror(-r));
-        if (!all)
-                return -ENOMEM;
         dir = fdopendir(fd);
         if (!dir)
                 return pc_error_setf(reterr, errno, "files", "cannot read \"%s\": %m", path);
         fd = -EBADF;
         while ((errno = 0, de = readdir(dir))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") || (cursor && strcmp(de->d_name, cursor) <= 0))
+                        continue;
+                if (n == cap) {
+                        char **v = realloc(names, (cap = cap * 2 + 256) * sizeof(*v));
+                        if (!v)
+                                break;
+                        names = v;
+                }
+                names[n] = strdup(de->d_name);
+                if (!names[n])
+                        break;
+                n++;
+        }
+        r = errno;
+        if (r) {
+                closedir(dir);
+                names_free(names, n);
+                return pc_error_setf(reterr, r, "files", "cannot read \"%s\": %s", path, strerror(r));
+        }
+        qsort(names, n, sizeof(*names), name_cmp);
+        for (i = 0; i < n && json_array_size(page) < limit; i++) {
                 char mode[8];
-                json_t *e;
+
+                if (fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue; /* gone meanwhile */
+                snprintf(mode, sizeof(mode), "%04o", (unsigned) (st.st_mode & 07777));
+                /* A name that is not UTF-8 (which the API could not name in a path either) is left out. */
+                json_t *e = json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", names[i], "type", type_name(st.st_mode),
+                                      "size", (json_int_t) st.st_size, "mode", mode, "mtime", (json_int_t) st.st_mtime);
+                if (e && json_array_append_new(page, e) < 0)
+                        break;
+        }
+        closedir(dir);
+        *ret = json_pack("{s:s, s:O, s:s?}", "path", path, "entries", page, "next_cursor",
+                         i < n && i > 0 ? names[i - 1] : NULL);
+        names_free(names, n);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ?recursive=1: every entry below the directory (by fd, as the agent, never through a symlink or into
+ * another mount), named by its path relative to it and sorted by that path; at most LIST_RECURSIVE_MAX. */
+#define LIST_RECURSIVE_MAX 200000u
+#define LIST_DEPTH_MAX     64
+
+typedef struct rentry {
+        char *path;
+        struct stat st;
+} rentry;
+
+typedef struct rwalk {
+        rentry *v;
+        size_t n, cap;
+        uint64_t mnt;
+        int error;
+} rwalk;
+
+static int rentry_cmp(const void *a, const void *b)
+{
+        return strcmp(((const rentry *) a)->path, ((const rentry *) b)->path);
+}
+
+/* Takes dfd. */
+static void rwalk_dir(rwalk *w, int dfd, const char *prefix, int depth)
+{
+        DIR *dir = fdopendir(dfd);
+        struct dirent *de;
+
+        if (!dir) {
+                close(dfd);
+                return;
+        }
+        while (!w->error && (de = readdir(dir))) {
+                rentry e = {};
+                uint64_t m;
 
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                if (cursor && strcmp(de->d_name, cursor) <= 0)
+                if (fstatat(dirfd(dir), de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
-                if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue; /* gone meanwhile */
-                snprintf(mode, sizeof(mode), "%04o", (unsigned) (st.st_mode & 07777));
-                e = json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", de->d_name, "type", type_name(st.st_mode), "size",
-                              (json_int_t) st.st_size, "mode", mode, "mtime", (json_int_t) st.st_mtime);
-                if (!e || json_array_append_new(all, e) < 0) {
-                        closedir(dir);
-                        return -ENOMEM;
+                if (w->n >= LIST_RECURSIVE_MAX) {
+                        w->error = E2BIG;
+                        break;
+                }
+                if (asprintf(&e.path, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) < 0) {
+                        w->error = ENOMEM;
+                        break;
+                }
+                if (w->n == w->cap) {
+                        rentry *v = realloc(w->v, (w->cap = w->cap * 2 + 1024) * sizeof(*v));
+                        if (!v) {
+                                free(e.path);
+                                w->error = ENOMEM;
+                                break;
+                        }
+                        w->v = v;
+                }
+                w->v[w->n++] = e;
+                if (S_ISDIR(e.st.st_mode) && depth < LIST_DEPTH_MAX) {
+                        int sub = openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                        if (sub >= 0 && mount_id(sub, &m) >= 0 && m == w->mnt)
+                                rwalk_dir(w, sub, e.path, depth + 1);
+                        else if (sub >= 0)
+                                close(sub); /* another mount: listed, not entered */
                 }
         }
-        r = errno;
         closedir(dir);
-        if (r)
-                return pc_error_setf(reterr, r, "files", "cannot read \"%s\": %s", path, strerror(r));
-        n = json_array_size(all);
-        json_t **v = malloc(MAX(n, 1u) * sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        for (i = 0; i < n; i++)
-                v[i] = json_array_get(all, i);
-        qsort(v, n, sizeof(*v), entry_cmp);
-        page = json_array();
-        for (i = 0; page && i < n && taken < limit; i++, taken++)
-                json_array_append(page, v[i]);
-        *ret = page ? json_pack("{s:s, s:O, s:s?}", "path", path, "entries", page, "next_cursor",
-                                i < n && i > 0 ? json_string_value(json_object_get(v[i - 1], "name")) : NULL)
-                    : NULL;
-        free(v);
-        return *ret ? 0 : -ENOMEM;
+}
+
+static int list_recursive(pc_files_ws *ws, int fd, const char *path, const char *cursor, unsigned limit,
+                          json_t **ret, pc_error **reterr)
+{
+        _cleanup_(json_decrefp) json_t *page = json_array();
+        _cleanup_identity_ identity id = {};
+        rwalk w = {};
+        size_t i;
+        int r;
+
+        r = identity_become(&id, ws);
+        if (r < 0 || !page || mount_id(fd, &w.mnt) < 0) {
+                close(fd);
+                return pc_error_setf(reterr, r < 0 ? -r : EIO, "files", "cannot list \"%s\"", path);
+        }
+        rwalk_dir(&w, fd, "", 0);
+        if (w.error == E2BIG)
+                r = pc_error_setf(reterr, E2BIG, "too_many_entries",
+                                  "more than %u entries below \"%s\": list its subdirectories", LIST_RECURSIVE_MAX, path);
+        else if (w.error)
+                r = pc_error_setf(reterr, w.error, "files", "cannot list \"%s\": %s", path, strerror(w.error));
+        else {
+                qsort(w.v, w.n, sizeof(*w.v), rentry_cmp);
+                for (i = 0; i < w.n && cursor && strcmp(w.v[i].path, cursor) <= 0; i++)
+                        ;
+                for (; i < w.n && json_array_size(page) < limit; i++) {
+                        char mode[8];
+                        json_t *e;
+
+                        snprintf(mode, sizeof(mode), "%04o", (unsigned) (w.v[i].st.st_mode & 07777));
+                        e = json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", w.v[i].path, "type",
+                                      type_name(w.v[i].st.st_mode), "size", (json_int_t) w.v[i].st.st_size, "mode",
+                                      mode, "mtime", (json_int_t) w.v[i].st.st_mtime);
+                        if (e && json_array_append_new(page, e) < 0)
+                                break;
+                }
+                *ret = json_pack("{s:s, s:O, s:s?}", "path", path, "entries", page, "next_cursor",
+                                 i < w.n && i > 0 ? w.v[i - 1].path : NULL);
+                r = *ret ? 0 : -ENOMEM;
+        }
+        for (i = 0; i < w.n; i++)
+                free(w.v[i].path);
+        free(w.v);
+        return r;
 }
 
 struct pc_files_upload {
@@ -701,4 +830,231 @@ int pc_files_link_verify(pc_daemon *d, const char *sandbox, const char *path, co
         if (e < (int64_t) (now_usec(CLOCK_REALTIME) / 1000000))
                 return pc_error_setf(reterr, EACCES, "link_expired", "this link has expired");
         return 0;
+}
+
+/* ---- a directory as a tar stream ---- */
+
+#define TAR_DEPTH_MAX 64
+
+typedef struct tar_frame {
+        DIR *dir;
+        char *rel; /* the directory's path inside the archive, "" for its top */
+} tar_frame;
+
+struct pc_files_tar {
+        pc_files_ws ws; /* the agent's identity, copied (fd unused): nothing here points into the request */
+        uint64_t mnt;
+        tar_frame stack[TAR_DEPTH_MAX];
+        int depth;
+        char out[3 * 512 + PC_FILES_PATH_MAX + 2 * 4096]; /* headers waiting to go */
+        size_t len, off;
+        int fd;              /* the file whose bytes go now */
+        uint64_t left, pad;  /* its bytes still to send, then zeros to a 512-byte block */
+        bool done;
+};
+
+static void tar_octal(char *field, size_t n, uint64_t v)
+{
+        snprintf(field, n, "%0*" PRIo64, (int) n - 1, v);
+}
+
+/* One 512-byte header (type, name up to 100 bytes, linkname up to 100) appended to t->out. */
+static void tar_header(pc_files_tar *t, char type, const char *name, const char *link, uint64_t size,
+                       const struct stat *st)
+{
+        char *h = t->out + t->len;
+        unsigned sum = 0;
+        uid_t base = t->ws.uid - ISOLATE_AGENT_UID;
+
+        memset(h, 0, 512);
+        memcpy(h, name, MIN(strlen(name), 100u));
+        tar_octal(h + 100, 8, st ? st->st_mode & 07777 : 0644);
+        tar_octal(h + 108, 8, st && st->st_uid >= base ? st->st_uid - base : 0);
+        tar_octal(h + 116, 8, st && st->st_gid >= base ? st->st_gid - base : 0);
+        tar_octal(h + 124, 12, size);
+        tar_octal(h + 136, 12, st ? (uint64_t) MAX(st->st_mtime, 0) : 0);
+        memset(h + 148, ' ', 8);
+        h[156] = type;
+        if (link)
+                memcpy(h + 157, link, MIN(strlen(link), 100u));
+        memcpy(h + 257, "ustar  ", 8); /* GNU magic: long names as ././@LongLink entries */
+        for (int i = 0; i < 512; i++)
+                sum += (unsigned char) h[i];
+        snprintf(h + 148, 8, "%06o", sum);
+        t->len += 512;
+}
+
+/* A GNU long-name ('L') or long-link ('K') entry before a header whose name or link exceeds 100 bytes. */
+static void tar_long(pc_files_tar *t, char type, const char *s)
+{
+        size_t n = strlen(s) + 1;
+
+        tar_header(t, type, "././@LongLink", NULL, n, NULL);
+        memset(t->out + t->len, 0, (n + 511) / 512 * 512);
+        memcpy(t->out + t->len, s, n);
+        t->len += (n + 511) / 512 * 512;
+}
+
+static void tar_entry(pc_files_tar *t, char type, const char *name, const char *link, uint64_t size,
+                      const struct stat *st)
+{
+        if (strlen(name) > 100)
+                tar_long(t, 'L', name);
+        if (link && strlen(link) > 100)
+                tar_long(t, 'K', link);
+        tar_header(t, type, name, link, size, st);
+}
+
+int pc_files_tar_new(pc_files_ws *ws, const char *path, pc_files_tar **ret, pc_error **reterr)
+{
+        _cleanup_close_ int fd = -EBADF;
+        pc_files_tar *t;
+        struct stat st;
+        int r;
+
+        r = pc_files_open_read(ws, path, &fd, &st, reterr);
+        if (r < 0)
+                return r;
+        if (!S_ISDIR(st.st_mode))
+                return pc_error_setf(reterr, ENOTDIR, "not_a_directory", "\"%s\" is not a directory", path);
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->ws = (pc_files_ws){ .fd = -EBADF, .uid = ws->uid, .gid = ws->gid };
+        t->fd = -EBADF;
+        if (mount_id(fd, &t->mnt) < 0 || !(t->stack[0].rel = strdup("")) || !(t->stack[0].dir = fdopendir(fd))) {
+                free(t->stack[0].rel);
+                free(t);
+                return pc_error_setf(reterr, ENOMEM, "files", "cannot read \"%s\"", path);
+        }
+        fd = -EBADF;
+        t->depth = 1;
+        *ret = t;
+        return 0;
+}
+
+pc_files_tar *pc_files_tar_free(pc_files_tar *t)
+{
+        if (!t)
+                return NULL;
+        for (int i = 0; i < t->depth; i++) {
+                closedir(t->stack[i].dir);
+                free(t->stack[i].rel);
+        }
+        safe_close(t->fd);
+        free(t);
+        return NULL;
+}
+
+/* Queues the next entry's headers (and opens its file). Returns false at the end of the archive. */
+static bool tar_next(pc_files_tar *t)
+{
+        while (t->depth > 0) {
+                tar_frame *f = &t->stack[t->depth - 1];
+                struct dirent *de = readdir(f->dir);
+                _cleanup_free_ char *rel = NULL;
+                _cleanup_close_ int pfd = -EBADF;
+                struct stat st;
+                uint64_t m;
+
+                if (!de) {
+                        closedir(f->dir);
+                        free(f->rel);
+                        t->depth--;
+                        continue;
+                }
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (asprintf(&rel, "%s%s%s", f->rel, *f->rel ? "/" : "", de->d_name) < 0 ||
+                    strlen(rel) > PC_FILES_PATH_MAX)
+                        continue;
+                /* Each entry by name in the directory's fd, never following it; other mounts are left out. */
+                pfd = openat(dirfd(f->dir), de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (pfd < 0 || fstat(pfd, &st) < 0 || mount_id(pfd, &m) < 0 || m != t->mnt)
+                        continue;
+                if (S_ISLNK(st.st_mode)) {
+                        char link[4096];
+                        ssize_t n = readlinkat(dirfd(f->dir), de->d_name, link, sizeof(link) - 1);
+
+                        if (n < 0)
+                                continue;
+                        link[n] = 0;
+                        tar_entry(t, '2', rel, link, 0, &st);
+                        return true;
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        int dfd = reopen(pfd, O_RDONLY | O_DIRECTORY);
+                        DIR *d;
+                        char *name;
+
+                        if (dfd < 0)
+                                continue; /* not readable by the agent: left out */
+                        if (t->depth >= TAR_DEPTH_MAX || !(name = strjoin(rel, "/"))) {
+                                close(dfd);
+                                continue;
+                        }
+                        tar_entry(t, '5', name, NULL, 0, &st);
+                        free(name);
+                        d = fdopendir(dfd);
+                        if (!d) {
+                                close(dfd);
+                                return true;
+                        }
+                        t->stack[t->depth++] = (tar_frame){ .dir = d, .rel = TAKE_PTR(rel) };
+                        return true;
+                }
+                if (!S_ISREG(st.st_mode))
+                        continue; /* fifos, sockets, devices: never opened, left out */
+                t->fd = reopen(pfd, O_RDONLY);
+                if (t->fd < 0)
+                        continue; /* not readable by the agent: left out */
+                tar_entry(t, '0', rel, NULL, (uint64_t) st.st_size, &st);
+                t->left = (uint64_t) st.st_size;
+                t->pad = (512 - st.st_size % 512) % 512;
+                return true;
+        }
+        return false;
+}
+
+ssize_t pc_files_tar_read(pc_files_tar *t, char *buf, size_t max)
+{
+        _cleanup_identity_ identity id = {};
+
+        if (identity_become(&id, &t->ws) < 0)
+                return -EPERM;
+        for (;;) {
+                if (t->off < t->len) {
+                        size_t n = MIN(max, t->len - t->off);
+                        memcpy(buf, t->out + t->off, n);
+                        t->off += n;
+                        return (ssize_t) n;
+                }
+                t->off = t->len = 0;
+                if (t->left > 0) {
+                        ssize_t k = read(t->fd, buf, (size_t) MIN((uint64_t) max, t->left));
+
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) { /* shrunk meanwhile: zeros keep the archive's promised size */
+                                k = (ssize_t) MIN((uint64_t) max, t->left);
+                                memset(buf, 0, (size_t) k);
+                        }
+                        t->left -= (uint64_t) k;
+                        return k;
+                }
+                if (t->pad > 0) {
+                        memset(t->out, 0, t->pad);
+                        t->len = t->pad;
+                        t->pad = 0;
+                        continue;
+                }
+                t->fd = safe_close(t->fd);
+                if (t->done)
+                        return 0;
+                if (!tar_next(t)) {
+                        memset(t->out, 0, 1024); /* two zero blocks end the archive */
+                        t->len = 1024;
+                        t->done = true;
+                }
+        }
 }

@@ -14,8 +14,9 @@ import shutil
 import socket
 import tempfile
 import time
+import urllib.parse
 
-from pclib import CLI, Daemon, Spec, Tap, UnixHTTPConnection, run_cmd
+from pclib import CLI, Daemon, Pty, Spec, Tap, UnixHTTPConnection, run_cmd, sanitizer_clean
 import files_attacks
 
 t = Tap()
@@ -351,6 +352,21 @@ def test_roles(d, ws_a):
     t.eq(a.req("GET", a.url(B, "b.txt"))[0], 403, "the agent token of A may not read B's files")
     t.eq(a.req("PUT", a.url(B, "x"), b"x")[0], 403, "the agent token of A may not write B's files")
     t.eq(a.req("DELETE", a.url(B, "b.txt"))[0], 403, "the agent token of A may not delete B's files")
+    # The agent socket (a sandbox's /run/pocketcoder/api.sock, reached here from the host by its path): no
+    # token, the agent of that sandbox.
+    class AgentSocket(Client):
+        def __init__(self, box):
+            super().__init__(d)
+            self.path = os.path.join(d.run, "sandboxes", box, "api.sock")
+
+        def conn(self):
+            return UnixHTTPConnection(self.path, timeout=60)
+    s_ = AgentSocket(A)
+    t.eq(s_.req("GET", s_.url(A, "hello.txt"))[0], 200, "the agent socket of A reads A's files")
+    t.eq(s_.req("PUT", s_.url(A, "from-agent-socket"), b"a")[0], 201, "the agent socket of A writes A's files")
+    t.eq(s_.req("GET", s_.url(B, "b.txt"))[0], 403, "the agent socket of A may not read B's files")
+    t.eq(s_.req("GET", f"/v1/links/{B}/b.txt?expires=1&sig=" + "0" * 64)[0], 403,
+         "a forged link is refused on the agent socket too")
     t.eq(Client(d, None, via="tcp").req("GET", r.url(A, "hello.txt"))[0], 401, "no token: 401")
     t.eq(Client(d, None, via="tcp").req("PUT", r.url(A, "anon"), b"x")[0], 401, "no token: PUT is 401")
     t.ok(not os.path.exists(os.path.join(ws_a, "anon")), "an unauthenticated PUT writes nothing")
@@ -382,6 +398,18 @@ def test_cli(d, ws, uid):
         p = d.cli("files", "get", A, "link-shadow-cli", os.path.join(tmp, "x"))
         t.ok(p.returncode == 1 and "does not exist" in p.stderr and not os.path.exists(os.path.join(tmp, "x")),
              "a failed get says why and leaves no file", p.stderr)
+        # Progress on a terminal (stderr is the pty), and none on a pipe (above: stderr was captured).
+        plant(ws, "cli/six.bin", b"6" * (6 * M), uid)
+        out6 = os.path.join(tmp, "six.bin")
+        pty = Pty([CLI, "files", "get", A, "cli/six.bin", out6], env=d.cli_env())
+        try:
+            t.ok(pty.wait(60) == 0 and b"100.0%" in pty.out and b"MiB/s" in pty.out,
+                 "a 6 MiB download shows its progress on a terminal", pty.out[-200:])
+        finally:
+            pty.close()
+        t.eq(os.path.getsize(out6), 6 * M, "the download under a terminal is complete")
+        p = d.cli("files", "get", A, "cli/six.bin", os.path.join(tmp, "six2.bin"))
+        t.ok(p.returncode == 0 and p.stderr == "", "no progress when stderr is not a terminal", p.stderr)
         p = d.cli("files", "get", A, "../etc/shadow", os.path.join(tmp, "x"))
         t.ok(p.returncode == 1 and "invalid path" in p.stderr, "the CLI shows the daemon's 400 for ..", p.stderr)
     finally:
@@ -439,8 +467,208 @@ def test_links(d, c, ws, uid):
          "no link to a symlink")
     t.eq(c.req("POST", c.url(A, "out/report.txt:copy"), b'{}', {"Content-Type": "application/json"})[0], 404,
          "an unknown action is 404")
+    p = d.cli("files", "link", "--minutes", "2", A, "out/report.txt")
+    t.ok(p.returncode == 0 and p.stdout.startswith(f"/v1/links/{A}/out/report.txt?expires="),
+         "pocketcoder files link prints the link", p.stdout + p.stderr)
+    t.eq(anon.req("GET", p.stdout.strip())[2], b"the report\n", "the CLI's link downloads the file")
     os.unlink(os.path.join(ws, "out/report.txt"))
     t.eq(anon.req("GET", link["url"])[0], 404, "a link to a file removed since is 404")
+    db = sqlite3.connect(os.path.join(d.state, "state.db"))
+    actions = {a for (a,) in db.execute("SELECT action FROM audit WHERE action LIKE 'file.%'")}
+    db.close()
+    t.eq(actions, {"file.put", "file.delete", "file.move"}, "uploads, deletes and moves are in the audit ledger")
+
+
+class Watch:
+    """GET .../files/PATH?watch=1 on a raw socket: the SSE events as they come."""
+
+    def __init__(self, d, box, path, token=None):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(20)
+        self.s.connect(d.socket)
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.s.sendall(f"GET /v1/sandboxes/{box}/files/{path}?watch=1 HTTP/1.1\r\nHost: pc\r\n{auth}\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.s.recv(4096)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1]) if head else None
+        self.head = head
+
+    def events(self, until):
+        """Events until one matches `until` (an event dict predicate); the socket's timeout bounds the wait."""
+        got = []
+        while True:
+            for block in re.findall(rb"data: (\{.*?\})\n", self.buf):
+                ev = json.loads(block)
+                got.append(ev)
+                if until(ev):
+                    self.buf = self.buf[self.buf.index(block) + len(block):]
+                    return got
+            try:
+                chunk = self.s.recv(4096)
+            except socket.timeout:
+                return got
+            if not chunk:
+                return got
+            self.buf += chunk
+
+    def ended(self):
+        try:
+            while True:
+                chunk = self.s.recv(4096)
+                if not chunk:
+                    return True
+                self.buf += chunk
+                if self.buf.endswith(b"0\r\n\r\n"):
+                    return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+def test_watch(d, ws, uid):
+    os.makedirs(os.path.join(ws, "w/sub"))
+    for p in ("w", "w/sub"):
+        os.chown(os.path.join(ws, p), uid, uid)
+    w = Watch(d, A, "w")
+    t.ok(w.status == 200 and b"text/event-stream" in w.head, "?watch=1 answers an event stream", w.head)
+    plant(ws, "w/new.txt", b"1", uid)
+    ev = w.events(lambda e: e["event"] == "created" and e["path"] == "w/new.txt")
+    t.ok(ev and ev[-1] == {"event": "created", "path": "w/new.txt"}, "a created file is an event", ev)
+    ev = w.events(lambda e: e["event"] == "modified" and e["path"] == "w/new.txt")
+    t.ok(ev and ev[-1]["event"] == "modified", "a written file is a modified event", ev)
+    os.rename(os.path.join(ws, "w/new.txt"), os.path.join(ws, "w/renamed.txt"))
+    ev = w.events(lambda e: e["event"] == "moved_to")
+    t.ok([e["event"] for e in ev][-2:] == ["moved_from", "moved_to"] and ev[-1]["path"] == "w/renamed.txt",
+         "a rename is moved_from then moved_to", ev)
+    c = Client(d)
+    c.req("DELETE", c.url(A, "w/renamed.txt"))
+    ev = w.events(lambda e: e["event"] == "deleted")
+    t.ok(ev and ev[-1] == {"event": "deleted", "path": "w/renamed.txt"}, "a delete through the API is an event", ev)
+    top = Watch(d, A, "")
+    t.eq(top.status, 200, "the workspace's top can be watched too (.../files?watch=1)")
+    top.close()
+    t.eq(Watch(d, A, "hello.txt").status, 400, "watch=1 on a file is 400")
+    t.eq(Watch(d, A, "link-shadow-w").status, 404, "watch=1 on something missing is 404")
+    os.symlink(os.path.join(ws, "w"), os.path.join(ws, "wlink"))
+    t.eq(Watch(d, A, "wlink").status, 403, "watch=1 through a symlink is 403")
+    agent_b = d.request("POST", "/v1/tokens", {"role": "agent", "sandbox": B}, via="unix").json["token"]
+    t.eq(Watch(d, A, "w", token=agent_b).status, 403, "the agent of B may not watch A")
+    more = [Watch(d, A, "w/sub") for _ in range(7)]
+    t.ok(all(x.status == 200 for x in more), "8 watchers on one sandbox")
+    ninth = Watch(d, A, "w/sub")
+    t.eq(ninth.status, 503, "a 9th watcher on one sandbox is refused (bounded)")
+    ninth.close()
+    for x in more:
+        x.close()
+    os.rmdir(os.path.join(ws, "w/sub"))
+    ev = w.events(lambda e: e["event"] == "deleted" and e["path"] == "w/sub")
+    t.ok(ev and ev[-1]["path"] == "w/sub", "a removed subdirectory is an event", ev)
+    # Closed watchers are gone once their connection ends: a new one is accepted again.
+    deadline = time.monotonic() + 30
+    while True:
+        again = Watch(d, A, "w")
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        again.close()
+        time.sleep(0.5)  # closed watchers are noticed at their next event or keep-alive (no event to wait on)
+    t.eq(again.status, 200, "watchers of closed connections are released")
+    again.close()
+    return w
+
+
+def test_tar(d, c, ws, uid, outside):
+    import io
+    import tarfile
+
+    long_name = "n" * 150
+    files = {"t/a.txt": b"alpha\n", "t/sub/b.bin": os.urandom(70000), f"t/sub/{long_name}": b"long\n"}
+    for rel, data in files.items():
+        plant(ws, rel, data, uid)
+    os.symlink(outside.canary, os.path.join(ws, "t/canary-link"))
+    os.mkfifo(os.path.join(ws, "t/fifo"))
+    os.makedirs(os.path.join(ws, "t/mnt"))
+    os.system(f"mount --bind {outside.dir} {os.path.join(ws, 't/mnt')}")
+    secret = plant(ws, "t/secret", b"root only\n", 0)
+    os.chmod(secret, 0o600)
+    try:
+        s, h, body = c.req("GET", c.url(A, "t"), headers={"Accept": "application/x-tar"})
+    finally:
+        os.system(f"umount -l {os.path.join(ws, 't/mnt')}")
+    t.ok(s == 200 and h["Content-Type"] == "application/x-tar" and 'filename="t.tar"' in h["Content-Disposition"],
+         "Accept: application/x-tar gives the directory as a tar", (s, dict(h)))
+    tf = tarfile.open(fileobj=io.BytesIO(body))
+    members = {m.name.rstrip("/"): m for m in tf.getmembers()}
+    got = {n: tf.extractfile(m).read() for n, m in members.items() if m.isfile()}
+    want = {rel[2:]: data for rel, data in files.items()}
+    t.eq(got, want, "the tar holds every regular file byte-exact (a 150-byte name included)")
+    t.ok("sub" in members and members["sub"].isdir(), "directories are in the tar")
+    t.ok(members.get("canary-link") is not None and members["canary-link"].issym() and
+         members["canary-link"].linkname == outside.canary, "a symlink is stored as a symlink, not followed")
+    t.ok("fifo" not in members and "secret" not in members and not any(n.startswith("mnt/") for n in members),
+         "fifos, files the agent may not read and other mounts are left out", sorted(members))
+    t.ok(files_attacks.CANARY not in body, "nothing from outside the workspace is in the tar")
+    s, h, body = c.req("GET", c.url(A, "t/a.txt"), headers={"Accept": "application/x-tar"})
+    t.eq(body, b"alpha\n", "Accept: application/x-tar on a file gives the file")
+
+
+def test_recursive(d, ws):
+    want = []
+    for root, dirs, files in os.walk(os.path.join(ws, "t")):
+        for n in dirs + files:
+            want.append(os.path.relpath(os.path.join(root, n), os.path.join(ws, "t")))
+    seen, cursor = [], None
+    for _ in range(100):
+        q = "?recursive=1&limit=3" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        r = d.request("GET", f"/v1/sandboxes/{A}/files/t{q}", via="unix")
+        if r.status != 200:
+            t.ok(False, "recursive page", r)
+            break
+        seen += [e["name"] for e in r.json["entries"]]
+        cursor = r.json.get("next_cursor")
+        if not cursor:
+            break
+    t.eq(seen, sorted(want), "?recursive=1 lists every entry below, by relative path, sorted, in pages of 3")
+    r = d.request("GET", f"/v1/sandboxes/{A}/files/t?recursive=1", via="unix")
+    types = {e["name"]: e["type"] for e in r.json["entries"]}
+    t.ok(types.get("canary-link") == "symlink" and types.get("fifo") == "fifo" and types.get("sub") == "directory",
+         "recursive entries keep their types; symlinks are not entered", types)
+    t.eq(d.request("GET", f"/v1/sandboxes/{A}/files/t?recursive=2", via="unix").status, 400, "recursive=2 is 400")
+    t.eq(d.request("GET", f"/v1/sandboxes/{A}/files/t?recursive=1&cursor=../x", via="unix").status, 400,
+         "a cursor with .. is 400")
+
+
+def test_slow_link(d, c, ws, uid):
+    """A download through a link that takes longer than tcp_auth_timeout (1 s here) is not cut: the link
+    is the request's authorization. The client reads slowly on purpose (a phone on a slow network)."""
+    data = os.urandom(M) * 16
+    plant(ws, "slow.bin", data, uid)
+    s, h, body = c.req("POST", c.url(A, "slow.bin:link"), b'{}', {"Content-Type": "application/json"})
+    url = json.loads(body)["url"]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", d.port))
+    sock.sendall(f"GET {url} HTTP/1.1\r\nHost: pc\r\nConnection: close\r\n\r\n".encode())
+    got, t0 = b"", time.monotonic()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+        time.sleep(0.01)  # the slow reader is what is tested
+    sock.close()
+    took = time.monotonic() - t0
+    body = got.partition(b"\r\n\r\n")[2]
+    t.ok(body == data and took > 1.5, f"a 16 MiB link download taking {took:.1f} s (tcp_auth_timeout 1 s) is complete",
+         (len(body), took))
+    os.unlink(os.path.join(ws, "slow.bin"))
 
 
 def main():
@@ -462,7 +690,10 @@ def main():
         test_roles(d, ws)
         test_cli(d, ws, uid)
         test_links(d, c, ws, uid)
+        watcher = test_watch(d, ws, uid)
         outside = files_attacks.Outside(d)
+        test_tar(d, c, ws, uid, outside)
+        test_recursive(d, ws)
         files_attacks.run(t, d, c, A, ws, uid, outside, "openat2")
         r = d.request("GET", "/v1/sandboxes/" + A + "/files/hello.txt", via="unix")
         t.eq(r.status, 200, "the daemon still serves after the attacks")
@@ -472,7 +703,8 @@ def main():
         try:
             # Workspaces as plain directories on the test's filesystem (no image of their own), so that
             # hard links to files outside the workspace can be planted too.
-            d2 = Daemon(spec=spec, config="uid_range_base = 1191182336\nsandbox_disk = none\n").start()
+            # tcp_auth_timeout 1: a link download must outlive the watchdog for unauthenticated connections.
+            d2 = Daemon(spec=spec, config="uid_range_base = 1191182336\nsandbox_disk = none\ntcp_auth_timeout = 1\n").start()
         finally:
             del os.environ["PC_FILES_NO_OPENAT2"]
         t.eq(d2.create_sandbox(A, network="none").status, 201, "sandbox A on the fallback daemon")
@@ -484,6 +716,16 @@ def main():
         t.eq((s, body), (200, b"fallback\n"), "the fallback walk serves a plain file")
         t.eq(c2.req("PUT", c2.url(A, "sub/dir/up") + "?parents=1", b"up")[0], 201, "the fallback walk uploads with parents")
         files_attacks.run(t, d2, c2, A, ws2, uid2, outside, "fallback walk")
+        test_slow_link(d2, c2, ws2, uid2)
+        # A daemon stopping with a watcher open ends the stream (and stops at once).
+        w2 = Watch(d2, A, "sub")
+        t.eq(w2.status, 200, "a watcher on the fallback daemon")
+        t0 = time.monotonic()
+        d2.stop()
+        t.ok(w2.ended() and time.monotonic() - t0 < 10, "stopping the daemon ends an open watch stream")
+        w2.close()
+        watcher.close()
+        t.ok(sanitizer_clean(d.logtext()) and sanitizer_clean(d2.logtext()), "no sanitizer report in the daemons' logs")
         t.ok(not spec.errors, f"all {spec.checked} responses validate against api/openapi.yaml", "\n".join(spec.errors[:20]))
     finally:
         if outside:
