@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/random.h>
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <sys/vfs.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
@@ -102,10 +104,24 @@ struct listener {
         listener *next;
 };
 
+/* One tmux control-mode client per sandbox (`tmux -C attach`, started inside it once): a new window is one
+ * command line to it, not a tmux process per exec. */
+typedef struct tmux_client {
+        char sandbox[64], instance[33];
+        pthread_mutex_t lock; /* one command and its answer at a time */
+        int fd;               /* its stdin and stdout */
+        int pidfd;
+        pc_watch *watch;      /* its exit (a stopped sandbox's), to reap it */
+        char buf[16384];      /* read, not parsed yet */
+        size_t len;
+        struct tmux_client *next;
+} tmux_client;
+
 typedef struct pc_execs {
         pthread_mutex_t lock;
         exec *list;
         listener *listeners;
+        tmux_client *clients;
         conn *pending;
         char *spool_dir;
 } pc_execs;
@@ -115,29 +131,29 @@ typedef struct pc_execs {
 static const char *const shim_script =
         /* tmux's server may pass on descriptors of its clients (their stdio) to a new pane: dropped, so that
          * neither the command gets them nor the clients wait for their end */
-        "opendir(my $fds, '/proc/self/fd') or die \"fds: $!\\n\";"
-        "for (grep { /^\\d+$/ && $_ > 2 } readdir($fds)) { open(my $f, '<&=', $_) && close($f); } closedir($fds);"
-        "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = 'IGNORE';"
+        "opendir(my $fds, q{/proc/self/fd}) or die \"fds: $!\\n\";"
+        "for (grep { /^\\d+$/ && $_ > 2 } readdir($fds)) { open(my $f, q{<&=}, $_) && close($f); } closedir($fds);"
+        "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = q{IGNORE};"
         "sub conn { socket(my $s, 1, 1, 0) or die \"socket: $!\\n\";"
-        "  connect($s, pack('S Z*', 1, '" EXEC_SOCKET_IN "')) or die \"connect: $!\\n\";"
+        "  connect($s, pack(q{S Z*}, 1, q{" EXEC_SOCKET_IN "})) or die \"connect: $!\\n\";"
         "  syswrite($s, \"$id $secret $_[0]\\n\") or die \"write: $!\\n\"; return $s; }"
-        "sub readn { my ($s, $n) = @_; my $b = ''; while (length($b) < $n) {"
+        "sub readn { my ($s, $n) = @_; my $b = q{}; while (length($b) < $n) {"
         "  my $k = sysread($s, $b, $n - length($b), length($b)); die \"job: $!\\n\" unless $k; } return $b; }"
-        "my $c = conn('ctl'); my $head = '';"
+        "my $c = conn(q{ctl}); my $head = q{};"
         "while ($head !~ /\\n\\z/) { my $ch = readn($c, 1); $head .= $ch; die \"job\\n\" if length($head) > 20; }"
         "my ($cwd, $cmd, @env) = split /\\0/, readn($c, int($head)), -1; pop @env;"
         "(my $show = $cmd) =~ s/[\\x00-\\x1f\\x7f]/?/g; print \"\\$ $show\\n\";"
         "my $pid = fork(); die \"fork: $!\\n\" unless defined $pid;"
-        "if (!$pid) { my $o = conn('out'); my $e = conn('err'); my $i = conn('in'); my $go = '';"
+        "if (!$pid) { my $o = conn(q{out}); my $e = conn(q{err}); my $i = conn(q{in}); my $go = q{};"
         "  sysread($o, $go, 3); exit 127 unless $go eq \"go\\n\"; setpgrp(0, 0);"
         "  delete @ENV{qw(TMUX TMUX_PANE)}; for (@env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }"
-        "  open(STDIN, '<&', $i) && open(STDOUT, '>&', $o) && open(STDERR, '>&', $e) or exit 127;"
-        "  $SIG{PIPE} = 'DEFAULT';"
+        "  open(STDIN, q{<&}, $i) && open(STDOUT, q{>&}, $o) && open(STDERR, q{>&}, $e) or exit 127;"
+        "  $SIG{PIPE} = q{DEFAULT};"
         "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); exit 126 };"
-        "  exec { '/bin/bash' } 'bash', '-c', $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit 127; }"
+        "  exec { q{/bin/bash} } q{bash}, q{-c}, $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit 127; }"
         "waitpid($pid, 0); my $w = $?; my (undef, undef, $cu, $cs) = times;"
         "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $w, $cu * 1e6, $cs * 1e6));"
-        "print(($w & 127) ? '[signal ' . ($w & 127) . \"]\\n\" : '[exit ' . ($w >> 8) . \"]\\n\");"
+        "print(($w & 127) ? q{[signal } . ($w & 127) . \"]\\n\" : q{[exit } . ($w >> 8) . \"]\\n\");"
         /* not ';' at the end: tmux takes an argument ending in ';' for the end of its command */
         "exit 0";
 
@@ -908,6 +924,202 @@ static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc
         return 0;
 }
 
+/* ---- tmux control mode ---- */
+
+#define TMUX_ANSWER_USEC (10 * 1000000ULL)
+
+static void tmux_client_close(tmux_client *c)
+{
+        siginfo_t si;
+
+        c->watch = pc_watch_free(c->watch);
+        if (c->pidfd >= 0) {
+                (void) syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+                (void) waitid(P_PIDFD, c->pidfd, &si, WEXITED);
+        }
+        c->pidfd = safe_close(c->pidfd);
+        c->fd = safe_close(c->fd);
+        c->len = 0;
+}
+
+/* The next line from the client (without '\n', NUL-terminated in c->buf's copy *ret), waiting at most until
+ * `deadline`. */
+static int tmux_read_line(tmux_client *c, uint64_t deadline, char *ret, size_t size)
+{
+        for (;;) {
+                char *nl = memchr(c->buf, '\n', c->len);
+                if (nl) {
+                        size_t n = (size_t) (nl - c->buf);
+                        snprintf(ret, size, "%.*s", (int) MIN(n, size - 1), c->buf);
+                        memmove(c->buf, nl + 1, c->len - n - 1);
+                        c->len -= n + 1;
+                        return 0;
+                }
+                if (c->len == sizeof(c->buf))
+                        c->len = 0; /* a line longer than the buffer (pane output is off): dropped */
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+                int r = poll(&pf, 1, (int) ((deadline - now) / 1000) + 1);
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (r <= 0)
+                        continue;
+                ssize_t k = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -ECONNRESET;
+                c->len += (size_t) k;
+        }
+}
+
+/* Reads up to the end of the next answer block ("%begin" ... "%end" or "%error"); notifications in between
+ * are skipped. 0, or -EIO for %error (its first line in `error`). */
+static int tmux_read_answer(tmux_client *c, char *error, size_t size)
+{
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + TMUX_ANSWER_USEC;
+        bool in_block = false;
+        char line[1024];
+        int r;
+
+        error[0] = 0;
+        for (;;) {
+                r = tmux_read_line(c, deadline, line, sizeof(line));
+                if (r < 0)
+                        return r;
+                if (!in_block) {
+                        in_block = startswith(line, "%begin ");
+                        continue;
+                }
+                if (startswith(line, "%end "))
+                        return 0;
+                if (startswith(line, "%error "))
+                        return -EIO;
+                if (!error[0])
+                        snprintf(error, size, "%s", line);
+        }
+}
+
+/* On the loop: a control client exited (its sandbox stopped): reaped now rather than at its next use, so no
+ * zombie of the sandbox's is left (a client busy with a command reaps its own). */
+static void tmux_clients_reap(pc_daemon *d, void *userdata)
+{
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+
+        for (tmux_client *c = m->clients; c; c = c->next) {
+                siginfo_t si = {};
+
+                if (pthread_mutex_trylock(&c->lock) != 0)
+                        continue;
+                if (c->pidfd >= 0 && waitid(P_PIDFD, c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid != 0) {
+                        c->pidfd = safe_close(c->pidfd);
+                        tmux_client_close(c);
+                }
+                pthread_mutex_unlock(&c->lock);
+        }
+}
+
+/* Starts the sandbox's control client (c->lock held): it attaches to the session, pane output off. */
+static int tmux_client_start(pc_daemon *d, tmux_client *c, pc_error **reterr)
+{
+        char target[80], error[256];
+        const char *argv[] = { "tmux", "-S", ISOLATE_TMUX_SOCKET, "-C", "attach-session", "-t", target, NULL };
+        int sv[2], r;
+        pid_t pid;
+
+        snprintf(target, sizeof(target), "=%s", c->sandbox);
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        isolate_exec_options o = { .argv = argv, .stdin_fd = sv[1], .stdout_fd = sv[1], .stderr_fd = -1 };
+        r = pc_sandboxes_exec(d, c->sandbox, &o, NULL, &pid, &c->pidfd, reterr);
+        safe_close(sv[1]);
+        if (r < 0) {
+                safe_close(sv[0]);
+                c->pidfd = -EBADF;
+                return r;
+        }
+        c->fd = sv[0];
+        c->len = 0;
+        r = pc_watch_new(d, c->pidfd, tmux_clients_reap, &c->watch);
+        if (r < 0) {
+                tmux_client_close(c);
+                return r;
+        }
+        /* the attach's own answer, then no %output lines: nobody reads the panes through this client */
+        r = tmux_read_answer(c, error, sizeof(error));
+        if (r >= 0)
+                r = write_all(c->fd, "refresh-client -f no-output\n", STRLEN("refresh-client -f no-output\n"));
+        if (r >= 0)
+                r = tmux_read_answer(c, error, sizeof(error));
+        if (r < 0) {
+                tmux_client_close(c);
+                return pc_error_setf(reterr, -r, "tmux", "sandbox %s: tmux control mode: %s", c->sandbox,
+                                     error[0] ? error : strerror(-r));
+        }
+        return 0;
+}
+
+static tmux_client *tmux_client_get(pc_execs *m, const char *sandbox)
+{
+        LOCK_GUARD(&m->lock);
+        tmux_client *c;
+
+        for (c = m->clients; c; c = c->next)
+                if (streq(c->sandbox, sandbox))
+                        return c;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        *c = (tmux_client){ .fd = -EBADF, .pidfd = -EBADF };
+        snprintf(c->sandbox, sizeof(c->sandbox), "%s", sandbox);
+        pthread_mutex_init(&c->lock, NULL);
+        c->next = m->clients;
+        m->clients = c;
+        return c;
+}
+
+/* Runs one tmux command line in running sandbox instance `t` through its control client (started or, for a
+ * new instance of the sandbox, restarted as needed). */
+static int tmux_command(pc_daemon *d, const char *sandbox, const pc_exec_target *t, const char *line,
+                        pc_error **reterr)
+{
+        tmux_client *c = tmux_client_get(engine(d), sandbox);
+        char error[256];
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        LOCK_GUARD(&c->lock);
+        if (c->fd >= 0 && !streq(c->instance, t->instance))
+                tmux_client_close(c);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                if (c->fd < 0) {
+                        r = tmux_client_start(d, c, reterr);
+                        if (r < 0)
+                                return r;
+                        strcpy(c->instance, t->instance);
+                }
+                /* a client that died (its sandbox was restarted) fails the write: a new one gets the command */
+                r = write_all(c->fd, line, strlen(line));
+                if (r >= 0)
+                        break;
+                tmux_client_close(c);
+        }
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "tmux", "sandbox %s: cannot talk to tmux: %s", sandbox, strerror(-r));
+        r = tmux_read_answer(c, error, sizeof(error));
+        if (r == -EIO)
+                return pc_error_setf(reterr, EIO, "tmux", "sandbox %s: tmux: %s", sandbox, error);
+        if (r < 0) {
+                tmux_client_close(c);
+                return pc_error_setf(reterr, -r, "tmux", "sandbox %s: tmux control mode: %s", sandbox, strerror(-r));
+        }
+        return 0;
+}
+
 /* ---- starting (a request's thread, or the loop for an approved exec) ---- */
 
 static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
@@ -996,8 +1208,6 @@ typedef struct exec_spec {
 static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t, pc_error **reterr)
 {
         pc_execs *m = engine(d);
-        const char *args[16];
-        char window[16];
         exec *x;
         int r;
 
@@ -1046,37 +1256,20 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
         if (r < 0)
                 log_error_errno(r, "exec %s: cannot arm its timeout: %m", q->id);
 
-        /* tmux runs the shim itself (no shell): window "pc-" + the id's start, in the session's directory. */
-        snprintf(window, sizeof(window), "pc-%.8s", q->id);
+        /* The window: "pc-" + the id's start, in the session's directory; tmux runs the shim itself (no
+         * shell). The script has no single quote (pc_execs_new() checks), so tmux's quotes hold it as it is. */
         {
-                char target[80];
-                _cleanup_free_ char *secret = NULL;
+                _cleanup_free_ char *secret = NULL, *line = NULL;
                 {
                         LOCK_GUARD(&m->lock);
                         exec *y = exec_find(m, q->id);
                         secret = y ? strdup(y->secret) : NULL;
                 }
-                if (!secret)
+                if (!secret || asprintf_safe(&line, "new-window -d -t '=%s:' -n pc-%.8s -c %s perl -e '%s' %s %s\n",
+                                             q->sandbox, q->id, ISOLATE_WORKSPACE, shim_script, q->id, secret) < 0)
                         return -ENOMEM;
-                snprintf(target, sizeof(target), "=%s:", q->sandbox);
-                size_t n = 0;
-                args[n++] = "new-window";
-                args[n++] = "-d";
-                args[n++] = "-t";
-                args[n++] = target;
-                args[n++] = "-n";
-                args[n++] = window;
-                args[n++] = "-c";
-                args[n++] = ISOLATE_WORKSPACE;
-                args[n++] = "--";
-                args[n++] = "perl";
-                args[n++] = "-e";
-                args[n++] = shim_script;
-                args[n++] = q->id;
-                args[n++] = secret;
-                args[n] = NULL;
                 uint64_t t0 = now_usec(CLOCK_MONOTONIC);
-                r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
+                r = tmux_command(d, q->sandbox, t, line, reterr);
                 log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id, now_usec(CLOCK_MONOTONIC) - t0);
         }
         if (r < 0)
@@ -1776,6 +1969,8 @@ int pc_execs_new(pc_daemon *d, pc_error **reterr)
                 return -ENOMEM;
         pthread_mutex_init(&m->lock, NULL);
         d->execs = m;
+        if (strchr(shim_script, '\''))
+                return pc_error_setf(reterr, EINVAL, "execs", "the exec shim must not contain a single quote");
         m->spool_dir = strjoin(d->config.state_dir, "/execs");
         if (!m->spool_dir)
                 return -ENOMEM;
@@ -1811,6 +2006,13 @@ void pc_execs_free(pc_daemon *d)
                 listener *l = m->listeners;
                 m->listeners = l->next;
                 listener_free(l);
+        }
+        while (m->clients) {
+                tmux_client *c = m->clients;
+                m->clients = c->next;
+                tmux_client_close(c);
+                pthread_mutex_destroy(&c->lock);
+                free(c);
         }
         pthread_mutex_destroy(&m->lock);
         free(m->spool_dir);
