@@ -975,12 +975,14 @@ static int tmux_read_line(tmux_client *c, uint64_t deadline, char *ret, size_t s
         }
 }
 
-/* Reads up to the end of the next answer block ("%begin" ... "%end" or "%error"); notifications in between
- * are skipped. 0, or -EIO for %error (its first line in `error`). */
-static int tmux_read_answer(tmux_client *c, char *error, size_t size)
+/* Reads up to the end of the answer to this client's next command: a block "%begin TIME NUMBER FLAGS" ...
+ * "%end ..." or "%error ..." whose FLAGS say it came from this client (bit 1), not one of a command the server
+ * ran on its own (a hook such as the sandbox's after-new-window); notifications in between are skipped. 0, or
+ * -EIO for %error (its first line in `error`). With `any`, the next block whatever its flags. */
+static int tmux_read_answer(tmux_client *c, bool any, char *error, size_t size)
 {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + TMUX_ANSWER_USEC;
-        bool in_block = false;
+        bool in_block = false, ours = false;
         char line[1024];
         int r;
 
@@ -990,14 +992,21 @@ static int tmux_read_answer(tmux_client *c, char *error, size_t size)
                 if (r < 0)
                         return r;
                 if (!in_block) {
-                        in_block = startswith(line, "%begin ");
+                        unsigned long long when, number;
+                        unsigned flags;
+
+                        in_block = sscanf(line, "%%begin %llu %llu %u", &when, &number, &flags) == 3;
+                        ours = in_block && (any || (flags & 1));
                         continue;
                 }
-                if (startswith(line, "%end "))
-                        return 0;
-                if (startswith(line, "%error "))
-                        return -EIO;
-                if (!error[0])
+                if (startswith(line, "%end ") || startswith(line, "%error ")) {
+                        if (ours)
+                                return startswith(line, "%end ") ? 0 : -EIO;
+                        in_block = false;
+                        error[0] = 0;
+                        continue;
+                }
+                if (ours && !error[0])
                         snprintf(error, size, "%s", line);
         }
 }
@@ -1048,12 +1057,13 @@ static int tmux_client_start(pc_daemon *d, tmux_client *c, pc_error **reterr)
                 tmux_client_close(c);
                 return r;
         }
-        /* the attach's own answer, then no %output lines: nobody reads the panes through this client */
-        r = tmux_read_answer(c, error, sizeof(error));
+        /* the attach's own block (flags 0) first: commands before it find no client; then no %output lines:
+         * nobody reads the panes through this client */
+        r = tmux_read_answer(c, true, error, sizeof(error));
         if (r >= 0)
                 r = write_all(c->fd, "refresh-client -f no-output\n", STRLEN("refresh-client -f no-output\n"));
         if (r >= 0)
-                r = tmux_read_answer(c, error, sizeof(error));
+                r = tmux_read_answer(c, false, error, sizeof(error));
         if (r < 0) {
                 tmux_client_close(c);
                 return pc_error_setf(reterr, -r, "tmux", "sandbox %s: tmux control mode: %s", c->sandbox,
@@ -1110,7 +1120,7 @@ static int tmux_command(pc_daemon *d, const char *sandbox, const pc_exec_target 
         }
         if (r < 0)
                 return pc_error_setf(reterr, -r, "tmux", "sandbox %s: cannot talk to tmux: %s", sandbox, strerror(-r));
-        r = tmux_read_answer(c, error, sizeof(error));
+        r = tmux_read_answer(c, false, error, sizeof(error));
         if (r == -EIO)
                 return pc_error_setf(reterr, EIO, "tmux", "sandbox %s: tmux: %s", sandbox, error);
         if (r < 0) {
