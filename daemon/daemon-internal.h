@@ -187,6 +187,9 @@ typedef struct pc_exec_target {
 int pc_sandboxes_exec_target(pc_daemon *d, const pc_principal *who, const char *name, pc_exec_target *ret,
                              pc_error **reterr);
 void pc_exec_target_done(pc_exec_target *t);
+/* Runs tmux ARGS in running sandbox NAME while it is the sandbox `instance`; a non-zero status is an error. */
+int pc_sandboxes_tmux(pc_daemon *d, const char *name, const char *instance, const char *const *args,
+                      pc_error **reterr);
 /* The exec engine's state: made after the sandbox manager (running execs of a dead daemon are recorded as
  * lost with their partial output), freed before it. */
 int pc_execs_new(pc_daemon *d, pc_error **reterr);

@@ -1026,6 +1026,15 @@ static void tmux_clients_reap(pc_daemon *d, void *userdata)
                 if (c->pidfd >= 0 && waitid(P_PIDFD, c->pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid != 0) {
                         c->pidfd = safe_close(c->pidfd);
                         tmux_client_close(c);
+                        /* its sandbox stopped: an exec whose shim had not connected yet never will */
+                        for (exec *x = m->list, *next; x; x = next) {
+                                next = x->next;
+                                if (streq(x->sandbox, c->sandbox) && streq(x->instance, c->instance) &&
+                                    !x->c[CONN_CTL] && !x->ctl_done) {
+                                        x->ctl_done = true;
+                                        exec_finish(d, m, x, "its sandbox stopped before it started");
+                                }
+                        }
                 }
                 pthread_mutex_unlock(&c->lock);
         }
@@ -1279,7 +1288,21 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
                                              q->sandbox, q->id, ISOLATE_WORKSPACE, shim_script, q->id, secret) < 0)
                         return -ENOMEM;
                 uint64_t t0 = now_usec(CLOCK_MONOTONIC);
-                r = tmux_command(d, q->sandbox, t, line, reterr);
+                _cleanup_pc_error_ pc_error *e = NULL;
+                r = tmux_command(d, q->sandbox, t, line, &e);
+                if (r < 0 && r != -EIO) {
+                        /* No answer from the control client (it is restarted at the next exec): a tmux process
+                         * of its own makes the window. Should the first window appear after all, its shim
+                         * finds its connections taken and ends. */
+                        char window[16], target[80];
+                        const char *args[] = { "new-window", "-d", "-t", target, "-n", window, "-c", ISOLATE_WORKSPACE,
+                                               "--", "perl", "-e", shim_script, q->id, secret, NULL };
+                        log_warning("exec %s: %s; making its window with a tmux process", q->id, e ? e->message : "");
+                        snprintf(window, sizeof(window), "pc-%.8s", q->id);
+                        snprintf(target, sizeof(target), "=%s:", q->sandbox);
+                        r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
+                } else if (r < 0 && reterr)
+                        *reterr = TAKE_PTR(e);
                 log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id, now_usec(CLOCK_MONOTONIC) - t0);
         }
         if (r < 0)

@@ -1509,3 +1509,23 @@ void pc_exec_target_done(pc_exec_target *t)
         free(t->cgroup_path);
         *t = (pc_exec_target){};
 }
+
+int pc_sandboxes_tmux(pc_daemon *d, const char *name, const char *instance, const char *const *args,
+                      pc_error **reterr)
+{
+        LOCK_GUARD(&d->sandboxes->lock);
+        sandbox_row row;
+        sandbox_entry *e;
+        int r;
+
+        /* Under the manager lock, like pc_sandboxes_exec(); the same sandbox, not a later one of its name. */
+        reap_dead(d);
+        e = entry_find(d->sandboxes, name);
+        if (!e || !e->sb || e->busy || row_load(d, name, &row, NULL) < 0 || !streq(row.instance, instance))
+                return pc_error_setf(reterr, EBUSY, "not_running", "sandbox \"%s\" is not running", name);
+        r = isolate_sandbox_tmux(e->sb, args, NULL, reterr);
+        if (r > 0)
+                return pc_error_setf(reterr, EIO, "tmux", "sandbox %s: tmux %s failed (status %d)", name,
+                                     strna(args[0]), r);
+        return r;
+}

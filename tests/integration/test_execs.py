@@ -273,6 +273,20 @@ def test_cli():
     t.eq(p.stdout, b"/workspace/sub\n1\n", "--cwd and --env")
 
 
+def test_delete_with_exec_running():
+    box = P + "d"
+    t.eq(d.create_sandbox(box, policy="permissive").status, 201, "sandbox to delete")
+    r = run(box, "sleep 1000", wait=0)
+    t.eq(r.status, 202, "an exec runs")
+    t.eq(d.request("DELETE", f"/v1/sandboxes/{box}?purge=true", via="unix").status, 204,
+         "the sandbox is deleted with an exec running (its group goes with the exec's)")
+    d.sandboxes.remove(box)
+    g = d.request("GET", f"/v1/execs/{r.json['id']}?wait=30", via="unix")
+    # killed with it, or (deleted before its shim connected) recorded as lost: never left running
+    t.ok(g.status == 200 and (g.json["signal"] == 9 or g.json["state"] == "lost"),
+         "the exec ended with its sandbox", g.raw[:300])
+
+
 def test_kill9_mid_exec():
     r = run(A, "echo partial; echo partial-err >&2; sleep 1000", wait=0)
     eid = r.json["id"]
@@ -293,6 +307,6 @@ def test_kill9_mid_exec():
 try:
     t.run_all([test_setup, test_bytes_and_streams, test_exit_codes_and_signals, test_concurrency,
                test_timeout_kills_tree, test_denied_never_reaches_tmux, test_stream_resume, test_stdin_and_truncation,
-               test_bad_input, test_agent_scope, test_cli, test_kill9_mid_exec], spec=spec)
+               test_bad_input, test_agent_scope, test_cli, test_delete_with_exec_running, test_kill9_mid_exec], spec=spec)
 finally:
     d.cleanup()
