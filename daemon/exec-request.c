@@ -16,7 +16,7 @@ char *pc_base64_encode(const void *data, size_t n)
         if (!out)
                 return NULL;
         for (size_t i = 0; i < n; i += 3) {
-                uint32_t v = (uint32_t) p[i] << 16 | (i + 1 < n ? (uint32_t) p[i + 1] << 8 : 0) |
+                uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
                              (i + 2 < n ? p[i + 2] : 0);
                 *o++ = b64[v >> 18 & 63];
                 *o++ = b64[v >> 12 & 63];
@@ -30,7 +30,7 @@ char *pc_base64_encode(const void *data, size_t n)
 static int b64_value(char c)
 {
         const char *p = c ? strchr(b64, c) : NULL;
-        return p ? (int) (p - b64) : -1;
+        return p ? (int)(p - b64) : -1;
 }
 
 int pc_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len)
@@ -53,11 +53,11 @@ int pc_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len)
                         if (v[k] < 0 && !(last && s[i + k] == '=' && k >= 2 && (k == 3 || s[i + 3] == '=')))
                                 return -EINVAL;
                 }
-                out[n++] = (char) (v[0] << 2 | v[1] >> 4);
+                out[n++] = (char)(v[0] << 2 | v[1] >> 4);
                 if (v[2] >= 0)
-                        out[n++] = (char) ((v[1] & 15) << 4 | v[2] >> 2);
+                        out[n++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
                 if (v[3] >= 0)
-                        out[n++] = (char) ((v[2] & 3) << 6 | v[3]);
+                        out[n++] = (char)((v[2] & 3) << 6 | v[3]);
                 /* non-canonical padding bits are a different text for the same bytes: refused */
                 if ((v[2] < 0 && (v[1] & 15)) || (v[2] >= 0 && v[3] < 0 && (v[2] & 3)))
                         return -EINVAL;
@@ -75,7 +75,8 @@ static bool env_name_is_valid(const char *k)
         if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || *k == '_'))
                 return false;
         for (k++; *k; k++)
-                if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_'))
+                if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') ||
+                      *k == '_'))
                         return false;
         return true;
 }
@@ -90,7 +91,7 @@ static bool cwd_is_valid(const char *s, size_t len)
                 return true;
         while (*s == '/') {
                 const char *e = strchrnul(s + 1, '/');
-                size_t n = (size_t) (e - s - 1);
+                size_t n = (size_t)(e - s - 1);
 
                 if (n == 0 || (n == 1 && s[1] == '.') || (n == 2 && s[1] == '.' && s[2] == '.'))
                         return false;
@@ -109,9 +110,9 @@ static int uint_field(json_t *req, const char *key, unsigned min, unsigned max, 
                 return 0;
         }
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return pc_error_setf(reterr, EINVAL, "invalid_request", "\"%s\" must be a whole number from %u to %u",
-                                     key, min, max);
-        *ret = (unsigned) json_integer_value(v);
+                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                     "\"%s\" must be a whole number from %u to %u", key, min, max);
+        *ret = (unsigned)json_integer_value(v);
         return 0;
 }
 
@@ -123,8 +124,8 @@ void pc_exec_request_done(pc_exec_request *q)
 
 int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "cmd", "cwd", "env", "stdin", "stdin_base64", "stdin_open", "timeout",
-                                              "wait", NULL };
+        static const char *const fields[] = {"cmd",        "cwd",     "env",  "stdin", "stdin_base64",
+                                             "stdin_open", "timeout", "wait", NULL};
         _cleanup_(pc_exec_request_done) pc_exec_request q = {};
         json_t *v, *in, *in64;
         size_t env_bytes = 0;
@@ -138,7 +139,8 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
         if (r < 0)
                 return r;
         v = json_object_get(req, "cmd");
-        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > PC_EXEC_COMMAND_MAX ||
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > PC_EXEC_COMMAND_MAX ||
             strlen(json_string_value(v)) != json_string_length(v))
                 return pc_error_setf(reterr, EINVAL, "invalid_request",
                                      "\"cmd\" must be a non-empty string of at most %u bytes without NUL",
@@ -148,35 +150,47 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
         q.cwd = ISOLATE_WORKSPACE;
         if (v) {
                 if (!json_is_string(v) || !cwd_is_valid(json_string_value(v), json_string_length(v)))
-                        return pc_error_setf(reterr, EINVAL, "invalid_request", "\"cwd\" must be %s or a directory below it, without \".\", \"..\" "
-                                               "or empty components", ISOLATE_WORKSPACE);
+                        return pc_error_setf(
+                                reterr, EINVAL, "invalid_request",
+                                "\"cwd\" must be %s or a directory below it, without \".\", \"..\" "
+                                "or empty components",
+                                ISOLATE_WORKSPACE);
                 q.cwd = json_string_value(v);
         }
         v = json_object_get(req, "env");
         if (v) {
                 if (!json_is_object(v) || json_object_size(v) > PC_EXEC_ENV_MAX)
                         return pc_error_setf(reterr, EINVAL, "invalid_request",
-                                             "\"env\" must be an object of at most %u variables", PC_EXEC_ENV_MAX);
-                json_object_foreach(v, k, in) {
+                                             "\"env\" must be an object of at most %u variables",
+                                             PC_EXEC_ENV_MAX);
+                json_object_foreach(v, k, in)
+                {
                         if (!env_name_is_valid(k))
-                                return pc_error_setf(reterr, EINVAL, "invalid_request", "\"env\": \"%s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
-                                               k);
+                                return pc_error_setf(
+                                        reterr, EINVAL, "invalid_request",
+                                        "\"env\": \"%s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                                        k);
                         if (!json_is_string(in) || strlen(json_string_value(in)) != json_string_length(in))
-                                return pc_error_setf(reterr, EINVAL, "invalid_request", "\"env\": the value of %s must be a string without NUL", k);
+                                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                                     "\"env\": the value of %s must be a string without NUL",
+                                                     k);
                         env_bytes += strlen(k) + json_string_length(in) + 2;
                 }
                 if (env_bytes > PC_EXEC_ENV_BYTES_MAX)
                         return pc_error_setf(reterr, EINVAL, "invalid_request",
-                                             "\"env\" is larger than %u bytes in all", PC_EXEC_ENV_BYTES_MAX);
+                                             "\"env\" is larger than %u bytes in all",
+                                             PC_EXEC_ENV_BYTES_MAX);
                 q.env = v;
         }
         in = json_object_get(req, "stdin");
         in64 = json_object_get(req, "stdin_base64");
         if (in && in64)
-                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "give \"stdin\" or \"stdin_base64\", not both");
+                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                     "give \"stdin\" or \"stdin_base64\", not both");
         if (in) {
                 if (!json_is_string(in))
-                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "\"stdin\" must be a string");
+                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                             "\"stdin\" must be a string");
                 q.stdin_data = malloc(json_string_length(in) + 1);
                 if (!q.stdin_data)
                         return -ENOMEM;
@@ -184,12 +198,15 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
                 q.stdin_len = json_string_length(in);
         } else if (in64) {
                 if (!json_is_string(in64) ||
-                    pc_base64_decode(json_string_value(in64), json_string_length(in64), &q.stdin_data, &q.stdin_len) < 0)
-                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "\"stdin_base64\" must be a base64 string (RFC 4648, padded)");
+                    pc_base64_decode(json_string_value(in64), json_string_length(in64), &q.stdin_data,
+                                     &q.stdin_len) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                             "\"stdin_base64\" must be a base64 string (RFC 4648, padded)");
         }
         v = json_object_get(req, "stdin_open");
         if (v && !json_is_boolean(v))
-                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "\"stdin_open\" must be true or false");
+                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                     "\"stdin_open\" must be true or false");
         q.stdin_open = json_is_true(v);
         r = uint_field(req, "timeout", 1, PC_EXEC_TIMEOUT_MAX, PC_EXEC_TIMEOUT_DEFAULT, &q.timeout, reterr);
         if (r < 0)
