@@ -7,10 +7,12 @@ Last-Event-ID after a disconnect, stdin, signal, output truncation, agent scopin
 exec runs (lost, with its partial output), and the CLI's `exec` (exit status, streaming, denial)."""
 import base64
 import concurrent.futures
+import hashlib
 import http.client
 import json
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 
@@ -100,6 +102,20 @@ def test_bytes_and_streams():
     t.eq(r.json["stdout"], "/workspace/sub\nb a r\n", "cwd and env")
     g = d.request("GET", f"/v1/execs/{r.json['id']}", via="unix")
     t.eq((g.status, g.json["stdout"]), (200, "/workspace/sub\nb a r\n"), "GET /v1/execs/{id} has the output")
+
+
+def test_audit_and_events():
+    j = run(A, "echo audited; exit 4").json
+    rows = sqlite3.connect(os.path.join(d.state, "state.db")).execute(
+        "SELECT action, detail FROM audit WHERE subject = ? ORDER BY seq", (j["id"],)).fetchall()
+    t.eq([r[0] for r in rows], ["exec.decision", "exec.start", "exec.end"], "audit rows: decision, start, end")
+    end = json.loads(rows[-1][1])
+    t.eq((end["exit_code"], end["stdout_sha256"]), (4, hashlib.sha256(b"audited\n").hexdigest()),
+         "exec.end has the exit code and the sha256 of stdout")
+    t.eq(end["stderr_sha256"], hashlib.sha256(b"").hexdigest(), "... and of stderr")
+    evs = d.request("GET", f"/v1/events?sandbox={A}", via="unix").json["events"]
+    mine = [(e["type"], e["data"].get("exit_code")) for e in evs if e["data"].get("id") == j["id"]]
+    t.eq(mine, [("exec.started", None), ("exec.finished", 4)], "events exec.started and exec.finished")
 
 
 def test_exit_codes_and_signals():
@@ -305,7 +321,7 @@ def test_kill9_mid_exec():
 
 
 try:
-    t.run_all([test_setup, test_bytes_and_streams, test_exit_codes_and_signals, test_concurrency,
+    t.run_all([test_setup, test_bytes_and_streams, test_audit_and_events, test_exit_codes_and_signals, test_concurrency,
                test_timeout_kills_tree, test_denied_never_reaches_tmux, test_stream_resume, test_stdin_and_truncation,
                test_bad_input, test_agent_scope, test_cli, test_delete_with_exec_running, test_kill9_mid_exec], spec=spec)
 finally:
