@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The exec routes: translate HTTP to the exec engine (daemon/execs.c). A request that waits for an exec to end
- * is suspended on the event bus (exec.finished of its sandbox) and holds no thread; the output stream is
+/* The exec routes: translate HTTP to the exec engine (daemon/execs.c). A request that waits for an exec to
+ * end is suspended on the event bus (exec.finished of its sandbox) and holds no thread; the output stream is
  * server-sent events whose ids are the byte offsets "STDOUT,STDERR" past them, so Last-Event-ID resumes it
  * exactly. */
 #include <inttypes.h>
@@ -8,8 +8,8 @@
 
 #include "api-internal.h"
 
-#define OUTPUT_CHUNK      (64u * 1024u)
-#define KEEPALIVE_USEC    (15 * 1000000ULL)
+#define OUTPUT_CHUNK   (64u * 1024u)
+#define KEEPALIVE_USEC (15 * 1000000ULL)
 
 static bool state_is_done(const char *s)
 {
@@ -23,8 +23,8 @@ static int reply_denied(api_request *rq, json_t *j)
         const char *rule = json_string_value(json_object_get(j, "rule"));
         json_t *body;
 
-        body = json_pack("{s:{s:s, s:s}, s:O, s:O}", "error", "code", "denied", "message", reason, "decision",
-                         json_object_get(j, "decision") ?: json_null(), "exec", j);
+        body = json_pack("{s:{s:s, s:s}, s:O, s:O}", "error", "code", "denied", "message", reason,
+                         "decision", json_object_get(j, "decision") ?: json_null(), "exec", j);
         if (body && rule)
                 json_object_set_new(json_object_get(body, "error"), "rule", json_string(rule));
         json_decref(j);
@@ -59,7 +59,8 @@ static int exec_wait(api_request *rq, bool post)
         state = json_string_value(json_object_get(j, "state"));
         if (post && streq_ptr(state, "denied"))
                 return reply_denied(rq, j);
-        if (state_is_done(state) || rq->waiter.stopping || now_usec(CLOCK_MONOTONIC) >= rq->waiter.deadline_usec)
+        if (state_is_done(state) || rq->waiter.stopping ||
+            now_usec(CLOCK_MONOTONIC) >= rq->waiter.deadline_usec)
                 return api_reply_json(rq, state_is_done(state) ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, j);
         json_decref(j);
         return api_suspend_until_event(rq, seen);
@@ -122,7 +123,7 @@ int api_get_exec(api_request *rq)
         if (wait == 0 || state_is_done(json_string_value(json_object_get(j, "state"))))
                 return api_reply_json(rq, MHD_HTTP_OK, j);
         json_decref(j);
-        wait_setup(rq, rq->params[0], sandbox, (unsigned) wait);
+        wait_setup(rq, rq->params[0], sandbox, (unsigned)wait);
         return exec_wait(rq, false);
 }
 
@@ -136,15 +137,16 @@ int api_get_execs(api_request *rq)
         return r < 0 ? api_reply_pc_error(rq, r, e) : api_reply_json(rq, MHD_HTTP_OK, j);
 }
 
-static int exec_op(api_request *rq, int (*op)(pc_daemon *, const pc_principal *, const char *, json_t *, json_t **,
-                                              pc_error **))
+static int exec_op(api_request *rq, int (*op)(pc_daemon *, const pc_principal *, const char *, json_t *,
+                                              json_t **, pc_error **))
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
         int r;
 
         if (!rq->json)
-                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body", "request body must be a JSON object");
+                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
+                                       "request body must be a JSON object");
         r = op(rq->daemon, &rq->principal, rq->params[0], rq->json, &j, &e);
         return r < 0 ? api_reply_pc_error(rq, r, e) : api_reply_json(rq, MHD_HTTP_OK, j);
 }
@@ -171,7 +173,7 @@ typedef struct output_stream {
         size_t pending_len, pending_off;
         bool ended, suspended;
         atomic_bool woken;
-        pc_event_waiter waiter;        /* the daemon stopping, and the keep-alive's deadline */
+        pc_event_waiter waiter;       /* the daemon stopping, and the keep-alive's deadline */
         pc_exec_output_waiter output; /* more output or the end */
 } output_stream;
 
@@ -183,12 +185,12 @@ static void stream_resume(output_stream *s)
 
 static void on_bus_wake(pc_event_waiter *w)
 {
-        stream_resume((output_stream *) ((char *) w - offsetof(output_stream, waiter)));
+        stream_resume((output_stream *)((char *)w - offsetof(output_stream, waiter)));
 }
 
 static void on_output_wake(pc_exec_output_waiter *w)
 {
-        stream_resume((output_stream *) ((char *) w - offsetof(output_stream, output)));
+        stream_resume((output_stream *)((char *)w - offsetof(output_stream, output)));
 }
 
 /* One event: "id: A,B", "event: NAME", "data: JSON" (JSON has no newline). */
@@ -197,8 +199,8 @@ static int stream_frame(output_stream *s, const char *event, json_t *data)
         _cleanup_free_ char *text = json_dumps(data, JSON_COMPACT | JSON_ENSURE_ASCII);
         char *frame = NULL;
 
-        if (!text || asprintf_safe(&frame, "id: %" PRIu64 ",%" PRIu64 "\nevent: %s\ndata: %s\n\n", s->off[0], s->off[1],
-                                   event, text) < 0)
+        if (!text || asprintf_safe(&frame, "id: %" PRIu64 ",%" PRIu64 "\nevent: %s\ndata: %s\n\n", s->off[0],
+                                   s->off[1], event, text) < 0)
                 return -ENOMEM;
         free(s->pending);
         s->pending = frame;
@@ -221,7 +223,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 s->suspended = false;
                 if (s->waiter.stopping)
                         return MHD_CONTENT_READER_END_OF_STREAM;
-                if (now_usec(CLOCK_MONOTONIC) >= s->waiter.deadline_usec && s->pending_off >= s->pending_len) {
+                if (now_usec(CLOCK_MONOTONIC) >= s->waiter.deadline_usec &&
+                    s->pending_off >= s->pending_len) {
                         free(s->pending);
                         s->pending = strdup(": keep-alive\n\n");
                         if (!s->pending)
@@ -239,7 +242,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                         json_decref(j);
                 }
                 if (r >= 0)
-                        r = pc_execs_output(s->daemon, &s->principal, s->id, s->off, OUTPUT_CHUNK, &chunk, &end, &e);
+                        r = pc_execs_output(s->daemon, &s->principal, s->id, s->off, OUTPUT_CHUNK, &chunk,
+                                            &end, &e);
                 if (r < 0)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 if (chunk) {
@@ -250,7 +254,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                         json_decref(end);
                         s->ended = true;
                 } else {
-                        /* nothing yet: sleep without a thread until output, the end, a keep-alive or a stop */
+                        /* nothing yet: sleep without a thread until output, the end, a keep-alive or a stop
+                         */
                         atomic_store(&s->woken, false);
                         s->suspended = true;
                         s->waiter.seen = seen;
@@ -268,7 +273,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         size_t n = MIN(max, s->pending_len - s->pending_off);
         memcpy(buf, s->pending + s->pending_off, n);
         s->pending_off += n;
-        return (ssize_t) n;
+        return (ssize_t)n;
 }
 
 static void stream_free(void *cls)
@@ -289,9 +294,9 @@ static int parse_cursor(const char *v, uint64_t off[2])
         const char *comma = strchr(v, ',');
         char a[24];
 
-        if (!comma || (size_t) (comma - v) >= sizeof(a))
+        if (!comma || (size_t)(comma - v) >= sizeof(a))
                 return -EINVAL;
-        memcpy(a, v, (size_t) (comma - v));
+        memcpy(a, v, (size_t)(comma - v));
         a[comma - v] = 0;
         if (parse_uint64(a, &off[0]) < 0 || parse_uint64(comma + 1, &off[1]) < 0)
                 return -EINVAL;
@@ -311,8 +316,9 @@ int api_get_exec_output(api_request *rq)
         int r;
 
         if ((last && parse_cursor(last, off) < 0) || (!last && q && parse_cursor(q, off) < 0))
-                return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_cursor",
-                                       "Last-Event-ID (or ?cursor=) must be two byte offsets \"STDOUT,STDERR\"");
+                return api_reply_error(
+                        rq, MHD_HTTP_BAD_REQUEST, "invalid_cursor",
+                        "Last-Event-ID (or ?cursor=) must be two byte offsets \"STDOUT,STDERR\"");
         r = pc_execs_show(rq->daemon, &rq->principal, rq->params[0], NULL, sandbox, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
@@ -327,7 +333,8 @@ int api_get_exec_output(api_request *rq)
         s->off[1] = off[1];
         s->waiter.filter.type = PC_EVENT_EXEC_FINISHED;
         snprintf(s->waiter.filter.sandbox, sizeof(s->waiter.filter.sandbox), "%s", sandbox);
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, OUTPUT_CHUNK + 1024, stream_reader, s, stream_free);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, OUTPUT_CHUNK + 1024, stream_reader, s,
+                                                 stream_free);
         if (!resp) {
                 free(s);
                 return MHD_NO;

@@ -19,7 +19,7 @@ tmp = tempfile.mkdtemp(prefix="pc-bench-exec.")
 run, pidfile = f"{tmp}/run", f"{tmp}/run/pocketcoderd.pid"
 conf = f"{tmp}/pc.conf"
 with open(conf, "w") as f:
-    f.write("uid_range_base = 1098907648\nstate_reserve = 0\ncgroup_parent = pc-bench-exec\n")
+    f.write("uid_range_base = 1098907648\nstate_reserve = 0\ncgroup_parent = pc-bench-exec\nlog_level = debug\n")
 
 
 class Unix(http.client.HTTPConnection):
@@ -50,7 +50,9 @@ def measure(conn, path, cmd, token=None, count=n):
         data = r.read()
         times.append((time.perf_counter() - t0) * 1000)
         if r.status != 200:
-            raise SystemExit(f"{cmd}: {r.status} {data[:200]}")
+            eid = json.loads(data).get("id", "-")
+            log = [ln for ln in open(f"{tmp}/log").read().split("\n") if eid in ln]
+            raise SystemExit(f"{cmd}: {r.status} {data[:200]}\n" + "\n".join(log))
     return pct(times)
 
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* pocketcoder exec NAME [--cwd DIR] [--timeout S] [--env K=V]... -- COMMAND...: through the sandbox's policy,
- * like the agent's commands. The output streams live (GET /v1/execs/{id}/output): stdout to stdout, stderr to
- * stderr, through the terminal filter where they are terminals; the exit status is the command's (128+N for
- * signal N), CLI_EXIT_DENIED when the policy or a person said no. */
+/* pocketcoder exec NAME [--cwd DIR] [--timeout S] [--env K=V]... -- COMMAND...: through the sandbox's
+ * policy, like the agent's commands. The output streams live (GET /v1/execs/{id}/output): stdout to stdout,
+ * stderr to stderr, through the terminal filter where they are terminals; the exit status is the command's
+ * (128+N for signal N), CLI_EXIT_DENIED when the policy or a person said no. */
 #include <errno.h>
 #include <inttypes.h>
 #include <nettle/base64.h>
@@ -21,15 +21,18 @@ static void usage(FILE *f)
 {
         fprintf(f, "Usage: pocketcoder exec NAME [--cwd DIR] [--timeout S] [--env K=V]... -- COMMAND...\n"
                    "\n"
-                   "Runs COMMAND in sandbox NAME through its policy, in a tmux window of the sandbox's session, and\n"
-                   "streams its output (stdout to stdout, stderr to stderr). One COMMAND word is a bash command line\n"
+                   "Runs COMMAND in sandbox NAME through its policy, in a tmux window of the sandbox's "
+                   "session, and\n"
+                   "streams its output (stdout to stdout, stderr to stderr). One COMMAND word is a bash "
+                   "command line\n"
                    "as it is; several are shell-quoted and joined.\n"
                    "\n"
                    "  --cwd DIR      /workspace (default) or a directory below it\n"
                    "  --timeout S    kill the command's whole process tree after S seconds (default 60)\n"
                    "  --env K=V      add a variable (repeatable)\n"
                    "\n"
-                   "Exit status: the command's, 128+N when signal N ended it, 77 when it was denied (by the policy\n"
+                   "Exit status: the command's, 128+N when signal N ended it, 77 when it was denied (by the "
+                   "policy\n"
                    "or a person; the reason is printed), 1 when it could not run or was lost.\n");
 }
 
@@ -42,7 +45,7 @@ static int base64_decode(const char *b, char **ret, size_t *ret_len)
         if (!out)
                 return -ENOMEM;
         base64_decode_init(&ctx);
-        if (!base64_decode_update(&ctx, &n, (uint8_t *) out, len, b) || !base64_decode_final(&ctx))
+        if (!base64_decode_update(&ctx, &n, (uint8_t *)out, len, b) || !base64_decode_final(&ctx))
                 return -EINVAL;
         *ret = TAKE_PTR(out);
         *ret_len = n;
@@ -70,7 +73,8 @@ static int write_stream(exec_stream *s, int i, const char *p, size_t n)
         return write_all(fd, p, n);
 }
 
-/* One event's data: output {"stream", "data"|"data_base64"} or the end {"state", "exit_code", "signal", ...}. */
+/* One event's data: output {"stream", "data"|"data_base64"} or the end {"state", "exit_code", "signal",
+ * ...}. */
 static int on_event(json_t *ev, void *userdata)
 {
         exec_stream *s = userdata;
@@ -93,9 +97,9 @@ static int on_event(json_t *ev, void *userdata)
         if (!state)
                 return 0;
         if (json_is_integer(json_object_get(ev, "exit_code")))
-                s->status = (int) json_integer_value(json_object_get(ev, "exit_code"));
+                s->status = (int)json_integer_value(json_object_get(ev, "exit_code"));
         else if (json_is_integer(json_object_get(ev, "signal")))
-                s->status = 128 + (int) json_integer_value(json_object_get(ev, "signal"));
+                s->status = 128 + (int)json_integer_value(json_object_get(ev, "signal"));
         else if (streq(state, "denied")) {
                 fprintf(stderr, "pocketcoder: denied: %s\n",
                         json_string_value(json_object_get(ev, "reason")) ?: "no reason given");
@@ -135,7 +139,7 @@ int cmd_exec(int argc, char **argv, const cli_global *g)
         _cleanup_json_ json_t *req = json_object(), *env = json_object(), *resp = NULL;
         _cleanup_free_ char *cmd = NULL, *path = NULL;
         const char *name = NULL, *state;
-        exec_stream s = { .status = CLI_EXIT_FAILED };
+        exec_stream s = {.status = CLI_EXIT_FAILED};
         long status;
         int i, r;
 
@@ -160,19 +164,22 @@ int cmd_exec(int argc, char **argv, const cli_global *g)
                 else if (streq(a, "--timeout")) {
                         uint64_t t;
                         if (parse_uint64(argv[++i], &t) < 0 || t < 1 || t > 86400) {
-                                fprintf(stderr, "pocketcoder exec: --timeout takes seconds from 1 to 86400\n");
+                                fprintf(stderr,
+                                        "pocketcoder exec: --timeout takes seconds from 1 to 86400\n");
                                 return CLI_EXIT_USAGE;
                         }
-                        json_object_set_new(req, "timeout", json_integer((json_int_t) t));
+                        json_object_set_new(req, "timeout", json_integer((json_int_t)t));
                 } else if (streq(a, "--env")) {
                         const char *kv = argv[++i], *eq = strchr(kv, '=');
                         if (!eq || eq == kv) {
-                                fprintf(stderr, "pocketcoder exec: --env takes NAME=VALUE, not \"%s\"\n", kv);
+                                fprintf(stderr, "pocketcoder exec: --env takes NAME=VALUE, not \"%s\"\n",
+                                        kv);
                                 return CLI_EXIT_USAGE;
                         }
-                        json_object_set_new(env, strndupa(kv, (size_t) (eq - kv)), json_string(eq + 1));
+                        json_object_set_new(env, strndupa(kv, (size_t)(eq - kv)), json_string(eq + 1));
                 } else if (a[0] == '-') {
-                        fprintf(stderr, "pocketcoder exec: unknown option \"%s\" (the command goes after --)\n", a);
+                        fprintf(stderr,
+                                "pocketcoder exec: unknown option \"%s\" (the command goes after --)\n", a);
                         return CLI_EXIT_USAGE;
                 } else if (!name)
                         name = a;
@@ -196,19 +203,22 @@ int cmd_exec(int argc, char **argv, const cli_global *g)
         r = cli_request(g, "POST", path, req, &status, &resp);
         if (r < 0)
                 return CLI_EXIT_FAILED;
-        if (status == 403 && streq_ptr(json_string_value(json_object_get(json_object_get(resp, "error"), "code")), "denied")) {
+        if (status == 403 &&
+            streq_ptr(json_string_value(json_object_get(json_object_get(resp, "error"), "code")),
+                      "denied")) {
                 json_t *err = json_object_get(resp, "error");
                 const char *rule = json_string_value(json_object_get(err, "rule"));
                 fprintf(stderr, "pocketcoder: denied by the policy: %s%s%s%s\n",
-                        json_string_value(json_object_get(err, "message")) ?: "", rule ? " (rule: " : "", rule ?: "",
-                        rule ? ")" : "");
+                        json_string_value(json_object_get(err, "message")) ?: "", rule ? " (rule: " : "",
+                        rule ?: "", rule ? ")" : "");
                 return CLI_EXIT_DENIED;
         }
         if (status != 200 && status != 202)
                 return cli_print_api_error(status, resp);
         state = json_string_value(json_object_get(resp, "state"));
         if (streq_ptr(state, "pending"))
-                fprintf(stderr, "pocketcoder: this command needs a person's approval (permission %s); waiting...\n",
+                fprintf(stderr,
+                        "pocketcoder: this command needs a person's approval (permission %s); waiting...\n",
                         json_string_value(json_object_get(resp, "permission")) ?: "?");
         free(path);
         path = strjoin("/v1/execs/", json_string_value(json_object_get(resp, "id")) ?: "", "/output");

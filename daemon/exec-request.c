@@ -11,7 +11,8 @@ static bool env_name_is_valid(const char *k)
         if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || *k == '_'))
                 return false;
         for (k++; *k; k++)
-                if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_'))
+                if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') ||
+                      *k == '_'))
                         return false;
         return true;
 }
@@ -26,7 +27,7 @@ static bool cwd_is_valid(const char *s, size_t len)
                 return true;
         while (*s == '/') {
                 const char *e = strchrnul(s + 1, '/');
-                size_t n = (size_t) (e - s - 1);
+                size_t n = (size_t)(e - s - 1);
 
                 if (n == 0 || (n == 1 && s[1] == '.') || (n == 2 && s[1] == '.' && s[2] == '.'))
                         return false;
@@ -45,9 +46,9 @@ static int uint_field(json_t *req, const char *key, unsigned min, unsigned max, 
                 return 0;
         }
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return pc_error_setf(reterr, EINVAL, "invalid_request", "\"%s\" must be a whole number from %u to %u",
-                                     key, min, max);
-        *ret = (unsigned) json_integer_value(v);
+                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                     "\"%s\" must be a whole number from %u to %u", key, min, max);
+        *ret = (unsigned)json_integer_value(v);
         return 0;
 }
 
@@ -59,8 +60,8 @@ void pc_exec_request_done(pc_exec_request *q)
 
 int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
 {
-        static const char *const fields[] = { "cmd", "cwd", "env", "stdin", "stdin_base64", "stdin_open", "timeout",
-                                              "wait", NULL };
+        static const char *const fields[] = {"cmd",        "cwd",     "env",  "stdin", "stdin_base64",
+                                             "stdin_open", "timeout", "wait", NULL};
         _cleanup_(pc_exec_request_done) pc_exec_request q = {};
         json_t *v, *in, *in64;
         size_t env_bytes = 0;
@@ -74,7 +75,8 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
         if (r < 0)
                 return r;
         v = json_object_get(req, "cmd");
-        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > PC_EXEC_COMMAND_MAX ||
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > PC_EXEC_COMMAND_MAX ||
             strlen(json_string_value(v)) != json_string_length(v))
                 return pc_error_setf(reterr, EINVAL, "invalid_request",
                                      "\"cmd\" must be a non-empty string of at most %u bytes without NUL",
@@ -84,35 +86,47 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
         q.cwd = ISOLATE_WORKSPACE;
         if (v) {
                 if (!json_is_string(v) || !cwd_is_valid(json_string_value(v), json_string_length(v)))
-                        return pc_error_setf(reterr, EINVAL, "invalid_request", "\"cwd\" must be %s or a directory below it, without \".\", \"..\" "
-                                               "or empty components", ISOLATE_WORKSPACE);
+                        return pc_error_setf(
+                                reterr, EINVAL, "invalid_request",
+                                "\"cwd\" must be %s or a directory below it, without \".\", \"..\" "
+                                "or empty components",
+                                ISOLATE_WORKSPACE);
                 q.cwd = json_string_value(v);
         }
         v = json_object_get(req, "env");
         if (v) {
                 if (!json_is_object(v) || json_object_size(v) > PC_EXEC_ENV_MAX)
                         return pc_error_setf(reterr, EINVAL, "invalid_request",
-                                             "\"env\" must be an object of at most %u variables", PC_EXEC_ENV_MAX);
-                json_object_foreach(v, k, in) {
+                                             "\"env\" must be an object of at most %u variables",
+                                             PC_EXEC_ENV_MAX);
+                json_object_foreach(v, k, in)
+                {
                         if (!env_name_is_valid(k))
-                                return pc_error_setf(reterr, EINVAL, "invalid_request", "\"env\": \"%s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
-                                               k);
+                                return pc_error_setf(
+                                        reterr, EINVAL, "invalid_request",
+                                        "\"env\": \"%s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                                        k);
                         if (!json_is_string(in) || strlen(json_string_value(in)) != json_string_length(in))
-                                return pc_error_setf(reterr, EINVAL, "invalid_request", "\"env\": the value of %s must be a string without NUL", k);
+                                return pc_error_setf(reterr, EINVAL, "invalid_request",
+                                                     "\"env\": the value of %s must be a string without NUL",
+                                                     k);
                         env_bytes += strlen(k) + json_string_length(in) + 2;
                 }
                 if (env_bytes > PC_EXEC_ENV_BYTES_MAX)
                         return pc_error_setf(reterr, EINVAL, "invalid_request",
-                                             "\"env\" is larger than %u bytes in all", PC_EXEC_ENV_BYTES_MAX);
+                                             "\"env\" is larger than %u bytes in all",
+                                             PC_EXEC_ENV_BYTES_MAX);
                 q.env = v;
         }
         in = json_object_get(req, "stdin");
         in64 = json_object_get(req, "stdin_base64");
         if (in && in64)
-                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "give \"stdin\" or \"stdin_base64\", not both");
+                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                     "give \"stdin\" or \"stdin_base64\", not both");
         if (in) {
                 if (!json_is_string(in))
-                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "\"stdin\" must be a string");
+                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                             "\"stdin\" must be a string");
                 q.stdin_data = malloc(json_string_length(in) + 1);
                 if (!q.stdin_data)
                         return -ENOMEM;
@@ -120,12 +134,15 @@ int pc_exec_request_parse(json_t *req, pc_exec_request *ret, pc_error **reterr)
                 q.stdin_len = json_string_length(in);
         } else if (in64) {
                 if (!json_is_string(in64) ||
-                    pc_base64_decode(json_string_value(in64), json_string_length(in64), &q.stdin_data, &q.stdin_len) < 0)
-                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "\"stdin_base64\" must be a base64 string (RFC 4648, padded)");
+                    pc_base64_decode(json_string_value(in64), json_string_length(in64), &q.stdin_data,
+                                     &q.stdin_len) < 0)
+                        return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                             "\"stdin_base64\" must be a base64 string (RFC 4648, padded)");
         }
         v = json_object_get(req, "stdin_open");
         if (v && !json_is_boolean(v))
-                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s", "\"stdin_open\" must be true or false");
+                return pc_error_setf(reterr, EINVAL, "invalid_request", "%s",
+                                     "\"stdin_open\" must be true or false");
         q.stdin_open = json_is_true(v);
         r = uint_field(req, "timeout", 1, PC_EXEC_TIMEOUT_MAX, PC_EXEC_TIMEOUT_DEFAULT, &q.timeout, reterr);
         if (r < 0)

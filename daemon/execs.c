@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The exec engine: POST /v1/sandboxes/{name}/execs and what follows. The sandbox's policy decides; an allowed
- * command runs in a window of its own in the sandbox's tmux session, started by a small shim (perl, from
- * perl-base, inside the sandbox as the agent: tmux is its parent). The shim and its child connect back to
- * the daemon on RUNTIME_DIR/sandboxes/NAME/exec.sock (/run/pocketcoder/exec.sock inside), one connection
+/* The exec engine: POST /v1/sandboxes/{name}/execs and what follows. The sandbox's policy decides; an
+ * allowed command runs in a window of its own in the sandbox's tmux session, started by a small shim (perl,
+ * from perl-base, inside the sandbox as the agent: tmux is its parent). The shim and its child connect back
+ * to the daemon on RUNTIME_DIR/sandboxes/NAME/exec.sock (/run/pocketcoder/exec.sock inside), one connection
  * each for control, stdout, stderr and stdin, each opened with the exec's id and secret: the command's stdio
  * are those sockets, so its output arrives exactly and separately, and its end is the control connection's
  * status line and end (events on the loop: nothing is polled). The daemon moves the child into a cgroup of
@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/random.h>
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <sys/vfs.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
@@ -30,10 +32,10 @@
 #include "isolate.h"
 #include "policies.h"
 
-#define EXEC_SOCKET     "exec.sock"
-#define EXEC_SOCKET_IN  "/run/pocketcoder/" EXEC_SOCKET
-#define HEADER_MAX      128u
-#define READ_CHUNK      65536u
+#define EXEC_SOCKET    "exec.sock"
+#define EXEC_SOCKET_IN "/run/pocketcoder/" EXEC_SOCKET
+#define HEADER_MAX     128u
+#define READ_CHUNK     65536u
 
 /* ---- the engine ---- */
 
@@ -47,7 +49,10 @@ typedef enum {
 } conn_kind;
 
 static const char *const conn_kind_table[_CONN_MAX] = {
-        [CONN_CTL] = "ctl", [CONN_OUT] = "out", [CONN_ERR] = "err", [CONN_IN] = "in",
+        [CONN_CTL] = "ctl",
+        [CONN_OUT] = "out",
+        [CONN_ERR] = "err",
+        [CONN_IN] = "in",
 };
 
 typedef struct exec exec;
@@ -78,7 +83,7 @@ struct exec {
         json_t *env;
         char *in_data; /* stdin not written yet */
         size_t in_len;
-        bool in_open;  /* more may come (POST .../stdin) */
+        bool in_open; /* more may come (POST .../stdin) */
         uint64_t timeout_usec, started_mono;
         outbuf out[2];
         conn *c[_CONN_MAX];
@@ -102,10 +107,24 @@ struct listener {
         listener *next;
 };
 
+/* One tmux control-mode client per sandbox (`tmux -C attach`, started inside it once): a new window is one
+ * command line to it, not a tmux process per exec. */
+typedef struct tmux_client {
+        char sandbox[64], instance[33];
+        pthread_mutex_t lock; /* one command and its answer at a time */
+        int fd;               /* its stdin and stdout */
+        int pidfd;
+        pc_watch *watch; /* its exit (a stopped sandbox's), to reap it */
+        char buf[16384]; /* read, not parsed yet */
+        size_t len;
+        struct tmux_client *next;
+} tmux_client;
+
 typedef struct pc_execs {
         pthread_mutex_t lock;
         exec *list;
         listener *listeners;
+        tmux_client *clients;
         conn *pending;
         char *spool_dir;
 } pc_execs;
@@ -115,29 +134,33 @@ typedef struct pc_execs {
 static const char *const shim_script =
         /* tmux's server may pass on descriptors of its clients (their stdio) to a new pane: dropped, so that
          * neither the command gets them nor the clients wait for their end */
-        "opendir(my $fds, '/proc/self/fd') or die \"fds: $!\\n\";"
-        "for (grep { /^\\d+$/ && $_ > 2 } readdir($fds)) { open(my $f, '<&=', $_) && close($f); } closedir($fds);"
-        "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = 'IGNORE';"
+        "opendir(my $fds, q{/proc/self/fd}) or die \"fds: $!\\n\";"
+        "for (grep { /^\\d+$/ && $_ > 2 } readdir($fds)) { open(my $f, q{<&=}, $_) && close($f); } "
+        "closedir($fds);"
+        "my ($id, $secret) = @ARGV; $| = 1; $SIG{PIPE} = q{IGNORE};"
         "sub conn { socket(my $s, 1, 1, 0) or die \"socket: $!\\n\";"
-        "  connect($s, pack('S Z*', 1, '" EXEC_SOCKET_IN "')) or die \"connect: $!\\n\";"
+        "  connect($s, pack(q{S Z*}, 1, q{" EXEC_SOCKET_IN "})) or die \"connect: $!\\n\";"
         "  syswrite($s, \"$id $secret $_[0]\\n\") or die \"write: $!\\n\"; return $s; }"
-        "sub readn { my ($s, $n) = @_; my $b = ''; while (length($b) < $n) {"
-        "  my $k = sysread($s, $b, $n - length($b), length($b)); die \"job: $!\\n\" unless $k; } return $b; }"
-        "my $c = conn('ctl'); my $head = '';"
-        "while ($head !~ /\\n\\z/) { my $ch = readn($c, 1); $head .= $ch; die \"job\\n\" if length($head) > 20; }"
+        "sub readn { my ($s, $n) = @_; my $b = q{}; while (length($b) < $n) {"
+        "  my $k = sysread($s, $b, $n - length($b), length($b)); die \"job: $!\\n\" unless $k; } return $b; "
+        "}"
+        "my $c = conn(q{ctl}); my $head = q{};"
+        "while ($head !~ /\\n\\z/) { my $ch = readn($c, 1); $head .= $ch; die \"job\\n\" if length($head) > "
+        "20; }"
         "my ($cwd, $cmd, @env) = split /\\0/, readn($c, int($head)), -1; pop @env;"
         "(my $show = $cmd) =~ s/[\\x00-\\x1f\\x7f]/?/g; print \"\\$ $show\\n\";"
         "my $pid = fork(); die \"fork: $!\\n\" unless defined $pid;"
-        "if (!$pid) { my $o = conn('out'); my $e = conn('err'); my $i = conn('in'); my $go = '';"
+        "if (!$pid) { my $o = conn(q{out}); my $e = conn(q{err}); my $i = conn(q{in}); my $go = q{};"
         "  sysread($o, $go, 3); exit 127 unless $go eq \"go\\n\"; setpgrp(0, 0);"
         "  delete @ENV{qw(TMUX TMUX_PANE)}; for (@env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }"
-        "  open(STDIN, '<&', $i) && open(STDOUT, '>&', $o) && open(STDERR, '>&', $e) or exit 127;"
-        "  $SIG{PIPE} = 'DEFAULT';"
+        "  open(STDIN, q{<&}, $i) && open(STDOUT, q{>&}, $o) && open(STDERR, q{>&}, $e) or exit 127;"
+        "  $SIG{PIPE} = q{DEFAULT};"
         "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); exit 126 };"
-        "  exec { '/bin/bash' } 'bash', '-c', $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit 127; }"
+        "  exec { q{/bin/bash} } q{bash}, q{-c}, $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit "
+        "127; }"
         "waitpid($pid, 0); my $w = $?; my (undef, undef, $cu, $cs) = times;"
         "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $w, $cu * 1e6, $cs * 1e6));"
-        "print(($w & 127) ? '[signal ' . ($w & 127) . \"]\\n\" : '[exit ' . ($w >> 8) . \"]\\n\");"
+        "print(($w & 127) ? q{[signal } . ($w & 127) . \"]\\n\" : q{[exit } . ($w >> 8) . \"]\\n\");"
         /* not ';' at the end: tmux takes an argument ending in ';' for the end of its command */
         "exit 0";
 
@@ -146,7 +169,8 @@ static void random_hex(char ret[static 33])
         static const char digits[] = "0123456789abcdef";
         uint8_t b[16];
 
-        /* getrandom() of 16 bytes does not fail once the pool is initialised (it was: the daemon made tokens) */
+        /* getrandom() of 16 bytes does not fail once the pool is initialised (it was: the daemon made
+         * tokens) */
         if (getrandom(b, sizeof(b), 0) != sizeof(b))
                 abort();
         for (size_t i = 0; i < 16; i++) {
@@ -225,8 +249,8 @@ static int cg_write(const char *dir, const char *file, const char *value)
         return write_all(fd, value, strlen(value));
 }
 
-/* The exec's group below the sandbox's (v2: the sandbox's leaf, which has no controllers for its children, so
- * the group counts and kills but keeps no memory peak; v1: in the memory hierarchy, with its peak). */
+/* The exec's group below the sandbox's (v2: the sandbox's leaf, which has no controllers for its children,
+ * so the group counts and kills but keeps no memory peak; v1: in the memory hierarchy, with its peak). */
 static int exec_cgroup_make(exec *x, const char *sandbox_cgroup)
 {
         struct statfs sf;
@@ -235,7 +259,7 @@ static int exec_cgroup_make(exec *x, const char *sandbox_cgroup)
                 return 0;
         if (statfs(sandbox_cgroup, &sf) < 0)
                 return -errno;
-        x->cgroup_v2 = (uint64_t) sf.f_type == (uint64_t) CGROUP2_SUPER_MAGIC;
+        x->cgroup_v2 = (uint64_t)sf.f_type == (uint64_t)CGROUP2_SUPER_MAGIC;
         x->cgroup = strjoin(sandbox_cgroup, "/exec-", x->id);
         if (!x->cgroup)
                 return -ENOMEM;
@@ -252,11 +276,11 @@ static int exec_cgroup_make(exec *x, const char *sandbox_cgroup)
 static void exec_kill_tree(exec *x)
 {
         if (x->pid > 0)
-                (void) kill(-x->pid, SIGKILL);
+                (void)kill(-x->pid, SIGKILL);
         if (!x->cgroup)
                 return;
         if (x->cgroup_v2) {
-                (void) cg_write(x->cgroup, "cgroup.kill", "1");
+                (void)cg_write(x->cgroup, "cgroup.kill", "1");
                 return;
         }
         /* v1: SIGKILL to every member; a member cannot fork once killed, so each pass leaves fewer. */
@@ -271,7 +295,7 @@ static void exec_kill_tree(exec *x)
                         long pid = strtol(s, &e, 10);
                         if (e == s)
                                 break;
-                        if (pid > 0 && kill((pid_t) pid, SIGKILL) == 0)
+                        if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0)
                                 any = true;
                 }
                 if (!any)
@@ -288,8 +312,9 @@ static void exec_cgroup_usage(exec *x, int64_t *ret_peak)
         if (!x->cgroup)
                 return;
         p = strjoin(x->cgroup, x->cgroup_v2 ? "/memory.peak" : "/memory.max_usage_in_bytes");
-        if (p && read_full_file(p, 64, &data, NULL) >= 0 && parse_uint64(strstrip(data), &u) >= 0 && u <= INT64_MAX)
-                *ret_peak = (int64_t) u;
+        if (p && read_full_file(p, 64, &data, NULL) >= 0 && parse_uint64(strstrip(data), &u) >= 0 &&
+            u <= INT64_MAX)
+                *ret_peak = (int64_t)u;
 }
 
 /* The group goes when it is empty; until then (v2) inotify on cgroup.events tells when. */
@@ -300,7 +325,7 @@ static int on_cgroup_events(sd_event_source *s, const struct inotify_event *ev, 
         if (rmdir(dir) == 0 || errno == ENOENT) {
                 free(dir);
                 /* the loop's (floating) reference becomes ours, and goes */
-                (void) sd_event_source_set_floating(s, 0);
+                (void)sd_event_source_set_floating(s, 0);
                 sd_event_source_disable_unref(s);
         }
         return 0;
@@ -324,7 +349,7 @@ static void exec_cgroup_remove(pc_daemon *d, exec *x)
 /* ---- the store ---- */
 
 #define EXEC_COLUMNS                                                                                      \
-        "id, sandbox, command, cwd, state, decision, remembered, permission, reason, exit_code, signal, "  \
+        "id, sandbox, command, cwd, state, decision, remembered, permission, reason, exit_code, signal, " \
         "timed_out, created, started, finished, duration_ms, cpu_user_us, cpu_system_us, memory_peak, "   \
         "stdout_truncated, stderr_truncated, timeout, actor"
 
@@ -334,7 +359,8 @@ static json_t *column_json(sqlite3_stmt *st, int i)
         case SQLITE_INTEGER:
                 return json_integer(sqlite3_column_int64(st, i));
         case SQLITE_TEXT:
-                return json_stringn((const char *) sqlite3_column_text(st, i), (size_t) sqlite3_column_bytes(st, i));
+                return json_stringn((const char *)sqlite3_column_text(st, i),
+                                    (size_t)sqlite3_column_bytes(st, i));
         default:
                 return json_null();
         }
@@ -359,24 +385,25 @@ static int set_output(json_t *o, const char *name, const void *data, size_t n)
 static json_t *exec_json(sqlite3_stmt *st, bool with_output)
 {
         _cleanup_json_ json_t *o = json_object(), *decision = NULL;
-        const char *d = (const char *) sqlite3_column_text(st, 5);
+        const char *d = (const char *)sqlite3_column_text(st, 5);
         static const char *const names[] = {
-                "id", "sandbox", "command", "cwd", "state", NULL, NULL, "permission", "reason", "exit_code", "signal",
-                NULL, "created", "started", "finished", "duration_ms",
+                "id",     "sandbox",   "command", "cwd", "state",   NULL,      NULL,       "permission",
+                "reason", "exit_code", "signal",  NULL,  "created", "started", "finished", "duration_ms",
         };
 
         if (!o)
                 return NULL;
-        for (int i = 0; i < (int) ELEMENTSOF(names); i++)
+        for (int i = 0; i < (int)ELEMENTSOF(names); i++)
                 if (names[i] && json_object_set_new(o, names[i], column_json(st, i)) < 0)
                         return NULL;
         decision = d ? json_loads(d, 0, NULL) : NULL;
         if (json_object_set(o, "decision", decision ?: json_null()) < 0 ||
             json_object_set_new(o, "remembered", json_boolean(sqlite3_column_int(st, 6))) < 0 ||
             json_object_set_new(o, "timed_out", json_boolean(sqlite3_column_int(st, 11))) < 0 ||
-            json_object_set_new(o, "usage", json_pack("{s:o, s:o, s:o}", "cpu_user_us", column_json(st, 16),
-                                                      "cpu_system_us", column_json(st, 17), "memory_peak",
-                                                      column_json(st, 18))) < 0 ||
+            json_object_set_new(o, "usage",
+                                json_pack("{s:o, s:o, s:o}", "cpu_user_us", column_json(st, 16),
+                                          "cpu_system_us", column_json(st, 17), "memory_peak",
+                                          column_json(st, 18))) < 0 ||
             json_object_set_new(o, "stdout_truncated", json_boolean(sqlite3_column_int(st, 19))) < 0 ||
             json_object_set_new(o, "stderr_truncated", json_boolean(sqlite3_column_int(st, 20))) < 0 ||
             json_object_set_new(o, "timeout", column_json(st, 21)) < 0)
@@ -385,7 +412,7 @@ static json_t *exec_json(sqlite3_stmt *st, bool with_output)
                 for (int i = 0; i < 2; i++)
                         if (sqlite3_column_type(st, 23 + i) != SQLITE_NULL &&
                             set_output(o, i == 0 ? "stdout" : "stderr", sqlite3_column_blob(st, 23 + i),
-                                       (size_t) sqlite3_column_bytes(st, 23 + i)) < 0)
+                                       (size_t)sqlite3_column_bytes(st, 23 + i)) < 0)
                                 return NULL;
         return TAKE_PTR(o);
 }
@@ -397,8 +424,9 @@ static int exec_load_json(pc_daemon *d, const char *id, json_t **ret, char *ret_
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int k;
 
-        if (sqlite3_prepare_v2(d->store.db, "SELECT " EXEC_COLUMNS ", stdout, stderr FROM execs WHERE id = ?", -1,
-                               &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(d->store.db,
+                               "SELECT " EXEC_COLUMNS ", stdout, stderr FROM execs WHERE id = ?", -1, &st,
+                               NULL) != SQLITE_OK)
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         k = sqlite3_step(st);
@@ -407,7 +435,7 @@ static int exec_load_json(pc_daemon *d, const char *id, json_t **ret, char *ret_
         if (k != SQLITE_ROW)
                 return pc_store_error(&d->store, reterr);
         if (ret_sandbox)
-                snprintf(ret_sandbox, 64, "%s", (const char *) sqlite3_column_text(st, 1));
+                snprintf(ret_sandbox, 64, "%s", (const char *)sqlite3_column_text(st, 1));
         *ret = exec_json(st, true);
         return *ret ? 0 : -ENOMEM;
 }
@@ -465,7 +493,7 @@ static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
         _cleanup_json_ json_t *det = NULL;
         _cleanup_free_ char *detail = NULL;
         char h0[65], h1[65];
-        int64_t peak, duration = (int64_t) ((now_usec(CLOCK_MONOTONIC) - x->started_mono) / 1000);
+        int64_t peak, duration = (int64_t)((now_usec(CLOCK_MONOTONIC) - x->started_mono) / 1000);
         bool lost = !x->got_status;
         int code = -1, sig = 0;
 
@@ -477,10 +505,12 @@ static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
         sha256_of(&x->out[0], h0);
         sha256_of(&x->out[1], h1);
         det = json_pack("{s:o, s:o, s:b, s:I, s:{s:I, s:I, s:o}, s:s, s:s}", "exit_code",
-                        code >= 0 ? json_integer(code) : json_null(), "signal", sig ? json_integer(sig) : json_null(),
-                        "timed_out", x->timed_out, "duration_ms", (json_int_t) duration, "usage", "cpu_user_us",
-                        (json_int_t) x->cpu_user, "cpu_system_us", (json_int_t) x->cpu_system, "memory_peak",
-                        peak >= 0 ? json_integer(peak) : json_null(), "stdout_sha256", h0, "stderr_sha256", h1);
+                        code >= 0 ? json_integer(code) : json_null(), "signal",
+                        sig ? json_integer(sig) : json_null(), "timed_out", x->timed_out, "duration_ms",
+                        (json_int_t)duration, "usage", "cpu_user_us", (json_int_t)x->cpu_user,
+                        "cpu_system_us", (json_int_t)x->cpu_system, "memory_peak",
+                        peak >= 0 ? json_integer(peak) : json_null(), "stdout_sha256", h0, "stderr_sha256",
+                        h1);
         detail = det ? json_dumps(det, JSON_COMPACT) : NULL;
         if (!detail)
                 return -ENOMEM;
@@ -498,25 +528,26 @@ static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
         if (sig)
                 sqlite3_bind_int(st, 4, sig);
         sqlite3_bind_int(st, 5, x->timed_out);
-        sqlite3_bind_int64(st, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)(now_usec(CLOCK_REALTIME) / 1000000));
         sqlite3_bind_int64(st, 7, duration);
         if (!lost) {
-                sqlite3_bind_int64(st, 8, (sqlite3_int64) x->cpu_user);
-                sqlite3_bind_int64(st, 9, (sqlite3_int64) x->cpu_system);
+                sqlite3_bind_int64(st, 8, (sqlite3_int64)x->cpu_user);
+                sqlite3_bind_int64(st, 9, (sqlite3_int64)x->cpu_system);
         }
         if (peak >= 0)
                 sqlite3_bind_int64(st, 10, peak);
-        sqlite3_bind_blob(st, 11, x->out[0].data ?: "", (int) x->out[0].len, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 12, x->out[1].data ?: "", (int) x->out[1].len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 11, x->out[0].data ?: "", (int)x->out[0].len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 12, x->out[1].data ?: "", (int)x->out[1].len, SQLITE_STATIC);
         sqlite3_bind_int(st, 13, x->out[0].truncated);
         sqlite3_bind_int(st, 14, x->out[1].truncated);
         if (lost)
                 sqlite3_bind_text(st, 15, why_lost, -1, SQLITE_STATIC);
         return exec_change(d, st, "daemon", "exec.end", x->id, detail, PC_EVENT_EXEC_FINISHED, x->sandbox,
-                           json_pack("{s:s, s:s, s:o, s:o, s:I, s:b}", "id", x->id, "state", lost ? "lost" : "finished",
-                                     "exit_code", code >= 0 ? json_integer(code) : json_null(), "signal",
-                                     sig ? json_integer(sig) : json_null(), "duration_ms", (json_int_t) duration,
-                                     "timed_out", x->timed_out));
+                           json_pack("{s:s, s:s, s:o, s:o, s:I, s:b}", "id", x->id, "state",
+                                     lost ? "lost" : "finished", "exit_code",
+                                     code >= 0 ? json_integer(code) : json_null(), "signal",
+                                     sig ? json_integer(sig) : json_null(), "duration_ms",
+                                     (json_int_t)duration, "timed_out", x->timed_out));
 }
 
 /* X ended: kills what it left running, records it and forgets it (on the loop, engine lock held). */
@@ -534,7 +565,7 @@ static void exec_finish(pc_daemon *d, pc_execs *m, exec *x, const char *why_lost
                 for (int i = 0; i < 2; i++) {
                         _cleanup_free_ char *p = spool_path(m, x->id, i);
                         if (p)
-                                (void) unlink(p);
+                                (void)unlink(p);
                 }
         exec_cgroup_remove(d, x);
         wake_waiters(x);
@@ -609,19 +640,19 @@ static void in_flush(exec *x)
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0 && errno == EAGAIN) {
-                        (void) sd_event_source_set_io_events(c->source, EPOLLOUT);
+                        (void)sd_event_source_set_io_events(c->source, EPOLLOUT);
                         return;
                 }
                 if (k < 0) { /* the command closed its stdin: nothing more goes there */
                         x->in_len = 0;
                         break;
                 }
-                memmove(x->in_data, x->in_data + k, x->in_len - (size_t) k);
-                x->in_len -= (size_t) k;
+                memmove(x->in_data, x->in_data + k, x->in_len - (size_t)k);
+                x->in_len -= (size_t)k;
         }
-        (void) sd_event_source_set_io_events(c->source, 0);
+        (void)sd_event_source_set_io_events(c->source, 0);
         if (!x->in_open)
-                (void) shutdown(c->fd, SHUT_WR);
+                (void)shutdown(c->fd, SHUT_WR);
 }
 
 /* The child is in its group (its pid came with its stdout connection): it may run. */
@@ -648,15 +679,14 @@ static int send_job(exec *x, int fd)
         json_t *v;
         int flags, r;
 
-        json_object_foreach(x->env, k, v)
-                n += strlen(k) + json_string_length(v) + 2;
+        json_object_foreach(x->env, k, v) n += strlen(k) + json_string_length(v) + 2;
         job = malloc(n);
         if (!job)
                 return -ENOMEM;
-        off = (size_t) sprintf(job, "%s", x->cwd) + 1;
-        off += (size_t) sprintf(job + off, "%s", x->command) + 1;
-        json_object_foreach(x->env, k, v)
-                off += (size_t) sprintf(job + off, "%s=%s", k, json_string_value(v)) + 1;
+        off = (size_t)sprintf(job, "%s", x->cwd) + 1;
+        off += (size_t)sprintf(job + off, "%s", x->command) + 1;
+        json_object_foreach(x->env, k, v) off +=
+                (size_t)sprintf(job + off, "%s=%s", k, json_string_value(v)) + 1;
         if (asprintf_safe(&head, "%zu\n", n) < 0)
                 return -ENOMEM;
         /* at most ~130 KiB, which the shim reads at once: write it blocking */
@@ -676,7 +706,7 @@ static bool secret_equal(const char *a, const char *b)
         unsigned char diff = 0;
 
         for (size_t i = 0; i < 32; i++)
-                diff |= (unsigned char) (a[i] ^ b[i]);
+                diff |= (unsigned char)(a[i] ^ b[i]);
         return diff == 0;
 }
 
@@ -689,18 +719,20 @@ static int conn_identify(pc_daemon *d, pc_execs *m, conn *c)
         exec *x;
         int k = -1;
 
-        if (sscanf(c->buf, "%32s %32s %7s", id, secret, kind) != 3 || !id_is_valid(id) || strlen(secret) != 32)
+        if (sscanf(c->buf, "%32s %32s %7s", id, secret, kind) != 3 || !id_is_valid(id) ||
+            strlen(secret) != 32)
                 return -EINVAL;
         for (int i = 0; i < _CONN_MAX; i++)
                 if (streq(kind, conn_kind_table[i]))
                         k = i;
         x = exec_find(m, id);
         /* only from its own sandbox (this listener is that sandbox's), once per kind, with its secret */
-        if (k < 0 || !x || !streq(x->sandbox, c->listener->sandbox) || !streq(x->instance, c->listener->instance) ||
-            x->c[k] || !secret_equal(secret, x->secret) || (k == CONN_CTL && x->ctl_done) ||
-            (k != CONN_CTL && (!x->c[CONN_CTL] || x->go_sent)))
+        if (k < 0 || !x || !streq(x->sandbox, c->listener->sandbox) ||
+            !streq(x->instance, c->listener->instance) || x->c[k] || !secret_equal(secret, x->secret) ||
+            (k == CONN_CTL && x->ctl_done) || (k != CONN_CTL && (!x->c[CONN_CTL] || x->go_sent)))
                 return -EPERM;
-        log_debug("exec %s: %s connected after %" PRIu64 " us", x->id, kind, now_usec(CLOCK_MONOTONIC) - x->started_mono);
+        log_debug("exec %s: %s connected after %" PRIu64 " us", x->id, kind,
+                  now_usec(CLOCK_MONOTONIC) - x->started_mono);
         c->kind = k;
         c->x = x;
         c->len = 0;
@@ -713,16 +745,17 @@ static int conn_identify(pc_daemon *d, pc_execs *m, conn *c)
                         return -EPERM;
                 if (x->cgroup) {
                         char pid[32];
-                        snprintf(pid, sizeof(pid), "%d", (int) cred.pid);
+                        snprintf(pid, sizeof(pid), "%d", (int)cred.pid);
                         int r = cg_write(x->cgroup, "cgroup.procs", pid);
                         if (r < 0)
-                                return log_error_errno(r, "exec %s: cannot move it into %s: %m", x->id, x->cgroup);
+                                return log_error_errno(r, "exec %s: cannot move it into %s: %m", x->id,
+                                                       x->cgroup);
                 }
                 x->pid = cred.pid;
-                x->pidfd = (int) syscall(SYS_pidfd_open, cred.pid, 0);
+                x->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
                 break;
         case CONN_IN:
-                (void) sd_event_source_set_io_events(c->source, 0);
+                (void)sd_event_source_set_io_events(c->source, 0);
                 break;
         }
         maybe_go(x);
@@ -759,7 +792,7 @@ static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *user
                 if (k < 0 && (errno == EAGAIN || errno == EINTR))
                         return 0;
                 if (k > 0) {
-                        c->len += (size_t) k;
+                        c->len += (size_t)k;
                         c->buf[c->len] = 0;
                         if (!memchr(c->buf, '\n', c->len) && c->len < sizeof(c->buf) - 1)
                                 return 0;
@@ -779,16 +812,17 @@ static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *user
                 in_flush(x);
                 return 0;
         }
-        k = read(fd, buf, c->kind == CONN_CTL ? sizeof(c->buf) - 1 - MIN(c->len, sizeof(c->buf) - 1) : sizeof(buf));
+        k = read(fd, buf,
+                 c->kind == CONN_CTL ? sizeof(c->buf) - 1 - MIN(c->len, sizeof(c->buf) - 1) : sizeof(buf));
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (k > 0 && c->kind != CONN_CTL) {
-                outbuf_append(d, x, c->kind == CONN_ERR, buf, (size_t) k);
+                outbuf_append(d, x, c->kind == CONN_ERR, buf, (size_t)k);
                 return 0;
         }
         if (k > 0 && c->len < sizeof(c->buf) - 1) {
-                memcpy(c->buf + c->len, buf, (size_t) k);
-                c->len += (size_t) k;
+                memcpy(c->buf + c->len, buf, (size_t)k);
+                c->len += (size_t)k;
                 return 0;
         }
         /* the end of this stream (or garbage on ctl) */
@@ -817,14 +851,14 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
                 if (cfd < 0) {
                         if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning_errno(errno, "sandbox %s: accept on %s: %m, ignoring", l->sandbox,
-                                                  EXEC_SOCKET);
+                                log_warning_errno(errno, "sandbox %s: accept on %s: %m, ignoring",
+                                                  l->sandbox, EXEC_SOCKET);
                         return 0;
                 }
                 c = calloc(1, sizeof(*c));
                 if (!c)
                         return 0;
-                *c = (conn){ .daemon = d, .listener = l, .kind = CONN_NEW, .fd = TAKE_FD(cfd) };
+                *c = (conn){.daemon = d, .listener = l, .kind = CONN_NEW, .fd = TAKE_FD(cfd)};
                 if (sd_event_add_io(d->event, &c->source, c->fd, EPOLLIN, on_conn_data, c) < 0) {
                         conn_free(c);
                         continue;
@@ -862,11 +896,12 @@ static void listener_release(pc_daemon *d, void *userdata)
         listener_free(userdata);
 }
 
-/* The sandbox's exec socket (engine lock held): bound once per sandbox instance, in the directory the sandbox
- * sees at /run/pocketcoder (a socket left there by an earlier daemon or instance is replaced). */
-static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc_exec_target *t, pc_error **reterr)
+/* The sandbox's exec socket (engine lock held): bound once per sandbox instance, in the directory the
+ * sandbox sees at /run/pocketcoder (a socket left there by an earlier daemon or instance is replaced). */
+static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc_exec_target *t,
+                        pc_error **reterr)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
         listener *l;
         int r;
@@ -881,21 +916,22 @@ static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc
                         log_warning("sandbox %s: leaking the old exec socket", sandbox);
                 break;
         }
-        if ((size_t) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", t->agent_dir, EXEC_SOCKET) >=
+        if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", t->agent_dir, EXEC_SOCKET) >=
             sizeof(sa.sun_path))
-                return pc_error_setf(reterr, ENAMETOOLONG, "exec_socket", "%s/%s: path too long", t->agent_dir,
-                                     EXEC_SOCKET);
+                return pc_error_setf(reterr, ENAMETOOLONG, "exec_socket", "%s/%s: path too long",
+                                     t->agent_dir, EXEC_SOCKET);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
         if (unlink(sa.sun_path) < 0 && errno != ENOENT)
                 return pc_error_setf(reterr, errno, "exec_socket", "cannot replace %s: %m", sa.sun_path);
-        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0666) < 0 || listen(fd, 256) < 0)
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0666) < 0 ||
+            listen(fd, 256) < 0)
                 return pc_error_setf(reterr, errno, "exec_socket", "cannot listen on %s: %m", sa.sun_path);
         l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
-        *l = (listener){ .daemon = d, .fd = TAKE_FD(fd) };
+        *l = (listener){.daemon = d, .fd = TAKE_FD(fd)};
         snprintf(l->sandbox, sizeof(l->sandbox), "%s", sandbox);
         strcpy(l->instance, t->instance);
         r = pc_daemon_post(d, listener_attach, l);
@@ -905,6 +941,227 @@ static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc
         }
         l->next = m->listeners;
         m->listeners = l;
+        return 0;
+}
+
+/* ---- tmux control mode ---- */
+
+#define TMUX_ANSWER_USEC (10 * 1000000ULL)
+
+static void tmux_client_close(tmux_client *c)
+{
+        siginfo_t si;
+
+        c->watch = pc_watch_free(c->watch);
+        if (c->pidfd >= 0) {
+                (void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+                (void)waitid(P_PIDFD, c->pidfd, &si, WEXITED);
+        }
+        c->pidfd = safe_close(c->pidfd);
+        c->fd = safe_close(c->fd);
+        c->len = 0;
+}
+
+/* The next line from the client (without '\n', NUL-terminated in c->buf's copy *ret), waiting at most until
+ * `deadline`. */
+static int tmux_read_line(tmux_client *c, uint64_t deadline, char *ret, size_t size)
+{
+        for (;;) {
+                char *nl = memchr(c->buf, '\n', c->len);
+                if (nl) {
+                        size_t n = (size_t)(nl - c->buf);
+                        snprintf(ret, size, "%.*s", (int)MIN(n, size - 1), c->buf);
+                        memmove(c->buf, nl + 1, c->len - n - 1);
+                        c->len -= n + 1;
+                        return 0;
+                }
+                if (c->len == sizeof(c->buf))
+                        c->len = 0; /* a line longer than the buffer (pane output is off): dropped */
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+                int r = poll(&pf, 1, (int)((deadline - now) / 1000) + 1);
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (r <= 0)
+                        continue;
+                ssize_t k = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -ECONNRESET;
+                c->len += (size_t)k;
+        }
+}
+
+/* Reads up to the end of the answer to this client's next command: a block "%begin TIME NUMBER FLAGS" ...
+ * "%end ..." or "%error ..." whose FLAGS say it came from this client (bit 1), not one of a command the
+ * server ran on its own (a hook such as the sandbox's after-new-window); notifications in between are
+ * skipped. 0, or -EIO for %error (its first line in `error`). With `any`, the next block whatever its flags.
+ */
+static int tmux_read_answer(tmux_client *c, bool any, char *error, size_t size)
+{
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + TMUX_ANSWER_USEC;
+        bool in_block = false, ours = false;
+        char line[1024];
+        int r;
+
+        error[0] = 0;
+        for (;;) {
+                r = tmux_read_line(c, deadline, line, sizeof(line));
+                if (r < 0)
+                        return r;
+                if (!in_block) {
+                        unsigned long long when, number;
+                        unsigned flags;
+
+                        in_block = sscanf(line, "%%begin %llu %llu %u", &when, &number, &flags) == 3;
+                        ours = in_block && (any || (flags & 1));
+                        continue;
+                }
+                if (startswith(line, "%end ") || startswith(line, "%error ")) {
+                        if (ours)
+                                return startswith(line, "%end ") ? 0 : -EIO;
+                        in_block = false;
+                        error[0] = 0;
+                        continue;
+                }
+                if (ours && !error[0])
+                        snprintf(error, size, "%s", line);
+        }
+}
+
+/* On the loop: a control client exited (its sandbox stopped): reaped now rather than at its next use, so no
+ * zombie of the sandbox's is left (a client busy with a command reaps its own). */
+static void tmux_clients_reap(pc_daemon *d, void *userdata)
+{
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+
+        for (tmux_client *c = m->clients; c; c = c->next) {
+                siginfo_t si = {};
+
+                if (pthread_mutex_trylock(&c->lock) != 0)
+                        continue;
+                if (c->pidfd >= 0 && waitid(P_PIDFD, c->pidfd, &si, WEXITED | WNOHANG) == 0 &&
+                    si.si_pid != 0) {
+                        c->pidfd = safe_close(c->pidfd);
+                        tmux_client_close(c);
+                        /* its sandbox stopped: an exec whose shim had not connected yet never will */
+                        for (exec *x = m->list, *next; x; x = next) {
+                                next = x->next;
+                                if (streq(x->sandbox, c->sandbox) && streq(x->instance, c->instance) &&
+                                    !x->c[CONN_CTL] && !x->ctl_done) {
+                                        x->ctl_done = true;
+                                        exec_finish(d, m, x, "its sandbox stopped before it started");
+                                }
+                        }
+                }
+                pthread_mutex_unlock(&c->lock);
+        }
+}
+
+/* Starts the sandbox's control client (c->lock held): it attaches to the session, pane output off. */
+static int tmux_client_start(pc_daemon *d, tmux_client *c, pc_error **reterr)
+{
+        char target[80], error[256];
+        const char *argv[] = {"tmux", "-S", ISOLATE_TMUX_SOCKET, "-C", "attach-session", "-t", target, NULL};
+        int sv[2], r;
+        pid_t pid;
+
+        snprintf(target, sizeof(target), "=%s", c->sandbox);
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        isolate_exec_options o = {.argv = argv, .stdin_fd = sv[1], .stdout_fd = sv[1], .stderr_fd = -1};
+        r = pc_sandboxes_exec(d, c->sandbox, &o, NULL, &pid, &c->pidfd, reterr);
+        safe_close(sv[1]);
+        if (r < 0) {
+                safe_close(sv[0]);
+                c->pidfd = -EBADF;
+                return r;
+        }
+        c->fd = sv[0];
+        c->len = 0;
+        r = pc_watch_new(d, c->pidfd, tmux_clients_reap, &c->watch);
+        if (r < 0) {
+                tmux_client_close(c);
+                return r;
+        }
+        /* the attach's own block (flags 0) first: commands before it find no client; then no %output lines:
+         * nobody reads the panes through this client */
+        r = tmux_read_answer(c, true, error, sizeof(error));
+        if (r >= 0)
+                r = write_all(c->fd, "refresh-client -f no-output\n",
+                              STRLEN("refresh-client -f no-output\n"));
+        if (r >= 0)
+                r = tmux_read_answer(c, false, error, sizeof(error));
+        if (r < 0) {
+                tmux_client_close(c);
+                return pc_error_setf(reterr, -r, "tmux", "sandbox %s: tmux control mode: %s", c->sandbox,
+                                     error[0] ? error : strerror(-r));
+        }
+        return 0;
+}
+
+static tmux_client *tmux_client_get(pc_execs *m, const char *sandbox)
+{
+        LOCK_GUARD(&m->lock);
+        tmux_client *c;
+
+        for (c = m->clients; c; c = c->next)
+                if (streq(c->sandbox, sandbox))
+                        return c;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        *c = (tmux_client){.fd = -EBADF, .pidfd = -EBADF};
+        snprintf(c->sandbox, sizeof(c->sandbox), "%s", sandbox);
+        pthread_mutex_init(&c->lock, NULL);
+        c->next = m->clients;
+        m->clients = c;
+        return c;
+}
+
+/* Runs one tmux command line in running sandbox instance `t` through its control client (started or, for a
+ * new instance of the sandbox, restarted as needed). */
+static int tmux_command(pc_daemon *d, const char *sandbox, const pc_exec_target *t, const char *line,
+                        pc_error **reterr)
+{
+        tmux_client *c = tmux_client_get(engine(d), sandbox);
+        char error[256];
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        LOCK_GUARD(&c->lock);
+        if (c->fd >= 0 && !streq(c->instance, t->instance))
+                tmux_client_close(c);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                if (c->fd < 0) {
+                        r = tmux_client_start(d, c, reterr);
+                        if (r < 0)
+                                return r;
+                        strcpy(c->instance, t->instance);
+                }
+                /* a client that died (its sandbox was restarted) fails the write: a new one gets the command
+                 */
+                r = write_all(c->fd, line, strlen(line));
+                if (r >= 0)
+                        break;
+                tmux_client_close(c);
+        }
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "tmux", "sandbox %s: cannot talk to tmux: %s", sandbox,
+                                     strerror(-r));
+        r = tmux_read_answer(c, false, error, sizeof(error));
+        if (r == -EIO)
+                return pc_error_setf(reterr, EIO, "tmux", "sandbox %s: tmux: %s", sandbox, error);
+        if (r < 0) {
+                tmux_client_close(c);
+                return pc_error_setf(reterr, -r, "tmux", "sandbox %s: tmux control mode: %s", sandbox,
+                                     strerror(-r));
+        }
         return 0;
 }
 
@@ -939,7 +1196,8 @@ static void exec_arm(pc_daemon *d, void *userdata)
         exec *x = exec_find(m, id);
 
         if (x && !x->timer &&
-            sd_event_add_time_relative(d->event, &x->timer, CLOCK_MONOTONIC, x->timeout_usec, 1000, on_timeout, d) < 0)
+            sd_event_add_time_relative(d->event, &x->timer, CLOCK_MONOTONIC, x->timeout_usec, 1000,
+                                       on_timeout, d) < 0)
                 log_error("exec %s: cannot arm its timeout", x->id);
 }
 
@@ -996,8 +1254,6 @@ typedef struct exec_spec {
 static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t, pc_error **reterr)
 {
         pc_execs *m = engine(d);
-        const char *args[16];
-        char window[16];
         exec *x;
         int r;
 
@@ -1010,7 +1266,7 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
                 x = calloc(1, sizeof(*x));
                 if (!x)
                         return -ENOMEM;
-                *x = (exec){ .pidfd = -EBADF, .out = { { .spool = -EBADF }, { .spool = -EBADF } } };
+                *x = (exec){.pidfd = -EBADF, .out = {{.spool = -EBADF}, {.spool = -EBADF}}};
                 snprintf(x->id, sizeof(x->id), "%s", q->id);
                 random_hex(x->secret);
                 snprintf(x->sandbox, sizeof(x->sandbox), "%s", q->sandbox);
@@ -1030,15 +1286,18 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
                 }
                 for (int i = 0; i < 2; i++) {
                         _cleanup_free_ char *p = spool_path(m, x->id, i);
-                        x->out[i].spool = p ? open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600)
-                                            : -ENOMEM;
+                        x->out[i].spool =
+                                p ? open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600)
+                                  : -ENOMEM;
                         if (x->out[i].spool < 0)
-                                log_warning("exec %s: no spool file: a daemon crash would lose its output", x->id);
+                                log_warning("exec %s: no spool file: a daemon crash would lose its output",
+                                            x->id);
                 }
                 r = exec_cgroup_make(x, t->cgroup_path);
                 if (r < 0)
-                        log_warning_errno(r, "exec %s: no cgroup of its own (a timeout kills its process group): %m",
-                                          x->id);
+                        log_warning_errno(
+                                r, "exec %s: no cgroup of its own (a timeout kills its process group): %m",
+                                x->id);
                 x->next = m->list;
                 m->list = x;
         }
@@ -1046,41 +1305,44 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
         if (r < 0)
                 log_error_errno(r, "exec %s: cannot arm its timeout: %m", q->id);
 
-        /* tmux runs the shim itself (no shell): window "pc-" + the id's start, in the session's directory. */
-        snprintf(window, sizeof(window), "pc-%.8s", q->id);
+        /* The window: "pc-" + the id's start, in the session's directory; tmux runs the shim itself (no
+         * shell). The script has no single quote (pc_execs_new() checks), so tmux's quotes hold it as it is.
+         */
         {
-                char target[80];
-                _cleanup_free_ char *secret = NULL;
+                _cleanup_free_ char *secret = NULL, *line = NULL;
                 {
                         LOCK_GUARD(&m->lock);
                         exec *y = exec_find(m, q->id);
                         secret = y ? strdup(y->secret) : NULL;
                 }
-                if (!secret)
+                if (!secret ||
+                    asprintf_safe(&line, "new-window -d -t '=%s:' -n pc-%.8s -c %s perl -e '%s' %s %s\n",
+                                  q->sandbox, q->id, ISOLATE_WORKSPACE, shim_script, q->id, secret) < 0)
                         return -ENOMEM;
-                snprintf(target, sizeof(target), "=%s:", q->sandbox);
-                size_t n = 0;
-                args[n++] = "new-window";
-                args[n++] = "-d";
-                args[n++] = "-t";
-                args[n++] = target;
-                args[n++] = "-n";
-                args[n++] = window;
-                args[n++] = "-c";
-                args[n++] = ISOLATE_WORKSPACE;
-                args[n++] = "--";
-                args[n++] = "perl";
-                args[n++] = "-e";
-                args[n++] = shim_script;
-                args[n++] = q->id;
-                args[n++] = secret;
-                args[n] = NULL;
                 uint64_t t0 = now_usec(CLOCK_MONOTONIC);
-                r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
-                log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id, now_usec(CLOCK_MONOTONIC) - t0);
+                _cleanup_pc_error_ pc_error *e = NULL;
+                r = tmux_command(d, q->sandbox, t, line, &e);
+                if (r < 0 && r != -EIO) {
+                        /* No answer from the control client (it is restarted at the next exec): a tmux
+                         * process of its own makes the window. Should the first window appear after all, its
+                         * shim finds its connections taken and ends. */
+                        char window[16], target[80];
+                        const char *args[] = {"new-window", "-d",   "-t", target,
+                                              "-n",         window, "-c", ISOLATE_WORKSPACE,
+                                              "--",         "perl", "-e", shim_script,
+                                              q->id,        secret, NULL};
+                        log_warning("exec %s: %s; making its window with a tmux process", q->id,
+                                    e ? e->message : "");
+                        snprintf(window, sizeof(window), "pc-%.8s", q->id);
+                        snprintf(target, sizeof(target), "=%s:", q->sandbox);
+                        r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
+                } else if (r < 0 && reterr)
+                        *reterr = TAKE_PTR(e);
+                log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id,
+                          now_usec(CLOCK_MONOTONIC) - t0);
         }
         if (r < 0)
-                (void) post_id(d, exec_abandon, q->id);
+                (void)post_id(d, exec_abandon, q->id);
         return r;
 }
 
@@ -1089,45 +1351,49 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
 /* The first command or redirection the policy denied: its rule and reason, for the engine. */
 static void deny_reason(json_t *decision, const char **ret_rule, const char **ret_reason)
 {
-        const char *lists[] = { "commands", "redirects" };
+        const char *lists[] = {"commands", "redirects"};
         json_t *e;
         size_t i;
 
         *ret_rule = *ret_reason = NULL;
         for (size_t k = 0; k < ELEMENTSOF(lists); k++)
-                json_array_foreach(json_object_get(decision, lists[k]), i, e)
-                        if (streq_ptr(json_string_value(json_object_get(e, "decision")), "deny")) {
-                                *ret_rule = json_string_value(json_object_get(e, "rule_text")) ?:
-                                            json_string_value(json_object_get(e, "rule"));
-                                *ret_reason = json_string_value(json_object_get(e, "reason"));
-                                return;
-                        }
+                json_array_foreach(
+                        json_object_get(decision, lists[k]), i,
+                        e) if (streq_ptr(json_string_value(json_object_get(e, "decision")), "deny"))
+                {
+                        *ret_rule = json_string_value(json_object_get(e, "rule_text"))
+                                            ?: json_string_value(json_object_get(e, "rule"));
+                        *ret_reason = json_string_value(json_object_get(e, "reason"));
+                        return;
+                }
 }
 
-static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const char *instance, const char *actor,
-                       const pc_exec_request *q, const char *state, json_t *decision, bool remembered,
-                       const char *reason)
+static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const char *instance,
+                       const char *actor, const pc_exec_request *q, const char *state, json_t *decision,
+                       bool remembered, const char *reason)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         _cleanup_free_ char *env = NULL, *dec = NULL, *detail = NULL;
-        int64_t now = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000);
+        int64_t now = (int64_t)(now_usec(CLOCK_REALTIME) / 1000000);
         bool running = streq(state, "running");
         int r;
 
         env = json_dumps(q->env ?: json_object(), JSON_COMPACT);
         dec = json_dumps(decision, JSON_COMPACT);
-        detail = json_dumps(json_pack("{s:s, s:s, s:s, s:s, s:b}", "sandbox", sandbox, "command", q->cmd, "cwd",
-                                      q->cwd, "decision", json_string_value(json_object_get(decision, "decision")),
-                                      "remembered", remembered),
+        detail = json_dumps(json_pack("{s:s, s:s, s:s, s:s, s:b}", "sandbox", sandbox, "command", q->cmd,
+                                      "cwd", q->cwd, "decision",
+                                      json_string_value(json_object_get(decision, "decision")), "remembered",
+                                      remembered),
                             JSON_COMPACT | JSON_ENCODE_ANY);
         if (!env || !dec || !detail)
                 return -ENOMEM;
-        if (sqlite3_prepare_v2(d->store.db,
-                               "INSERT INTO execs (id, sandbox, instance, actor, command, cwd, env, stdin, stdin_open, "
-                               "timeout, state, decision, remembered, reason, created, started) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                    d->store.db,
+                    "INSERT INTO execs (id, sandbox, instance, actor, command, cwd, env, stdin, stdin_open, "
+                    "timeout, state, decision, remembered, reason, created, started) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    -1, &st, NULL) != SQLITE_OK)
                 return pc_store_errno(&d->store);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);
@@ -1137,9 +1403,9 @@ static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const 
         sqlite3_bind_text(st, 6, q->cwd, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 7, env, -1, SQLITE_STATIC);
         if (q->stdin_data)
-                sqlite3_bind_blob(st, 8, q->stdin_data, (int) q->stdin_len, SQLITE_STATIC);
+                sqlite3_bind_blob(st, 8, q->stdin_data, (int)q->stdin_len, SQLITE_STATIC);
         sqlite3_bind_int(st, 9, q->stdin_open);
-        sqlite3_bind_int(st, 10, (int) q->timeout);
+        sqlite3_bind_int(st, 10, (int)q->timeout);
         sqlite3_bind_text(st, 11, state, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 12, dec, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 13, remembered);
@@ -1161,8 +1427,8 @@ static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const 
                 r = pc_store_audit(&d->store, actor, "exec.start", id, detail);
         if (r >= 0 && running)
                 r = pc_event_record(d, PC_EVENT_EXEC_STARTED, sandbox,
-                                    json_pack("{s:s, s:s, s:s, s:s}", "id", id, "command", q->cmd, "cwd", q->cwd,
-                                              "actor", actor),
+                                    json_pack("{s:s, s:s, s:s, s:s}", "id", id, "command", q->cmd, "cwd",
+                                              q->cwd, "actor", actor),
                                     &ev);
         if (r < 0)
                 return r;
@@ -1211,7 +1477,9 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
                         state = "pending";
         }
         r = exec_insert(d, id, sandbox, t.instance, actor, &q, state, decision, remembered,
-                        reason ?: streq(state, "denied") ? "denied by the policy" : NULL);
+                        reason
+                                ?: streq(state, "denied") ? "denied by the policy"
+                                                          : NULL);
         if (r < 0)
                 return pc_store_errorf(r, reterr, "cannot record the exec");
         if (streq(state, "pending")) {
@@ -1220,25 +1488,32 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
                         /* no request was made: the exec never was */
                         LOCK_GUARD(&d->store.lock);
                         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-                        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM execs WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
+                        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM execs WHERE id = ?", -1, &st,
+                                               NULL) == SQLITE_OK) {
                                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-                                (void) sqlite3_step(st);
+                                (void)sqlite3_step(st);
                         }
                         return r;
                 }
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
-                if (sqlite3_prepare_v2(d->store.db, "UPDATE execs SET permission = ?2 WHERE id = ?1", -1, &st, NULL) !=
-                            SQLITE_OK)
+                if (sqlite3_prepare_v2(d->store.db, "UPDATE execs SET permission = ?2 WHERE id = ?1", -1,
+                                       &st, NULL) != SQLITE_OK)
                         return pc_store_error(&d->store, reterr);
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
                 sqlite3_bind_text(st, 2, permission, -1, SQLITE_STATIC);
                 if (sqlite3_step(st) != SQLITE_DONE)
                         return pc_store_error(&d->store, reterr);
         } else if (streq(state, "running")) {
-                exec_spec s = { .id = id, .sandbox = sandbox, .command = q.cmd, .cwd = q.cwd, .env = q.env,
-                                .stdin_data = q.stdin_data, .stdin_len = q.stdin_len, .stdin_open = q.stdin_open,
-                                .timeout = q.timeout };
+                exec_spec s = {.id = id,
+                               .sandbox = sandbox,
+                               .command = q.cmd,
+                               .cwd = q.cwd,
+                               .env = q.env,
+                               .stdin_data = q.stdin_data,
+                               .stdin_len = q.stdin_len,
+                               .stdin_open = q.stdin_open,
+                               .timeout = q.timeout};
                 r = exec_start(d, &s, &t, reterr);
                 if (r < 0)
                         return r;
@@ -1251,8 +1526,8 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
 }
 
 /* ID's row when `who` may see it: agents see their own sandbox's execs only. */
-static int exec_visible(pc_daemon *d, const pc_principal *who, const char *id, json_t **ret, char *ret_sandbox,
-                        pc_error **reterr)
+static int exec_visible(pc_daemon *d, const pc_principal *who, const char *id, json_t **ret,
+                        char *ret_sandbox, pc_error **reterr)
 {
         char sandbox[64];
         json_t *j = NULL;
@@ -1282,10 +1557,10 @@ int pc_execs_show(pc_daemon *d, const pc_principal *who, const char *id, json_t 
         return exec_visible(d, who, id, ret, ret_sandbox, reterr);
 }
 
-int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, const char *state, json_t **ret,
-                  pc_error **reterr)
+int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, const char *state,
+                  json_t **ret, pc_error **reterr)
 {
-        static const char *const states[] = { "pending", "running", "finished", "denied", "lost" };
+        static const char *const states[] = {"pending", "running", "finished", "denied", "lost"};
         _cleanup_json_ json_t *arr = json_array();
         bool known = !state;
         int k;
@@ -1300,8 +1575,8 @@ int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, co
         if (who->role == PC_ROLE_AGENT) {
                 if (sandbox && !streq(sandbox, who->sandbox))
                         return pc_error_setf(reterr, EACCES, "forbidden",
-                                             "this agent is scoped to sandbox \"%s\", not \"%s\"", who->sandbox,
-                                             sandbox);
+                                             "this agent is scoped to sandbox \"%s\", not \"%s\"",
+                                             who->sandbox, sandbox);
                 sandbox = who->sandbox;
         }
         if (!arr)
@@ -1310,10 +1585,11 @@ int pc_execs_list(pc_daemon *d, const pc_principal *who, const char *sandbox, co
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
 
-                if (sqlite3_prepare_v2(d->store.db,
-                                       "SELECT " EXEC_COLUMNS " FROM execs WHERE (?1 IS NULL OR sandbox = ?1) AND "
-                                       "(?2 IS NULL OR state = ?2) ORDER BY created DESC, rowid DESC LIMIT 1000",
-                                       -1, &st, NULL) != SQLITE_OK)
+                if (sqlite3_prepare_v2(
+                            d->store.db,
+                            "SELECT " EXEC_COLUMNS " FROM execs WHERE (?1 IS NULL OR sandbox = ?1) AND "
+                            "(?2 IS NULL OR state = ?2) ORDER BY created DESC, rowid DESC LIMIT 1000",
+                            -1, &st, NULL) != SQLITE_OK)
                         return pc_store_error(&d->store, reterr);
                 if (sandbox)
                         sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
@@ -1333,15 +1609,15 @@ static const struct {
         const char *name;
         int sig;
 } signals[] = {
-        { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL }, { "USR1", SIGUSR1 },
-        { "USR2", SIGUSR2 }, { "TERM", SIGTERM }, { "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "TSTP", SIGTSTP },
-        { "ALRM", SIGALRM }, { "WINCH", SIGWINCH },
+        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"CONT", SIGCONT},
+        {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"ALRM", SIGALRM}, {"WINCH", SIGWINCH},
 };
 
 int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
                     pc_error **reterr)
 {
-        static const char *const fields[] = { "signal", NULL };
+        static const char *const fields[] = {"signal", NULL};
         pc_execs *m = engine(d);
         json_t *v;
         int sig = 0, r;
@@ -1361,11 +1637,12 @@ int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_
                         if (streq(s, signals[i].name))
                                 sig = signals[i].sig;
         } else if (json_is_integer(v) && json_integer_value(v) >= 1 && json_integer_value(v) <= 64)
-                sig = (int) json_integer_value(v);
+                sig = (int)json_integer_value(v);
         if (sig == 0)
-                return pc_error_setf(reterr, EINVAL, "invalid_request",
-                                     "\"signal\" must be a name (HUP, INT, QUIT, KILL, USR1, USR2, TERM, CONT, STOP, "
-                                     "TSTP, ALRM, WINCH) or a number from 1 to 64");
+                return pc_error_setf(
+                        reterr, EINVAL, "invalid_request",
+                        "\"signal\" must be a name (HUP, INT, QUIT, KILL, USR1, USR2, TERM, CONT, STOP, "
+                        "TSTP, ALRM, WINCH) or a number from 1 to 64");
         r = exec_visible(d, who, id, NULL, NULL, reterr);
         if (r < 0)
                 return r;
@@ -1375,7 +1652,8 @@ int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_
 
                 if (!x || x->pidfd < 0)
                         return pc_error_setf(reterr, EBUSY, "not_running",
-                                             "exec %s is not running (or its command has not started yet)", id);
+                                             "exec %s is not running (or its command has not started yet)",
+                                             id);
                 if (syscall(SYS_pidfd_send_signal, x->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
                         return pc_error_setf(reterr, errno, "signal", "cannot signal exec %s: %m", id);
         }
@@ -1386,7 +1664,7 @@ int pc_execs_signal(pc_daemon *d, const pc_principal *who, const char *id, json_
 int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t *req, json_t **ret,
                    pc_error **reterr)
 {
-        static const char *const fields[] = { "data", "data_base64", "eof", NULL };
+        static const char *const fields[] = {"data", "data_base64", "eof", NULL};
         _cleanup_free_ char *data = NULL;
         pc_execs *m = engine(d);
         json_t *v = NULL, *v64 = NULL, *eof;
@@ -1394,8 +1672,9 @@ int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t
         int r;
 
         if (!json_is_object(req))
-                return pc_error_setf(reterr, EINVAL, "invalid_body",
-                                     "request body must be a JSON object such as {\"data\":\"yes\\n\",\"eof\":true}");
+                return pc_error_setf(
+                        reterr, EINVAL, "invalid_body",
+                        "request body must be a JSON object such as {\"data\":\"yes\\n\",\"eof\":true}");
         r = pc_json_check_fields(req, fields, reterr);
         if (r < 0)
                 return r;
@@ -1403,8 +1682,9 @@ int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t
         v64 = json_object_get(req, "data_base64");
         eof = json_object_get(req, "eof");
         if ((v && v64) || (v && !json_is_string(v)) || (eof && !json_is_boolean(eof)))
-                return pc_error_setf(reterr, EINVAL, "invalid_request",
-                                     "give \"data\" (a string) or \"data_base64\", and optionally \"eof\": true|false");
+                return pc_error_setf(
+                        reterr, EINVAL, "invalid_request",
+                        "give \"data\" (a string) or \"data_base64\", and optionally \"eof\": true|false");
         if (v) {
                 n = json_string_length(v);
                 data = malloc(n + 1);
@@ -1426,7 +1706,8 @@ int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t
                 if (!x || !x->in_open)
                         return pc_error_setf(reterr, EBUSY, "stdin_closed",
                                              "exec %s does not take stdin (it ended, or was made without "
-                                             "\"stdin_open\": true, or its stdin got \"eof\" already)", id);
+                                             "\"stdin_open\": true, or its stdin got \"eof\" already)",
+                                             id);
                 total = x->in_len + n;
                 if (total > 16u << 20)
                         return pc_error_setf(reterr, E2BIG, "too_large",
@@ -1443,7 +1724,7 @@ int pc_execs_stdin(pc_daemon *d, const pc_principal *who, const char *id, json_t
         r = post_id(d, exec_stdin_flush, id);
         if (r < 0)
                 return r;
-        *ret = json_pack("{s:s, s:I, s:b}", "id", id, "written", (json_int_t) n, "eof", json_is_true(eof));
+        *ret = json_pack("{s:s, s:I, s:b}", "id", id, "written", (json_int_t)n, "eof", json_is_true(eof));
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -1456,8 +1737,8 @@ static int output_chunk(const char *data[2], const size_t len[2], uint64_t off[2
         for (int i = 0; i < 2; i++)
                 if (off[i] > len[i])
                         return pc_error_setf(reterr, EINVAL, "invalid_cursor",
-                                             "the cursor is past the %s kept (%zu bytes)", i ? "stderr" : "stdout",
-                                             len[i]);
+                                             "the cursor is past the %s kept (%zu bytes)",
+                                             i ? "stderr" : "stdout", len[i]);
         for (int i = 0; i < 2; i++) {
                 size_t n = MIN(len[i] - off[i], max);
 
@@ -1476,8 +1757,9 @@ static int output_chunk(const char *data[2], const size_t len[2], uint64_t off[2
 int pc_execs_output(pc_daemon *d, const pc_principal *who, const char *id, uint64_t off[2], size_t max,
                     json_t **ret_chunk, json_t **ret_end, pc_error **reterr)
 {
-        static const char *const end_keys[] = { "id", "state", "exit_code", "signal", "timed_out", "duration_ms",
-                                                "reason", "stdout_truncated", "stderr_truncated" };
+        static const char *const end_keys[] = {
+                "id",          "state",  "exit_code",        "signal",          "timed_out",
+                "duration_ms", "reason", "stdout_truncated", "stderr_truncated"};
         pc_execs *m = engine(d);
         _cleanup_json_ json_t *j = NULL, *end = NULL;
         _cleanup_free_ char *o0 = NULL, *o1 = NULL;
@@ -1491,8 +1773,8 @@ int pc_execs_output(pc_daemon *d, const pc_principal *who, const char *id, uint6
                 exec *x = exec_find(m, id);
 
                 if (x && (who->role != PC_ROLE_AGENT || streq(x->sandbox, who->sandbox))) {
-                        const char *data[2] = { x->out[0].data, x->out[1].data };
-                        size_t len[2] = { x->out[0].len, x->out[1].len };
+                        const char *data[2] = {x->out[0].data, x->out[1].data};
+                        size_t len[2] = {x->out[0].len, x->out[1].len};
                         return output_chunk(data, len, off, max, ret_chunk, reterr);
                 }
         }
@@ -1523,8 +1805,8 @@ int pc_execs_output(pc_daemon *d, const pc_principal *who, const char *id, uint6
                         return -EIO;
         }
         {
-                const char *data[2] = { o0, o1 };
-                size_t len[2] = { n0, n1 };
+                const char *data[2] = {o0, o1};
+                size_t len[2] = {n0, n1};
                 r = output_chunk(data, len, off, max, ret_chunk, reterr);
                 if (r < 0 || *ret_chunk)
                         return r;
@@ -1583,18 +1865,19 @@ static int pending_load(pc_daemon *d, const char *id, char sandbox[static 64], c
         const char *cmd, *cwd;
         size_t lc, lw;
 
-        if (sqlite3_prepare_v2(d->store.db,
-                               "SELECT sandbox, instance, command, cwd, env, stdin, stdin_open, timeout FROM execs "
-                               "WHERE id = ? AND state = 'pending'",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                    d->store.db,
+                    "SELECT sandbox, instance, command, cwd, env, stdin, stdin_open, timeout FROM execs "
+                    "WHERE id = ? AND state = 'pending'",
+                    -1, &st, NULL) != SQLITE_OK)
                 return pc_store_errno(&d->store);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_ROW)
                 return -ENOENT;
-        snprintf(sandbox, 64, "%s", (const char *) sqlite3_column_text(st, 0));
-        snprintf(instance, 33, "%s", (const char *) sqlite3_column_text(st, 1));
-        cmd = (const char *) sqlite3_column_text(st, 2);
-        cwd = (const char *) sqlite3_column_text(st, 3);
+        snprintf(sandbox, 64, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(instance, 33, "%s", (const char *)sqlite3_column_text(st, 1));
+        cmd = (const char *)sqlite3_column_text(st, 2);
+        cwd = (const char *)sqlite3_column_text(st, 3);
         if (!cmd || !cwd)
                 return -EBADMSG;
         lc = strlen(cmd);
@@ -1604,16 +1887,16 @@ static int pending_load(pc_daemon *d, const char *id, char sandbox[static 64], c
                 return -ENOMEM;
         memcpy(strings, cmd, lc + 1);
         memcpy(strings + lc + 1, cwd, lw + 1);
-        *ret_env = json_loads((const char *) sqlite3_column_text(st, 4) ?: "{}", 0, NULL);
+        *ret_env = json_loads((const char *)sqlite3_column_text(st, 4) ?: "{}", 0, NULL);
         if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-                q->stdin_len = (size_t) sqlite3_column_bytes(st, 5);
+                q->stdin_len = (size_t)sqlite3_column_bytes(st, 5);
                 q->stdin_data = malloc(q->stdin_len + 1);
                 if (!q->stdin_data)
                         return -ENOMEM;
                 memcpy(q->stdin_data, sqlite3_column_blob(st, 5) ?: "", q->stdin_len);
         }
         q->stdin_open = sqlite3_column_int(st, 6);
-        q->timeout = (unsigned) sqlite3_column_int(st, 7);
+        q->timeout = (unsigned)sqlite3_column_int(st, 7);
         q->cmd = strings;
         q->cwd = strings + lc + 1;
         *ret_strings = TAKE_PTR(strings);
@@ -1625,16 +1908,18 @@ static int pending_deny(pc_daemon *d, const char *id, const char *sandbox, const
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ char *detail = json_dumps(json_pack("{s:s}", "reason", reason), JSON_COMPACT | JSON_ENCODE_ANY);
+        _cleanup_free_ char *detail =
+                json_dumps(json_pack("{s:s}", "reason", reason), JSON_COMPACT | JSON_ENCODE_ANY);
 
-        if (sqlite3_prepare_v2(d->store.db,
-                               "UPDATE execs SET state = 'denied', reason = ?2, finished = ?3 WHERE id = ?1 AND "
-                               "state = 'pending'",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(
+                    d->store.db,
+                    "UPDATE execs SET state = 'denied', reason = ?2, finished = ?3 WHERE id = ?1 AND "
+                    "state = 'pending'",
+                    -1, &st, NULL) != SQLITE_OK)
                 return pc_store_errno(&d->store);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)(now_usec(CLOCK_REALTIME) / 1000000));
         return exec_change(d, st, "daemon", "exec.end", id, detail, PC_EVENT_EXEC_FINISHED, sandbox,
                            json_pack("{s:s, s:s, s:s}", "id", id, "state", "denied", "reason", reason));
 }
@@ -1647,7 +1932,7 @@ void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approve
         _cleanup_json_ json_t *env = NULL;
         _cleanup_free_ char *strings = NULL;
         char sandbox[64], instance[33];
-        pc_principal daemon = { .role = PC_ROLE_ADMIN };
+        pc_principal daemon = {.role = PC_ROLE_ADMIN};
         int r;
 
         r = pending_load(d, exec_id, sandbox, instance, &q, &env, &strings);
@@ -1673,26 +1958,34 @@ void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approve
         {
                 LOCK_GUARD(&d->store.lock);
                 _cleanup_stmt_ sqlite3_stmt *st = NULL;
-                _cleanup_free_ char *detail = json_dumps(json_pack("{s:s, s:s, s:s}", "sandbox", sandbox, "command",
-                                                                   q.cmd, "cwd", q.cwd),
-                                                         JSON_COMPACT | JSON_ENCODE_ANY);
+                _cleanup_free_ char *detail = json_dumps(
+                        json_pack("{s:s, s:s, s:s}", "sandbox", sandbox, "command", q.cmd, "cwd", q.cwd),
+                        JSON_COMPACT | JSON_ENCODE_ANY);
 
                 if (sqlite3_prepare_v2(d->store.db,
                                        "UPDATE execs SET state = 'running', started = ?2 WHERE id = ?1 AND "
                                        "state = 'pending'",
                                        -1, &st, NULL) != SQLITE_OK)
-                        return (void) log_error("exec %s: cannot start it: %s", exec_id, sqlite3_errmsg(d->store.db));
+                        return (void)log_error("exec %s: cannot start it: %s", exec_id,
+                                               sqlite3_errmsg(d->store.db));
                 sqlite3_bind_text(st, 1, exec_id, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(st, 2, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
-                r = exec_change(d, st, "daemon", "exec.start", exec_id, detail, PC_EVENT_EXEC_STARTED, sandbox,
-                                json_pack("{s:s, s:s, s:s, s:s}", "id", exec_id, "command", q.cmd, "cwd", q.cwd,
-                                          "actor", "permission"));
+                sqlite3_bind_int64(st, 2, (sqlite3_int64)(now_usec(CLOCK_REALTIME) / 1000000));
+                r = exec_change(d, st, "daemon", "exec.start", exec_id, detail, PC_EVENT_EXEC_STARTED,
+                                sandbox,
+                                json_pack("{s:s, s:s, s:s, s:s}", "id", exec_id, "command", q.cmd, "cwd",
+                                          q.cwd, "actor", "permission"));
                 if (r < 0)
-                        return (void) log_error_errno(r, "exec %s: cannot start it: %m", exec_id);
+                        return (void)log_error_errno(r, "exec %s: cannot start it: %m", exec_id);
         }
-        exec_spec s = { .id = exec_id, .sandbox = sandbox, .command = q.cmd, .cwd = q.cwd, .env = env,
-                        .stdin_data = q.stdin_data, .stdin_len = q.stdin_len, .stdin_open = q.stdin_open,
-                        .timeout = q.timeout };
+        exec_spec s = {.id = exec_id,
+                       .sandbox = sandbox,
+                       .command = q.cmd,
+                       .cwd = q.cwd,
+                       .env = env,
+                       .stdin_data = q.stdin_data,
+                       .stdin_len = q.stdin_len,
+                       .stdin_open = q.stdin_open,
+                       .timeout = q.timeout};
         r = exec_start(d, &s, &t, &e);
         if (r < 0)
                 log_error("exec %s: cannot start it: %s", exec_id, e ? e->message : strerror(-r));
@@ -1700,19 +1993,19 @@ void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approve
 
 /* ---- start and stop of the daemon ---- */
 
-/* An exec that ran when the daemon died cannot be re-attached exactly (its sockets went with the daemon), so it
- * is recorded as lost with the output the spool files hold, and what is left of it is killed. */
+/* An exec that ran when the daemon died cannot be re-attached exactly (its sockets went with the daemon), so
+ * it is recorded as lost with the output the spool files hold, and what is left of it is killed. */
 static int recover_running(pc_daemon *d, pc_execs *m)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        char (*ids)[2][64] = NULL;
+        char(*ids)[2][64] = NULL;
         size_t n = 0;
         int k;
 
         {
                 LOCK_GUARD(&d->store.lock);
-                if (sqlite3_prepare_v2(d->store.db, "SELECT id, sandbox FROM execs WHERE state = 'running'", -1, &st,
-                                       NULL) != SQLITE_OK)
+                if (sqlite3_prepare_v2(d->store.db, "SELECT id, sandbox FROM execs WHERE state = 'running'",
+                                       -1, &st, NULL) != SQLITE_OK)
                         return pc_store_errno(&d->store);
                 while ((k = sqlite3_step(st)) == SQLITE_ROW) {
                         void *p = realloc(ids, (n + 1) * sizeof(*ids));
@@ -1721,31 +2014,33 @@ static int recover_running(pc_daemon *d, pc_execs *m)
                                 return -ENOMEM;
                         }
                         ids = p;
-                        snprintf(ids[n][0], 64, "%s", (const char *) sqlite3_column_text(st, 0));
-                        snprintf(ids[n][1], 64, "%s", (const char *) sqlite3_column_text(st, 1));
+                        snprintf(ids[n][0], 64, "%s", (const char *)sqlite3_column_text(st, 0));
+                        snprintf(ids[n][1], 64, "%s", (const char *)sqlite3_column_text(st, 1));
                         n++;
                 }
                 st = (sqlite3_finalize(st), NULL);
         }
         for (size_t i = 0; i < n; i++) {
                 _cleanup_(pc_exec_target_done) pc_exec_target t = {};
-                pc_principal admin = { .role = PC_ROLE_ADMIN };
-                exec x = { .pidfd = -EBADF, .out = { { .spool = -EBADF }, { .spool = -EBADF } },
-                           .started_mono = now_usec(CLOCK_MONOTONIC) };
+                pc_principal admin = {.role = PC_ROLE_ADMIN};
+                exec x = {.pidfd = -EBADF,
+                          .out = {{.spool = -EBADF}, {.spool = -EBADF}},
+                          .started_mono = now_usec(CLOCK_MONOTONIC)};
                 int r;
 
                 snprintf(x.id, sizeof(x.id), "%.32s", ids[i][0]);
                 snprintf(x.sandbox, sizeof(x.sandbox), "%s", ids[i][1]);
                 for (int s = 0; s < 2; s++) {
                         _cleanup_free_ char *p = spool_path(m, x.id, s);
-                        if (p && read_full_file(p, d->config.exec_output_max, &x.out[s].data, &x.out[s].len) < 0)
+                        if (p &&
+                            read_full_file(p, d->config.exec_output_max, &x.out[s].data, &x.out[s].len) < 0)
                                 x.out[s].len = 0;
                 }
                 if (pc_sandboxes_exec_target(d, &admin, x.sandbox, &t, NULL) >= 0 && t.cgroup_path) {
                         struct statfs sf;
                         x.cgroup = strjoin(t.cgroup_path, "/exec-", x.id);
                         x.cgroup_v2 = statfs(t.cgroup_path, &sf) >= 0 &&
-                                      (uint64_t) sf.f_type == (uint64_t) CGROUP2_SUPER_MAGIC;
+                                      (uint64_t)sf.f_type == (uint64_t)CGROUP2_SUPER_MAGIC;
                 }
                 exec_kill_tree(&x);
                 r = exec_record_end(d, &x, "the daemon stopped while it ran; output up to then is kept");
@@ -1755,7 +2050,7 @@ static int recover_running(pc_daemon *d, pc_execs *m)
                         for (int s = 0; s < 2; s++) {
                                 _cleanup_free_ char *p = spool_path(m, x.id, s);
                                 if (p)
-                                        (void) unlink(p);
+                                        (void)unlink(p);
                         }
                 if (x.cgroup && rmdir(x.cgroup) < 0 && errno != ENOENT)
                         log_warning_errno(errno, "exec %s: cannot remove %s: %m, ignoring", x.id, x.cgroup);
@@ -1776,12 +2071,16 @@ int pc_execs_new(pc_daemon *d, pc_error **reterr)
                 return -ENOMEM;
         pthread_mutex_init(&m->lock, NULL);
         d->execs = m;
+        if (strchr(shim_script, '\''))
+                return pc_error_setf(reterr, EINVAL, "execs",
+                                     "the exec shim must not contain a single quote");
         m->spool_dir = strjoin(d->config.state_dir, "/execs");
         if (!m->spool_dir)
                 return -ENOMEM;
         r = mkdir_p(m->spool_dir, 0700);
         if (r < 0)
-                return pc_error_setf(reterr, -r, "execs", "cannot create %s: %s", m->spool_dir, strerror(-r));
+                return pc_error_setf(reterr, -r, "execs", "cannot create %s: %s", m->spool_dir,
+                                     strerror(-r));
         r = recover_running(d, m);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "execs", "cannot recover the execs of the last run: %s",
@@ -1811,6 +2110,13 @@ void pc_execs_free(pc_daemon *d)
                 listener *l = m->listeners;
                 m->listeners = l->next;
                 listener_free(l);
+        }
+        while (m->clients) {
+                tmux_client *c = m->clients;
+                m->clients = c->next;
+                tmux_client_close(c);
+                pthread_mutex_destroy(&c->lock);
+                free(c);
         }
         pthread_mutex_destroy(&m->lock);
         free(m->spool_dir);

@@ -86,5 +86,7 @@ int mkdir_group(int dirfd, const char *name, bool must_be_empty);
 int usec_left_ms(uint64_t deadline);
 /* SIGKILL through pidfds, repeated until the group is empty (v1, and v2 before cgroup.kill). */
 int kill_loop(isolate_cgroup *cg, uint64_t deadline);
+/* Removes the (empty) child groups of `path`, one level (the daemon's per-exec groups), so that it can go. */
+void remove_child_groups(const char *path);
 isolate_cgroup *cgroup_new(const cgroup_ops *ops);
 DEFINE_TRIVIAL_CLEANUP_FUNC(isolate_cgroup *, isolate_cgroup_free);

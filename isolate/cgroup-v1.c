@@ -249,10 +249,13 @@ static int v1_destroy(isolate_cgroup *cg)
 {
         int ret = 0;
 
-        for (size_t i = 0; i < _CGROUP_V1_MAX; i++)
-                if (cg->v1_dir[i] && !v1_dir_is_repeat(cg, i) && rmdir(cg->v1_dir[i]) < 0 &&
-                    errno != ENOENT && ret == 0)
+        for (size_t i = 0; i < _CGROUP_V1_MAX; i++) {
+                if (!cg->v1_dir[i] || v1_dir_is_repeat(cg, i))
+                        continue;
+                remove_child_groups(cg->v1_dir[i]);
+                if (rmdir(cg->v1_dir[i]) < 0 && errno != ENOENT && ret == 0)
                         ret = -errno;
+        }
         return ret;
 }
 

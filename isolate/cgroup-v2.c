@@ -255,6 +255,7 @@ static int v2_kill(isolate_cgroup *cg, uint64_t deadline)
 
 static int v2_destroy(isolate_cgroup *cg)
 {
+        remove_child_groups(cg->path);
         if (rmdir(cg->path) < 0 && errno != ENOENT)
                 return -errno;
         return 0;

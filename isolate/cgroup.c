@@ -729,3 +729,16 @@ int isolate_cgroup_destroy_parent(const char *parent_name)
         parent_dirs_free(dirs);
         return r < 0 ? r : ret;
 }
+
+void remove_child_groups(const char *path)
+{
+        _cleanup_(closedirp) DIR *dir = opendir(path);
+        struct dirent *de;
+
+        if (!dir)
+                return;
+        while ((de = readdir(dir)))
+                if (de->d_type == DT_DIR && !streq(de->d_name, ".") && !streq(de->d_name, "..") &&
+                    unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR) < 0)
+                        log_debug("cgroup %s/%s: cannot remove it: %m", path, de->d_name);
+}

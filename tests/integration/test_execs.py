@@ -7,10 +7,12 @@ Last-Event-ID after a disconnect, stdin, signal, output truncation, agent scopin
 exec runs (lost, with its partial output), and the CLI's `exec` (exit status, streaming, denial)."""
 import base64
 import concurrent.futures
+import hashlib
 import http.client
 import json
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 
@@ -100,6 +102,20 @@ def test_bytes_and_streams():
     t.eq(r.json["stdout"], "/workspace/sub\nb a r\n", "cwd and env")
     g = d.request("GET", f"/v1/execs/{r.json['id']}", via="unix")
     t.eq((g.status, g.json["stdout"]), (200, "/workspace/sub\nb a r\n"), "GET /v1/execs/{id} has the output")
+
+
+def test_audit_and_events():
+    j = run(A, "echo audited; exit 4").json
+    rows = sqlite3.connect(os.path.join(d.state, "state.db")).execute(
+        "SELECT action, detail FROM audit WHERE subject = ? ORDER BY seq", (j["id"],)).fetchall()
+    t.eq([r[0] for r in rows], ["exec.decision", "exec.start", "exec.end"], "audit rows: decision, start, end")
+    end = json.loads(rows[-1][1])
+    t.eq((end["exit_code"], end["stdout_sha256"]), (4, hashlib.sha256(b"audited\n").hexdigest()),
+         "exec.end has the exit code and the sha256 of stdout")
+    t.eq(end["stderr_sha256"], hashlib.sha256(b"").hexdigest(), "... and of stderr")
+    evs = d.request("GET", f"/v1/events?sandbox={A}", via="unix").json["events"]
+    mine = [(e["type"], e["data"].get("exit_code")) for e in evs if e["data"].get("id") == j["id"]]
+    t.eq(mine, [("exec.started", None), ("exec.finished", 4)], "events exec.started and exec.finished")
 
 
 def test_exit_codes_and_signals():
@@ -273,6 +289,20 @@ def test_cli():
     t.eq(p.stdout, b"/workspace/sub\n1\n", "--cwd and --env")
 
 
+def test_delete_with_exec_running():
+    box = P + "d"
+    t.eq(d.create_sandbox(box, policy="permissive").status, 201, "sandbox to delete")
+    r = run(box, "sleep 1000", wait=0)
+    t.eq(r.status, 202, "an exec runs")
+    t.eq(d.request("DELETE", f"/v1/sandboxes/{box}?purge=true", via="unix").status, 204,
+         "the sandbox is deleted with an exec running (its group goes with the exec's)")
+    d.sandboxes.remove(box)
+    g = d.request("GET", f"/v1/execs/{r.json['id']}?wait=30", via="unix")
+    # killed with it, or (deleted before its shim connected) recorded as lost: never left running
+    t.ok(g.status == 200 and (g.json["signal"] == 9 or g.json["state"] == "lost"),
+         "the exec ended with its sandbox", g.raw[:300])
+
+
 def test_kill9_mid_exec():
     r = run(A, "echo partial; echo partial-err >&2; sleep 1000", wait=0)
     eid = r.json["id"]
@@ -291,8 +321,8 @@ def test_kill9_mid_exec():
 
 
 try:
-    t.run_all([test_setup, test_bytes_and_streams, test_exit_codes_and_signals, test_concurrency,
+    t.run_all([test_setup, test_bytes_and_streams, test_audit_and_events, test_exit_codes_and_signals, test_concurrency,
                test_timeout_kills_tree, test_denied_never_reaches_tmux, test_stream_resume, test_stdin_and_truncation,
-               test_bad_input, test_agent_scope, test_cli, test_kill9_mid_exec], spec=spec)
+               test_bad_input, test_agent_scope, test_cli, test_delete_with_exec_running, test_kill9_mid_exec], spec=spec)
 finally:
     d.cleanup()
