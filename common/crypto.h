@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Hashes, Ed25519 and base64 (nettle/hogweed), and the exact bytes a device signs to approve a
- * permission request (docs/api/audit.md). */
+ * permission request (docs/api.md). */
 #pragma once
 
 #include <stdbool.h>

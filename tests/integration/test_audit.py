@@ -33,7 +33,7 @@ def field(v):
 
 
 def row_hash(r):
-    """docs/api/audit.md: the canonical encoding, recomputed independently of the daemon."""
+    """docs/api.md: the canonical encoding, recomputed independently of the daemon."""
     data = b"pocketcoder-audit-v1\n%d\n%d\n" % (r["seq"], r["at"])
     for k in ("actor", "action", "subject", "detail", "prev_hash"):
         data += field(r[k])
