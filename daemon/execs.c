@@ -1027,8 +1027,12 @@ static int tmux_read_answer(tmux_client *c, bool any, char *error, size_t size)
                         error[0] = 0;
                         continue;
                 }
-                if (ours && !error[0])
-                        snprintf(error, size, "%s", line);
+                if (ours && !error[0] && size > 0) {
+                        /* tmux's message, cut to fit */
+                        size_t n = MIN(strlen(line), size - 1);
+                        memcpy(error, line, n);
+                        error[n] = 0;
+                }
         }
 }
 

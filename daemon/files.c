@@ -853,9 +853,20 @@ struct pc_files_tar {
         bool done;
 };
 
+/* V as N-1 octal digits and a NUL (a tar header's numeric field). A size too large for 11 digits (8 GiB)
+ * takes GNU tar's base-256 form instead: the high bit of the first byte set, the value big-endian. */
 static void tar_octal(char *field, size_t n, uint64_t v)
 {
-        snprintf(field, n, "%0*" PRIo64, (int) n - 1, v);
+        if (n > 1 && (n - 1) * 3 < 64 && v >> ((n - 1) * 3)) {
+                memset(field, 0, n);
+                for (size_t i = n; i-- > 1 && v; v >>= 8)
+                        field[i] = (char) (v & 0xff);
+                field[0] = (char) 0x80;
+                return;
+        }
+        field[n - 1] = 0;
+        for (size_t i = n - 1; i-- > 0; v >>= 3)
+                field[i] = (char) ('0' + (v & 7));
 }
 
 /* One 512-byte header (type, name up to 100 bytes, linkname up to 100) appended to t->out. */
