@@ -23,6 +23,9 @@ BUILD = os.environ.get("POCKETCODER_BUILD_DIR") or os.path.join(os.path.dirname(
 SOURCE = os.environ.get("POCKETCODER_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "../..")
 DAEMON = os.path.join(BUILD, "pocketcoderd/pocketcoderd")
 CLI = os.path.join(BUILD, "cli/pocketcoder")
+# How much slower than this machine the tests run: tests/run sets it for the cgroup2 VM, whose CPU is
+# emulated. Waits and timeouts that are about time (an HTTP answer, an exec's timeout) scale with it.
+SLOW = max(1, int(os.environ.get("POCKETCODER_TEST_SLOW", "1") or 1))
 MUST_WORK = os.environ.get("POCKETCODER_TESTS_MUST_WORK") == "1"
 
 
@@ -196,7 +199,7 @@ class Pty:
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
+    def __init__(self, path, timeout=30 * SLOW):
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
 
@@ -472,7 +475,7 @@ class Daemon:
 
     def request(self, method, path, body=None, token=None, via="tcp", headers=None, raw=None, check=True):
         conn = UnixHTTPConnection(self.socket) if via == "unix" else \
-            http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            http.client.HTTPConnection("127.0.0.1", self.port, timeout=30 * SLOW)
         h = dict(headers or {})
         if token:
             h["Authorization"] = f"Bearer {token}"

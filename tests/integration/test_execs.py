@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 
-from pclib import CLI, Daemon, Spec, Tap
+from pclib import CLI, SLOW, Daemon, Spec, Tap
 from pclib import UnixHTTPConnection
 
 t = Tap()
@@ -32,7 +32,7 @@ TMUX = ["tmux", "-S", "/run/tmux/agent.sock"]
 
 
 def run(box, cmd, **kw):
-    kw.setdefault("wait", 60)
+    kw.setdefault("wait", min(3600, 60 * SLOW))
     return d.request("POST", f"/v1/sandboxes/{box}/execs", dict(cmd=cmd, **kw), via="unix")
 
 
@@ -46,7 +46,7 @@ class Stream:
     """GET /v1/execs/{id}/output over the unix socket: its events, read as they come."""
 
     def __init__(self, exec_id, last=None):
-        self.conn = UnixHTTPConnection(d.socket, timeout=60)
+        self.conn = UnixHTTPConnection(d.socket, timeout=60 * SLOW)
         h = {"Last-Event-ID": last} if last else {}
         self.conn.request("GET", f"/v1/execs/{exec_id}/output", headers=h)
         self.resp = self.conn.getresponse()
@@ -159,7 +159,7 @@ def test_concurrency():
 def test_timeout_kills_tree():
     # four processes that ignore SIGTERM (perl: a command line with trap would be asked about)
     r = run(A, "perl -e '$SIG{TERM} = \"IGNORE\"; fork; fork; $| = 1; print \"s\"; sleep 1000'; echo after",
-            timeout=2)
+            timeout=2 * SLOW)
     j = r.json
     t.eq((r.status, j["state"]), (200, "finished"), "a timed-out exec ends")
     t.eq((j["timed_out"], j["signal"]), (True, 9), "timed_out, killed")
@@ -276,16 +276,17 @@ def test_agent_scope():
 
 def test_cli():
     p = subprocess.run([CLI, "exec", A, "--", "sh", "-c", "echo out; echo err >&2; exit 5"],
-                       env=d.cli_env(), capture_output=True, timeout=60)
+                       env=d.cli_env(), capture_output=True, timeout=60 * SLOW)
     t.eq((p.returncode, p.stdout, p.stderr), (5, b"out\n", b"err\n"), "pocketcoder exec: streams, exits with the status")
     p = subprocess.run([CLI, "exec", A, "--", "sh", "-c", "kill -9 $$"], env=d.cli_env(), capture_output=True,
-                       timeout=60)
+                       timeout=60 * SLOW)
     t.eq(p.returncode, 137, "a signal N is exit status 128+N")
-    p = subprocess.run([CLI, "exec", S, "--", "printf", "hi"], env=d.cli_env(), capture_output=True, timeout=60)
+    p = subprocess.run([CLI, "exec", S, "--", "printf", "hi"], env=d.cli_env(), capture_output=True,
+                       timeout=60 * SLOW)
     t.eq(p.returncode, 77, "denied: exit status 77")
     t.ok(b"denied" in p.stderr, "with the reason")
     p = subprocess.run([CLI, "exec", A, "--cwd", "/workspace/sub", "--env", "X=1", "--", "sh", "-c", "pwd; echo $X"],
-                       env=d.cli_env(), capture_output=True, timeout=60)
+                       env=d.cli_env(), capture_output=True, timeout=60 * SLOW)
     t.eq(p.stdout, b"/workspace/sub\n1\n", "--cwd and --env")
 
 
