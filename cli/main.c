@@ -29,6 +29,7 @@ static void help(void)
                "  ssh authorized-keys|attach  helpers sshd runs for 'ssh -t pocketcoder@HOST SANDBOX'\n"
                "  devices SUBCOMMAND          keygen, add, list, rm, sign: phones that sign approvals\n"
                "  audit list|verify           the hash-chained audit ledger\n"
+               "  files SUBCOMMAND            ls, get, put, rm, mv, link: files in a sandbox's workspace\n"
                "  daemon run [OPTIONS]        run pocketcoderd in the foreground\n"
                "\n"
                "Global options (before or after the command, up to its \"--\" or COMMAND words):\n"
