@@ -284,7 +284,6 @@ static int files_put(const cli_global *g, const char *name, const char *path, co
 {
         _cleanup_free_ char *url0 = url_path(name, path), *url = NULL, *buf = malloc(HEAD_MAX);
         _cleanup_close_ int fd = -EBADF, ifd = -EBADF;
-        _cleanup_json_ json_t *j = NULL;
         const char *base = strrchr(path, '/');
         uint64_t length = UINT64_MAX;
         struct stat st;
