@@ -119,6 +119,11 @@ typedef struct pc_event_pending {
 int pc_event_record(pc_daemon *d, pc_event_type type, const char *sandbox, json_t *data, pc_event_pending *ret);
 void pc_event_deliver(pc_daemon *d, pc_event_pending *p);
 void pc_event_pending_done(pc_event_pending *p);
+/* A change and its record in one transaction, all of it or nothing: ST (and ALSO, when given) stepped, the
+ * audit row ACTION on SUBJECT by ACTOR (unless ACTION is NULL), the event TYPE about SANDBOX with DATA (unless
+ * DATA is NULL; taken over); then the event is delivered. Called with the store lock held. */
+int pc_change_record(pc_daemon *d, sqlite3_stmt *st, sqlite3_stmt *also, const char *subject, const char *actor,
+                     const char *action, const char *detail, pc_event_type type, const char *sandbox, json_t *data);
 #define _cleanup_event_pending_ _cleanup_(pc_event_pending_done)
 
 /* The event bus's state (events.c). */

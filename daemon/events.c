@@ -483,3 +483,33 @@ void pc_event_waiters_stop(pc_daemon *d)
                 waiter_fire(b, b->waiters);
         }
 }
+
+int pc_change_record(pc_daemon *d, sqlite3_stmt *st, sqlite3_stmt *also, const char *subject, const char *actor,
+                     const char *action, const char *detail, pc_event_type type, const char *sandbox, json_t *data)
+{
+        _cleanup_json_ json_t *owned = data;
+        _cleanup_event_pending_ pc_event_pending ev = {};
+        _cleanup_txn_ pc_txn txn = {};
+        int r;
+
+        r = pc_txn_begin(&d->store, &txn);
+        if (r < 0)
+                return r;
+        if ((st && sqlite3_step(st) != SQLITE_DONE) || (also && sqlite3_step(also) != SQLITE_DONE))
+                return pc_store_errno(&d->store);
+        if (action) {
+                r = pc_store_audit(&d->store, actor, action, subject, detail);
+                if (r < 0)
+                        return r;
+        }
+        if (owned) {
+                r = pc_event_record(d, type, sandbox, TAKE_PTR(owned), &ev);
+                if (r < 0)
+                        return r;
+        }
+        r = pc_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        pc_event_deliver(d, &ev);
+        return 0;
+}

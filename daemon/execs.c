@@ -440,36 +440,6 @@ static int exec_load_json(pc_daemon *d, const char *id, json_t **ret, char *ret_
         return *ret ? 0 : -ENOMEM;
 }
 
-/* Runs `st`, the audit row and the event in one transaction, then delivers the event (store lock held). */
-static int exec_change(pc_daemon *d, sqlite3_stmt *st, const char *actor, const char *action, const char *id,
-                       const char *detail, pc_event_type type, const char *sandbox, json_t *event_data)
-{
-        _cleanup_json_ json_t *data = event_data;
-        _cleanup_event_pending_ pc_event_pending ev = {};
-        _cleanup_txn_ pc_txn txn = {};
-        int r;
-
-        r = pc_txn_begin(&d->store, &txn);
-        if (r < 0)
-                return r;
-        if (st && sqlite3_step(st) != SQLITE_DONE)
-                return pc_store_errno(&d->store);
-        if (action) {
-                r = pc_store_audit(&d->store, actor, action, id, detail);
-                if (r < 0)
-                        return r;
-        }
-        if (data) {
-                r = pc_event_record(d, type, sandbox, TAKE_PTR(data), &ev);
-                if (r < 0)
-                        return r;
-        }
-        r = pc_txn_commit(&txn);
-        if (r < 0)
-                return r;
-        pc_event_deliver(d, &ev);
-        return 0;
-}
 
 /* ---- the end of an exec (on the loop, engine lock held) ---- */
 
@@ -542,12 +512,12 @@ static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
         sqlite3_bind_int(st, 14, x->out[1].truncated);
         if (lost)
                 sqlite3_bind_text(st, 15, why_lost, -1, SQLITE_STATIC);
-        return exec_change(d, st, "daemon", "exec.end", x->id, detail, PC_EVENT_EXEC_FINISHED, x->sandbox,
-                           json_pack("{s:s, s:s, s:o, s:o, s:I, s:b}", "id", x->id, "state",
-                                     lost ? "lost" : "finished", "exit_code",
-                                     code >= 0 ? json_integer(code) : json_null(), "signal",
-                                     sig ? json_integer(sig) : json_null(), "duration_ms",
-                                     (json_int_t)duration, "timed_out", x->timed_out));
+        return pc_change_record(
+                d, st, NULL, x->id, "daemon", "exec.end", detail, PC_EVENT_EXEC_FINISHED, x->sandbox,
+                json_pack("{s:s, s:s, s:o, s:o, s:I, s:b}", "id", x->id, "state", lost ? "lost" : "finished",
+                          "exit_code", code >= 0 ? json_integer(code) : json_null(), "signal",
+                          sig ? json_integer(sig) : json_null(), "duration_ms", (json_int_t)duration,
+                          "timed_out", x->timed_out));
 }
 
 /* X ended: kills what it left running, records it and forgets it (on the loop, engine lock held). */
@@ -1924,8 +1894,9 @@ static int pending_deny(pc_daemon *d, const char *id, const char *sandbox, const
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)(now_usec(CLOCK_REALTIME) / 1000000));
-        return exec_change(d, st, "daemon", "exec.end", id, detail, PC_EVENT_EXEC_FINISHED, sandbox,
-                           json_pack("{s:s, s:s, s:s}", "id", id, "state", "denied", "reason", reason));
+        return pc_change_record(d, st, NULL, id, "daemon", "exec.end", detail, PC_EVENT_EXEC_FINISHED,
+                                sandbox,
+                                json_pack("{s:s, s:s, s:s}", "id", id, "state", "denied", "reason", reason));
 }
 
 void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approved, const char *reason)
@@ -1974,10 +1945,10 @@ void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approve
                                                sqlite3_errmsg(d->store.db));
                 sqlite3_bind_text(st, 1, exec_id, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(st, 2, (sqlite3_int64)(now_usec(CLOCK_REALTIME) / 1000000));
-                r = exec_change(d, st, "daemon", "exec.start", exec_id, detail, PC_EVENT_EXEC_STARTED,
-                                sandbox,
-                                json_pack("{s:s, s:s, s:s, s:s}", "id", exec_id, "command", q.cmd, "cwd",
-                                          q.cwd, "actor", "permission"));
+                r = pc_change_record(d, st, NULL, exec_id, "daemon", "exec.start", detail,
+                                     PC_EVENT_EXEC_STARTED, sandbox,
+                                     json_pack("{s:s, s:s, s:s, s:s}", "id", exec_id, "command", q.cmd,
+                                               "cwd", q.cwd, "actor", "permission"));
                 if (r < 0)
                         return (void)log_error_errno(r, "exec %s: cannot start it: %m", exec_id);
         }

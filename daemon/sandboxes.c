@@ -260,38 +260,6 @@ static int row_load(pc_daemon *d, const char *name, sandbox_row *ret, pc_error *
         return row_from_stmt(st, ret, reterr);
 }
 
-/* Runs `st` (a prepared change of NAME's row), the audit entry (unless `action` is NULL) and the event
- * (unless `event_data` is NULL; taken over) in one transaction, all of it or nothing, then delivers the
- * event. Called with the store lock held. */
-static int row_change(pc_daemon *d, sqlite3_stmt *st, sqlite3_stmt *also, const char *name, const char *actor,
-                      const char *action, const char *detail, pc_event_type event, json_t *event_data)
-{
-        _cleanup_json_ json_t *data = event_data;
-        _cleanup_event_pending_ pc_event_pending ev = {};
-        _cleanup_txn_ pc_txn txn = {};
-        int r;
-
-        r = pc_txn_begin(&d->store, &txn);
-        if (r < 0)
-                return r;
-        if (sqlite3_step(st) != SQLITE_DONE || (also && sqlite3_step(also) != SQLITE_DONE))
-                return pc_store_errno(&d->store);
-        if (action) {
-                r = pc_store_audit(&d->store, actor, action, name, detail);
-                if (r < 0)
-                        return r;
-        }
-        if (data) {
-                r = pc_event_record(d, event, name, TAKE_PTR(data), &ev);
-                if (r < 0)
-                        return r;
-        }
-        r = pc_txn_commit(&txn);
-        if (r < 0)
-                return r;
-        pc_event_deliver(d, &ev);
-        return 0;
-}
 
 /* Records NAME's new state (sb: the running sandbox, for its init) with its audit entry and event. */
 static int row_set_state(pc_daemon *d, const char *name, row_state state, isolate_sandbox *sb, const char *actor,
@@ -316,16 +284,15 @@ static int row_set_state(pc_daemon *d, const char *name, row_state state, isolat
         }
         sqlite3_bind_int64(st, 4, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
         sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
-        return row_change(d, st, NULL, name, actor, action, NULL, event, event_data);
+        return pc_change_record(d, st, NULL, name, actor, action, NULL, event, name, event_data);
 }
 
-/* Deletes NAME's row, with its audit entry and its sandbox.deleted event (see row_change()). */
-/* Deletes NAME's row, with its audit entry and its sandbox.deleted event (see row_change()). With `kept`
- * (the row of a sandbox whose workspace 'sandbox rm' keeps), the same transaction records the kept
+/* Deletes NAME's row, with its audit entry and its sandbox.deleted event (see pc_change_record()). With
+ * `kept` (the row of a sandbox whose workspace 'sandbox rm' keeps), the same transaction records the kept
  * workspace: its files belong to the sandbox's uid range, held back from other sandboxes until a sandbox
  * of the same name takes it back (with its disk limit). */
-static int row_delete(pc_daemon *d, const char *name, const sandbox_row *kept, const char *actor, const char *action,
-                      const char *detail, json_t *event_data)
+static int row_delete(pc_daemon *d, const char *name, const sandbox_row *kept, const char *actor,
+                      const char *action, const char *detail, json_t *event_data)
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_stmt_ sqlite3_stmt *st = NULL, *keep = NULL;
@@ -347,7 +314,8 @@ static int row_delete(pc_daemon *d, const char *name, const sandbox_row *kept, c
                 sqlite3_bind_text(keep, 5, isolate_disk_mode_to_string(kept->disk_mode), -1, SQLITE_STATIC);
                 sqlite3_bind_int64(keep, 6, (sqlite3_int64) (now_usec(CLOCK_REALTIME) / 1000000));
         }
-        return row_change(d, st, keep, name, actor, action, detail, PC_EVENT_SANDBOX_DELETED, event_data);
+        return pc_change_record(d, st, keep, name, actor, action, detail, PC_EVENT_SANDBOX_DELETED, name,
+                                event_data);
 }
 
 static char *workspace_path(pc_daemon *d, const char *name)
