@@ -40,20 +40,23 @@ static int audit_hash(int64_t seq, int64_t at, const char *actor, const char *ac
 }
 
 /* The recorded head: hash of the last row and the number of rows, and the seq the next row gets (what
- * AUTOINCREMENT would hand out: a row's hash covers its seq). One statement: this runs for every row.
+ * AUTOINCREMENT would hand out: a row's hash covers its seq). One statement, cached: this runs for every row.
  * -ENOENT when no head is recorded (a ledger from before the chain). */
 static int head_get(pc_store *s, char head[static 65], int64_t *ret_rows, int64_t *ret_next)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
         const char *h;
+        int r;
 
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT (SELECT value FROM settings WHERE key = 'audit_head'), "
-                               "(SELECT value FROM settings WHERE key = 'audit_rows'), "
-                               "max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0), "
-                               "coalesce((SELECT max(seq) FROM audit), 0)) + 1",
-                               -1, &st, NULL) != SQLITE_OK ||
-            sqlite3_step(st) != SQLITE_ROW)
+        r = pc_store_prepare_cached(s,
+                                    "SELECT (SELECT value FROM settings WHERE key = 'audit_head'), "
+                                    "(SELECT value FROM settings WHERE key = 'audit_rows'), "
+                                    "max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0), "
+                                    "coalesce((SELECT max(seq) FROM audit), 0)) + 1",
+                                    &st);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(st) != SQLITE_ROW)
                 return pc_store_errno(s);
         h = (const char *) sqlite3_column_text(st, 0);
         if (!h || strlen(h) != 64 || sqlite3_column_type(st, 1) == SQLITE_NULL)
@@ -67,13 +70,15 @@ static int head_get(pc_store *s, char head[static 65], int64_t *ret_rows, int64_
 
 static int head_set(pc_store *s, const char *head, int64_t rows)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
 
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO settings (key, value) VALUES ('audit_head', ?1), ('audit_rows', ?2) "
-                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                               -1, &st, NULL) != SQLITE_OK)
-                return pc_store_errno(s);
+        r = pc_store_prepare_cached(s,
+                                    "INSERT INTO settings (key, value) VALUES ('audit_head', ?1), ('audit_rows', ?2) "
+                                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                    &st);
+        if (r < 0)
+                return r;
         sqlite3_bind_text(st, 1, head, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, rows);
         return sqlite3_step(st) == SQLITE_DONE ? 0 : pc_store_errno(s);
@@ -83,7 +88,7 @@ int pc_store_audit(pc_store *s, const char *actor, const char *action, const cha
 {
         LOCK_GUARD(&s->lock);
         _cleanup_txn_ pc_txn txn = {};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
         int64_t at = (int64_t) (now_usec(CLOCK_REALTIME) / 1000000), rows = 0, seq;
         char prev[65], hash[65];
         int r;
@@ -101,11 +106,12 @@ int pc_store_audit(pc_store *s, const char *actor, const char *action, const cha
         r = audit_hash(seq, at, actor, action, subject, detail, prev, hash);
         if (r < 0)
                 return r;
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               -1, &st, NULL) != SQLITE_OK)
-                return pc_store_errno(s);
+        r = pc_store_prepare_cached(s,
+                                    "INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                    &st);
+        if (r < 0)
+                return r;
         sqlite3_bind_int64(st, 1, seq);
         sqlite3_bind_int64(st, 2, at);
         sqlite3_bind_text(st, 3, actor, -1, SQLITE_STATIC);

@@ -19,6 +19,7 @@ void pc_config_init(pc_config *c)
                 .tcp_max_connections_per_address = 128,
                 .tcp_auth_timeout = 10,
                 .events_keep = 10000,
+                .state_sync = PC_STATE_SYNC_NORMAL,
                 .exec_output_max = 16u << 20,
                 .log_level = LOG_LEVEL_INFO,
                 .egress_subnet = strdup("10.88.0.0/16"),
@@ -81,6 +82,16 @@ static int set_string(char **field, const char *value)
         free(*field);
         *field = s;
         return 0;
+}
+
+static const char *const state_sync_table[_PC_STATE_SYNC_MAX] = {
+        [PC_STATE_SYNC_NORMAL] = "normal",
+        [PC_STATE_SYNC_FULL] = "full",
+};
+
+const char *pc_state_sync_to_string(pc_state_sync s)
+{
+        return s >= 0 && s < _PC_STATE_SYNC_MAX ? state_sync_table[s] : NULL;
 }
 
 static int parse_log_level(const char *s)
@@ -314,6 +325,16 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                 c->files_max_upload = u;
                 return 0;
         }
+        if (streq(key, "state_sync")) {
+                for (size_t i = 0; i < _PC_STATE_SYNC_MAX; i++)
+                        if (streq(value, state_sync_table[i])) {
+                                c->state_sync = (pc_state_sync) i;
+                                return 0;
+                        }
+                *ret_why = "expected normal (commits reach the disk within a second) or full (before each "
+                           "commit returns)";
+                return -EINVAL;
+        }
         if (streq(key, "log_level")) {
                 r = parse_log_level(value);
                 if (r < 0) {
@@ -325,7 +346,7 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
         }
         *ret_why = "unknown key (expected listen, allow_remote_listen, policy_dir, state_dir, runtime_dir, "
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
-                   "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, log_level, log_file, "
+                   "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, state_sync, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
                    "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
                    "require_signed_approvals, ssh_socket, ssh_group, files_max_upload, events_keepalive, webhook_relay, "

@@ -13,21 +13,53 @@
 
 /* sqlite store: WAL, versioned migrations applied in one transaction each at open. One connection,
  * serialised by a mutex: statements are short and this keeps the threading model obvious. */
+#define PC_STORE_CACHE_MAX 32
+typedef struct pc_store_syncer pc_store_syncer;
 typedef struct pc_store {
         sqlite3 *db;
         pthread_mutex_t lock;
+        sqlite3_stmt *cache[PC_STORE_CACHE_MAX]; /* pc_store_prepare_cached(); unused slots NULL, at the end */
+        pc_store_syncer *syncer; /* state_sync = normal: the thread that syncs the WAL */
 } pc_store;
 
+/* Opens (creates, migrates, checks) the database at PATH with durability SYNC (config state_sync); with
+ * PC_STATE_SYNC_NORMAL this starts the WAL syncer thread. pc_store_open() is the default, normal. */
+int pc_store_open_sync(pc_store *s, const char *path, pc_state_sync sync, pc_error **reterr);
 int pc_store_open(pc_store *s, const char *path, pc_error **reterr);
+/* Stops the syncer after a last sync, finalizes cached statements, closes. */
 void pc_store_close(pc_store *s);
 int pc_store_schema_version(pc_store *s);
+/* PRAGMA synchronous of the connection as sqlite reports it (1 NORMAL, 2 FULL), or negative errno. */
+int pc_store_synchronous(pc_store *s);
+/* The syncer's counts (tests): commits seen, how many of them are synced, fdatasync() calls made. False
+ * when there is no syncer (state_sync = full). */
+typedef struct pc_store_sync_stats {
+        uint64_t commits, synced, fdatasyncs;
+} pc_store_sync_stats;
+bool pc_store_sync_stats_get(pc_store *s, pc_store_sync_stats *ret);
 /* Runs `sql` with no result rows (under the lock). */
 int pc_store_exec(pc_store *s, const char *sql);
+
+/* A statement of the connection's cache for SQL, prepared once (SQLITE_PREPARE_PERSISTENT), reset and with
+ * no bindings: for statements that run per request. The store lock must be held from here until it is
+ * reset; the cache owns it: reset it after use (_cleanup_reset_), never finalize it, and do not take the
+ * same SQL again while it is in use (-EBUSY). -ENOBUFS when PC_STORE_CACHE_MAX different statements are
+ * cached already. */
+int pc_store_prepare_cached(pc_store *s, const char *sql, sqlite3_stmt **ret);
+static inline void sqlite3_resetp(sqlite3_stmt **st)
+{
+        if (*st) {
+                (void) sqlite3_reset(*st);
+                (void) sqlite3_clear_bindings(*st);
+        }
+}
+#define _cleanup_reset_ _cleanup_(sqlite3_resetp)
+
 /* A write transaction (BEGIN IMMEDIATE) that rolls back on scope exit unless committed. Take the store
  * lock first, then the transaction, then statements: cleanups run in reverse, so statements are
- * finalized, then the transaction is rolled back, then the lock is released. */
+ * finalized (or reset), then the transaction is rolled back, then the lock is released. */
 typedef struct pc_txn {
-        sqlite3 *db;
+        pc_store *store; /* NULL once committed or rolled back */
         bool nested; /* a savepoint inside the caller's transaction */
 } pc_txn;
 int pc_txn_begin(pc_store *s, pc_txn *ret);

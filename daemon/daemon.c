@@ -273,9 +273,14 @@ static int daemon_init(pc_daemon *d, pc_error **reterr)
         db_path = strjoin(d->config.state_dir, "/state.db");
         if (!db_path)
                 return -ENOMEM;
-        r = pc_store_open(&d->store, db_path, reterr);
+        r = pc_store_open_sync(&d->store, db_path, d->config.state_sync, reterr);
         if (r < 0)
                 return r;
+        /* What the connection reports, not what was asked for: tests and admins read it here. */
+        log_info("state database %s: state_sync = %s (PRAGMA synchronous = %d)%s", db_path,
+                 pc_state_sync_to_string(d->config.state_sync), pc_store_synchronous(&d->store),
+                 d->config.state_sync == PC_STATE_SYNC_NORMAL ? ", the WAL is synced within a second of a commit"
+                                                              : "");
         r = pc_event_bus_new(d);
         if (r < 0)
                 return pc_error_setf(reterr, -r, "event_bus", "cannot read the last event's sequence number: %s",

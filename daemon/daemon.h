@@ -16,6 +16,14 @@ typedef struct pc_daemon pc_daemon;
 
 /* ---- configuration (config.c) ---- */
 
+/* How state.db's commits reach the disk (state_sync; docs/config.md). Both survive kill -9 of the daemon. */
+typedef enum pc_state_sync {
+        PC_STATE_SYNC_NORMAL, /* synchronous=NORMAL; a background thread fdatasync()s the WAL within ~1 s */
+        PC_STATE_SYNC_FULL,   /* synchronous=FULL: every commit fsyncs the WAL before it returns */
+        _PC_STATE_SYNC_MAX,
+} pc_state_sync;
+const char *pc_state_sync_to_string(pc_state_sync s);
+
 typedef struct pc_config {
         char *config_path;
         char *policy_dir;
@@ -31,6 +39,7 @@ typedef struct pc_config {
         unsigned tcp_max_connections_per_address; /* open TCP connections per client address */
         unsigned tcp_auth_timeout; /* seconds a TCP connection has for its first authenticated request */
         uint64_t events_keep;     /* how many of the newest events the store keeps */
+        pc_state_sync state_sync; /* state.db's durability on an OS crash or power cut */
         int log_level;
         char *log_file;
         char *pid_file;

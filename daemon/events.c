@@ -166,16 +166,17 @@ static int64_t store_event(pc_daemon *d, pc_event_type type, const char *sandbox
 {
         LOCK_GUARD(&d->store.lock);
         _cleanup_txn_ pc_txn txn = {};
-        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *del = NULL;
+        _cleanup_reset_ sqlite3_stmt *ins = NULL, *del = NULL;
         int64_t seq;
         int r;
 
         r = pc_txn_begin(&d->store, &txn);
         if (r < 0)
                 return r;
-        if (sqlite3_prepare_v2(d->store.db, "INSERT INTO events (at, type, sandbox, data) VALUES (?, ?, ?, ?)", -1,
-                               &ins, NULL) != SQLITE_OK)
-                return pc_store_errno(&d->store);
+        r = pc_store_prepare_cached(&d->store, "INSERT INTO events (at, type, sandbox, data) VALUES (?, ?, ?, ?)",
+                                    &ins);
+        if (r < 0)
+                return r;
         sqlite3_bind_int64(ins, 1, at);
         sqlite3_bind_text(ins, 2, pc_event_type_to_string(type), -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 3, sandbox, -1, SQLITE_STATIC);
@@ -184,8 +185,9 @@ static int64_t store_event(pc_daemon *d, pc_event_type type, const char *sandbox
                 return pc_store_errno(&d->store);
         seq = sqlite3_last_insert_rowid(d->store.db);
         /* Bounded retention: a range delete on the primary key, cheap at every insert. */
-        if (sqlite3_prepare_v2(d->store.db, "DELETE FROM events WHERE seq <= ?", -1, &del, NULL) != SQLITE_OK)
-                return pc_store_errno(&d->store);
+        r = pc_store_prepare_cached(&d->store, "DELETE FROM events WHERE seq <= ?", &del);
+        if (r < 0)
+                return r;
         sqlite3_bind_int64(del, 1, seq - (int64_t) d->config.events_keep);
         if (sqlite3_step(del) != SQLITE_DONE)
                 return pc_store_errno(&d->store);

@@ -9,11 +9,12 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
 
-from pclib import Daemon, Spec, Tap
+from pclib import Daemon, Spec, Tap, run_cmd
 
 t = Tap()
 if os.geteuid() != 0:
@@ -303,11 +304,37 @@ try:
     t.ok(last["action"] == "policy.reload" and json.loads(last["detail"])["changed"] >= 1,
          "a policy reload that changed something is audited", last)
 
-    # Survives restart, kill -9 included: the chain and head are written with each row.
+    # Survives restart, kill -9 included: the chain and head are written with each row. With the default
+    # state_sync (normal) a commit is in the WAL file when the request is answered, unsynced yet.
+    def sync_logged():
+        return re.findall(r"state_sync = (\w+) \(PRAGMA synchronous = (\d+)\)", d.logtext())[-1]
+
+    t.eq(sync_logged(), ("normal", "1"), "state_sync is normal by default: the connection reports synchronous 1")
     d.kill9()
     d.start()
     v = verify()
     t.ok(v["ok"] and v["rows"] == len(all_rows()), "the ledger verifies after kill -9 and restart", v)
+    t.ok(last in all_rows(), "the row written just before kill -9 is kept (state_sync = normal)", last)
+
+    # state_sync = full: what the connection reports, and kill -9 again.
+    config = d.config
+    d.stop()
+    d.config = config + "state_sync = full\n"
+    d.start()
+    t.eq(sync_logged(), ("full", "2"), "state_sync = full: the connection reports synchronous 2")
+    t.eq(d.request("POST", "/v1/tokens", {"role": "relay", "label": "full"}, via="unix").status, 201, "a token")
+    last = all_rows()[-1]
+    d.kill9()
+    d.start()
+    v = verify()
+    t.ok(v["ok"] and last in all_rows(), "its row is kept through kill -9 (state_sync = full)", v)
+    d.stop()
+    d.config = config + "state_sync = sometimes\n"
+    p = run_cmd(d.argv(), text=True)
+    t.ok(p.returncode != 0 and f'pocketcoder.conf:{config.count(chr(10)) + 1}: value for "state_sync": expected '
+         f'normal' in p.stderr, "a bad state_sync is refused with file:line", p.stderr)
+    d.config = config
+    d.start()
 finally:
     d.cleanup()
 t.done()

@@ -2,6 +2,8 @@
 /* The daemon's parts that need no running daemon: the config file, the API's request bodies and the event
  * bus over a store of its own. */
 
+#include <inttypes.h>
+
 #include "daemon-internal.h"
 #include "requests-internal.h"
 #include "tap.h"
@@ -36,7 +38,8 @@ TEST(config_every_key_quoting_and_comments)
                           "http_idle_timeout = 7\nevents_keep = 42\ntcp_max_connections = 100\n"
                           "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n"
                           "egress_allow = 10.1.2.0/24, 192.168.7.7\nsandbox_disk = 32M\nsandbox_inodes = 900\n"
-                          "state_reserve = 5%\nssh_socket = /run/t-ssh.sock\nssh_group = t-ssh\n");
+                          "state_reserve = 5%\nssh_socket = /run/t-ssh.sock\nssh_group = t-ssh\n"
+                          "state_sync = full\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -64,8 +67,17 @@ TEST(config_every_key_quoting_and_comments)
         CHECK(c.state_reserve_percent == 5 && c.state_reserve == 0);
         CHECK_STREQ(c.ssh_socket, "/run/t-ssh.sock");
         CHECK_STREQ(c.ssh_group, "t-ssh");
+        CHECK(c.state_sync == PC_STATE_SYNC_FULL);
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
+        /* The default, and the other value. */
+        for (const char *const *text = (const char *const[]){ "\n", "state_sync = full\nstate_sync = normal\n", NULL };
+             *text; text++) {
+                free(err);
+                err = parse(&c, *text, strlen(*text));
+                CHECK(!err && c.state_sync == PC_STATE_SYNC_NORMAL);
+                pc_config_done(&c);
+        }
 }
 
 TEST(config_errors_name_the_line)
@@ -105,6 +117,10 @@ TEST(config_errors_name_the_line)
                   "config t.conf:3: value for \"state_reserve\": expected a percentage from 0% to 90%, or a size such as 1G" },
                 { "ssh_socket = none\nssh_socket = ssh.sock\n",
                   "config t.conf:2: value for \"ssh_socket\": expected an absolute path, or none" },
+                { "state_sync = full\n# the next one is wrong\nstate_sync = off\n",
+                  "config t.conf:3: value for \"state_sync\": expected normal (commits reach the disk within a "
+                  "second) or full (before each commit returns)" },
+                { "state_sync = FULL\n", "config t.conf:1: value for \"state_sync\": expected normal" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -286,6 +302,61 @@ static void count_event(const pc_event *e, void *userdata)
 static void count_wake(pc_event_waiter *w)
 {
         n_woken++;
+}
+
+/* state_sync reaches the connection: sqlite reports synchronous 1 (NORMAL) by default and 2 (FULL) with
+ * full; with normal the syncer counts every commit and fdatasync()s the WAL within about a second, and
+ * closing syncs what is left. Cached statements are the same object each time, and a statement still
+ * in use is not handed out twice. */
+TEST(store_state_sync_and_statement_cache)
+{
+        char dir[] = "/tmp/pc-test-sync-XXXXXX";
+        _cleanup_free_ char *db = NULL, *rm = NULL;
+        pc_store_sync_stats st = {};
+        sqlite3_stmt *a = NULL, *b = NULL;
+        pc_store s;
+        uint64_t deadline;
+
+        CHECK(mkdtemp(dir));
+        db = strjoin(dir, "/state.db");
+        rm = strjoin("rm -rf ", dir);
+
+        CHECK(pc_store_open_sync(&s, db, PC_STATE_SYNC_FULL, NULL) == 0);
+        CHECK_INTEQ(pc_store_synchronous(&s), 2);
+        CHECK(!pc_store_sync_stats_get(&s, &st)); /* no syncer */
+        pc_store_close(&s);
+
+        CHECK(pc_store_open(&s, db, NULL) == 0);
+        CHECK_INTEQ(pc_store_synchronous(&s), 1);
+        CHECK(pc_store_sync_stats_get(&s, &st));
+        CHECK(pc_store_audit(&s, "test", "sync.one", NULL, NULL) == 0);
+        CHECK(pc_store_audit(&s, "test", "sync.two", NULL, NULL) == 0);
+        CHECK(pc_store_sync_stats_get(&s, &st) && st.commits >= 2);
+        /* Synced within the interval (1 s), with time to spare for a loaded machine. */
+        deadline = now_usec(CLOCK_MONOTONIC) + 5 * 1000 * 1000;
+        while (pc_store_sync_stats_get(&s, &st) && st.synced < st.commits && now_usec(CLOCK_MONOTONIC) < deadline)
+                (void) usleep(20 * 1000);
+        CHECK(st.synced == st.commits && st.fdatasyncs >= 1);
+        if (st.synced != st.commits || st.fdatasyncs < 1)
+                printf("#   commits %" PRIu64 " synced %" PRIu64 " fdatasyncs %" PRIu64 "\n", st.commits, st.synced,
+                       st.fdatasyncs);
+
+        /* The cache: one statement per SQL text, reset and unbound when handed out again. */
+        {
+                LOCK_GUARD(&s.lock);
+
+                CHECK(pc_store_prepare_cached(&s, "SELECT ?1", &a) == 0);
+                CHECK(sqlite3_bind_int(a, 1, 7) == SQLITE_OK && sqlite3_step(a) == SQLITE_ROW &&
+                      sqlite3_column_int(a, 0) == 7);
+                CHECK(pc_store_prepare_cached(&s, "SELECT ?1", &b) == -EBUSY); /* still stepping */
+                sqlite3_resetp(&a);
+                CHECK(pc_store_prepare_cached(&s, (char[]){ "SELECT ?1" }, &b) == 0 && b == a);
+                CHECK(sqlite3_step(b) == SQLITE_ROW && sqlite3_column_type(b, 0) == SQLITE_NULL);
+                sqlite3_resetp(&b);
+                CHECK(pc_store_prepare_cached(&s, "SELECT no_such_column", &b) < 0);
+        }
+        pc_store_close(&s);
+        CHECK(system(rm) == 0);
 }
 
 static uint64_t json_seq(json_t *list, size_t i)
