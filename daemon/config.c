@@ -34,6 +34,7 @@ void pc_config_init(pc_config *c)
                 .sandbox_disk = 10ULL << 30,
                 .state_reserve = 1ULL << 30,
                 .permission_timeout = 600,
+                .exec_ready_windows = 1,
                 .ssh_socket = strdup("/run/pocketcoder-ssh.sock"),
                 .ssh_group = strdup("pocketcoder-ssh"),
                 .events_keepalive = 15,
@@ -127,6 +128,7 @@ static const struct number_key {
         NUMBER_KEY(cpu_weight, 1, 10000, "expected a weight from 1 to 10000 (100 is the kernel's default)"),
         NUMBER_KEY(sandbox_inodes, 0, UINT32_MAX, "expected a number of files up to 4294967295 (0: one per 16K of disk)"),
         NUMBER_KEY(permission_timeout, 10, 604800, "expected seconds from 10 to 604800 (a week)"),
+        NUMBER_KEY(exec_ready_windows, 0, 16, "expected a number of windows from 0 to 16"),
         NUMBER_KEY(events_keepalive, 1, 3600, "expected seconds from 1 to 3600"),
         NUMBER_KEY(webhook_timeout, 1, 600, "expected seconds from 1 to 600"),
         NUMBER_KEY(webhook_retry_min, 1, 86400, "expected seconds from 1 to 86400"),
@@ -348,7 +350,8 @@ static int apply_key(pc_config *c, const char *key, const char *value, const cha
                    "socket_group, max_body_size, api_threads, http_idle_timeout, tcp_max_connections, "
                    "tcp_max_connections_per_address, tcp_auth_timeout, events_keep, state_sync, log_level, log_file, "
                    "egress_subnet, egress_allow, uid_range_base, cgroup_parent, nft_table, nofile_max, cpu_weight, "
-                   "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, permission_timeout, "
+                   "sandbox_disk, sandbox_inodes, state_reserve, exec_output_max, exec_ready_windows, "
+                   "permission_timeout, "
                    "require_signed_approvals, ssh_socket, ssh_group, files_max_upload, events_keepalive, webhook_relay, "
                    "webhook_admin, webhook_relay_events, webhook_admin_events, webhook_secret, webhook_timeout, "
                    "webhook_retry_min, webhook_retry_max, webhook_max_attempts, webhook_deliveries_keep)";

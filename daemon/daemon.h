@@ -57,6 +57,7 @@ typedef struct pc_config {
         bool reset_state;         /* --reset-state: stop sandboxes whose state database is lost, then start */
         uint64_t exec_output_max; /* bytes of stdout and of stderr kept per exec (more is dropped and reported) */
         uint64_t permission_timeout; /* seconds a permission request waits for a person before it expires */
+        unsigned exec_ready_windows; /* tmux windows with a waiting shim each sandbox keeps for its next execs */
         bool require_signed_approvals; /* approvals must carry a registered device's Ed25519 signature */
         char *ssh_socket;         /* the SSH login's gateway socket (api/ssh.c), outside runtime_dir; NULL: none */
         char *ssh_group;          /* the group that may use it (mode 0660) */

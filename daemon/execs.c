@@ -12,6 +12,7 @@
  * list of running execs and everything in them. Output is kept in memory while an exec runs, appended to
  * spool files in STATE_DIR/execs (what a daemon killed meanwhile finds: the exec is then "lost", with that
  * output) and stored with the row when it ends. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/vfs.h>
@@ -74,6 +76,7 @@ typedef struct outbuf {
         char *data;
         size_t len, cap;
         bool truncated, eof;
+        bool spooled; /* its spool file was made (at the first output: an exec without output makes none) */
         int spool;
 } outbuf;
 
@@ -88,6 +91,9 @@ struct exec {
         outbuf out[2];
         conn *c[_CONN_MAX];
         bool ctl_done, go_sent, got_status, timed_out;
+        bool assigned; /* an exec's (command, cwd... set); else a ready window's, waiting for one */
+        bool reserved; /* a request took this ready window: it becomes that request's exec */
+        bool job_sent;
         int status;
         uint64_t cpu_user, cpu_system;
         char *cgroup; /* its own group, or NULL */
@@ -120,9 +126,19 @@ typedef struct tmux_client {
         struct tmux_client *next;
 } tmux_client;
 
+/* A window to make, by the window maker's thread: the window of exec `id`, or (id "") a ready one. */
+typedef struct window_job {
+        char sandbox[64], id[33];
+        struct window_job *next;
+} window_job;
+
 typedef struct pc_execs {
         pthread_mutex_t lock;
-        exec *list;
+        exec *list; /* execs and ready windows */
+        window_job *jobs;
+        pthread_cond_t jobs_cond;
+        pthread_t maker;
+        bool maker_started, stopping;
         listener *listeners;
         tmux_client *clients;
         conn *pending;
@@ -130,7 +146,12 @@ typedef struct pc_execs {
 } pc_execs;
 
 /* The shim, as small as perl lets it be: no modules (Socket and POSIX cost ~15 ms to load), so the constants
- * are Linux's (AF_UNIX = SOCK_STREAM = 1; a sockaddr_un is the family and the path). */
+ * are Linux's (AF_UNIX = SOCK_STREAM = 1; a sockaddr_un is the family and the path). A window and its shim are
+ * made ahead of time (a sandbox keeps exec_ready_windows of them): the shim connects, forks the command's
+ * process, which connects stdout, stderr and stdin, is moved into the exec's cgroup ("go") and becomes a `bash`
+ * that waits for its job on a pipe. The job ("DISPLAY_LEN SCRIPT_LEN\n", what the pane shows, a bash script that
+ * sets __pc_c, the directory and the environment) comes when an exec takes the window; the bash sources it and
+ * evals the command, so an exec costs neither a window, nor a perl, nor a bash start. */
 static const char *const shim_script =
         /* tmux's server may pass on descriptors of its clients (their stdio) to a new pane: dropped, so that
          * neither the command gets them nor the clients wait for their end */
@@ -144,23 +165,21 @@ static const char *const shim_script =
         "sub readn { my ($s, $n) = @_; my $b = q{}; while (length($b) < $n) {"
         "  my $k = sysread($s, $b, $n - length($b), length($b)); die \"job: $!\\n\" unless $k; } return $b; "
         "}"
-        "my $c = conn(q{ctl}); my $head = q{};"
-        "while ($head !~ /\\n\\z/) { my $ch = readn($c, 1); $head .= $ch; die \"job\\n\" if length($head) > "
-        "20; }"
-        "my ($cwd, $cmd, @env) = split /\\0/, readn($c, int($head)), -1; pop @env;"
-        "(my $show = $cmd) =~ s/[\\x00-\\x1f\\x7f]/?/g; print \"\\$ $show\\n\";"
+        "my $c = conn(q{ctl});"
+        /* the job's pipe outlives the bash's exec ($^F: descriptors above it are close-on-exec) */
+        "$^F = 1000; pipe(my $r, my $w) or die \"pipe: $!\\n\"; $^F = 2;"
         "my $pid = fork(); die \"fork: $!\\n\" unless defined $pid;"
-        "if (!$pid) { my $o = conn(q{out}); my $e = conn(q{err}); my $i = conn(q{in}); my $go = q{};"
-        "  sysread($o, $go, 3); exit 127 unless $go eq \"go\\n\"; setpgrp(0, 0);"
-        "  delete @ENV{qw(TMUX TMUX_PANE)}; for (@env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }"
+        "if (!$pid) { close($w); my $o = conn(q{out}); my $e = conn(q{err}); my $i = conn(q{in}); my $go = q{};"
+        "  sysread($o, $go, 3); exit 127 unless $go eq \"go\\n\"; setpgrp(0, 0); delete @ENV{qw(TMUX TMUX_PANE)};"
         "  open(STDIN, q{<&}, $i) && open(STDOUT, q{>&}, $o) && open(STDERR, q{>&}, $e) or exit 127;"
-        "  $SIG{PIPE} = q{DEFAULT};"
-        "  chdir($cwd) or do { syswrite(STDERR, \"pocketcoder: cd $cwd: $!\\n\"); exit 126 };"
-        "  exec { q{/bin/bash} } q{bash}, q{-c}, $cmd; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit "
-        "127; }"
-        "waitpid($pid, 0); my $w = $?; my (undef, undef, $cu, $cs) = times;"
-        "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $w, $cu * 1e6, $cs * 1e6));"
-        "print(($w & 127) ? q{[signal } . ($w & 127) . \"]\\n\" : q{[exit } . ($w >> 8) . \"]\\n\");"
+        "  $SIG{PIPE} = q{DEFAULT}; my $n = fileno($r);"
+        "  exec { q{/bin/bash} } q{bash}, q{-c}, \". /dev/fd/$n || exit 127; exec $n<&-; eval \\\"unset __pc_c; "
+        "\\$__pc_c\\\"\"; syswrite(STDERR, \"pocketcoder: bash: $!\\n\"); exit 127; }"
+        "close($r); my ($dl, $sl) = split(/ /, readn($c, 24)); my $job = readn($c, $dl + $sl);"
+        "print(substr($job, 0, $dl)); syswrite($w, $job, $sl, $dl); close($w);"
+        "waitpid($pid, 0); my $st = $?; my (undef, undef, $cu, $cs) = times;"
+        "syswrite($c, sprintf(\"status %d %.0f %.0f\\n\", $st, $cu * 1e6, $cs * 1e6));"
+        "print(($st & 127) ? q{[signal } . ($st & 127) . \"]\\n\" : q{[exit } . ($st >> 8) . \"]\\n\");"
         /* not ';' at the end: tmux takes an argument ending in ';' for the end of its command */
         "exit 0";
 
@@ -521,10 +540,29 @@ static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
 }
 
 /* X ended: kills what it left running, records it and forgets it (on the loop, engine lock held). */
+static void window_job_queue(pc_execs *m, const char *sandbox, const char *id);
+
+static void exec_unlink(pc_execs *m, exec *x)
+{
+        for (exec **pp = &m->list; *pp; pp = &(*pp)->next)
+                if (*pp == x) {
+                        *pp = x->next;
+                        break;
+                }
+        exec_free(x);
+}
+
 static void exec_finish(pc_daemon *d, pc_execs *m, exec *x, const char *why_lost)
 {
         int r;
 
+        if (!x->assigned) { /* a ready window that ended unused (its sandbox stopped, or its shim was killed) */
+                log_debug("exec window %.8s: ended unused", x->id);
+                exec_kill_tree(x);
+                exec_cgroup_remove(d, x);
+                exec_unlink(m, x);
+                return;
+        }
         log_debug("exec %s: ended after %" PRIu64 " us", x->id, now_usec(CLOCK_MONOTONIC) - x->started_mono);
         exec_kill_tree(x); /* whatever it left running in the background */
         r = exec_record_end(d, x, why_lost);
@@ -533,18 +571,17 @@ static void exec_finish(pc_daemon *d, pc_execs *m, exec *x, const char *why_lost
                 log_error_errno(r, "exec %s: cannot record its end: %m", x->id);
         else
                 for (int i = 0; i < 2; i++) {
-                        _cleanup_free_ char *p = spool_path(m, x->id, i);
+                        _cleanup_free_ char *p = x->out[i].spooled ? spool_path(m, x->id, i) : NULL;
                         if (p)
                                 (void)unlink(p);
                 }
         exec_cgroup_remove(d, x);
         wake_waiters(x);
-        for (exec **pp = &m->list; *pp; pp = &(*pp)->next)
-                if (*pp == x) {
-                        *pp = x->next;
-                        break;
-                }
-        exec_free(x);
+        /* a ready window for the next exec, made now that this one is over (not while it ran: on a small
+         * machine, starting tmux's pane, perl and bash would take the CPU the command runs on) */
+        if (d->config.exec_ready_windows > 0)
+                window_job_queue(m, x->sandbox, "");
+        exec_unlink(m, x);
 }
 
 static void exec_check_done(pc_daemon *d, pc_execs *m, exec *x)
@@ -593,6 +630,14 @@ static void outbuf_append(pc_daemon *d, exec *x, int stream, const char *p, size
         }
         memcpy(o->data + o->len, p, keep);
         o->len += keep;
+        if (!o->spooled) {
+                _cleanup_free_ char *path = spool_path(engine(d), x->id, stream);
+                o->spooled = true;
+                o->spool = path ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600)
+                                : -ENOMEM;
+                if (o->spool < 0)
+                        log_warning("exec %s: no spool file: a daemon crash would lose its output", x->id);
+        }
         if (o->spool >= 0 && write_all(o->spool, p, keep) < 0)
                 o->spool = safe_close(o->spool); /* the output is still kept; only a crash would lose it */
         wake_waiters(x);
@@ -628,46 +673,95 @@ static void in_flush(exec *x)
 /* The child is in its group (its pid came with its stdout connection): it may run. */
 static void maybe_go(exec *x)
 {
-        if (x->go_sent || !x->c[CONN_OUT] || !x->c[CONN_ERR] || !x->c[CONN_IN] || x->pid <= 0)
+        if (x->go_sent || !x->c[CONN_CTL] || !x->c[CONN_OUT] || !x->c[CONN_ERR] || !x->c[CONN_IN] || x->pid <= 0)
                 return;
         if (send(x->c[CONN_OUT]->fd, "go\n", 3, MSG_NOSIGNAL | MSG_DONTWAIT) != 3) {
                 log_warning_errno(errno, "exec %s: cannot let it run: %m, ignoring", x->id);
                 return;
         }
         x->go_sent = true;
-        in_flush(x);
+        if (x->assigned)
+                in_flush(x);
 }
 
 static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
-/* The job for the shim: "LEN\n" and cwd, command, NAME=VALUE... each NUL-terminated. */
+/* `s` in single quotes for bash (a ' becomes '\'': every other byte stands for itself). */
+static void squote(FILE *f, const char *s)
+{
+        fputc('\'', f);
+        for (; *s; s++)
+                if (*s == '\'')
+                        fputs("'\\''", f);
+                else
+                        fputc(*s, f);
+        fputc('\'', f);
+}
+
+/* The job for the shim: "DISPLAY_LEN SCRIPT_LEN\n" (24 bytes), what the pane shows ("$ COMMAND", control characters as
+ * '?'), and the script the waiting bash sources: the command into __pc_c, the directory, the environment. */
 static int send_job(exec *x, int fd)
 {
-        _cleanup_free_ char *job = NULL, *head = NULL;
-        size_t n = strlen(x->cwd) + strlen(x->command) + 2, off;
+        _cleanup_free_ char *display = NULL, *script = NULL, *head = NULL;
+        size_t dn = 0, sn = 0;
+        FILE *f;
         const char *k;
         json_t *v;
         int flags, r;
 
-        json_object_foreach(x->env, k, v) n += strlen(k) + json_string_length(v) + 2;
-        job = malloc(n);
-        if (!job)
+        if (asprintf_safe(&display, "$ %s\n", x->command) < 0)
                 return -ENOMEM;
-        off = (size_t)sprintf(job, "%s", x->cwd) + 1;
-        off += (size_t)sprintf(job + off, "%s", x->command) + 1;
-        json_object_foreach(x->env, k, v) off +=
-                (size_t)sprintf(job + off, "%s=%s", k, json_string_value(v)) + 1;
-        if (asprintf_safe(&head, "%zu\n", n) < 0)
+        dn = strlen(display);
+        for (size_t i = 2; i + 1 < dn; i++)
+                if ((unsigned char)display[i] < 0x20 || display[i] == 0x7f)
+                        display[i] = '?';
+        f = open_memstream(&script, &sn);
+        if (!f)
                 return -ENOMEM;
-        /* at most ~130 KiB, which the shim reads at once: write it blocking */
+        fputs("__pc_c=", f);
+        squote(f, x->command);
+        fputs("\ncd -P -- ", f);
+        squote(f, x->cwd);
+        fputs(" 2>&- || { printf 'pocketcoder: cd %s: no such directory, or not one it may enter\\n' ", f);
+        squote(f, x->cwd);
+        fputs(" >&2; exit 126; }\n", f);
+        json_object_foreach(x->env, k, v) {
+                _cleanup_free_ char *kv = strjoin(k, "=", json_string_value(v));
+                if (!kv) {
+                        fclose(f);
+                        return -ENOMEM;
+                }
+                fputs("export -- ", f);
+                squote(f, kv);
+                fputs(" 2>&-\n", f);
+        }
+        if (fclose(f) != 0 || !script)
+                return -ENOMEM;
+        if (asprintf_safe(&head, "%011zu %011zu\n", dn, sn) < 0 || strlen(head) != 24)
+                return -ENOMEM;
+        /* at most ~260 KiB, which the shim reads at once: write it blocking */
         flags = fcntl(fd, F_GETFL);
         if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
                 return -errno;
-        r = write_all(fd, head, strlen(head));
-        if (r >= 0)
-                r = write_all(fd, job, n);
+        {
+                struct iovec iov[] = {{head, 24}, {display, dn}, {script, sn}};
+                ssize_t w = writev(fd, iov, 3);
+                r = w < 0 ? -errno : 0;
+                /* what one writev did not take (a long job; rare): the rest in order */
+                for (size_t i = 0, off = w > 0 ? (size_t)w : 0; r >= 0 && i < 3; i++) {
+                        size_t n = iov[i].iov_len;
+                        if (off >= n) {
+                                off -= n;
+                                continue;
+                        }
+                        r = write_all(fd, (char *)iov[i].iov_base + off, n - off);
+                        off = 0;
+                }
+        }
         if (fcntl(fd, F_SETFL, flags) < 0 && r >= 0)
                 r = -errno;
+        if (r >= 0)
+                x->job_sent = true;
         return r;
 }
 
@@ -699,7 +793,7 @@ static int conn_identify(pc_daemon *d, pc_execs *m, conn *c)
         /* only from its own sandbox (this listener is that sandbox's), once per kind, with its secret */
         if (k < 0 || !x || !streq(x->sandbox, c->listener->sandbox) ||
             !streq(x->instance, c->listener->instance) || x->c[k] || !secret_equal(secret, x->secret) ||
-            (k == CONN_CTL && x->ctl_done) || (k != CONN_CTL && (!x->c[CONN_CTL] || x->go_sent)))
+            (k == CONN_CTL && x->ctl_done) || (k != CONN_CTL && x->go_sent))
                 return -EPERM;
         log_debug("exec %s: %s connected after %" PRIu64 " us", x->id, kind,
                   now_usec(CLOCK_MONOTONIC) - x->started_mono);
@@ -709,7 +803,12 @@ static int conn_identify(pc_daemon *d, pc_execs *m, conn *c)
         x->c[k] = c;
         switch (k) {
         case CONN_CTL:
-                return send_job(x, c->fd);
+                if (x->assigned) {
+                        int r = send_job(x, c->fd);
+                        if (r < 0)
+                                return r;
+                }
+                break;
         case CONN_OUT:
                 if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0 || cred.pid <= 0)
                         return -EPERM;
@@ -779,7 +878,15 @@ static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *user
                 return 0;
         }
         if (c->kind == CONN_IN) {
-                in_flush(x);
+                /* the command closed its stdin (or ended): what is queued for it goes, and so does the socket
+                 * (a hang-up is reported whatever events are asked for: kept, it would wake the loop for ever)
+                 */
+                if (revents & (EPOLLHUP | EPOLLERR)) {
+                        x->in_len = 0;
+                        x->in_open = false;
+                        conn_drop(c, x);
+                } else
+                        in_flush(x);
                 return 0;
         }
         k = read(fd, buf,
@@ -793,7 +900,9 @@ static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *user
         if (k > 0 && c->len < sizeof(c->buf) - 1) {
                 memcpy(c->buf + c->len, buf, (size_t)k);
                 c->len += (size_t)k;
-                return 0;
+                /* the status line is the end: the shim's own exit is not waited for */
+                if (!memchr(c->buf, '\n', c->len))
+                        return 0;
         }
         /* the end of this stream (or garbage on ctl) */
         if (c->kind == CONN_CTL) {
@@ -866,6 +975,36 @@ static void listener_release(pc_daemon *d, void *userdata)
         listener_free(userdata);
 }
 
+/* Groups of execs and ready windows that an earlier daemon left in the sandbox's group (its ready windows'
+ * shims end when their connections go, but their groups stay): what is still in them is killed, and they go.
+ * Engine lock held, when this daemon first serves the sandbox instance. */
+static void sweep_stale_groups(pc_daemon *d, pc_execs *m, const pc_exec_target *t)
+{
+        _cleanup_(closedirp) DIR *dir = t->cgroup_path ? opendir(t->cgroup_path) : NULL;
+        struct statfs sf;
+        struct dirent *de;
+        bool v2;
+
+        if (!dir)
+                return;
+        v2 = statfs(t->cgroup_path, &sf) >= 0 && (uint64_t)sf.f_type == (uint64_t)CGROUP2_SUPER_MAGIC;
+        while ((de = readdir(dir))) {
+                exec x = {.pidfd = -EBADF, .cgroup_v2 = v2};
+
+                if (!startswith(de->d_name, "exec-") || !id_is_valid(de->d_name + 5) ||
+                    exec_find(m, de->d_name + 5))
+                        continue;
+                snprintf(x.id, sizeof(x.id), "%s", de->d_name + 5);
+                x.cgroup = strjoin(t->cgroup_path, "/", de->d_name);
+                if (!x.cgroup)
+                        return;
+                log_debug("exec %s: removing its group, left by an earlier daemon", x.id);
+                exec_kill_tree(&x);
+                exec_cgroup_remove(d, &x);
+                free(x.cgroup);
+        }
+}
+
 /* The sandbox's exec socket (engine lock held): bound once per sandbox instance, in the directory the
  * sandbox sees at /run/pocketcoder (a socket left there by an earlier daemon or instance is replaced). */
 static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc_exec_target *t,
@@ -911,6 +1050,7 @@ static int listener_get(pc_daemon *d, pc_execs *m, const char *sandbox, const pc
         }
         l->next = m->listeners;
         m->listeners = l;
+        sweep_stale_groups(d, m, t);
         return 0;
 }
 
@@ -1224,100 +1364,264 @@ typedef struct exec_spec {
         unsigned timeout;
 } exec_spec;
 
-/* Starts a recorded exec: its socket, spool files, group, the in-memory state, then its tmux window. */
-static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t, pc_error **reterr)
+/* A new exec (or ready window) ID of sandbox instance `t` in the list, with its group (engine lock held). */
+static int exec_new(pc_daemon *d, pc_execs *m, const char *id, const char *sandbox, const pc_exec_target *t,
+                    exec **ret, pc_error **reterr)
+{
+        exec *x;
+        int r;
+
+        r = listener_get(d, m, sandbox, t, reterr);
+        if (r < 0)
+                return r;
+        x = calloc(1, sizeof(*x));
+        if (!x)
+                return -ENOMEM;
+        *x = (exec){.pidfd = -EBADF, .out = {{.spool = -EBADF}, {.spool = -EBADF}}};
+        snprintf(x->id, sizeof(x->id), "%s", id);
+        random_hex(x->secret);
+        snprintf(x->sandbox, sizeof(x->sandbox), "%s", sandbox);
+        strcpy(x->instance, t->instance);
+        x->started_mono = now_usec(CLOCK_MONOTONIC);
+        r = exec_cgroup_make(x, t->cgroup_path);
+        if (r < 0)
+                log_warning_errno(r, "exec %s: no cgroup of its own (a timeout kills its process group): %m",
+                                  x->id);
+        x->next = m->list;
+        m->list = x;
+        *ret = x;
+        return 0;
+}
+
+/* Gives exec X its job (engine lock held). */
+static int exec_assign(exec *x, const exec_spec *q)
+{
+        x->command = strdup(q->command);
+        x->cwd = strdup(q->cwd);
+        x->env = q->env ? json_deep_copy(q->env) : json_object();
+        x->in_open = q->stdin_open;
+        x->timeout_usec = q->timeout * 1000000ULL;
+        x->started_mono = now_usec(CLOCK_MONOTONIC);
+        if (q->stdin_len > 0 && (x->in_data = malloc(q->stdin_len)))
+                memcpy(x->in_data, q->stdin_data, q->stdin_len);
+        x->in_len = x->in_data ? q->stdin_len : 0;
+        if (!x->command || !x->cwd || !x->env || (q->stdin_len > 0 && !x->in_data))
+                return -ENOMEM;
+        x->assigned = true;
+        x->reserved = false;
+        return 0;
+}
+
+/* On the loop: an exec took a ready window whose shim is connected: its job goes there now. */
+static void exec_send_job(pc_daemon *d, void *userdata)
+{
+        _cleanup_free_ char *id = userdata;
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = exec_find(m, id);
+
+        if (!x || !x->assigned || x->job_sent || !x->c[CONN_CTL])
+                return;
+        if (send_job(x, x->c[CONN_CTL]->fd) < 0) {
+                log_warning("exec %s: cannot hand its shim the job", x->id);
+                exec_kill_tree(x); /* the shim reports the kill, and it is over */
+                return;
+        }
+        if (x->go_sent)
+                in_flush(x);
+}
+
+/* Makes the tmux window of X (ID, SECRET): "pc-" + the id's start, in the session's directory; tmux runs the
+ * shim itself (no shell). The script has no single quote (pc_execs_new() checks), so tmux's quotes hold it as
+ * it is. A request's thread or the window maker's: this waits for tmux. */
+static int window_make(pc_daemon *d, const char *sandbox, const pc_exec_target *t, const char *id,
+                       const char *secret, pc_error **reterr)
+{
+        _cleanup_free_ char *line = NULL;
+        _cleanup_pc_error_ pc_error *e = NULL;
+        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+        int r;
+
+        if (asprintf_safe(&line, "new-window -d -t '=%s:' -n pc-%.8s -c %s perl -e '%s' %s %s\n", sandbox, id,
+                          ISOLATE_WORKSPACE, shim_script, id, secret) < 0)
+                return -ENOMEM;
+        r = tmux_command(d, sandbox, t, line, &e);
+        if (r < 0 && r != -EIO) {
+                /* No answer from the control client (it is restarted at the next exec): a tmux process of its
+                 * own makes the window. Should the first window appear after all, its shim finds its
+                 * connections taken and ends. */
+                char window[16], target[80];
+                const char *args[] = {"new-window", "-d",   "-t", target, "-n", window, "-c", ISOLATE_WORKSPACE,
+                                      "--",         "perl", "-e", shim_script, id, secret, NULL};
+                log_warning("exec %s: %s; making its window with a tmux process", id, e ? e->message : "");
+                snprintf(window, sizeof(window), "pc-%.8s", id);
+                snprintf(target, sizeof(target), "=%s:", sandbox);
+                r = pc_sandboxes_tmux(d, sandbox, t->instance, args, reterr);
+        } else if (r < 0 && reterr)
+                *reterr = TAKE_PTR(e);
+        log_debug("exec %s: tmux new-window took %" PRIu64 " us", id, now_usec(CLOCK_MONOTONIC) - t0);
+        return r;
+}
+
+static unsigned ready_windows(pc_execs *m, const char *sandbox, const char *instance)
+{
+        unsigned n = 0;
+
+        for (exec *x = m->list; x; x = x->next)
+                n += !x->assigned && !x->reserved && !x->ctl_done && streq(x->sandbox, sandbox) &&
+                     streq(x->instance, instance);
+        return n;
+}
+
+/* One job of the window maker: a new ready window when the sandbox has fewer than it keeps, or the window of
+ * an exec that found none. */
+static void window_job_run(pc_daemon *d, pc_execs *m, const window_job *j)
+{
+        _cleanup_(pc_exec_target_done) pc_exec_target t = {};
+        _cleanup_pc_error_ pc_error *e = NULL;
+        pc_principal admin = {.role = PC_ROLE_ADMIN};
+        char id[33], secret[33];
+        int r;
+
+        r = pc_sandboxes_exec_target(d, &admin, j->sandbox, &t, NULL);
+        if (r < 0)
+                return; /* gone or stopped: an exec waiting for its window ends with the control client */
+        {
+                LOCK_GUARD(&m->lock);
+                exec *x;
+
+                if (j->id[0]) {
+                        x = exec_find(m, j->id);
+                        if (!x || x->c[CONN_CTL] || x->ctl_done)
+                                return;
+                } else {
+                        if (ready_windows(m, j->sandbox, t.instance) >= d->config.exec_ready_windows)
+                                return;
+                        random_hex(id);
+                        if (exec_new(d, m, id, j->sandbox, &t, &x, &e) < 0) {
+                                log_warning("sandbox %s: cannot make a ready exec window: %s", j->sandbox,
+                                            e ? e->message : "out of memory");
+                                return;
+                        }
+                }
+                strcpy(id, x->id);
+                strcpy(secret, x->secret);
+        }
+        r = window_make(d, j->sandbox, &t, id, secret, &e);
+        if (r < 0) {
+                log_warning("exec %s: cannot make its tmux window: %s", id, e ? e->message : strerror(-r));
+                (void)post_id(d, exec_abandon, id);
+        }
+}
+
+static void *window_maker(void *userdata)
+{
+        pc_daemon *d = userdata;
+        pc_execs *m = engine(d);
+
+        for (;;) {
+                window_job *j;
+                {
+                        LOCK_GUARD(&m->lock);
+                        while (!m->jobs && !m->stopping)
+                                pthread_cond_wait(&m->jobs_cond, &m->lock);
+                        if (m->stopping)
+                                return NULL;
+                        j = m->jobs;
+                        m->jobs = j->next;
+                }
+                window_job_run(d, m, j);
+                free(j);
+        }
+}
+
+/* Queues a window job (engine lock held); a sandbox's "ready window" job once. */
+static void window_job_queue(pc_execs *m, const char *sandbox, const char *id)
+{
+        window_job **pp = &m->jobs, *j;
+
+        for (; *pp; pp = &(*pp)->next)
+                if (!id[0] && !(*pp)->id[0] && streq((*pp)->sandbox, sandbox))
+                        return;
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                log_warning("sandbox %s: no memory to queue an exec window", sandbox);
+                return;
+        }
+        snprintf(j->sandbox, sizeof(j->sandbox), "%s", sandbox);
+        snprintf(j->id, sizeof(j->id), "%s", id);
+        *pp = j;
+        pthread_cond_signal(&m->jobs_cond);
+}
+
+/* A ready window of sandbox instance `t` for a new exec, whose id becomes the exec's (*ret_id); false when
+ * there is none (the exec gets a random id and a window of its own). */
+static bool window_take(pc_daemon *d, const char *sandbox, const pc_exec_target *t, char ret_id[static 33])
 {
         pc_execs *m = engine(d);
-        exec *x;
+        LOCK_GUARD(&m->lock);
+        exec *best = NULL;
+
+        for (exec *x = m->list; x; x = x->next)
+                if (!x->assigned && !x->reserved && !x->ctl_done && streq(x->sandbox, sandbox) &&
+                    streq(x->instance, t->instance) && (!best || (x->go_sent && !best->go_sent)))
+                        best = x;
+        if (!best) {
+                random_hex(ret_id);
+                return false;
+        }
+        best->reserved = true;
+        strcpy(ret_id, best->id);
+        return true;
+}
+
+static void window_give_back(pc_daemon *d, const char *id)
+{
+        pc_execs *m = engine(d);
+        LOCK_GUARD(&m->lock);
+        exec *x = exec_find(m, id);
+
+        if (x && !x->assigned)
+                x->reserved = false;
+}
+
+/* Starts a recorded exec: in the ready window it took (`taken`), else in a window the window maker makes for
+ * it; either way a new ready window is queued for the next. */
+static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t, bool taken,
+                      pc_error **reterr)
+{
+        pc_execs *m = engine(d);
+        bool connected;
         int r;
 
         {
                 LOCK_GUARD(&m->lock);
+                exec *x = taken ? exec_find(m, q->id) : NULL;
 
-                r = listener_get(d, m, q->sandbox, t, reterr);
-                if (r < 0)
+                if (x && x->assigned)
+                        return -EEXIST;
+                if (!x || x->ctl_done) { /* none, or it ended meanwhile: a window of its own */
+                        taken = false;
+                        r = exec_new(d, m, q->id, q->sandbox, t, &x, reterr);
+                        if (r < 0)
+                                return r;
+                }
+                r = exec_assign(x, q);
+                if (r < 0) {
+                        x->ctl_done = true;
+                        exec_finish(d, m, x, "out of memory");
                         return r;
-                x = calloc(1, sizeof(*x));
-                if (!x)
-                        return -ENOMEM;
-                *x = (exec){.pidfd = -EBADF, .out = {{.spool = -EBADF}, {.spool = -EBADF}}};
-                snprintf(x->id, sizeof(x->id), "%s", q->id);
-                random_hex(x->secret);
-                snprintf(x->sandbox, sizeof(x->sandbox), "%s", q->sandbox);
-                strcpy(x->instance, t->instance);
-                x->command = strdup(q->command);
-                x->cwd = strdup(q->cwd);
-                x->env = q->env ? json_deep_copy(q->env) : json_object();
-                x->in_open = q->stdin_open;
-                x->timeout_usec = q->timeout * 1000000ULL;
-                x->started_mono = now_usec(CLOCK_MONOTONIC);
-                if (q->stdin_len > 0 && (x->in_data = malloc(q->stdin_len)))
-                        memcpy(x->in_data, q->stdin_data, q->stdin_len);
-                x->in_len = x->in_data ? q->stdin_len : 0;
-                if (!x->command || !x->cwd || !x->env || (q->stdin_len > 0 && !x->in_data)) {
-                        exec_free(x);
-                        return -ENOMEM;
                 }
-                for (int i = 0; i < 2; i++) {
-                        _cleanup_free_ char *p = spool_path(m, x->id, i);
-                        x->out[i].spool =
-                                p ? open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600)
-                                  : -ENOMEM;
-                        if (x->out[i].spool < 0)
-                                log_warning("exec %s: no spool file: a daemon crash would lose its output",
-                                            x->id);
-                }
-                r = exec_cgroup_make(x, t->cgroup_path);
-                if (r < 0)
-                        log_warning_errno(
-                                r, "exec %s: no cgroup of its own (a timeout kills its process group): %m",
-                                x->id);
-                x->next = m->list;
-                m->list = x;
+                connected = x->c[CONN_CTL];
+                if (!taken)
+                        window_job_queue(m, q->sandbox, q->id);
         }
+        if (connected && post_id(d, exec_send_job, q->id) < 0)
+                log_error("exec %s: cannot hand it to its shim", q->id);
         r = post_id(d, exec_arm, q->id);
         if (r < 0)
                 log_error_errno(r, "exec %s: cannot arm its timeout: %m", q->id);
-
-        /* The window: "pc-" + the id's start, in the session's directory; tmux runs the shim itself (no
-         * shell). The script has no single quote (pc_execs_new() checks), so tmux's quotes hold it as it is.
-         */
-        {
-                _cleanup_free_ char *secret = NULL, *line = NULL;
-                {
-                        LOCK_GUARD(&m->lock);
-                        exec *y = exec_find(m, q->id);
-                        secret = y ? strdup(y->secret) : NULL;
-                }
-                if (!secret ||
-                    asprintf_safe(&line, "new-window -d -t '=%s:' -n pc-%.8s -c %s perl -e '%s' %s %s\n",
-                                  q->sandbox, q->id, ISOLATE_WORKSPACE, shim_script, q->id, secret) < 0)
-                        return -ENOMEM;
-                uint64_t t0 = now_usec(CLOCK_MONOTONIC);
-                _cleanup_pc_error_ pc_error *e = NULL;
-                r = tmux_command(d, q->sandbox, t, line, &e);
-                if (r < 0 && r != -EIO) {
-                        /* No answer from the control client (it is restarted at the next exec): a tmux
-                         * process of its own makes the window. Should the first window appear after all, its
-                         * shim finds its connections taken and ends. */
-                        char window[16], target[80];
-                        const char *args[] = {"new-window", "-d",   "-t", target,
-                                              "-n",         window, "-c", ISOLATE_WORKSPACE,
-                                              "--",         "perl", "-e", shim_script,
-                                              q->id,        secret, NULL};
-                        log_warning("exec %s: %s; making its window with a tmux process", q->id,
-                                    e ? e->message : "");
-                        snprintf(window, sizeof(window), "pc-%.8s", q->id);
-                        snprintf(target, sizeof(target), "=%s:", q->sandbox);
-                        r = pc_sandboxes_tmux(d, q->sandbox, t->instance, args, reterr);
-                } else if (r < 0 && reterr)
-                        *reterr = TAKE_PTR(e);
-                log_debug("exec %s: tmux new-window took %" PRIu64 " us", q->id,
-                          now_usec(CLOCK_MONOTONIC) - t0);
-        }
-        if (r < 0)
-                (void)post_id(d, exec_abandon, q->id);
-        return r;
+        return 0;
 }
 
 /* ---- the interface ---- */
@@ -1422,7 +1726,7 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
         _cleanup_json_ json_t *decision = NULL;
         const char *state = "running", *rule = NULL, *reason = NULL;
         char id[33], actor[128], permission[33] = "";
-        bool remembered = false;
+        bool remembered = false, taken = false;
         int r;
 
         r = pc_exec_request_parse(req, &q, reterr);
@@ -1440,7 +1744,6 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
         decision = pc_verdict_to_json(v);
         if (!decision)
                 return -ENOMEM;
-        random_hex(id);
         pc_principal_describe(who, actor, sizeof(actor));
         if (v->decision == PC_DECISION_DENY) {
                 state = "denied";
@@ -1450,12 +1753,20 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
                 if (!remembered)
                         state = "pending";
         }
+        /* an exec that runs now takes a ready window (and its id) when the sandbox has one */
+        if (streq(state, "running"))
+                taken = window_take(d, sandbox, &t, id);
+        else
+                random_hex(id);
         r = exec_insert(d, id, sandbox, t.instance, actor, &q, state, decision, remembered,
                         reason
                                 ?: streq(state, "denied") ? "denied by the policy"
                                                           : NULL);
-        if (r < 0)
+        if (r < 0) {
+                if (taken)
+                        window_give_back(d, id);
                 return pc_store_errorf(r, reterr, "cannot record the exec");
+        }
         if (streq(state, "pending")) {
                 r = pc_permissions_ask(d, sandbox, id, q.cmd, q.cwd, decision, permission, reterr);
                 if (r < 0) {
@@ -1488,7 +1799,7 @@ int pc_execs_create(pc_daemon *d, const pc_principal *who, const char *sandbox, 
                                .stdin_len = q.stdin_len,
                                .stdin_open = q.stdin_open,
                                .timeout = q.timeout};
-                r = exec_start(d, &s, &t, reterr);
+                r = exec_start(d, &s, &t, taken, reterr);
                 if (r < 0)
                         return r;
         }
@@ -1961,7 +2272,7 @@ void pc_execs_permission_decided(pc_daemon *d, const char *exec_id, bool approve
                        .stdin_len = q.stdin_len,
                        .stdin_open = q.stdin_open,
                        .timeout = q.timeout};
-        r = exec_start(d, &s, &t, &e);
+        r = exec_start(d, &s, &t, false, &e);
         if (r < 0)
                 log_error("exec %s: cannot start it: %s", exec_id, e ? e->message : strerror(-r));
 }
@@ -2045,6 +2356,7 @@ int pc_execs_new(pc_daemon *d, pc_error **reterr)
         if (!m)
                 return -ENOMEM;
         pthread_mutex_init(&m->lock, NULL);
+        pthread_cond_init(&m->jobs_cond, NULL);
         d->execs = m;
         if (strchr(shim_script, '\''))
                 return pc_error_setf(reterr, EINVAL, "execs",
@@ -2060,6 +2372,11 @@ int pc_execs_new(pc_daemon *d, pc_error **reterr)
         if (r < 0)
                 return pc_error_setf(reterr, -r, "execs", "cannot recover the execs of the last run: %s",
                                      strerror(-r));
+        r = -pthread_create(&m->maker, NULL, window_maker, d);
+        if (r < 0)
+                return pc_error_setf(reterr, -r, "execs", "cannot start the exec window maker: %s",
+                                     strerror(-r));
+        m->maker_started = true;
         return 0;
 }
 
@@ -2069,6 +2386,19 @@ void pc_execs_free(pc_daemon *d)
 
         if (!m)
                 return;
+        if (m->maker_started) {
+                {
+                        LOCK_GUARD(&m->lock);
+                        m->stopping = true;
+                        pthread_cond_broadcast(&m->jobs_cond);
+                }
+                (void)pthread_join(m->maker, NULL);
+        }
+        while (m->jobs) {
+                window_job *j = m->jobs;
+                m->jobs = j->next;
+                free(j);
+        }
         /* running execs stay recorded as running: the next start records them as lost with their output */
         while (m->list) {
                 exec *x = m->list;
@@ -2093,6 +2423,7 @@ void pc_execs_free(pc_daemon *d)
                 pthread_mutex_destroy(&c->lock);
                 free(c);
         }
+        pthread_cond_destroy(&m->jobs_cond);
         pthread_mutex_destroy(&m->lock);
         free(m->spool_dir);
         free(m);

@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 
 from pclib import CLI, SLOW, Daemon, Spec, Tap
 from pclib import UnixHTTPConnection
@@ -177,10 +178,11 @@ def test_denied_never_reaches_tmux():
     t.ok(r.json["error"]["message"], "with the reason")
     t.eq(r.json["exec"]["state"], "denied", "the exec is kept as denied")
     t.eq(r.json["decision"]["decision"], "deny", "with the decision")
-    p = d.sandbox_run(S, *TMUX, "list-windows", "-a", "-F", "#{window_name}")
-    t.eq([w for w in p.stdout.split("\n") if w.startswith("pc-")], [], "no window was made for it")
-    p = d.sandbox_run(S, "sh", "-c", " ".join(TMUX) + f" capture-pane -p -S - -t {S}")
-    t.ok(marker not in p.stdout, "the pane's history shows nothing of it")
+    eid = r.json["exec"]["id"]
+    t.ok(f"pc-{eid[:8]}" not in windows(S), "no window was made for it")
+    p = d.sandbox_run(S, "sh", "-c", f"for w in $({' '.join(TMUX)} list-windows -a -F '#{{window_id}}'); do "
+                      f"{' '.join(TMUX)} capture-pane -p -S - -t $w; done")
+    t.ok(p.returncode == 0 and marker not in p.stdout, "no pane's history shows anything of it")
     g = d.request("GET", f"/v1/execs/{r.json['exec']['id']}", via="unix")
     t.eq(g.json["state"], "denied", "GET shows it denied")
     # an allowed exec does get a window of its own (visible to a person who attaches)
@@ -197,6 +199,55 @@ def test_denied_never_reaches_tmux():
         ev = s.next()
     t.eq((ev["event"], ev["data"]["signal"]), ("exit", 15), "the stream ends with the exit event: SIGTERM")
     s.close()
+
+
+def windows(box):
+    p = d.sandbox_run(box, *TMUX, "list-windows", "-a", "-F", "#{window_name}")
+    return p.stdout.split("\n")
+
+
+def ready_window(box, not_ids=()):
+    """The id start of a ready window of BOX (one named pc-ID that no exec in not_ids has), waiting for it."""
+    deadline = time.monotonic() + 30 * SLOW
+    while time.monotonic() < deadline:
+        w = [n[3:] for n in windows(box) if n.startswith("pc-") and not any(i.startswith(n[3:]) for i in not_ids)]
+        if w:
+            return w[0]
+        time.sleep(0.05)
+    return None
+
+
+def exec_groups(box):
+    path = d.request("GET", f"/v1/sandboxes/{box}", via="unix").json["cgroup_path"]
+    return sorted(n[5:13] for n in os.listdir(path) if n.startswith("exec-"))
+
+
+def test_ready_windows():
+    # An exec takes a window made ahead of time, with a shim and a bash waiting (exec_ready_windows = 1), and
+    # its id is that window's; a new one is made for the next.
+    first = run(A, "echo one").json
+    w = ready_window(A, [first["id"]])
+    t.ok(w, "after an exec the sandbox keeps a ready window", windows(A))
+    second = run(A, "echo two; pwd; echo $FOO", cwd="/workspace/sub", env={"FOO": "it's \"x\""}).json
+    t.eq(second["id"][:8], w, "the next exec took it (its id is the window's)")
+    t.eq(second["stdout"], "two\n/workspace/sub\nit's \"x\"\n", "... and ran exactly, in its cwd, with its env")
+    w2 = ready_window(A, [first["id"], second["id"]])
+    t.ok(w2 and w2 != w, "a new ready window follows")
+    groups = exec_groups(A)
+    t.ok(w2 in groups and first["id"][:8] not in groups and second["id"][:8] not in groups,
+         "the execs' groups went; the ready window has its own", groups)
+    # what the command sees is a fresh bash: no variable of the shim, no positional parameters, $0 bash
+    j = run(A, "echo \"[$0] [$#] [${__pc_c-unset}]\"; set | grep -c '^__pc' || true").json
+    t.eq(j["stdout"], "[bash] [0] [unset]\n0\n", "the command sees nothing of the shim")
+    j = run(A, "exec 3<&0; ls -l /proc/$$/fd | grep -c pipe || true").json
+    t.eq(j["stdout"], "0\n", "... and no descriptor of it (its job's pipe is closed)")
+    # a ready window whose shim is killed is not taken
+    w3 = ready_window(A, [first["id"], second["id"], j["id"]])
+    tm = " ".join(TMUX)
+    d.sandbox_run(A, "sh", "-c", f"kill -KILL $({tm} list-panes -a -F '#{{pane_pid}} #{{window_name}}' | "
+                  f"awk '$2 == \"pc-{w3}\" {{ print $1 }}')")
+    j = run(A, "echo after").json
+    t.eq((j["state"], j["stdout"]), ("finished", "after\n"), "an exec runs when its ready window was killed")
 
 
 def test_stream_resume():
@@ -243,6 +294,22 @@ def test_stdin_and_truncation():
     j = run(A, "head -c 100000 /dev/zero | tr '\\0' x; echo done >&2").json
     t.eq((len(j["stdout"]), j["stdout_truncated"]), (65536, True), "output bounded by exec_output_max, reported")
     t.eq((j["stderr"], j["stderr_truncated"]), ("done\n", False), "the other stream is whole")
+
+
+def daemon_cpu():
+    with open(f"/proc/{d.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_closed_stdin_costs_nothing():
+    # A command that closes its stdin (and then runs on) leaves the daemon idle: the hang-up of its stdin
+    # socket is handled once, not reported to the loop again and again while the command runs.
+    before = daemon_cpu()
+    j = run(A, "exec 0<&-; sleep 3; echo done").json
+    used = daemon_cpu() - before
+    t.eq((j["exit_code"], j["stdout"]), (0, "done\n"), "a command that closed its stdin runs to its end")
+    t.ok(used < 1.0, f"the daemon used {used:.2f} s of CPU meanwhile (not a spinning loop)")
 
 
 def test_bad_input():
@@ -319,11 +386,16 @@ def test_kill9_mid_exec():
     t.ok(g.json["reason"], "and why")
     left = run(A, "ps -eo args | grep -c '[s]leep 1000' || true").json["stdout"].strip()
     t.eq(left, "0", "what it left running was killed")
+    # the ready window of the daemon that died went with it, and so did its group
+    w = ready_window(A, [eid])
+    t.eq(exec_groups(A), [w], "no exec group of the earlier daemon is left")
 
 
 try:
     t.run_all([test_setup, test_bytes_and_streams, test_audit_and_events, test_exit_codes_and_signals, test_concurrency,
-               test_timeout_kills_tree, test_denied_never_reaches_tmux, test_stream_resume, test_stdin_and_truncation,
+               test_timeout_kills_tree, test_denied_never_reaches_tmux, test_ready_windows,
+               test_stream_resume, test_stdin_and_truncation,
+               test_closed_stdin_costs_nothing,
                test_bad_input, test_agent_scope, test_cli, test_delete_with_exec_running, test_kill9_mid_exec], spec=spec)
 finally:
     d.cleanup()
