@@ -79,6 +79,7 @@ int api_post_sandbox_exec(api_request *rq)
 {
         _cleanup_pc_error_ pc_error *e = NULL;
         json_t *j = NULL;
+        uint64_t seen = 0;
         unsigned wait = 0;
         const char *state, *id;
         int r;
@@ -88,7 +89,12 @@ int api_post_sandbox_exec(api_request *rq)
         if (!rq->json)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"cmd\":\"ls -la\"}");
-        r = pc_execs_create(rq->daemon, &rq->principal, rq->params[0], rq->json, &j, &wait, &e);
+        /* the bus position before the exec starts: its exec.finished comes after it, however soon */
+        rq->waiter.filter.type = PC_EVENT_EXEC_FINISHED;
+        snprintf(rq->waiter.filter.sandbox, sizeof(rq->waiter.filter.sandbox), "%s", rq->params[0]);
+        r = bus_position(rq, &seen, &e);
+        if (r >= 0)
+                r = pc_execs_create(rq->daemon, &rq->principal, rq->params[0], rq->json, &j, &wait, &e);
         if (r < 0)
                 return api_reply_pc_error(rq, r, e);
         state = json_string_value(json_object_get(j, "state"));
@@ -99,7 +105,7 @@ int api_post_sandbox_exec(api_request *rq)
         id = json_string_value(json_object_get(j, "id"));
         wait_setup(rq, id, rq->params[0], wait);
         json_decref(j);
-        return exec_wait(rq, true);
+        return api_suspend_until_event(rq, seen);
 }
 
 int api_get_exec(api_request *rq)

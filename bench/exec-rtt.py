@@ -2,8 +2,11 @@
 # SPDX-License-Identifier: MIT
 """Exec round trips (bench/exec.sh runs this): POST /v1/sandboxes/{name}/execs with wait, answered when the
 command ended, for `true`, `echo hi` and 1 MiB of output, over the unix socket, the sandbox's agent socket and
-TCP with a token; then the original PocketCoder method (tmux send-keys, sleep 300 ms, poll an output file every
-200 ms) and `bwrap true`. Prints p50/p95 in ms."""
+TCP with a token. "paced": a pause of THINK ms before each round trip (an agent reads an answer before it sends
+the next command), so the sandbox's ready window is back (exec_ready_windows); "back to back": none, so most
+execs wait for the window made after the one before. Then the original PocketCoder method (tmux send-keys,
+sleep 300 ms, poll an output file every 200 ms), `bwrap true`, and BUILD/bench/exec-floor (what the kernel
+charges for the processes alone). Prints p50/p95 in ms."""
 import http.client
 import json
 import os
@@ -15,6 +18,7 @@ import tempfile
 import time
 
 build, n = sys.argv[1], int(sys.argv[2])
+think = float(sys.argv[3]) / 1000 if len(sys.argv) > 3 else 0.05
 tmp = tempfile.mkdtemp(prefix="pc-bench-exec.")
 run, pidfile = f"{tmp}/run", f"{tmp}/run/pocketcoderd.pid"
 conf = f"{tmp}/pc.conf"
@@ -37,13 +41,15 @@ def pct(xs):
     return statistics.median(xs), xs[min(len(xs) - 1, int(len(xs) * 0.95))]
 
 
-def measure(conn, path, cmd, token=None, count=n):
+def measure(conn, path, cmd, token=None, count=n, pause=0):
     h = {"Content-Type": "application/json"}
     if token:
         h["Authorization"] = f"Bearer {token}"
     body = json.dumps({"cmd": cmd, "wait": 60})
     times = []
     for _ in range(count):
+        if pause:
+            time.sleep(pause)
         t0 = time.perf_counter()
         conn.request("POST", path, body=body, headers=h)
         r = conn.getresponse()
@@ -74,9 +80,11 @@ try:
     cases = [("true", "true"), ("echo hi", "echo hi"), ("1 MiB", "head -c 1048576 /dev/zero | tr '\\0' x")]
     measure(transports[0][1], "/v1/sandboxes/bench/execs", "true", count=5)  # warm up
     for label, cmd in cases:
-        for name, conn, tok in transports:
-            p50, p95 = measure(conn, "/v1/sandboxes/bench/execs", cmd, tok, n if label != "1 MiB" else max(n // 4, 5))
-            print(f"pocketcoder exec  {label:8} {name:6} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms")
+        for pace, pause in (("paced", think), ("back to back", 0)):
+            for name, conn, tok in transports:
+                p50, p95 = measure(conn, "/v1/sandboxes/bench/execs", cmd, tok,
+                                   n if label != "1 MiB" else max(n // 4, 5), pause)
+                print(f"pocketcoder exec  {label:8} {name:6} {pace:12} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms")
 
     # The original: type into tmux, sleep 300 ms, poll an output file every 200 ms.
     sock, out = f"{tmp}/orig.sock", f"{tmp}/orig.out"
@@ -103,6 +111,9 @@ try:
         times.append((time.perf_counter() - t0) * 1000)
     p50, p95 = pct(times)
     print(f"bwrap true                         p50 {p50:8.2f} ms  p95 {p95:8.2f} ms")
+    floor = f"{build}/bench/exec-floor"
+    if os.path.exists(floor):
+        subprocess.run([floor, str(max(n, 20))], check=True)
 finally:
     u = Unix(f"{run}/api.sock")
     u.request("DELETE", "/v1/sandboxes/bench?purge=true")

@@ -5,8 +5,14 @@
  * to the daemon on RUNTIME_DIR/sandboxes/NAME/exec.sock (/run/pocketcoder/exec.sock inside), one connection
  * each for control, stdout, stderr and stdin, each opened with the exec's id and secret: the command's stdio
  * are those sockets, so its output arrives exactly and separately, and its end is the control connection's
- * status line and end (events on the loop: nothing is polled). The daemon moves the child into a cgroup of
- * its own under the sandbox's before it lets it run, so a timeout kills its whole tree.
+ * status line (events on the loop: nothing is polled). The daemon moves the child into a cgroup of its own
+ * under the sandbox's before it lets it become the bash that runs the command, so a timeout kills its whole
+ * tree.
+ *
+ * Windows are made ahead: after an exec, the sandbox gets a ready window (exec_ready_windows) whose shim is
+ * connected and whose bash waits for a job; the next exec takes it, and its id, so it costs no window, perl or
+ * bash start (~5 ms here), only the job's write. One window-maker thread makes every window (a ready one, or
+ * the own window of an exec that found none) through the sandbox's tmux control-mode client.
  *
  * Threads: requests come from the HTTP pool, sockets and timers are the loop's; the engine's lock guards the
  * list of running execs and everything in them. Output is kept in memory while an exec runs, appended to
@@ -440,12 +446,11 @@ static json_t *exec_json(sqlite3_stmt *st, bool with_output)
 static int exec_load_json(pc_daemon *d, const char *id, json_t **ret, char *ret_sandbox, pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
         int k;
 
-        if (sqlite3_prepare_v2(d->store.db,
-                               "SELECT " EXEC_COLUMNS ", stdout, stderr FROM execs WHERE id = ?", -1, &st,
-                               NULL) != SQLITE_OK)
+        if (pc_store_prepare_cached(&d->store, "SELECT " EXEC_COLUMNS ", stdout, stderr FROM execs WHERE id = ?",
+                                    &st) < 0)
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         k = sqlite3_step(st);
@@ -478,7 +483,7 @@ static char *spool_path(pc_execs *m, const char *id, int stream)
 static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
 {
         LOCK_GUARD(&d->store.lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
         _cleanup_json_ json_t *det = NULL;
         _cleanup_free_ char *detail = NULL;
         char h0[65], h1[65];
@@ -503,12 +508,12 @@ static int exec_record_end(pc_daemon *d, exec *x, const char *why_lost)
         detail = det ? json_dumps(det, JSON_COMPACT) : NULL;
         if (!detail)
                 return -ENOMEM;
-        if (sqlite3_prepare_v2(d->store.db,
-                               "UPDATE execs SET state = ?2, exit_code = ?3, signal = ?4, timed_out = ?5, "
-                               "finished = ?6, duration_ms = ?7, cpu_user_us = ?8, cpu_system_us = ?9, "
-                               "memory_peak = ?10, stdout = ?11, stderr = ?12, stdout_truncated = ?13, "
-                               "stderr_truncated = ?14, reason = coalesce(?15, reason) WHERE id = ?1",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (pc_store_prepare_cached(&d->store,
+                                    "UPDATE execs SET state = ?2, exit_code = ?3, signal = ?4, timed_out = ?5, "
+                                    "finished = ?6, duration_ms = ?7, cpu_user_us = ?8, cpu_system_us = ?9, "
+                                    "memory_peak = ?10, stdout = ?11, stderr = ?12, stdout_truncated = ?13, "
+                                    "stderr_truncated = ?14, reason = coalesce(?15, reason) WHERE id = ?1",
+                                    &st) < 0)
                 return pc_store_errno(&d->store);
         sqlite3_bind_text(st, 1, x->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, lost ? "lost" : "finished", -1, SQLITE_STATIC);
@@ -1412,25 +1417,6 @@ static int exec_assign(exec *x, const exec_spec *q)
         return 0;
 }
 
-/* On the loop: an exec took a ready window whose shim is connected: its job goes there now. */
-static void exec_send_job(pc_daemon *d, void *userdata)
-{
-        _cleanup_free_ char *id = userdata;
-        pc_execs *m = engine(d);
-        LOCK_GUARD(&m->lock);
-        exec *x = exec_find(m, id);
-
-        if (!x || !x->assigned || x->job_sent || !x->c[CONN_CTL])
-                return;
-        if (send_job(x, x->c[CONN_CTL]->fd) < 0) {
-                log_warning("exec %s: cannot hand its shim the job", x->id);
-                exec_kill_tree(x); /* the shim reports the kill, and it is over */
-                return;
-        }
-        if (x->go_sent)
-                in_flush(x);
-}
-
 /* Makes the tmux window of X (ID, SECRET): "pc-" + the id's start, in the session's directory; tmux runs the
  * shim itself (no shell). The script has no single quote (pc_execs_new() checks), so tmux's quotes hold it as
  * it is. A request's thread or the window maker's: this waits for tmux. */
@@ -1612,12 +1598,24 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
                         exec_finish(d, m, x, "out of memory");
                         return r;
                 }
-                connected = x->c[CONN_CTL];
                 if (!taken)
                         window_job_queue(m, q->sandbox, q->id);
+                /* A ready window's shim is connected: the job goes to it from here (a socket write; the loop
+                 * only reads that socket), and so does the end of stdin when there is none to write; what
+                 * needs the loop (queued stdin) goes through it. */
+                connected = false;
+                if (x->c[CONN_CTL] && !x->job_sent) {
+                        if (send_job(x, x->c[CONN_CTL]->fd) < 0) {
+                                log_warning("exec %s: cannot hand its shim the job", x->id);
+                                exec_kill_tree(x); /* the shim reports the kill, and it is over */
+                        } else if (x->go_sent && x->in_len == 0 && !x->in_open && x->c[CONN_IN])
+                                (void)shutdown(x->c[CONN_IN]->fd, SHUT_WR);
+                        else
+                                connected = x->go_sent;
+                }
         }
-        if (connected && post_id(d, exec_send_job, q->id) < 0)
-                log_error("exec %s: cannot hand it to its shim", q->id);
+        if (connected && post_id(d, exec_stdin_flush, q->id) < 0)
+                log_error("exec %s: cannot hand it its stdin", q->id);
         r = post_id(d, exec_arm, q->id);
         if (r < 0)
                 log_error_errno(r, "exec %s: cannot arm its timeout: %m", q->id);
@@ -1651,7 +1649,7 @@ static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const 
                        bool remembered, const char *reason)
 {
         LOCK_GUARD(&d->store.lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
         _cleanup_free_ char *env = NULL, *dec = NULL, *detail = NULL;
         int64_t now = (int64_t)(now_usec(CLOCK_REALTIME) / 1000000);
         bool running = streq(state, "running");
@@ -1666,12 +1664,12 @@ static int exec_insert(pc_daemon *d, const char *id, const char *sandbox, const 
                             JSON_COMPACT | JSON_ENCODE_ANY);
         if (!env || !dec || !detail)
                 return -ENOMEM;
-        if (sqlite3_prepare_v2(
-                    d->store.db,
+        if (pc_store_prepare_cached(
+                    &d->store,
                     "INSERT INTO execs (id, sandbox, instance, actor, command, cwd, env, stdin, stdin_open, "
                     "timeout, state, decision, remembered, reason, created, started) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    -1, &st, NULL) != SQLITE_OK)
+                    &st) < 0)
                 return pc_store_errno(&d->store);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, sandbox, -1, SQLITE_STATIC);

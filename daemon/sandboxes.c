@@ -245,11 +245,10 @@ static int row_from_stmt(sqlite3_stmt *st, sandbox_row *r, pc_error **reterr)
 static int row_load(pc_daemon *d, const char *name, sandbox_row *ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->store.lock);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
         int k;
 
-        if (sqlite3_prepare_v2(d->store.db, "SELECT " ROW_COLUMNS " FROM sandboxes WHERE name = ?", -1, &st,
-                               NULL) != SQLITE_OK)
+        if (pc_store_prepare_cached(&d->store, "SELECT " ROW_COLUMNS " FROM sandboxes WHERE name = ?", &st) < 0)
                 return pc_store_error(&d->store, reterr);
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         k = sqlite3_step(st);
