@@ -851,6 +851,14 @@ static void ctl_parse(exec *x, conn *c)
         }
 }
 
+/* A ready window's shim or bash ended (or hung up) before an exec took it: it is not taken, and goes. */
+static int window_lost(pc_daemon *d, pc_execs *m, exec *x)
+{
+        x->ctl_done = true;
+        exec_finish(d, m, x, NULL);
+        return 0;
+}
+
 static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         conn *c = userdata;
@@ -887,6 +895,8 @@ static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *user
                  * (a hang-up is reported whatever events are asked for: kept, it would wake the loop for ever)
                  */
                 if (revents & (EPOLLHUP | EPOLLERR)) {
+                        if (!x->assigned)
+                                return window_lost(d, m, x);
                         x->in_len = 0;
                         x->in_open = false;
                         conn_drop(c, x);
@@ -910,6 +920,8 @@ static int on_conn_data(sd_event_source *s, int fd, uint32_t revents, void *user
                         return 0;
         }
         /* the end of this stream (or garbage on ctl) */
+        if (!x->assigned)
+                return window_lost(d, m, x);
         if (c->kind == CONN_CTL) {
                 ctl_parse(x, c);
                 x->ctl_done = true;

@@ -248,6 +248,14 @@ def test_ready_windows():
                   f"awk '$2 == \"pc-{w3}\" {{ print $1 }}')")
     j = run(A, "echo after").json
     t.eq((j["state"], j["stdout"]), ("finished", "after\n"), "an exec runs when its ready window was killed")
+    # ... nor one whose waiting bash was killed (its shim still waits for a job)
+    w4 = ready_window(A, [j["id"]])
+    p = d.sandbox_run(A, "sh", "-c", f"kill -KILL $(ps -o pid= --ppid $({tm} list-panes -a -F "
+                      f"'#{{pane_pid}} #{{window_name}}' | awk '$2 == \"pc-{w4}\" {{ print $1 }}'))")
+    t.eq(p.returncode, 0, "the waiting bash of a ready window is killed")
+    j = run(A, "echo again").json
+    t.eq((j["state"], j["exit_code"], j["stdout"]), ("finished", 0, "again\n"),
+         "an exec runs when the bash of its ready window was killed (not reported as killed itself)")
 
 
 def test_stream_resume():
