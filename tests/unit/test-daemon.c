@@ -39,7 +39,7 @@ TEST(config_every_key_quoting_and_comments)
                           "tcp_max_connections_per_address = 5\ntcp_auth_timeout = 4\n"
                           "egress_allow = 10.1.2.0/24, 192.168.7.7\nsandbox_disk = 32M\nsandbox_inodes = 900\n"
                           "state_reserve = 5%\nssh_socket = /run/t-ssh.sock\nssh_group = t-ssh\n"
-                          "state_sync = full\n");
+                          "state_sync = full\nexec_ready_windows = 0\n");
 
         CHECK_STREQ(err ?: "loaded", "loaded");
         CHECK_STREQ(c.listen, "[::1]:7300");
@@ -68,6 +68,7 @@ TEST(config_every_key_quoting_and_comments)
         CHECK_STREQ(c.ssh_socket, "/run/t-ssh.sock");
         CHECK_STREQ(c.ssh_group, "t-ssh");
         CHECK(c.state_sync == PC_STATE_SYNC_FULL);
+        CHECK_INTEQ(c.exec_ready_windows, 0);
         CHECK(pc_config_validate(&c, NULL) == 0);
         pc_config_done(&c);
         /* The default, and the other value. */
@@ -76,6 +77,7 @@ TEST(config_every_key_quoting_and_comments)
                 free(err);
                 err = parse(&c, *text, strlen(*text));
                 CHECK(!err && c.state_sync == PC_STATE_SYNC_NORMAL);
+                CHECK_INTEQ(c.exec_ready_windows, 1);
                 pc_config_done(&c);
         }
 }
@@ -121,6 +123,8 @@ TEST(config_errors_name_the_line)
                   "config t.conf:3: value for \"state_sync\": expected normal (commits reach the disk within a "
                   "second) or full (before each commit returns)" },
                 { "state_sync = FULL\n", "config t.conf:1: value for \"state_sync\": expected normal" },
+                { "exec_ready_windows = 2\nexec_ready_windows = 17\n",
+                  "config t.conf:2: value for \"exec_ready_windows\": expected a number of windows from 0 to 16" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
