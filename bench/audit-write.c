@@ -2,7 +2,8 @@
 /* The cost of one audit row: the hash-chained pc_store_audit() against the plain INSERT it replaced, each
  * as its own transaction (what a request pays: with the default state_sync = normal, no fsync; with full,
  * the WAL's fsync dominates) and many in one transaction (the CPU cost: head read, SHA-256, insert, head
- * update), and GET /v1/audit/verify's pass over the ledger. Usage: audit-write [DIR [ROWS]] (DIR on the state filesystem; default /var/tmp). */
+ * update), and GET /v1/audit/verify's pass over the ledger.
+ * Usage: audit-write [DIR [ROWS]] (DIR on the state filesystem; default /var/tmp). */
 #include <inttypes.h>
 
 #include "daemon-internal.h"
