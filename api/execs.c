@@ -66,11 +66,17 @@ static int exec_wait(api_request *rq, bool post)
         return api_suspend_until_event(rq, seen);
 }
 
+/* What the request waits for: its sandbox's exec.finished events. */
+static void wait_filter(api_request *rq, const char *sandbox)
+{
+        rq->waiter.filter.type = PC_EVENT_EXEC_FINISHED;
+        snprintf(rq->waiter.filter.sandbox, sizeof(rq->waiter.filter.sandbox), "%s", sandbox);
+}
+
 static void wait_setup(api_request *rq, const char *id, const char *sandbox, unsigned wait)
 {
         snprintf(rq->exec_id, sizeof(rq->exec_id), "%s", id);
-        rq->waiter.filter.type = PC_EVENT_EXEC_FINISHED;
-        snprintf(rq->waiter.filter.sandbox, sizeof(rq->waiter.filter.sandbox), "%s", sandbox);
+        wait_filter(rq, sandbox);
         rq->waiter.deadline_usec = now_usec(CLOCK_MONOTONIC) + wait * 1000000ULL;
         rq->wait_started = true;
 }
@@ -90,8 +96,7 @@ int api_post_sandbox_exec(api_request *rq)
                 return api_reply_error(rq, MHD_HTTP_BAD_REQUEST, "invalid_body",
                                        "request body must be a JSON object such as {\"cmd\":\"ls -la\"}");
         /* the bus position before the exec starts: its exec.finished comes after it, however soon */
-        rq->waiter.filter.type = PC_EVENT_EXEC_FINISHED;
-        snprintf(rq->waiter.filter.sandbox, sizeof(rq->waiter.filter.sandbox), "%s", rq->params[0]);
+        wait_filter(rq, rq->params[0]);
         r = bus_position(rq, &seen, &e);
         if (r >= 0)
                 r = pc_execs_create(rq->daemon, &rq->principal, rq->params[0], rq->json, &j, &wait, &e);

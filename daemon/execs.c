@@ -29,7 +29,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/vfs.h>
@@ -703,11 +702,12 @@ static void squote(FILE *f, const char *s)
         fputc('\'', f);
 }
 
-/* The job for the shim: "DISPLAY_LEN SCRIPT_LEN\n" (24 bytes), what the pane shows ("$ COMMAND", control characters as
- * '?'), and the script the waiting bash sources: the command into __pc_c, the directory, the environment. */
+/* The job for the shim: "DISPLAY_LEN SCRIPT_LEN\n" (24 bytes), what the pane shows ("$ COMMAND", control
+ * characters as '?'), and the script the waiting bash sources: the command into __pc_c, the directory, the
+ * environment. */
 static int send_job(exec *x, int fd)
 {
-        _cleanup_free_ char *display = NULL, *script = NULL, *head = NULL;
+        _cleanup_free_ char *display = NULL, *script = NULL, *job = NULL;
         size_t dn = 0, sn = 0;
         FILE *f;
         const char *k;
@@ -742,27 +742,13 @@ static int send_job(exec *x, int fd)
         }
         if (fclose(f) != 0 || !script)
                 return -ENOMEM;
-        if (asprintf_safe(&head, "%011zu %011zu\n", dn, sn) < 0 || strlen(head) != 24)
+        if (asprintf_safe(&job, "%011zu %011zu\n%s%s", dn, sn, display, script) < 0)
                 return -ENOMEM;
         /* at most ~260 KiB, which the shim reads at once: write it blocking */
         flags = fcntl(fd, F_GETFL);
         if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
                 return -errno;
-        {
-                struct iovec iov[] = {{head, 24}, {display, dn}, {script, sn}};
-                ssize_t w = writev(fd, iov, 3);
-                r = w < 0 ? -errno : 0;
-                /* what one writev did not take (a long job; rare): the rest in order */
-                for (size_t i = 0, off = w > 0 ? (size_t)w : 0; r >= 0 && i < 3; i++) {
-                        size_t n = iov[i].iov_len;
-                        if (off >= n) {
-                                off -= n;
-                                continue;
-                        }
-                        r = write_all(fd, (char *)iov[i].iov_base + off, n - off);
-                        off = 0;
-                }
-        }
+        r = write_all(fd, job, 24 + dn + sn);
         if (fcntl(fd, F_SETFL, flags) < 0 && r >= 0)
                 r = -errno;
         if (r >= 0)
@@ -1431,7 +1417,7 @@ static int exec_assign(exec *x, const exec_spec *q)
 
 /* Makes the tmux window of X (ID, SECRET): "pc-" + the id's start, in the session's directory; tmux runs the
  * shim itself (no shell). The script has no single quote (pc_execs_new() checks), so tmux's quotes hold it as
- * it is. A request's thread or the window maker's: this waits for tmux. */
+ * it is. The window maker's thread: this waits for tmux. */
 static int window_make(pc_daemon *d, const char *sandbox, const pc_exec_target *t, const char *id,
                        const char *secret, pc_error **reterr)
 {
@@ -1461,13 +1447,19 @@ static int window_make(pc_daemon *d, const char *sandbox, const pc_exec_target *
         return r;
 }
 
+/* X is a ready window of sandbox instance SANDBOX/INSTANCE that no exec took (engine lock held). */
+static bool window_is_free(const exec *x, const char *sandbox, const char *instance)
+{
+        return !x->assigned && !x->reserved && !x->ctl_done && streq(x->sandbox, sandbox) &&
+               streq(x->instance, instance);
+}
+
 static unsigned ready_windows(pc_execs *m, const char *sandbox, const char *instance)
 {
         unsigned n = 0;
 
         for (exec *x = m->list; x; x = x->next)
-                n += !x->assigned && !x->reserved && !x->ctl_done && streq(x->sandbox, sandbox) &&
-                     streq(x->instance, instance);
+                n += window_is_free(x, sandbox, instance);
         return n;
 }
 
@@ -1561,8 +1553,7 @@ static bool window_take(pc_daemon *d, const char *sandbox, const pc_exec_target 
         exec *best = NULL;
 
         for (exec *x = m->list; x; x = x->next)
-                if (!x->assigned && !x->reserved && !x->ctl_done && streq(x->sandbox, sandbox) &&
-                    streq(x->instance, t->instance) && (!best || (x->go_sent && !best->go_sent)))
+                if (window_is_free(x, sandbox, t->instance) && (!best || (x->go_sent && !best->go_sent)))
                         best = x;
         if (!best) {
                 random_hex(ret_id);
@@ -1584,20 +1575,18 @@ static void window_give_back(pc_daemon *d, const char *id)
 }
 
 /* Starts a recorded exec: in the ready window it took (`taken`), else in a window the window maker makes for
- * it; either way a new ready window is queued for the next. */
+ * it (the next ready window is queued when an exec ends). */
 static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t, bool taken,
                       pc_error **reterr)
 {
         pc_execs *m = engine(d);
-        bool connected;
+        bool flush = false;
         int r;
 
         {
                 LOCK_GUARD(&m->lock);
                 exec *x = taken ? exec_find(m, q->id) : NULL;
 
-                if (x && x->assigned)
-                        return -EEXIST;
                 if (!x || x->ctl_done) { /* none, or it ended meanwhile: a window of its own */
                         taken = false;
                         r = exec_new(d, m, q->id, q->sandbox, t, &x, reterr);
@@ -1613,20 +1602,17 @@ static int exec_start(pc_daemon *d, const exec_spec *q, const pc_exec_target *t,
                 if (!taken)
                         window_job_queue(m, q->sandbox, q->id);
                 /* A ready window's shim is connected: the job goes to it from here (a socket write; the loop
-                 * only reads that socket), and so does the end of stdin when there is none to write; what
-                 * needs the loop (queued stdin) goes through it. */
-                connected = false;
+                 * only reads that socket); its stdin (data, or its end) through the loop, as the command runs.
+                 * Else the shim gets the job when it connects. */
                 if (x->c[CONN_CTL] && !x->job_sent) {
                         if (send_job(x, x->c[CONN_CTL]->fd) < 0) {
                                 log_warning("exec %s: cannot hand its shim the job", x->id);
                                 exec_kill_tree(x); /* the shim reports the kill, and it is over */
-                        } else if (x->go_sent && x->in_len == 0 && !x->in_open && x->c[CONN_IN])
-                                (void)shutdown(x->c[CONN_IN]->fd, SHUT_WR);
-                        else
-                                connected = x->go_sent;
+                        }
+                        flush = x->go_sent;
                 }
         }
-        if (connected && post_id(d, exec_stdin_flush, q->id) < 0)
+        if (flush && post_id(d, exec_stdin_flush, q->id) < 0)
                 log_error("exec %s: cannot hand it its stdin", q->id);
         r = post_id(d, exec_arm, q->id);
         if (r < 0)

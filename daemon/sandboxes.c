@@ -700,17 +700,26 @@ static int row_load_visible(pc_daemon *d, const char *name, sandbox_row *row, pc
         return r;
 }
 
+/* NAME's row for WHO, who may touch it, after the sandboxes whose init exited are recorded as stopped
+ * (manager lock held). */
+static int row_load_for(pc_daemon *d, const pc_principal *who, const char *name, sandbox_row *row,
+                        pc_error **reterr)
+{
+        int r = may_touch(who, name, reterr);
+
+        if (r < 0)
+                return r;
+        reap_dead(d);
+        return row_load_visible(d, name, row, reterr);
+}
+
 int pc_sandboxes_show(pc_daemon *d, const pc_principal *who, const char *name, json_t **ret, pc_error **reterr)
 {
         LOCK_GUARD(&d->sandboxes->lock);
         sandbox_row row;
         int r;
 
-        r = may_touch(who, name, reterr);
-        if (r < 0)
-                return r;
-        reap_dead(d);
-        r = row_load_visible(d, name, &row, reterr);
+        r = row_load_for(d, who, name, &row, reterr);
         if (r < 0)
                 return r;
         *ret = sandbox_json(d, &row, entry_find(d->sandboxes, name));
@@ -1451,11 +1460,7 @@ int pc_sandboxes_exec_target(pc_daemon *d, const pc_principal *who, const char *
         sandbox_entry *e;
         int r;
 
-        r = may_touch(who, name, reterr);
-        if (r < 0)
-                return r;
-        reap_dead(d);
-        r = row_load_visible(d, name, &row, reterr);
+        r = row_load_for(d, who, name, &row, reterr);
         if (r < 0)
                 return r;
         e = entry_find(d->sandboxes, name);

@@ -283,8 +283,9 @@ def test_cli():
 
 
 def test_signed():
-    # a second daemon that requires signed approvals
-    s = Daemon(spec=spec, config=f"uid_range_base = 1115684864\nrequire_signed_approvals = yes\n")
+    # a second daemon that requires signed approvals (and keeps no ready exec window: exec_ready_windows = 0)
+    s = Daemon(spec=spec, config=f"uid_range_base = 1115684864\nrequire_signed_approvals = yes\n"
+               "exec_ready_windows = 0\n")
     with open(os.path.join(s.policies, "asking.policy"), "w") as f:
         f.write(POLICY)
     try:
@@ -345,6 +346,9 @@ def test_signed():
         t.ok(r.returncode == 0, "signed: pocketcoder permissions approve --key signs and approves", r.stderr)
         e = s.request("GET", f"/v1/execs/{eid2}?wait=60", via="unix").json
         t.eq(e.get("exit_code"), 0, "signed: the CLI-approved exec ran")
+        w = s.sandbox_run(box, "tmux", "-S", "/run/tmux/agent.sock", "list-windows", "-a", "-F", "#{window_name}")
+        t.eq([n for n in w.stdout.split() if n.startswith("pc-")], [],
+             "exec_ready_windows = 0: no window is kept ready after the execs ended")
         audit = s.request("GET", "/v1/audit?limit=1000", via="unix").json
         approvals = [a for a in audit.get("entries", audit.get("audit", [])) if a.get("action") == "permission.approve"]
         t.ok(approvals and all(dev in (a.get("detail") or "") for a in approvals),
