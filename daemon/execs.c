@@ -1454,6 +1454,15 @@ static bool window_is_free(const exec *x, const char *sandbox, const char *insta
                streq(x->instance, instance);
 }
 
+/* Its waiting bash ended, and the loop has not seen it yet (it drops the window when it does): an exec that
+ * took it would be reported killed without having run. */
+static bool window_is_dead(const exec *x)
+{
+        struct pollfd p = {.fd = x->pidfd, .events = POLLIN};
+
+        return x->pidfd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 static unsigned ready_windows(pc_execs *m, const char *sandbox, const char *instance)
 {
         unsigned n = 0;
@@ -1553,7 +1562,8 @@ static bool window_take(pc_daemon *d, const char *sandbox, const pc_exec_target 
         exec *best = NULL;
 
         for (exec *x = m->list; x; x = x->next)
-                if (window_is_free(x, sandbox, t->instance) && (!best || (x->go_sent && !best->go_sent)))
+                if (window_is_free(x, sandbox, t->instance) && !window_is_dead(x) &&
+                    (!best || (x->go_sent && !best->go_sent)))
                         best = x;
         if (!best) {
                 random_hex(ret_id);
